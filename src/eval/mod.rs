@@ -1,0 +1,322 @@
+//! The CPU reference evaluator: evaluates a bound loss's IR directly. It is the oracle
+//! that every other back end is checked against, so it is written for clarity and
+//! determinism first: element-wise nodes are evaluated per element, each reduction node
+//! is materialised once as a dense table over its free indices (inner reductions first),
+//! and every sum is a pairwise sum in f32 in row-major order of its indices.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use petgraph::algo::toposort;
+use petgraph::stable_graph::NodeIndex;
+
+use crate::ir::passes::ranges::shape_of;
+use crate::ir::{IndexExpr, IndexId, IndexTerm, LossIr, MaskMode, Op, ReduceFn, ReduceMode, Tensor, operands, scalar};
+use crate::runtime::bind::Bound;
+
+/// An error while evaluating (an out-of-range gather, for instance).
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvalError(pub String);
+
+impl fmt::Display for EvalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for EvalError {}
+
+/// A loss's value and weight.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LossValue {
+    /// The reduced (unweighted) loss.
+    pub loss: f32,
+    /// The weight.
+    pub weight: f32,
+}
+
+/// A reduction's result over all values of its free indices.
+struct Table {
+    vars: Vec<IndexId>,
+    strides: Vec<usize>,
+    data: Vec<f32>,
+}
+
+struct Evaluator<'a, 'b> {
+    b: &'b Bound<'a>,
+    ir: &'a LossIr,
+    /// Operands of every node, looked up once.
+    args: HashMap<NodeIndex, Vec<NodeIndex>>,
+    tables: HashMap<NodeIndex, Table>,
+}
+
+/// Evaluates a bound loss.
+pub fn evaluate(b: &Bound) -> Result<LossValue, EvalError> {
+    let ir = b.ir;
+    let order = toposort(&ir.graph, None).map_err(|_| EvalError("the IR has a cycle (a compiler bug)".into()))?;
+    let args = order.iter().map(|n| (*n, operands(&ir.graph, *n))).collect();
+    let mut ev = Evaluator { b, ir, args, tables: HashMap::new() };
+    let mut env = vec![0i64; ir.indices.len()];
+    for n in &order {
+        if let Op::Reduce(..) = ir.graph[*n].op {
+            let t = ev.materialise(*n, &mut env)?;
+            ev.tables.insert(*n, t);
+        }
+    }
+    let masks: Vec<(MaskMode, NodeIndex)> = ir
+        .masks
+        .iter()
+        .zip(&b.active_masks)
+        .filter(|(_, on)| **on)
+        .map(|(m, _)| (m.mode, m.cond))
+        .collect();
+    let mut values = Vec::new();
+    let mut err = None;
+    for_each(&ir.domain, &b.ranges, &mut env, &mut |env| {
+        if err.is_some() {
+            return;
+        }
+        let r = (|| -> Result<Option<f32>, EvalError> {
+            let mut zero = false;
+            for (mode, cond) in &masks {
+                if ev.eval(*cond, env)? != 0.0 {
+                    match mode {
+                        MaskMode::Drop => return Ok(None),
+                        MaskMode::Zero => zero = true,
+                    }
+                }
+            }
+            // A zeroed element is replaced, not multiplied: a NaN under the mask never
+            // reaches the result.
+            let mut v = if zero { 0.0 } else { ev.eval(ir.compute, env)? };
+            if let Some(eps) = ir.rectify {
+                v = scalar::unary(crate::ir::UnaryFn::Relu, v - ev.eval(eps, env)?);
+            }
+            Ok(Some(v))
+        })();
+        match r {
+            Ok(Some(v)) => values.push(v),
+            Ok(None) => {}
+            Err(e) => err = Some(e),
+        }
+    });
+    if let Some(e) = err {
+        return Err(e);
+    }
+    let loss = if values.is_empty() {
+        match (ir.empty, ir.reduce) {
+            (Some(e), _) => ev.eval(e, &mut env)?,
+            (None, ReduceMode::Mean) => f32::NAN,
+            (None, ReduceMode::Sum) => 0.0,
+        }
+    } else {
+        let s = pairwise_sum(&values);
+        match ir.reduce {
+            ReduceMode::Mean => s / values.len() as f32,
+            ReduceMode::Sum => s,
+        }
+    };
+    let weight = ev.eval(ir.weight, &mut env)?;
+    Ok(LossValue { loss, weight })
+}
+
+/// Calls `f` for every assignment of `vars` within `ranges`, last variable fastest.
+fn for_each(vars: &[IndexId], ranges: &[(i64, i64)], env: &mut [i64], f: &mut dyn FnMut(&mut [i64])) {
+    if vars.iter().any(|v| ranges[*v].1 < ranges[*v].0) {
+        return;
+    }
+    for v in vars {
+        env[*v] = ranges[*v].0;
+    }
+    loop {
+        f(env);
+        let mut i = vars.len();
+        loop {
+            if i == 0 {
+                return;
+            }
+            i -= 1;
+            let v = vars[i];
+            if env[v] < ranges[v].1 {
+                env[v] += 1;
+                break;
+            }
+            env[v] = ranges[v].0;
+        }
+    }
+}
+
+/// Pairwise (cascade) summation: error grows with log n, and the order is fixed.
+pub fn pairwise_sum(v: &[f32]) -> f32 {
+    if v.len() <= 8 {
+        return v.iter().fold(0.0, |a, b| a + b);
+    }
+    let mid = v.len() / 2;
+    pairwise_sum(&v[..mid]) + pairwise_sum(&v[mid..])
+}
+
+impl Evaluator<'_, '_> {
+    fn materialise(&self, n: NodeIndex, env: &mut [i64]) -> Result<Table, EvalError> {
+        let node = &self.ir.graph[n];
+        let Op::Reduce(kind, bound) = &node.op else { unreachable!("called on reductions only") };
+        let vars = node.free.clone();
+        let extents: Vec<usize> = vars.iter().map(|v| extent(self.b.ranges[*v])).collect();
+        let mut strides = vec![1usize; vars.len()];
+        for i in (0..vars.len().saturating_sub(1)).rev() {
+            strides[i] = strides[i + 1] * extents[i + 1];
+        }
+        let total: usize = extents.iter().product();
+        let mut data = Vec::with_capacity(total);
+        let body = self.args[&n][0];
+        let mut err = None;
+        let mut items = Vec::new();
+        for_each(&vars, &self.b.ranges, env, &mut |env| {
+            if err.is_some() {
+                data.push(f32::NAN);
+                return;
+            }
+            items.clear();
+            for_each(bound, &self.b.ranges, &mut env.to_vec(), &mut |inner| match self.eval(body, inner) {
+                Ok(v) => items.push(v),
+                Err(e) => err = Some(e),
+            });
+            data.push(reduce(*kind, &mut items));
+        });
+        if let Some(e) = err {
+            return Err(e);
+        }
+        // An empty free set still has one (scalar) entry.
+        if vars.is_empty() && data.is_empty() {
+            data.push(reduce(*kind, &mut Vec::new()));
+        }
+        Ok(Table { vars, strides, data })
+    }
+
+    fn eval(&self, n: NodeIndex, env: &mut [i64]) -> Result<f32, EvalError> {
+        let node = &self.ir.graph[n];
+        let args = &self.args[&n];
+        Ok(match &node.op {
+            Op::Const(bits) => f32::from_bits(*bits),
+            Op::BoolConst(b) => scalar::from_bool(*b),
+            Op::Read(t, idx) => self.read(*t, idx, env)?,
+            Op::IndexValue(e) => self.index(e, env)? as f32,
+            Op::EnumIs(p, v) => scalar::from_bool(self.b.enums[*p].as_deref() == Some(v.as_str())),
+            Op::Unary(f) => scalar::unary(*f, self.eval(args[0], env)?),
+            Op::Binary(f) => {
+                let a = self.eval(args[0], env)?;
+                scalar::binary(*f, a, self.eval(args[1], env)?)
+            }
+            Op::Select => {
+                let c = self.eval(args[0], env)?;
+                let (a, b) = (self.eval(args[1], env)?, self.eval(args[2], env)?);
+                if c != 0.0 { a } else { b }
+            }
+            Op::Clamp => {
+                let x = self.eval(args[0], env)?;
+                scalar::clamp(x, self.eval(args[1], env)?, self.eval(args[2], env)?)
+            }
+            Op::Reduce(..) => {
+                let t = &self.tables[&n];
+                let mut at = 0;
+                for (v, s) in t.vars.iter().zip(&t.strides) {
+                    at += (env[*v] - self.b.ranges[*v].0) as usize * s;
+                }
+                t.data[at]
+            }
+        })
+    }
+
+    fn index(&self, e: &IndexExpr, env: &[i64]) -> Result<i64, EvalError> {
+        let mut v = e.offset.eval(&self.b.dims.iter().copied().map(Some).collect::<Vec<_>>()).unwrap_or(0);
+        for (c, t) in &e.terms {
+            v += c * match t {
+                IndexTerm::Var(x) => env[*x],
+                IndexTerm::Gather(p, idx) => self.read(Tensor::Param(*p), idx, env)? as i64,
+            };
+        }
+        Ok(v)
+    }
+
+    fn read(&self, t: Tensor, idx: &[IndexExpr], env: &[i64]) -> Result<f32, EvalError> {
+        let data = match t {
+            Tensor::Input(i) => self.b.inputs[i].as_ref().ok_or_else(|| {
+                EvalError(format!("loss `{}`: input `{}` is absent", self.ir.name, self.ir.inputs[i].name))
+            })?,
+            Tensor::Param(p) => &self.b.params[p],
+        };
+        let mut at = 0usize;
+        for (axis, (e, n)) in idx.iter().zip(&data.shape).enumerate() {
+            let i = self.index(e, env)?;
+            if i < 0 || i >= *n as i64 {
+                let name = match t {
+                    Tensor::Input(i) => &self.ir.inputs[i].name,
+                    Tensor::Param(p) => &self.ir.params[p].name,
+                };
+                let _ = shape_of;
+                return Err(EvalError(format!(
+                    "loss `{}`: index {i} is out of range for axis {axis} of `{name}` (size {n}), at `{}[{}]`",
+                    self.ir.name,
+                    name,
+                    idx.iter().map(|x| self.ir.show_index(x)).collect::<Vec<_>>().join(", ")
+                )));
+            }
+            at = at * n + i as usize;
+        }
+        Ok(data.data[at])
+    }
+}
+
+fn extent((lo, hi): (i64, i64)) -> usize {
+    if hi < lo { 0 } else { (hi - lo + 1) as usize }
+}
+
+/// Reduces the items of one reduction.
+fn reduce(kind: ReduceFn, items: &mut [f32]) -> f32 {
+    match kind {
+        ReduceFn::Sum => pairwise_sum(items),
+        ReduceFn::Mean => pairwise_sum(items) / items.len() as f32,
+        ReduceFn::Norm => {
+            let sq: Vec<f32> = items.iter().map(|x| x * x).collect();
+            pairwise_sum(&sq).sqrt()
+        }
+        ReduceFn::Max => items.iter().fold(f32::NEG_INFINITY, |a, b| scalar::nan_max(a, *b)),
+        ReduceFn::Min => items.iter().fold(f32::INFINITY, |a, b| scalar::nan_min(a, *b)),
+        ReduceFn::All => scalar::from_bool(items.iter().all(|x| *x != 0.0)),
+        ReduceFn::Any => scalar::from_bool(items.iter().any(|x| *x != 0.0)),
+        ReduceFn::Median => median(items),
+    }
+}
+
+/// The 0.5 quantile with linear interpolation, as `torch.quantile(q=0.5)`: the two middle
+/// values of an even count are combined as `torch.lerp` does (`hi - (hi - lo) * 0.5`).
+fn median(items: &mut [f32]) -> f32 {
+    if items.is_empty() || items.iter().any(|x| x.is_nan()) {
+        return f32::NAN;
+    }
+    items.sort_by(|a, b| a.total_cmp(b));
+    let n = items.len();
+    if n % 2 == 1 {
+        items[n / 2]
+    } else {
+        let (lo, hi) = (items[n / 2 - 1], items[n / 2]);
+        hi - (hi - lo) * 0.5
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_matches_torch_quantile() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(median(&mut [1.0, f32::NAN]).is_nan());
+    }
+
+    #[test]
+    fn pairwise_sum_is_exact_on_small_integers() {
+        let v: Vec<f32> = (1..=100).map(|x| x as f32).collect();
+        assert_eq!(pairwise_sum(&v), 5050.0);
+    }
+}

@@ -1,0 +1,501 @@
+//! The IR: one petgraph graph per loss, in index notation.
+//!
+//! Nodes are tensor operations; an edge runs from an operand to its user and carries the
+//! operand's slot. Every node knows its type, its free index variables and its source
+//! span; each index variable knows its symbolic range (a [`Poly`] interval over the
+//! dimension symbols), so a node's shape is the ranges of its free indices. Passes live in
+//! [`passes`], each with one job; [`dot`] prints the graph.
+
+pub mod dot;
+pub mod scalar;
+pub mod passes;
+pub mod poly;
+
+use std::fmt;
+
+use petgraph::Direction;
+use petgraph::stable_graph::{NodeIndex, StableGraph};
+use petgraph::visit::EdgeRef;
+use serde::Serialize;
+
+pub use crate::syntax::ast::{MaskMode, ReduceMode};
+use crate::diagnostics::Span;
+pub use poly::{DimId, Poly};
+
+/// An index variable's id within its loss.
+pub type IndexId = usize;
+
+/// The graph type.
+pub type Graph = StableGraph<Node, u8>;
+
+/// A value type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum Ty {
+    /// f32.
+    Num,
+    /// A truth value.
+    Bool,
+}
+
+/// A dimension symbol (`B`, `K`, ...).
+#[derive(Clone, Debug)]
+pub struct DimSym {
+    /// Its name.
+    pub name: String,
+    /// Where it first appeared.
+    pub span: Span,
+}
+
+/// An index variable: a free index of the loss's domain, or one bound by a reduction.
+#[derive(Clone, Debug)]
+pub struct IndexVar {
+    /// Its name in the source.
+    pub name: String,
+    /// Where it was bound (or first used, for a domain index).
+    pub span: Span,
+    /// An explicit range `lo..hi` (hi exclusive) from the source.
+    pub explicit: Option<(Poly, Poly)>,
+    /// The inferred inclusive range `[lo, hi]`, filled in by range inference.
+    pub range: Option<(Poly, Poly)>,
+}
+
+/// One term of an index expression.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum IndexTerm {
+    /// An index variable.
+    Var(IndexId),
+    /// A gather: the value of an `index` parameter at an index.
+    Gather(usize, Vec<IndexExpr>),
+}
+
+/// An affine index expression: `Σ coeff · term + offset`, where the offset may mention
+/// dimension symbols (`x[B - 1 - t]`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct IndexExpr {
+    /// Terms with their non-zero coefficients.
+    pub terms: Vec<(i64, IndexTerm)>,
+    /// The offset.
+    pub offset: Poly,
+}
+
+impl IndexExpr {
+    /// The variable `v`.
+    pub fn var(v: IndexId) -> IndexExpr {
+        IndexExpr { terms: vec![(1, IndexTerm::Var(v))], offset: Poly::default() }
+    }
+
+    /// A symbolic constant.
+    pub fn poly(p: Poly) -> IndexExpr {
+        IndexExpr { terms: vec![], offset: p }
+    }
+
+    /// `self + k · other`
+    pub fn add_scaled(&self, other: &IndexExpr, k: i64) -> IndexExpr {
+        let mut out = self.clone();
+        for (c, t) in &other.terms {
+            match out.terms.iter_mut().find(|(_, u)| u == t) {
+                Some((c0, _)) => *c0 += k * c,
+                None => out.terms.push((k * c, t.clone())),
+            }
+        }
+        out.terms.retain(|(c, _)| *c != 0);
+        out.offset = out.offset.add(&other.offset.scale(k));
+        out
+    }
+
+    /// `k · self`
+    pub fn scale(&self, k: i64) -> IndexExpr {
+        IndexExpr::default().add_scaled(self, k)
+    }
+
+    /// Every index variable it mentions, gathers' indices included.
+    pub fn vars(&self, out: &mut Vec<IndexId>) {
+        for (_, t) in &self.terms {
+            match t {
+                IndexTerm::Var(v) => out.push(*v),
+                IndexTerm::Gather(_, idx) => idx.iter().for_each(|e| e.vars(out)),
+            }
+        }
+    }
+
+    /// Replaces every variable by an expression (`let` substitution).
+    pub fn substitute(&self, f: &dyn Fn(IndexId) -> IndexExpr) -> IndexExpr {
+        let mut out = IndexExpr::poly(self.offset.clone());
+        for (c, t) in &self.terms {
+            let e = match t {
+                IndexTerm::Var(v) => f(*v),
+                IndexTerm::Gather(p, idx) => IndexExpr {
+                    terms: vec![(1, IndexTerm::Gather(*p, idx.iter().map(|e| e.substitute(f)).collect()))],
+                    offset: Poly::default(),
+                },
+            };
+            out = out.add_scaled(&e, *c);
+        }
+        out
+    }
+}
+
+/// Where a read takes its values from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum Tensor {
+    /// An `input`, by position.
+    Input(usize),
+    /// A `param`, by position.
+    Param(usize),
+}
+
+/// Element-wise functions of one operand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum UnaryFn {
+    /// `-x`
+    Neg,
+    /// `!b`
+    Not,
+    /// `exp`
+    Exp,
+    /// `log` (natural)
+    Log,
+    /// `sqrt`
+    Sqrt,
+    /// `abs`
+    Abs,
+    /// `relu`
+    Relu,
+    /// `isnan` (Num → Bool)
+    IsNan,
+}
+
+/// Element-wise functions of two operands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum BinaryFn {
+    /// `+`
+    Add,
+    /// `-`
+    Sub,
+    /// `*`
+    Mul,
+    /// `/`
+    Div,
+    /// `^`
+    Pow,
+    /// `min(a, b)`, NaN-propagating
+    Min,
+    /// `max(a, b)`, NaN-propagating
+    Max,
+    /// `==`
+    Eq,
+    /// `!=`
+    Ne,
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+    /// `&&`
+    And,
+    /// `||`
+    Or,
+}
+
+/// Reductions that bind indices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum ReduceFn {
+    /// Σ
+    Sum,
+    /// Σ / n (NaN when empty)
+    Mean,
+    /// maximum (NaN-propagating; -inf when empty)
+    Max,
+    /// minimum (NaN-propagating; +inf when empty)
+    Min,
+    /// every element true (true when empty)
+    All,
+    /// some element true (false when empty)
+    Any,
+    /// √Σx² (L2 norm)
+    Norm,
+    /// the 0.5 quantile, averaging the two middle values (NaN when empty or any NaN)
+    Median,
+}
+
+impl ReduceFn {
+    /// The reduction called `name` in source.
+    pub fn from_name(name: &str) -> Option<ReduceFn> {
+        Some(match name {
+            "sum" => ReduceFn::Sum,
+            "mean" => ReduceFn::Mean,
+            "max" => ReduceFn::Max,
+            "min" => ReduceFn::Min,
+            "all" => ReduceFn::All,
+            "any" => ReduceFn::Any,
+            "norm" => ReduceFn::Norm,
+            "median" => ReduceFn::Median,
+            _ => return None,
+        })
+    }
+}
+
+/// What a node computes.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// An f32 constant (stored as bits, so that ops hash and compare exactly).
+    Const(u32),
+    /// A truth constant.
+    BoolConst(bool),
+    /// An element of an input or param.
+    Read(Tensor, Vec<IndexExpr>),
+    /// The value of an index expression, as a number (`h`, `W`, `t + 1`).
+    IndexValue(IndexExpr),
+    /// `param == "variant"` for an enum param.
+    EnumIs(usize, String),
+    /// One operand.
+    Unary(UnaryFn),
+    /// Two operands.
+    Binary(BinaryFn),
+    /// `select(cond, a, b)`: three operands.
+    Select,
+    /// `clamp(x, lo, hi)`: three operands, NaN-propagating.
+    Clamp,
+    /// A reduction over the given (bound) index variables: one operand.
+    Reduce(ReduceFn, Vec<IndexId>),
+}
+
+impl Op {
+    /// An f32 constant.
+    pub fn constant(v: f32) -> Op {
+        Op::Const(v.to_bits())
+    }
+}
+
+/// A node of the graph.
+#[derive(Clone, Debug)]
+pub struct Node {
+    /// What it computes.
+    pub op: Op,
+    /// Its type.
+    pub ty: Ty,
+    /// Its free index variables, sorted: the node is a tensor over their ranges.
+    pub free: Vec<IndexId>,
+    /// The source text it comes from.
+    pub span: Span,
+}
+
+/// A declared input.
+#[derive(Clone, Debug)]
+pub struct InputInfo {
+    /// Its name.
+    pub name: String,
+    /// Its dimensions.
+    pub shape: Vec<Poly>,
+    /// Whether it may be absent.
+    pub optional: bool,
+    /// Where it was declared.
+    pub span: Span,
+}
+
+/// The kind of a declared param.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ParamKind {
+    /// A scalar f32.
+    Scalar,
+    /// An f32 tensor; a scalar value broadcasts to it.
+    Tensor(Vec<Poly>),
+    /// An integer tensor for gathers.
+    Index(Vec<Poly>),
+    /// One of the listed strings.
+    Enum(Vec<String>),
+}
+
+/// A param's value as written in source (a default or a factory setting).
+#[derive(Clone, Debug, PartialEq)]
+pub enum ParamValue {
+    /// A number.
+    Scalar(f64),
+    /// A flat list of numbers.
+    List(Vec<f64>),
+    /// The integers `lo, ..., hi - 1`.
+    Range(Poly, Poly),
+    /// A string.
+    Str(String),
+}
+
+/// A declared param.
+#[derive(Clone, Debug)]
+pub struct ParamInfo {
+    /// Its name.
+    pub name: String,
+    /// Its kind.
+    pub kind: ParamKind,
+    /// Its default.
+    pub default: Option<ParamValue>,
+    /// Where it was declared.
+    pub span: Span,
+}
+
+/// A `remove_nans` stage.
+#[derive(Clone, Debug)]
+pub struct Mask {
+    /// `drop` or `zero`.
+    pub mode: MaskMode,
+    /// The condition (true = masked).
+    pub cond: NodeIndex,
+    /// Optional inputs the condition reads: when one is absent the stage is skipped.
+    pub needs: Vec<usize>,
+    /// The stage's span.
+    pub span: Span,
+}
+
+/// One loss, checked and lowered.
+#[derive(Clone, Debug)]
+pub struct LossIr {
+    /// Its name.
+    pub name: String,
+    /// Its doc comment.
+    pub doc: String,
+    /// Its dimension symbols.
+    pub dims: Vec<DimSym>,
+    /// Its inputs.
+    pub inputs: Vec<InputInfo>,
+    /// Its params.
+    pub params: Vec<ParamInfo>,
+    /// Every index variable.
+    pub indices: Vec<IndexVar>,
+    /// The domain: the free indices of `compute`, in order of first use.
+    pub domain: Vec<IndexId>,
+    /// The graph.
+    pub graph: Graph,
+    /// `compute`'s root.
+    pub compute: NodeIndex,
+    /// `remove_nans` stages.
+    pub masks: Vec<Mask>,
+    /// `rectify`'s epsilon.
+    pub rectify: Option<NodeIndex>,
+    /// `reduce`'s mode.
+    pub reduce: ReduceMode,
+    /// The value of a reduction over no element, if the loss declares one.
+    pub empty: Option<NodeIndex>,
+    /// `weight`'s root (a constant 1 when the loss declares none).
+    pub weight: NodeIndex,
+    /// The loss's span.
+    pub span: Span,
+}
+
+impl LossIr {
+    /// A node's operands, in slot order.
+    pub fn operands(&self, n: NodeIndex) -> Vec<NodeIndex> {
+        operands(&self.graph, n)
+    }
+
+    /// The roots: every node a stage names.
+    pub fn roots(&self) -> Vec<NodeIndex> {
+        let mut r = vec![self.compute, self.weight];
+        r.extend(self.masks.iter().map(|m| m.cond));
+        r.extend(self.rectify);
+        r.extend(self.empty);
+        r
+    }
+
+    /// Applies a node renaming (from CSE or folding) to every root.
+    pub fn remap_roots(&mut self, f: &dyn Fn(NodeIndex) -> NodeIndex) {
+        self.compute = f(self.compute);
+        self.weight = f(self.weight);
+        for m in &mut self.masks {
+            m.cond = f(m.cond);
+        }
+        self.rectify = self.rectify.map(f);
+        self.empty = self.empty.map(f);
+    }
+
+    /// The dimension symbols' names, for printing polynomials.
+    pub fn dim_names(&self) -> Vec<String> {
+        self.dims.iter().map(|d| d.name.clone()).collect()
+    }
+
+    /// An index expression in source-like form.
+    pub fn show_index(&self, e: &IndexExpr) -> String {
+        let names = self.dim_names();
+        let mut parts = Vec::new();
+        for (c, t) in &e.terms {
+            let t = match t {
+                IndexTerm::Var(v) => self.indices[*v].name.clone(),
+                IndexTerm::Gather(p, idx) => format!(
+                    "{}[{}]",
+                    self.params[*p].name,
+                    idx.iter().map(|i| self.show_index(i)).collect::<Vec<_>>().join(", ")
+                ),
+            };
+            parts.push(if *c == 1 { t } else { format!("{c}*{t}") });
+        }
+        if !e.offset.terms.is_empty() || parts.is_empty() {
+            parts.push(e.offset.display(&names).to_string());
+        }
+        parts.join(" + ").replace("+ -", "- ")
+    }
+}
+
+/// A node's operands in slot order.
+pub fn operands(g: &Graph, n: NodeIndex) -> Vec<NodeIndex> {
+    let mut e: Vec<(u8, NodeIndex)> =
+        g.edges_directed(n, Direction::Incoming).map(|e| (*e.weight(), e.source())).collect();
+    e.sort_unstable_by_key(|(slot, _)| *slot);
+    e.into_iter().map(|(_, s)| s).collect()
+}
+
+/// Adds a node with its operands.
+pub fn add_node(g: &mut Graph, node: Node, args: &[NodeIndex]) -> NodeIndex {
+    let n = g.add_node(node);
+    for (slot, a) in args.iter().enumerate() {
+        g.add_edge(*a, n, slot as u8);
+    }
+    n
+}
+
+/// One entry of a factory.
+#[derive(Clone, Debug)]
+pub struct FactoryTerm {
+    /// The loss's name.
+    pub loss: String,
+    /// Param values set by the factory.
+    pub settings: Vec<(String, ParamValue)>,
+    /// Whether the anneal factor applies.
+    pub annealed: bool,
+}
+
+/// A checked factory.
+#[derive(Clone, Debug)]
+pub struct Factory {
+    /// Its name.
+    pub name: String,
+    /// Its doc comment.
+    pub doc: String,
+    /// Its terms, in order.
+    pub terms: Vec<FactoryTerm>,
+}
+
+/// Everything a set of `.loss` files defines.
+#[derive(Clone, Debug, Default)]
+pub struct Program {
+    /// The losses.
+    pub losses: Vec<LossIr>,
+    /// The factories.
+    pub factories: Vec<Factory>,
+}
+
+impl Program {
+    /// The loss called `name`.
+    pub fn loss(&self, name: &str) -> Option<&LossIr> {
+        self.losses.iter().find(|l| l.name == name)
+    }
+}
+
+impl fmt::Display for Ty {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Ty::Num => "number",
+            Ty::Bool => "truth value",
+        })
+    }
+}

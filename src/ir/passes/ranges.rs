@@ -1,0 +1,246 @@
+//! Range inference: every index variable gets a symbolic inclusive range `[lo, hi]`.
+//!
+//! Each subscript `Σ aᵢ·vᵢ + c` on a dimension of size `D` is a constraint
+//! `0 ≤ Σ aᵢ·vᵢ + c ≤ D − 1`. A variable without an explicit range takes, from every
+//! constraint where it is the only unknown, the interval that keeps the subscript in
+//! bounds for all values of the others, and the intersection of those intervals: `x[t + 1]`
+//! and `x[t]` on `[B]` give `t ∈ [0, B − 2]`. The intervals must have the same width: an
+//! index running over `K` in one tensor and `M` in another is an error, not a silent
+//! truncation. Subscripts through gathers are checked when the data is known.
+
+use std::collections::HashMap;
+
+use crate::diagnostics::{Diagnostic, Span};
+use crate::ir::{IndexExpr, IndexId, IndexTerm, LossIr, Op, ParamKind, Poly, Tensor};
+
+/// One subscript: the expression, the dimension it indexes, and where it was written.
+#[derive(Clone, Debug)]
+pub struct Constraint {
+    /// The subscript.
+    pub index: IndexExpr,
+    /// The size of the dimension it indexes.
+    pub dim: Poly,
+    /// The tensor's name and the axis (0-based).
+    pub tensor: (String, usize),
+    /// The read's span.
+    pub span: Span,
+}
+
+/// The declared shape of a tensor.
+pub fn shape_of(ir: &LossIr, t: Tensor) -> &[Poly] {
+    match t {
+        Tensor::Input(i) => &ir.inputs[i].shape,
+        Tensor::Param(p) => match &ir.params[p].kind {
+            ParamKind::Tensor(s) | ParamKind::Index(s) => s,
+            _ => &[],
+        },
+    }
+}
+
+fn tensor_name(ir: &LossIr, t: Tensor) -> String {
+    match t {
+        Tensor::Input(i) => ir.inputs[i].name.clone(),
+        Tensor::Param(p) => ir.params[p].name.clone(),
+    }
+}
+
+/// Every subscript in the graph, gathers' own subscripts included.
+pub fn constraints(ir: &LossIr) -> Vec<Constraint> {
+    fn visit(ir: &LossIr, t: Tensor, idx: &[IndexExpr], span: Span, out: &mut Vec<Constraint>) {
+        let shape = shape_of(ir, t);
+        for (axis, (e, d)) in idx.iter().zip(shape).enumerate() {
+            out.push(Constraint { index: e.clone(), dim: d.clone(), tensor: (tensor_name(ir, t), axis), span });
+            gathers(ir, e, span, out);
+        }
+    }
+    fn gathers(ir: &LossIr, e: &IndexExpr, span: Span, out: &mut Vec<Constraint>) {
+        for (_, term) in &e.terms {
+            if let IndexTerm::Gather(p, idx) = term {
+                visit(ir, Tensor::Param(*p), idx, span, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for n in ir.graph.node_indices() {
+        let node = &ir.graph[n];
+        match &node.op {
+            Op::Read(t, idx) => visit(ir, *t, idx, node.span, &mut out),
+            Op::IndexValue(e) => gathers(ir, e, node.span, &mut out),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// `[lo, hi]` for `v` from one constraint where it is the only unknown.
+fn solve(c: &Constraint, v: IndexId, a: i64, known: &HashMap<IndexId, (Poly, Poly)>) -> Option<(Poly, Poly)> {
+    let (mut rmin, mut rmax) = (c.index.offset.clone(), c.index.offset.clone());
+    for (k, t) in &c.index.terms {
+        let IndexTerm::Var(u) = t else { return None };
+        if *u == v {
+            continue;
+        }
+        let (lo, hi) = known.get(u)?;
+        let (at_min, at_max) = if *k > 0 { (lo, hi) } else { (hi, lo) };
+        rmin = rmin.add(&at_min.scale(*k));
+        rmax = rmax.add(&at_max.scale(*k));
+    }
+    // a·v ∈ [−rmin, D − 1 − rmax]
+    let low = rmin.scale(-1);
+    let high = c.dim.sub(&Poly::constant(1)).sub(&rmax);
+    if a > 0 {
+        Some((low.ceil_div(a)?, high.floor_div(a)?))
+    } else {
+        Some((high.scale(-1).ceil_div(-a)?, low.scale(-1).floor_div(-a)?))
+    }
+}
+
+/// Fills in `ir.indices[..].range`; reports indices whose range cannot be inferred or
+/// whose uses disagree.
+pub fn infer_ranges(ir: &mut LossIr) -> Vec<Diagnostic> {
+    let cons = constraints(ir);
+    let names = ir.dim_names();
+    let mut diags = Vec::new();
+    let mut known: HashMap<IndexId, (Poly, Poly)> = HashMap::new();
+    for (v, var) in ir.indices.iter().enumerate() {
+        if let Some((lo, hi)) = &var.explicit {
+            known.insert(v, (lo.clone(), hi.sub(&Poly::constant(1))));
+        }
+    }
+    loop {
+        let mut found: HashMap<IndexId, Vec<((Poly, Poly), &Constraint)>> = HashMap::new();
+        for c in &cons {
+            let unknown: Vec<(i64, IndexId)> = c
+                .index
+                .terms
+                .iter()
+                .filter_map(|(a, t)| match t {
+                    IndexTerm::Var(u) if !known.contains_key(u) => Some((*a, *u)),
+                    _ => None,
+                })
+                .collect();
+            if let [(a, v)] = unknown[..] {
+                if let Some(r) = solve(c, v, a, &known) {
+                    found.entry(v).or_default().push((r, c));
+                }
+            }
+        }
+        if found.is_empty() {
+            break;
+        }
+        let mut found: Vec<_> = found.into_iter().collect();
+        found.sort_by_key(|(v, _)| *v);
+        for (v, cands) in found {
+            let ((mut lo, mut hi), first) = (cands[0].0.clone(), cands[0].1);
+            let width = hi.sub(&lo);
+            let mut ok = true;
+            for ((l, h), c) in &cands[1..] {
+                if h.sub(l) != width {
+                    let var = &ir.indices[v].name;
+                    diags.push(
+                        Diagnostic::error(
+                            format!(
+                                "index `{var}` runs over {} values in `{}` but {} values in `{}`",
+                                width.add(&Poly::constant(1)).display(&names),
+                                first.tensor.0,
+                                h.sub(l).add(&Poly::constant(1)).display(&names),
+                                c.tensor.0
+                            ),
+                            c.span,
+                            format!("axis {} of `{}` is {}", c.tensor.1, c.tensor.0, c.dim.display(&names)),
+                        )
+                        .with_secondary(first.span, format!("axis {} of `{}` is {}", first.tensor.1, first.tensor.0, first.dim.display(&names)))
+                        .with_note("use one dimension name for both, or give the sizes separate indices"),
+                    );
+                    ok = false;
+                    break;
+                }
+                // Same width: the bounds differ by constants (shifts), so they compare.
+                if l.sub(&lo).as_constant().is_some_and(|d| d > 0) {
+                    lo = l.clone();
+                }
+                if h.sub(&hi).as_constant().is_some_and(|d| d < 0) {
+                    hi = h.clone();
+                }
+            }
+            if ok {
+                known.insert(v, (lo, hi));
+            } else {
+                known.insert(v, (Poly::constant(0), Poly::constant(-1)));
+            }
+        }
+    }
+    for (v, var) in ir.indices.iter_mut().enumerate() {
+        var.range = known.get(&v).cloned();
+        if var.range.is_none() && !ir.graph.node_weights().all(|n| !mentions(&n.op, v)) {
+            diags.push(
+                Diagnostic::error(format!("cannot infer the range of index `{}`", var.name), var.span, "range unknown")
+                    .with_note(format!(
+                        "use `{}` alone (or plus a constant) as a subscript of a declared tensor, or give it a range: `{} in 0..N`",
+                        var.name, var.name
+                    )),
+            );
+        }
+    }
+    diags
+}
+
+fn mentions(op: &Op, v: IndexId) -> bool {
+    let mut vars = Vec::new();
+    match op {
+        Op::Read(_, idx) => idx.iter().for_each(|e| e.vars(&mut vars)),
+        Op::IndexValue(e) => e.vars(&mut vars),
+        Op::Reduce(_, bound) => vars.extend(bound),
+        _ => {}
+    }
+    vars.contains(&v)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::diagnostics::Source;
+
+    fn ranges(src: &str) -> Result<Vec<(String, String)>, String> {
+        let s = Source::new("t.loss", src);
+        let checked = crate::sema::check(std::slice::from_ref(&s));
+        if checked.has_errors() {
+            return Err(checked.render(&[s]));
+        }
+        let ir = &checked.program.losses[0];
+        let names = ir.dim_names();
+        Ok(ir
+            .indices
+            .iter()
+            .map(|v| {
+                let (lo, hi) = v.range.clone().unwrap();
+                (v.name.clone(), format!("{}..={}", lo.display(&names), hi.display(&names)))
+            })
+            .collect())
+    }
+
+    #[test]
+    fn shifts_narrow_the_range() {
+        let r = ranges("loss l { input x : [B, 2 * K]\n compute norm(c in 0..2: x[t + 1, 2 * k + c] - x[t, 2 * k + c])\n reduce mean }").unwrap();
+        assert!(r.contains(&("t".into(), "0..=B - 2".into())), "{r:?}");
+        assert!(r.contains(&("k".into(), "0..=K - 1".into())), "{r:?}");
+        assert!(r.contains(&("c".into(), "0..=1".into())), "{r:?}");
+    }
+
+    #[test]
+    fn reversed_subscripts_solve_too() {
+        let r = ranges("loss l { input x : [N]\n compute x[N - 1 - i]\n reduce sum }").unwrap();
+        assert_eq!(r, vec![("i".to_string(), "0..=N - 1".to_string())]);
+    }
+
+    #[test]
+    fn mismatched_dimensions_are_an_error() {
+        let e = ranges("loss l { input x : [K]\n input y : [M]\n compute x[k] * y[k]\n reduce sum }").unwrap_err();
+        assert!(e.contains("runs over K values in `x` but M values in `y`"), "{e}");
+    }
+
+    #[test]
+    fn an_index_only_in_a_product_cannot_be_inferred() {
+        let e = ranges("loss l { input x : [B, 2 * K]\n compute sum(c: x[b, 2 * k + c])\n reduce sum }").unwrap_err();
+        assert!(e.contains("cannot infer the range of index"), "{e}");
+    }
+}

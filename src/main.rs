@@ -1,0 +1,206 @@
+//! The `lossc` command line.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use lossc::diagnostics::{Diagnostic, Source, Span};
+use lossc::ir::{FactoryTerm, Program};
+use lossc::runtime::data::{Data, read_data};
+use lossc::runtime::run::{RunOptions, parse_override, run_cpu};
+
+#[derive(Parser)]
+#[command(name = "lossc", version, about = "A compiler for training losses")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Parse and check .loss files; print diagnostics.
+    Check {
+        /// The files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Evaluate losses on arrays and print the total, each loss and the logs.
+    Run {
+        /// The .loss files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The losses to run, in order (a factory formed on the fly).
+        #[arg(long, value_delimiter = ',', conflicts_with = "factory")]
+        losses: Vec<String>,
+        /// A factory defined in the files.
+        #[arg(long)]
+        factory: Option<String>,
+        /// The arrays: an .npz file or a JSON object.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Losses (of --losses) to which the anneal factor applies.
+        #[arg(long, value_delimiter = ',')]
+        annealed: Vec<String>,
+        /// The anneal factor.
+        #[arg(long, default_value_t = 1.0)]
+        anneal: f32,
+        /// The stage that prefixes the log names.
+        #[arg(long, default_value = "train")]
+        stage: String,
+        /// Where to evaluate.
+        #[arg(long, value_enum, default_value_t = Backend::Cpu)]
+        backend: Backend,
+        /// Set a param: name=value or loss.name=value (JSON, or a bare string).
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        set: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the IR as Graphviz DOT.
+    Graph {
+        /// The .loss files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Only these losses.
+        #[arg(long, value_delimiter = ',')]
+        losses: Vec<String>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Backend {
+    /// The CPU reference evaluator.
+    Cpu,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { files } => {
+            let Some(program) = load(&files) else { return ExitCode::FAILURE };
+            eprintln!("ok: {} loss(es), {} factory(ies)", program.losses.len(), program.factories.len());
+            ExitCode::SUCCESS
+        }
+        Command::Graph { files, losses } => {
+            let Some(program) = load(&files) else { return ExitCode::FAILURE };
+            let chosen: Vec<_> = program.losses.iter().filter(|l| losses.is_empty() || losses.contains(&l.name)).collect();
+            print!("{}", lossc::ir::dot::to_dot(&chosen));
+            ExitCode::SUCCESS
+        }
+        Command::Run { files, losses, factory, data, annealed, anneal, stage, backend: Backend::Cpu, set, json } => {
+            let Some(program) = load(&files) else { return ExitCode::FAILURE };
+            match run(&program, losses, factory, data, annealed, anneal, stage, set, json) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run(
+    program: &Program,
+    losses: Vec<String>,
+    factory: Option<String>,
+    data: Option<PathBuf>,
+    annealed: Vec<String>,
+    anneal: f32,
+    stage: String,
+    set: Vec<String>,
+    json: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
+    for a in &annealed {
+        if !losses.contains(a) {
+            return Err(format!("--annealed names `{a}`, which is not in --losses").into());
+        }
+    }
+    let terms: Vec<FactoryTerm> = if !losses.is_empty() {
+        losses
+            .iter()
+            .map(|l| FactoryTerm { loss: l.clone(), settings: vec![], annealed: annealed.contains(l) })
+            .collect()
+    } else if let Some(name) = factory {
+        let f = program.factories.iter().find(|f| f.name == name).ok_or_else(|| {
+            let known: Vec<&str> = program.factories.iter().map(|f| f.name.as_str()).collect();
+            format!("no factory named `{name}` (the files define: {})", if known.is_empty() { "none".into() } else { known.join(", ") })
+        })?;
+        f.terms.clone()
+    } else if program.factories.len() == 1 {
+        program.factories[0].terms.clone()
+    } else if program.losses.len() == 1 {
+        vec![FactoryTerm { loss: program.losses[0].name.clone(), settings: vec![], annealed: false }]
+    } else {
+        return Err("several losses are defined: choose with --losses NAME[,NAME...] or --factory NAME".into());
+    };
+    let data: Data = match data {
+        Some(p) => read_data(&p)?,
+        None => Data::new(),
+    };
+    let overrides = set.iter().map(|s| parse_override(s)).collect::<Result<Vec<_>, _>>()?;
+    let result = run_cpu(program, &terms, &data, &overrides, &RunOptions { stage, anneal })?;
+    if json {
+        println!("{}", serde_json::to_string(&result)?);
+    } else {
+        println!("total {}", fmt(result.total));
+        for (name, r) in &result.losses {
+            println!("  {name:<36} loss {:<14} weight {:<12} weighted {}", fmt(r.loss), fmt(r.weight), fmt(r.weighted));
+        }
+        println!("logs:");
+        for (name, v) in &result.logs {
+            println!("  {name} = {}", fmt(*v));
+        }
+        println!("backend {} ({} dispatches)", result.backend, result.dispatches);
+    }
+    Ok(())
+}
+
+fn fmt(v: f32) -> String {
+    if v.is_nan() { "NaN".into() } else { format!("{v}") }
+}
+
+/// Reads, parses and checks the files; prints diagnostics; `None` on any error.
+fn load(files: &[PathBuf]) -> Option<Program> {
+    let mut sources = Vec::new();
+    let mut read_errors = false;
+    for f in files {
+        match read_source(f) {
+            Ok(s) => sources.push(s),
+            Err(msg) => {
+                eprint!("{msg}");
+                read_errors = true;
+            }
+        }
+    }
+    let checked = lossc::sema::check(&sources);
+    eprint!("{}", checked.render(&sources));
+    if checked.has_errors() || read_errors {
+        let n = checked.diagnostics.iter().filter(|(_, d)| d.is_error).count();
+        if n > 0 {
+            eprintln!("error: {n} error{} found", if n == 1 { "" } else { "s" });
+        }
+        return None;
+    }
+    Some(checked.program)
+}
+
+/// A source file; non-UTF-8 text is reported at the first bad byte.
+fn read_source(path: &Path) -> Result<Source, String> {
+    let name = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| format!("error: cannot read {name}: {e}\n"))?;
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok(Source::new(name, text)),
+        Err(e) => {
+            let at = e.utf8_error().valid_up_to();
+            let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
+            let src = Source::new(name, text);
+            let d = Diagnostic::error("the file is not valid UTF-8", Span::new(at, at + 1), "invalid byte here")
+                .with_note(".loss files are UTF-8 text");
+            Err(src.render(&[d]))
+        }
+    }
+}

@@ -1,0 +1,312 @@
+//! Binding: arrays and param values meet a loss's declarations. Dimension symbols are
+//! solved from the actual shapes (`[B, 2 * K]` with a 34-wide array gives K = 17), every
+//! shape is checked against them, params are broadcast or checked, and every index
+//! variable's symbolic range becomes a concrete one. Every failure is a [`BindError`]
+//! that names the arrays involved.
+
+use std::fmt;
+
+use crate::ir::{DimId, LossIr, ParamKind, ParamValue, Poly};
+use crate::runtime::data::{Array, DType, DataValue};
+
+/// Why arrays could not be bound to a loss.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BindError(pub String);
+
+impl fmt::Display for BindError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BindError {}
+
+/// A param's value before binding, with where it came from (for messages).
+#[derive(Clone, Debug)]
+pub enum ParamSource {
+    /// From the data file or `--set`.
+    Data(DataValue),
+    /// From a factory setting or the declaration's default.
+    Source(ParamValue),
+}
+
+/// A bound f32 tensor.
+#[derive(Clone, Debug, Default)]
+pub struct TensorData {
+    /// Its shape.
+    pub shape: Vec<usize>,
+    /// Its elements, row-major.
+    pub data: Vec<f32>,
+}
+
+/// A loss with everything it reads bound to concrete values.
+#[derive(Clone, Debug)]
+pub struct Bound<'a> {
+    /// The loss.
+    pub ir: &'a LossIr,
+    /// The value of every dimension symbol.
+    pub dims: Vec<i64>,
+    /// Every index variable's inclusive range `(lo, hi)`; empty when `hi < lo`.
+    pub ranges: Vec<(i64, i64)>,
+    /// Inputs, `None` when an optional one is absent.
+    pub inputs: Vec<Option<TensorData>>,
+    /// Params (enum params hold an empty tensor; see `enums`).
+    pub params: Vec<TensorData>,
+    /// Enum params' values.
+    pub enums: Vec<Option<String>>,
+    /// Whether each `remove_nans` stage runs (its optional inputs are present).
+    pub active_masks: Vec<bool>,
+}
+
+/// One equation `poly = size`, with a description of where the size came from.
+struct Equation {
+    poly: Poly,
+    size: i64,
+    what: String,
+}
+
+/// Binds inputs and params (already resolved to one value each, `None` when absent).
+pub fn bind<'a>(
+    ir: &'a LossIr,
+    inputs: &[Option<&Array>],
+    params: &[Option<ParamSource>],
+) -> Result<Bound<'a>, BindError> {
+    let names = ir.dim_names();
+    let mut eqs = Vec::new();
+    for (info, arr) in ir.inputs.iter().zip(inputs) {
+        let Some(arr) = arr else {
+            if info.optional {
+                continue;
+            }
+            return Err(BindError(format!("loss `{}`: missing input `{}` of shape {}", ir.name, info.name, show_shape(&info.shape, &names))));
+        };
+        if arr.shape.len() != info.shape.len() {
+            return Err(BindError(format!(
+                "loss `{}`: input `{}` should have {} dimensions ({}), but the array has shape {:?}",
+                ir.name,
+                info.name,
+                info.shape.len(),
+                show_shape(&info.shape, &names),
+                arr.shape
+            )));
+        }
+        for (axis, (p, n)) in info.shape.iter().zip(&arr.shape).enumerate() {
+            eqs.push(Equation { poly: p.clone(), size: *n as i64, what: format!("axis {axis} of `{}`", info.name) });
+        }
+    }
+    // Params given as arrays fix their dims too; ranges (`0..K`) wait for the dims.
+    let mut deferred = Vec::new();
+    for (p, (info, src)) in ir.params.iter().zip(params).enumerate() {
+        let shape = match &info.kind {
+            ParamKind::Tensor(s) | ParamKind::Index(s) => s,
+            _ => continue,
+        };
+        match src {
+            Some(ParamSource::Data(DataValue::Array(a))) if !(a.shape.is_empty() && matches!(info.kind, ParamKind::Tensor(_))) => {
+                if a.shape.len() != shape.len() {
+                    return Err(BindError(format!(
+                        "loss `{}`: param `{}` should have {} dimensions ({}), but the value has shape {:?}",
+                        ir.name,
+                        info.name,
+                        shape.len(),
+                        show_shape(shape, &names),
+                        a.shape
+                    )));
+                }
+                for (axis, (d, n)) in shape.iter().zip(&a.shape).enumerate() {
+                    eqs.push(Equation { poly: d.clone(), size: *n as i64, what: format!("axis {axis} of param `{}`", info.name) });
+                }
+            }
+            Some(ParamSource::Source(ParamValue::List(v))) => {
+                if shape.len() != 1 {
+                    return Err(BindError(format!("loss `{}`: param `{}` has {} dimensions; a flat list cannot fill it", ir.name, info.name, shape.len())));
+                }
+                eqs.push(Equation { poly: shape[0].clone(), size: v.len() as i64, what: format!("the length of param `{}`", info.name) });
+            }
+            Some(ParamSource::Source(ParamValue::Range(_, _))) => deferred.push(p),
+            _ => {}
+        }
+    }
+    let mut dims: Vec<Option<i64>> = vec![None; ir.dims.len()];
+    let mut origin: Vec<String> = vec![String::new(); ir.dims.len()];
+    solve_dims(&eqs, &mut dims, &mut origin, &names, &ir.name)?;
+    let mut eqs2 = Vec::new();
+    for p in &deferred {
+        let info = &ir.params[*p];
+        let Some(ParamSource::Source(ParamValue::Range(lo, hi))) = &params[*p] else { continue };
+        let (Some(lo), Some(hi)) = (lo.eval(&dims), hi.eval(&dims)) else {
+            return Err(BindError(format!("loss `{}`: the default of param `{}` needs dimensions that no input fixes", ir.name, info.name)));
+        };
+        if let ParamKind::Tensor(s) | ParamKind::Index(s) = &info.kind {
+            eqs2.push(Equation { poly: s[0].clone(), size: (hi - lo).max(0), what: format!("the length of param `{}`", info.name) });
+        }
+    }
+    solve_dims(&eqs2, &mut dims, &mut origin, &names, &ir.name)?;
+    let dims: Vec<i64> = dims
+        .iter()
+        .enumerate()
+        .map(|(d, v)| {
+            v.ok_or_else(|| {
+                BindError(format!(
+                    "loss `{}`: cannot tell the size of `{}`: no input or param given has it in its shape",
+                    ir.name, names[d]
+                ))
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let known: Vec<Option<i64>> = dims.iter().copied().map(Some).collect();
+
+    let inputs_bound: Vec<Option<TensorData>> = inputs
+        .iter()
+        .map(|a| a.map(|a| TensorData { shape: a.shape.clone(), data: a.data.iter().map(|v| *v as f32).collect() }))
+        .collect();
+
+    let mut params_bound = Vec::new();
+    let mut enums = Vec::new();
+    for (info, src) in ir.params.iter().zip(params) {
+        let Some(src) = src else {
+            return Err(BindError(format!("loss `{}`: missing param `{}` (it has no default)", ir.name, info.name)));
+        };
+        let (t, e) = bind_param(ir, info, src, &known)?;
+        params_bound.push(t);
+        enums.push(e);
+    }
+    let ranges = ir
+        .indices
+        .iter()
+        .map(|v| match &v.range {
+            Some((lo, hi)) => (lo.eval(&known).unwrap_or(0), hi.eval(&known).unwrap_or(-1)),
+            None => (0, -1),
+        })
+        .collect();
+    let active_masks = ir.masks.iter().map(|m| m.needs.iter().all(|i| inputs[*i].is_some())).collect();
+    Ok(Bound { ir, dims, ranges, inputs: inputs_bound, params: params_bound, enums, active_masks })
+}
+
+fn show_shape(shape: &[Poly], names: &[String]) -> String {
+    format!("[{}]", shape.iter().map(|p| p.display(names).to_string()).collect::<Vec<_>>().join(", "))
+}
+
+/// Solves equations with one unknown symbol appearing linearly, until none is left, then
+/// checks every equation.
+fn solve_dims(eqs: &[Equation], dims: &mut [Option<i64>], origin: &mut [String], names: &[String], loss: &str) -> Result<(), BindError> {
+    loop {
+        let mut progress = false;
+        for eq in eqs {
+            let unknown: Vec<DimId> = {
+                let mut u: Vec<DimId> = eq.poly.symbols().filter(|s| dims[*s].is_none()).collect();
+                u.sort_unstable();
+                u.dedup();
+                u
+            };
+            let [s] = unknown[..] else { continue };
+            // Linear in s: exactly one monomial [s], no other monomial mentions s.
+            let mentions: Vec<_> = eq.poly.terms.iter().filter(|(m, _)| m.contains(&s)).collect();
+            let [(m, a)] = mentions[..] else { continue };
+            if m.len() != 1 {
+                continue;
+            }
+            let mut rest = eq.poly.clone();
+            rest.terms.remove(m);
+            let Some(rest) = rest.eval(dims) else { continue };
+            let num = eq.size - rest;
+            if num % a != 0 || num / a < 0 {
+                return Err(BindError(format!(
+                    "loss `{loss}`: {} is {}, which is not {} for any whole {}",
+                    eq.what,
+                    eq.size,
+                    eq.poly.display(names),
+                    names[s]
+                )));
+            }
+            dims[s] = Some(num / a);
+            origin[s] = format!("{} = {}", eq.what, eq.size);
+            progress = true;
+        }
+        if !progress {
+            break;
+        }
+    }
+    for eq in eqs {
+        if let Some(v) = eq.poly.eval(dims) {
+            if v != eq.size {
+                let from: Vec<String> = eq
+                    .poly
+                    .symbols()
+                    .map(|s| format!("{} = {} (from {})", names[s], dims[s].unwrap_or(0), origin[s]))
+                    .collect();
+                return Err(BindError(format!(
+                    "loss `{loss}`: {} is {}, but it should be {} = {}{}",
+                    eq.what,
+                    eq.size,
+                    eq.poly.display(names),
+                    v,
+                    if from.is_empty() { String::new() } else { format!(", since {}", from.join(", ")) }
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn bind_param(
+    ir: &LossIr,
+    info: &crate::ir::ParamInfo,
+    src: &ParamSource,
+    dims: &[Option<i64>],
+) -> Result<(TensorData, Option<String>), BindError> {
+    let err = |m: String| Err(BindError(format!("loss `{}`: param `{}` {m}", ir.name, info.name)));
+    let shape: Vec<usize> = match &info.kind {
+        ParamKind::Tensor(s) | ParamKind::Index(s) => s.iter().map(|p| p.eval(dims).unwrap_or(0).max(0) as usize).collect(),
+        _ => vec![],
+    };
+    let n: usize = shape.iter().product();
+    if let ParamKind::Enum(variants) = &info.kind {
+        let s = match src {
+            ParamSource::Data(DataValue::Str(s)) | ParamSource::Source(ParamValue::Str(s)) => s,
+            _ => return err(format!("takes one of {}", quoted(variants))),
+        };
+        if !variants.contains(s) {
+            return err(format!("is \"{s}\", which is not one of {}", quoted(variants)));
+        }
+        return Ok((TensorData::default(), Some(s.clone())));
+    }
+    // Values as (shape, flat data).
+    let (vshape, vdata, dtype): (Vec<usize>, Vec<f64>, DType) = match src {
+        ParamSource::Data(DataValue::Str(s)) => return err(format!("takes a number, not the string \"{s}\"")),
+        ParamSource::Data(DataValue::Array(a)) => (a.shape.clone(), a.data.clone(), a.dtype),
+        ParamSource::Source(ParamValue::Scalar(v)) => (vec![], vec![*v], DType::Float),
+        ParamSource::Source(ParamValue::List(v)) => (vec![v.len()], v.clone(), DType::Float),
+        ParamSource::Source(ParamValue::Range(lo, hi)) => {
+            let (lo, hi) = (lo.eval(dims).unwrap_or(0), hi.eval(dims).unwrap_or(0));
+            ((vec![(hi - lo).max(0) as usize]), (lo..hi).map(|v| v as f64).collect(), DType::Int)
+        }
+        ParamSource::Source(ParamValue::Str(s)) => return err(format!("takes a number, not the string \"{s}\"")),
+    };
+    let _ = dtype;
+    let data: Vec<f64> = match &info.kind {
+        ParamKind::Scalar => {
+            if vdata.len() != 1 || !vshape.iter().all(|d| *d == 1) {
+                return err(format!("is a scalar, but the value has shape {vshape:?}"));
+            }
+            vdata
+        }
+        ParamKind::Tensor(_) if vshape.is_empty() => vec![vdata[0]; n],
+        _ => {
+            if vshape != shape {
+                return err(format!("should have shape {shape:?}, but the value has shape {vshape:?}"));
+            }
+            vdata
+        }
+    };
+    if matches!(info.kind, ParamKind::Index(_)) {
+        if let Some(bad) = data.iter().find(|v| v.fract() != 0.0 || !v.is_finite()) {
+            return err(format!("is an index list, but holds {bad}, which is not a whole number"));
+        }
+    }
+    Ok((TensorData { shape: if matches!(info.kind, ParamKind::Scalar) { vec![] } else { shape }, data: data.iter().map(|v| *v as f32).collect() }, None))
+}
+
+fn quoted(v: &[String]) -> String {
+    v.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ")
+}

@@ -1,0 +1,232 @@
+//! Running a factory: resolving which value each param takes, binding and evaluating
+//! each loss, and combining them as Lightning Pose's `LossFactory` does:
+//! `total = Σ anneal_i · (weight_i · loss_i)`, accumulated in f32 in factory order, with
+//! the logs `{stage}_{name}_loss`, `{name}_weight`, `{stage}_{name}_loss_weighted`.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+use serde::ser::SerializeMap;
+
+use crate::diagnostics::closest;
+use crate::eval;
+use crate::ir::{FactoryTerm, LossIr, ParamValue, Program};
+use crate::runtime::bind::{BindError, ParamSource, bind};
+use crate::runtime::data::{Data, DataValue};
+
+/// The options of one run.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// The stage prefix of the logs (`train`, `val`, `test`).
+    pub stage: String,
+    /// The anneal factor for annealed terms.
+    pub anneal: f32,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions { stage: "train".into(), anneal: 1.0 }
+    }
+}
+
+/// One loss's part of the result.
+#[derive(Clone, Debug, Serialize)]
+pub struct LossResult {
+    /// The unweighted loss.
+    pub loss: f32,
+    /// Its weight.
+    pub weight: f32,
+    /// `weight · loss`.
+    pub weighted: f32,
+}
+
+/// The result of a run, in the form `lossc run --json` prints.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunResult {
+    /// `Σ anneal · weight · loss`.
+    pub total: f32,
+    /// Per loss, in factory order.
+    #[serde(serialize_with = "ordered")]
+    pub losses: Vec<(String, LossResult)>,
+    /// `[name, value]` pairs, named as Lightning Pose names them.
+    pub logs: Vec<(String, f32)>,
+    /// How many GPU dispatches the run recorded (0 on the CPU).
+    pub dispatches: u32,
+    /// Which back end ran it.
+    pub backend: String,
+}
+
+fn ordered<S: serde::Serializer>(v: &[(String, LossResult)], s: S) -> Result<S::Ok, S::Error> {
+    let mut m = s.serialize_map(Some(v.len()))?;
+    for (k, r) in v {
+        m.serialize_entry(k, r)?;
+    }
+    m.end()
+}
+
+/// Param values that override everything else (`--set name=value`).
+pub type Overrides = Vec<(String, DataValue)>;
+
+/// Finds which loss (and which declaration) a data key names. Keys are input names, or
+/// params as `loss.param`, or plain `param` when only one loss of the factory has it.
+fn route_keys(
+    losses: &[&LossIr],
+    keys: impl IntoIterator<Item = String>,
+) -> Result<HashMap<(usize, String), String>, BindError> {
+    let mut out = HashMap::new();
+    for key in keys {
+        if let Some((loss, param)) = key.split_once('.') {
+            let Some(li) = losses.iter().position(|l| l.name == loss) else {
+                return Err(BindError(format!(
+                    "`{key}` names loss `{loss}`, which is not in this run (the losses are {})",
+                    names(losses)
+                )));
+            };
+            if !losses[li].params.iter().any(|p| p.name == param) {
+                let hint = closest(param, losses[li].params.iter().map(|p| p.name.as_str()))
+                    .map(|c| format!("; did you mean `{loss}.{c}`?"))
+                    .unwrap_or_default();
+                return Err(BindError(format!("loss `{loss}` has no param `{param}`{hint}")));
+            }
+            out.insert((li, param.to_string()), key.clone());
+            continue;
+        }
+        if losses.iter().any(|l| l.inputs.iter().any(|i| i.name == key)) {
+            continue; // inputs are shared by name
+        }
+        let owners: Vec<usize> =
+            (0..losses.len()).filter(|li| losses[*li].params.iter().any(|p| p.name == key)).collect();
+        match owners[..] {
+            [li] => {
+                out.insert((li, key.clone()), key.clone());
+            }
+            [] => {
+                let all: Vec<String> = losses
+                    .iter()
+                    .flat_map(|l| l.inputs.iter().map(|i| i.name.clone()).chain(l.params.iter().map(|p| p.name.clone())))
+                    .collect();
+                let hint = closest(&key, all.iter().map(String::as_str)).map(|c| format!("; did you mean `{c}`?")).unwrap_or_default();
+                return Err(BindError(format!("`{key}` is neither an input nor a param of {}{hint}", names(losses))));
+            }
+            _ => {
+                return Err(BindError(format!(
+                    "`{key}` is a param of several losses ({}): write `{}`",
+                    owners.iter().map(|li| losses[*li].name.as_str()).collect::<Vec<_>>().join(", "),
+                    owners.iter().map(|li| format!("{}.{key}", losses[*li].name)).collect::<Vec<_>>().join("` or `")
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn names(losses: &[&LossIr]) -> String {
+    losses.iter().map(|l| format!("`{}`", l.name)).collect::<Vec<_>>().join(", ")
+}
+
+/// One loss of a run, bound and ready to evaluate by any back end.
+pub struct Prepared<'a> {
+    /// The bound loss.
+    pub bound: crate::runtime::bind::Bound<'a>,
+    /// Whether the anneal factor applies.
+    pub annealed: bool,
+}
+
+/// Resolves every value and binds every loss of the factory.
+pub fn prepare<'a>(
+    program: &'a Program,
+    terms: &[FactoryTerm],
+    data: &Data,
+    overrides: &Overrides,
+) -> Result<Vec<Prepared<'a>>, BindError> {
+    let losses: Vec<&LossIr> = terms
+        .iter()
+        .map(|t| {
+            program.loss(&t.loss).ok_or_else(|| {
+                let known: Vec<&str> = program.losses.iter().map(|l| l.name.as_str()).collect();
+                let hint = closest(&t.loss, known.iter().copied()).map(|c| format!("; did you mean `{c}`?")).unwrap_or_default();
+                BindError(format!("no loss named `{}` (the files define {}){hint}", t.loss, known.join(", ")))
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let from_data = route_keys(&losses, data.keys().cloned())?;
+    let from_set = route_keys(&losses, overrides.iter().map(|(k, _)| k.clone()))?;
+    let set: BTreeMap<&str, &DataValue> = overrides.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let mut out = Vec::new();
+    for (li, (loss, term)) in losses.iter().zip(terms).enumerate() {
+        let inputs: Vec<Option<&crate::runtime::data::Array>> = loss
+            .inputs
+            .iter()
+            .map(|i| match data.get(&i.name) {
+                Some(DataValue::Array(a)) => Ok(Some(a)),
+                Some(DataValue::Str(_)) => Err(BindError(format!("input `{}` must be an array, not a string", i.name))),
+                None => Ok(None),
+            })
+            .collect::<Result<_, _>>()?;
+        let params: Vec<Option<ParamSource>> = loss
+            .params
+            .iter()
+            .map(|p| {
+                let key = (li, p.name.clone());
+                if let Some(k) = from_set.get(&key) {
+                    return Some(ParamSource::Data(set[k.as_str()].clone()));
+                }
+                if let Some(k) = from_data.get(&key) {
+                    return Some(ParamSource::Data(data[k].clone()));
+                }
+                if let Some((_, v)) = term.settings.iter().find(|(n, _)| *n == p.name) {
+                    return Some(ParamSource::Source(v.clone()));
+                }
+                p.default.clone().map(ParamSource::Source)
+            })
+            .collect();
+        out.push(Prepared { bound: bind(loss, &inputs, &params)?, annealed: term.annealed });
+    }
+    Ok(out)
+}
+
+/// Combines per-loss values into the factory's result, in factory order, in f32.
+pub fn combine(names: &[&str], values: &[eval::LossValue], annealed: &[bool], opts: &RunOptions) -> (f32, Vec<(String, LossResult)>, Vec<(String, f32)>) {
+    let mut total = 0.0f32;
+    let mut losses = Vec::new();
+    let mut logs = Vec::new();
+    for ((name, v), annealed) in names.iter().zip(values).zip(annealed) {
+        let weighted = v.weight * v.loss;
+        let anneal = if *annealed { opts.anneal } else { 1.0 };
+        total += anneal * weighted;
+        logs.push((format!("{}_{name}_loss", opts.stage), v.loss));
+        logs.push((format!("{name}_weight"), v.weight));
+        logs.push((format!("{}_{name}_loss_weighted", opts.stage), weighted));
+        losses.push((name.to_string(), LossResult { loss: v.loss, weight: v.weight, weighted }));
+    }
+    (total, losses, logs)
+}
+
+/// Runs the factory on the CPU reference evaluator.
+pub fn run_cpu(
+    program: &Program,
+    terms: &[FactoryTerm],
+    data: &Data,
+    overrides: &Overrides,
+    opts: &RunOptions,
+) -> Result<RunResult, Box<dyn std::error::Error>> {
+    let prepared = prepare(program, terms, data, overrides)?;
+    let values: Vec<eval::LossValue> = prepared.iter().map(|p| eval::evaluate(&p.bound)).collect::<Result<_, _>>()?;
+    let names: Vec<&str> = prepared.iter().map(|p| p.bound.ir.name.as_str()).collect();
+    let annealed: Vec<bool> = prepared.iter().map(|p| p.annealed).collect();
+    let (total, losses, logs) = combine(&names, &values, &annealed, opts);
+    Ok(RunResult { total, losses, logs, dispatches: 0, backend: "cpu".into() })
+}
+
+/// A `--set` value: JSON (a number, a list, a tensor object) or else a bare string.
+pub fn parse_override(s: &str) -> Result<(String, DataValue), String> {
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("`--set {s}`: expected name=value"))?;
+    let value = match serde_json::from_str::<serde_json::Value>(v) {
+        Ok(j) => crate::runtime::data::json_value(&j).map_err(|e| format!("`--set {s}`: {e}"))?,
+        Err(_) => DataValue::Str(v.to_string()),
+    };
+    Ok((k.trim().to_string(), value))
+}
+
+/// `ParamValue` is re-exported for callers building factory terms by hand.
+pub type Setting = (String, ParamValue);

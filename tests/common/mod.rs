@@ -1,0 +1,55 @@
+//! Helpers shared by the integration tests: running the `lossc` binary as a user would,
+//! and reading the conformance vectors.
+
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Every example loss file.
+pub fn example_files() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(root().join("examples/lightning_pose"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "loss"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Runs `lossc` with the arguments.
+pub fn lossc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lossc")).args(args).current_dir(root()).output().expect("lossc runs")
+}
+
+/// Reads a `.json` or `.json.gz` file.
+pub fn read_json(path: &Path) -> Value {
+    let bytes = std::fs::read(path).unwrap();
+    let text = if path.extension().is_some_and(|e| e == "gz") {
+        let mut s = String::new();
+        flate2::read::GzDecoder::new(&bytes[..]).read_to_string(&mut s).unwrap();
+        s
+    } else {
+        String::from_utf8(bytes).unwrap()
+    };
+    serde_json::from_str(&text).unwrap()
+}
+
+/// `a` matches the reference `b`: both NaN (`null`), exactly equal where `b` is 0, else
+/// within relative `rel`.
+pub fn close(a: &Value, b: &Value, rel: f64) -> bool {
+    match (a.as_f64(), b.as_f64()) {
+        (None, None) => a.is_null() && b.is_null(),
+        (Some(x), Some(y)) if y == 0.0 => x == 0.0,
+        (Some(x), Some(y)) => (x - y).abs() <= rel * y.abs(),
+        _ => false,
+    }
+}

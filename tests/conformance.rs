@@ -1,0 +1,215 @@
+//! Every case of the conformance vectors (tests/conformance/, produced by Lightning Pose's
+//! own PyTorch code) runs through `lossc run ... --json`, the invocation a user types, and
+//! must match: losses, weights and totals to relative 1e-5, logs by exact name, NaN where
+//! the reference is NaN. Cases where Lightning Pose raises must give a clear error or the
+//! result documented in docs/conformance.md, never a crash.
+//!
+//! `LOSSC_CONFORMANCE_DIR=DIR` runs the vectors of another folder the same way.
+
+mod common;
+
+use std::path::PathBuf;
+
+use serde_json::{Map, Value, json};
+
+use common::{close, example_files, lossc, read_json, root};
+
+const REL: f64 = 1e-5;
+
+/// The lossc loss a Lightning Pose class (and its `loss_name`) corresponds to.
+fn loss_name(class: &str, params: &Value) -> Option<String> {
+    Some(match class {
+        "HeatmapMSELoss" => "heatmap_mse".into(),
+        "HeatmapKLLoss" => "heatmap_kl".into(),
+        "HeatmapJSLoss" => "heatmap_js".into(),
+        "RegressionMSELoss" => "regression".into(),
+        "RegressionRMSELoss" => "rmse".into(),
+        "TemporalLoss" => "temporal".into(),
+        "PairwiseProjectionsLoss" => "supervised_pairwise_projections".into(),
+        "ReprojectionHeatmapLoss" => "supervised_reprojection_heatmap_mse".into(),
+        "TemporalHeatmapLoss" | "PCALoss" => params["loss_name"].as_str()?.to_string(),
+        _ => return None,
+    })
+}
+
+/// The params each example loss declares, read from the files themselves.
+fn declared_params() -> std::collections::HashMap<String, Vec<String>> {
+    let sources: Vec<_> = example_files()
+        .iter()
+        .map(|p| lossc::diagnostics::Source::new(p.display().to_string(), std::fs::read_to_string(p).unwrap()))
+        .collect();
+    let checked = lossc::sema::check(&sources);
+    assert!(!checked.has_errors(), "{}", checked.render(&sources));
+    checked.program.losses.iter().map(|l| (l.name.clone(), l.params.iter().map(|p| p.name.clone()).collect())).collect()
+}
+
+/// A Lightning Pose case as lossc's data file and command-line arguments.
+struct Invocation {
+    losses: Vec<String>,
+    data: Map<String, Value>,
+    args: Vec<String>,
+}
+
+fn invocation(case: &Value, declared: &std::collections::HashMap<String, Vec<String>>) -> Option<Invocation> {
+    let class = case["loss"].as_str()?;
+    let params = &case["params"];
+    // (loss name, Lightning Pose constructor params, fitted PCA params)
+    let mut terms: Vec<(String, Value, Value)> = Vec::new();
+    if class == "LossFactory" {
+        for (name, p) in params["losses_params_dict"].as_object()? {
+            terms.push((name.clone(), p.clone(), params["pca"][name].clone()));
+        }
+    } else {
+        terms.push((loss_name(class, params)?, params.clone(), params["pca"].clone()));
+    }
+    let mut data = Map::new();
+    for (k, v) in case["inputs"].as_object()? {
+        if !v.is_null() {
+            data.insert(k.clone(), v.clone());
+        }
+    }
+    for (name, p, pca) in &terms {
+        let Some(names) = declared.get(name) else { continue };
+        for param in names {
+            let value = match (param.as_str(), pca.is_null()) {
+                ("mean", false) => pca["mean"].clone(),
+                ("kept_eigenvectors", false) => pca["kept_eigenvectors"].clone(),
+                ("epsilon", false) => pca["epsilon_used"].clone(),
+                _ => p.get(param).cloned().unwrap_or(Value::Null),
+            };
+            if !value.is_null() {
+                data.insert(format!("{name}.{param}"), value);
+            }
+        }
+    }
+    let losses: Vec<String> = terms.iter().map(|t| t.0.clone()).collect();
+    let stage = case["stage"].as_str().unwrap_or("None").to_string();
+    let mut args = vec!["--losses".to_string(), losses.join(","), "--stage".into(), stage, "--json".into()];
+    if class == "LossFactory" {
+        // Lightning Pose anneals every loss but the heatmap ones; no anneal weight means 1.
+        let annealed: Vec<&str> =
+            losses.iter().map(String::as_str).filter(|n| !n.starts_with("heatmap_")).collect();
+        if !annealed.is_empty() {
+            args.push(format!("--annealed={}", annealed.join(",")));
+        }
+        args.push(format!("--anneal={}", params["anneal_weight"].as_f64().unwrap_or(1.0)));
+    }
+    Some(Invocation { losses, data, args })
+}
+
+fn conformance_files() -> Vec<PathBuf> {
+    let dir = std::env::var_os("LOSSC_CONFORMANCE_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("tests/conformance"));
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".json") || p.to_string_lossy().ends_with(".json.gz"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_conformance_case_matches_lightning_pose() {
+    let declared = declared_params();
+    let files: Vec<String> = example_files().iter().map(|p| p.display().to_string()).collect();
+    let tmp = std::env::temp_dir().join(format!("lossc-conformance-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let mut failures = Vec::new();
+    let (mut matched, mut errors_handled) = (0, 0);
+    for file in conformance_files() {
+        let suite = read_json(&file);
+        for case in suite["cases"].as_array().unwrap() {
+            let id = case["id"].as_str().unwrap();
+            if case["loss"] == "generate_heatmaps" {
+                continue; // not a loss: covered by tests/generate_heatmaps.rs
+            }
+            let Some(inv) = invocation(case, &declared) else {
+                // A loss Lightning Pose rejects at construction (an unknown loss_name).
+                assert!(case.get("error").is_some(), "{id}: no lossc loss for this case");
+                errors_handled += 1;
+                continue;
+            };
+            let data_path = tmp.join(format!("{}.json", id.replace('/', "_")));
+            std::fs::write(&data_path, serde_json::to_string(&inv.data).unwrap()).unwrap();
+            let mut args: Vec<String> = vec!["run".into()];
+            args.extend(files.iter().cloned());
+            args.push("--data".into());
+            args.push(data_path.display().to_string());
+            args.extend(inv.args.iter().cloned());
+            let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+            let out = lossc(&argv);
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let code = out.status.code();
+            if let Some(err) = case.get("error") {
+                // Lightning Pose raises here: lossc must give a clear error or a
+                // documented value, never a crash.
+                let clear = code == Some(1) && stderr.starts_with("error: ");
+                let valued = code == Some(0) && serde_json::from_str::<Value>(&stdout).is_ok();
+                if !(clear || valued) {
+                    failures.push(format!("{id}: Lightning Pose raises {err}; lossc exited {code:?}\n{stderr}"));
+                }
+                errors_handled += 1;
+                continue;
+            }
+            if code != Some(0) {
+                failures.push(format!("{id}: lossc failed ({code:?}): {stderr}\n  lossc {}", args.join(" ")));
+                continue;
+            }
+            let got: Value = serde_json::from_str(&stdout).unwrap();
+            let exp = &case["expected"];
+            let mut bad = Vec::new();
+            if case["loss"] == "LossFactory" {
+                if !close(&got["total"], &exp["total"], REL) {
+                    bad.push(format!("total {} vs {}", got["total"], exp["total"]));
+                }
+            } else {
+                let name = &inv.losses[0];
+                for key in ["loss", "weight", "weighted"] {
+                    if !close(&got["losses"][name][key], &exp[key], REL) {
+                        bad.push(format!("{key} {} vs {}", got["losses"][name][key], exp[key]));
+                    }
+                }
+            }
+            let logs: Vec<(String, Value)> = got["logs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| (l[0].as_str().unwrap().to_string(), l[1].clone()))
+                .collect();
+            for l in exp["logs"].as_array().unwrap() {
+                let name = l[0].as_str().unwrap();
+                match logs.iter().find(|(n, _)| n == name) {
+                    Some((_, v)) if close(v, &l[1], REL) => {}
+                    Some((_, v)) => bad.push(format!("log {name} {v} vs {}", l[1])),
+                    None => bad.push(format!("log {name} missing")),
+                }
+            }
+            if bad.is_empty() {
+                matched += 1;
+            } else {
+                failures.push(format!("{id}: {}\n  lossc {}", bad.join("; "), args.join(" ")));
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    eprintln!("conformance: {matched} cases matched, {errors_handled} error cases handled");
+    assert!(failures.is_empty(), "{} failing cases:\n{}", failures.len(), failures.join("\n"));
+    assert!(matched > 0, "no conformance case ran");
+}
+
+#[test]
+fn the_harness_maps_pca_params_from_the_fit() {
+    // The PCA losses take the fitted mean, components and epsilon_used from `params.pca`.
+    let declared = declared_params();
+    let case = json!({
+        "loss": "PCALoss", "stage": "train",
+        "params": {"loss_name": "pca_singleview", "epsilon": null, "log_weight": 1.0,
+                   "pca": {"mean": [1.0], "kept_eigenvectors": [[1.0]], "epsilon_used": 2.5}},
+        "inputs": {"keypoints_pred": {"shape": [1, 2], "data": [0, 0]}}
+    });
+    let inv = invocation(&case, &declared).unwrap();
+    assert_eq!(inv.data["pca_singleview.epsilon"], json!(2.5));
+    assert_eq!(inv.data["pca_singleview.log_weight"], json!(1.0));
+    assert!(inv.data.contains_key("pca_singleview.kept_eigenvectors"));
+}
