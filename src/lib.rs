@@ -9,5 +9,7 @@ pub mod diagnostics;
 pub mod syntax;
 pub mod ir;
 pub mod sema;
+pub mod codegen;
 pub mod eval;
+pub mod gpu;
 pub mod runtime;

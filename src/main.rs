@@ -48,8 +48,9 @@ enum Command {
         /// The stage that prefixes the log names.
         #[arg(long, default_value = "train")]
         stage: String,
-        /// Where to evaluate.
-        #[arg(long, value_enum, default_value_t = Backend::Cpu)]
+        /// Where to evaluate: the fused GPU kernel, or the CPU reference evaluator
+        /// (default: the GPU when an adapter exists).
+        #[arg(long, value_enum, default_value_t = Backend::Auto)]
         backend: Backend,
         /// Set a param: name=value or loss.name=value (JSON, or a bare string).
         #[arg(long = "set", value_name = "NAME=VALUE")]
@@ -57,6 +58,39 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Write one fused kernel and its manifest per factory (or per loss).
+    Compile {
+        /// The .loss files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The output folder.
+        #[arg(short, long)]
+        out: PathBuf,
+        /// One kernel for these losses, in order.
+        #[arg(long, value_delimiter = ',', conflicts_with = "factory")]
+        losses: Vec<String>,
+        /// One kernel for this factory.
+        #[arg(long)]
+        factory: Option<String>,
+        /// The output language.
+        #[arg(long, value_enum, default_value_t = TargetArg::Wgsl)]
+        target: TargetArg,
+        /// Print how each loss was scheduled.
+        #[arg(long)]
+        explain: bool,
+    },
+    /// Print how each loss of a factory is scheduled in its fused kernel.
+    Explain {
+        /// The .loss files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// These losses.
+        #[arg(long, value_delimiter = ',', conflicts_with = "factory")]
+        losses: Vec<String>,
+        /// This factory.
+        #[arg(long)]
+        factory: Option<String>,
     },
     /// Print the IR as Graphviz DOT.
     Graph {
@@ -69,8 +103,12 @@ enum Command {
     },
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
 enum Backend {
+    /// The GPU if an adapter exists, else the CPU.
+    Auto,
+    /// The fused kernel through wgpu.
+    Gpu,
     /// The CPU reference evaluator.
     Cpu,
 }
@@ -89,9 +127,36 @@ fn main() -> ExitCode {
             print!("{}", lossc::ir::dot::to_dot(&chosen));
             ExitCode::SUCCESS
         }
-        Command::Run { files, losses, factory, data, annealed, anneal, stage, backend: Backend::Cpu, set, json } => {
+        Command::Compile { files, out, losses, factory, target, explain } => {
             let Some(program) = load(&files) else { return ExitCode::FAILURE };
-            match run(&program, losses, factory, data, annealed, anneal, stage, set, json) {
+            match compile(&program, &out, losses, factory, target, explain) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Explain { files, losses, factory } => {
+            let Some(program) = load(&files) else { return ExitCode::FAILURE };
+            let result = kernels(&program, losses, factory).and_then(|ks| {
+                for (name, terms) in ks {
+                    let k = lossc::codegen::compile(&program, &name, &terms)?;
+                    print!("{}", lossc::codegen::explain(&program, &k));
+                }
+                Ok(())
+            });
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Run { files, losses, factory, data, annealed, anneal, stage, backend, set, json } => {
+            let Some(program) = load(&files) else { return ExitCode::FAILURE };
+            match run(&program, losses, factory, data, annealed, anneal, stage, set, json, backend) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -113,27 +178,30 @@ fn run(
     stage: String,
     set: Vec<String>,
     json: bool,
+    backend: Backend,
 ) -> Result<(), Box<dyn std::error::Error>> {
     for a in &annealed {
         if !losses.contains(a) {
             return Err(format!("--annealed names `{a}`, which is not in --losses").into());
         }
     }
-    let terms: Vec<FactoryTerm> = if !losses.is_empty() {
+    let (kernel_name, terms): (String, Vec<FactoryTerm>) = if !losses.is_empty() {
+        (losses.join("+"),
         losses
             .iter()
             .map(|l| FactoryTerm { loss: l.clone(), settings: vec![], annealed: annealed.contains(l) })
-            .collect()
+            .collect())
     } else if let Some(name) = factory {
         let f = program.factories.iter().find(|f| f.name == name).ok_or_else(|| {
             let known: Vec<&str> = program.factories.iter().map(|f| f.name.as_str()).collect();
             format!("no factory named `{name}` (the files define: {})", if known.is_empty() { "none".into() } else { known.join(", ") })
         })?;
-        f.terms.clone()
+        (f.name.clone(), f.terms.clone())
     } else if program.factories.len() == 1 {
-        program.factories[0].terms.clone()
+        (program.factories[0].name.clone(), program.factories[0].terms.clone())
     } else if program.losses.len() == 1 {
-        vec![FactoryTerm { loss: program.losses[0].name.clone(), settings: vec![], annealed: false }]
+        let l = &program.losses[0];
+        (l.name.clone(), vec![FactoryTerm { loss: l.name.clone(), settings: vec![], annealed: false }])
     } else {
         return Err("several losses are defined: choose with --losses NAME[,NAME...] or --factory NAME".into());
     };
@@ -142,7 +210,20 @@ fn run(
         None => Data::new(),
     };
     let overrides = set.iter().map(|s| parse_override(s)).collect::<Result<Vec<_>, _>>()?;
-    let result = run_cpu(program, &terms, &data, &overrides, &RunOptions { stage, anneal })?;
+    let opts = RunOptions { stage, anneal };
+    let gpu = match backend {
+        Backend::Cpu => None,
+        Backend::Gpu => Some(lossc::gpu::gpu()?),
+        Backend::Auto => lossc::gpu::gpu().ok(),
+    };
+    let result = match gpu {
+        None => run_cpu(program, &terms, &data, &overrides, &opts)?,
+        Some(_) => {
+            let kernel = lossc::codegen::compile(program, &kernel_name, &terms)?;
+            let prepared = lossc::runtime::run::prepare(program, &terms, &data, &overrides)?;
+            lossc::gpu::run_gpu(&kernel, &prepared, &opts)?
+        }
+    };
     if json {
         println!("{}", serde_json::to_string(&result)?);
     } else {
@@ -155,6 +236,62 @@ fn run(
             println!("  {name} = {}", fmt(*v));
         }
         println!("backend {} ({} dispatches)", result.backend, result.dispatches);
+    }
+    Ok(())
+}
+
+/// The kernels a command asks for: one for `--losses`, one for `--factory`, else one per
+/// factory and one per loss.
+fn kernels(program: &Program, losses: Vec<String>, factory: Option<String>) -> Result<Vec<(String, Vec<FactoryTerm>)>, String> {
+    let term = |l: &str| FactoryTerm { loss: l.to_string(), settings: vec![], annealed: false };
+    if !losses.is_empty() {
+        return Ok(vec![(losses.join("+"), losses.iter().map(|l| term(l)).collect())]);
+    }
+    if let Some(name) = factory {
+        let f = program.factories.iter().find(|f| f.name == name).ok_or_else(|| format!("no factory named `{name}`"))?;
+        return Ok(vec![(f.name.clone(), f.terms.clone())]);
+    }
+    let mut out: Vec<_> = program.factories.iter().map(|f| (f.name.clone(), f.terms.clone())).collect();
+    out.extend(program.losses.iter().map(|l| (l.name.clone(), vec![term(&l.name)])));
+    Ok(out)
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TargetArg {
+    /// WGSL, as generated and validated.
+    Wgsl,
+    /// SPIR-V binary (naga).
+    Spirv,
+    /// Metal Shading Language (naga).
+    Msl,
+    /// HLSL (naga).
+    Hlsl,
+    /// GLSL ES 3.10 compute (naga).
+    Glsl,
+}
+
+fn compile(program: &Program, out: &Path, losses: Vec<String>, factory: Option<String>, target: TargetArg, explain: bool) -> Result<(), Box<dyn std::error::Error>> {
+    use lossc::codegen::validate::Target;
+    let target = match target {
+        TargetArg::Wgsl => Target::Wgsl,
+        TargetArg::Spirv => Target::Spirv,
+        TargetArg::Msl => Target::Msl,
+        TargetArg::Hlsl => Target::Hlsl,
+        TargetArg::Glsl => Target::Glsl,
+    };
+    std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    for (name, terms) in kernels(program, losses, factory)? {
+        let k = lossc::codegen::compile(program, &name, &terms)?;
+        let code = lossc::codegen::validate::translate(&k.validated, &k.wgsl, target)?;
+        let path = out.join(format!("{name}.{}", target.extension()));
+        std::fs::write(&path, code).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        let manifest = lossc::codegen::manifest::manifest(program, &k);
+        let mpath = out.join(format!("{name}.manifest.json"));
+        std::fs::write(&mpath, serde_json::to_string_pretty(&manifest)? + "\n").map_err(|e| format!("cannot write {}: {e}", mpath.display()))?;
+        eprintln!("wrote {} and {}", path.display(), mpath.display());
+        if explain {
+            eprint!("{}", lossc::codegen::explain(program, &k));
+        }
     }
     Ok(())
 }

@@ -381,6 +381,33 @@ pub struct LossIr {
     pub weight: NodeIndex,
     /// The loss's span.
     pub span: Span,
+    /// Where its source text came from, to turn spans into `file:line:col`.
+    pub origin: Origin,
+}
+
+/// A source file's name and line starts, enough to locate any span of it.
+#[derive(Clone, Debug, Default)]
+pub struct Origin {
+    /// The file's name as given.
+    pub file: String,
+    /// Byte offset of the start of each line.
+    pub line_starts: Vec<usize>,
+}
+
+impl Origin {
+    /// The origin of a source text.
+    pub fn new(file: &str, text: &str) -> Origin {
+        let mut line_starts = vec![0];
+        line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        Origin { file: file.to_string(), line_starts }
+    }
+
+    /// `file:line:col` (1-based; columns in bytes) of a span's start.
+    pub fn locate(&self, span: Span) -> String {
+        let line = self.line_starts.partition_point(|s| *s <= span.start).max(1);
+        let col = span.start - self.line_starts[line - 1] + 1;
+        format!("{}:{line}:{col}", self.file)
+    }
 }
 
 impl LossIr {

@@ -403,6 +403,7 @@ impl<'a> Lowerer<'a> {
             empty,
             weight,
             span: def.span,
+            origin: Origin::default(),
         })
     }
 

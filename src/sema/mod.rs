@@ -6,7 +6,7 @@ pub mod lower;
 use std::collections::HashMap;
 
 use crate::diagnostics::{Diagnostic, Source, closest};
-use crate::ir::{Factory, FactoryTerm, ParamKind, Program, passes};
+use crate::ir::{Factory, FactoryTerm, Program, passes};
 use crate::syntax;
 
 /// The result of checking a set of files: the program (complete only when there are no
@@ -53,6 +53,7 @@ pub fn check(sources: &[Source]) -> Checked {
             loss_at.insert(def.name.name.clone(), (fi, def.name.span));
             let mut diags = Vec::new();
             if let Some(mut ir) = lower::lower_loss(def, &mut diags) {
+                ir.origin = crate::ir::Origin::new(&src.name, &src.text);
                 diags.extend(passes::run_all(&mut ir));
                 if !diags.iter().any(|d| d.is_error) {
                     program.losses.push(ir);
@@ -99,7 +100,6 @@ pub fn check(sources: &[Source]) -> Checked {
                     Ok(v) => settings.push((key.name.clone(), v)),
                     Err(d) => diagnostics.push((fi, d)),
                 }
-                let _ = ParamKind::Scalar;
             }
             terms.push(FactoryTerm { loss: loss.name.clone(), settings, annealed: e.annealed });
         }

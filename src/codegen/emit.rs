@@ -1,0 +1,723 @@
+//! Lowering one factory to one fused WGSL compute kernel.
+//!
+//! Work is split into *items*: each loss has `rows × chunks` of them (see
+//! [`super::schedule`]), and the factory's items are numbered loss after loss. Each
+//! workgroup takes items `wid, wid + nwg, ...`: per item it computes the row's hoisted
+//! tables into its scratch slice, streams one chunk of the row's elements, and publishes
+//! the chunk's (sum, count) in its partial-result slots, atomically. The last workgroup to
+//! finish (found with an atomic counter) waits for every slot, combines them per loss in a
+//! fixed order, applies means, `empty:` values, weights and anneal factors, writes the
+//! results, and resets the slots for the next dispatch. Every reduction order is fixed, so
+//! results are bit-identical run to run.
+
+use std::collections::HashMap;
+
+use petgraph::stable_graph::NodeIndex;
+
+use super::layout::{Layout, Slot};
+use super::schedule::LossSchedule;
+use super::writer::Writer;
+use crate::ir::{
+    BinaryFn, IndexExpr, IndexId, IndexTerm, LossIr, Op, ParamKind, Poly, ReduceFn, ReduceMode, Tensor, Ty, UnaryFn,
+    operands,
+};
+
+/// Threads per workgroup (the portable WebGPU maximum).
+pub const WORKGROUP: usize = 256;
+/// Elements of a row one work item streams.
+pub const CHUNK: usize = WORKGROUP * 16;
+/// The error word's value when a partial result never arrived.
+pub const TIMEOUT_CODE: u32 = 0xffff_fff0;
+
+const PRELUDE: &str = include_str!("../../shaders/prelude.wgsl");
+const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
+
+/// An f32 literal in WGSL (NaN and infinities through bit patterns, which WGSL's
+/// constant evaluation would reject as literals).
+pub fn f32_lit(v: f32) -> String {
+    if v.is_finite() {
+        let s = format!("{v:?}");
+        if s.contains(['.', 'e']) { format!("{s}f") } else { format!("{s}.0f") }
+    } else {
+        format!("bitcast<f32>({:#010x}u)", v.to_bits())
+    }
+}
+
+/// Everything one loss's code needs while it is written.
+struct LossEmitter<'a> {
+    ir: &'a LossIr,
+    li: usize,
+    sched: &'a LossSchedule,
+    layout: &'a mut Layout,
+    sites: &'a mut Vec<String>,
+    w: &'a mut Writer,
+    /// Per open block: node → the WGSL name holding its value.
+    cache: Vec<HashMap<NodeIndex, String>>,
+    /// Per index variable: a stack of (block depth, WGSL name) bindings.
+    binds: HashMap<IndexId, Vec<(usize, String)>>,
+    fresh: &'a mut usize,
+    /// Set when the emitter meets a state that is a compiler bug.
+    bug: Option<String>,
+}
+
+impl LossEmitter<'_> {
+    fn depth(&self) -> usize {
+        self.cache.len() - 1
+    }
+
+    fn name(&mut self, prefix: &str) -> String {
+        *self.fresh += 1;
+        format!("{prefix}{}", self.fresh)
+    }
+
+    fn open(&mut self, header: impl AsRef<str>) {
+        self.w.open(header);
+        self.cache.push(HashMap::new());
+    }
+
+    fn close(&mut self) {
+        self.w.close();
+        self.cache.pop();
+        let d = self.cache.len();
+        for stack in self.binds.values_mut() {
+            while stack.last().is_some_and(|(bd, _)| *bd >= d) {
+                stack.pop();
+            }
+        }
+    }
+
+    fn bind(&mut self, v: IndexId, name: String) {
+        let d = self.depth();
+        self.binds.entry(v).or_default().push((d, name));
+    }
+
+    fn var(&mut self, v: IndexId) -> String {
+        match self.binds.get(&v).and_then(|s| s.last()) {
+            Some((_, n)) => n.clone(),
+            None => {
+                self.bug = Some(format!("index `{}` of loss `{}` is unbound in generated code", self.ir.indices[v].name, self.ir.name));
+                "0".into()
+            }
+        }
+    }
+
+    fn m(&mut self, s: Slot) -> String {
+        let i = self.layout.slot(s);
+        meta_ref(i)
+    }
+
+    fn lo(&mut self, v: IndexId) -> String {
+        self.m(Slot::Lo { loss: self.li, index: v })
+    }
+
+    fn ext(&mut self, v: IndexId) -> String {
+        self.m(Slot::Extent { loss: self.li, index: v })
+    }
+
+    /// The number of assignments of `vars`, as an i32 expression.
+    fn count(&mut self, vars: &[IndexId]) -> String {
+        if vars.is_empty() {
+            return "1".into();
+        }
+        let parts: Vec<String> = vars.iter().map(|v| self.ext(*v)).collect();
+        format!("({})", parts.join(" * "))
+    }
+
+    /// Binds `vars` from a row-major linear index held in `linear`.
+    fn decompose(&mut self, vars: &[IndexId], linear: &str) {
+        if vars.is_empty() {
+            return;
+        }
+        let q = self.name("q");
+        self.w.line(format!("var {q}: i32 = {linear};"));
+        for v in vars.iter().rev() {
+            let (lo, ext) = (self.lo(*v), self.ext(*v));
+            let n = self.name(&format!("i{v}_"));
+            self.w.line(format!("let {n} = {lo} + {q} % {ext};"));
+            self.w.line(format!("{q} = {q} / {ext};"));
+            self.bind(*v, n);
+        }
+    }
+
+    fn lookup(&self, n: NodeIndex) -> Option<String> {
+        let free = &self.ir.graph[n].free;
+        for d in (0..self.cache.len()).rev() {
+            if let Some(name) = self.cache[d].get(&n) {
+                // Valid only if none of its indices was rebound deeper since.
+                if free.iter().all(|v| self.binds.get(v).and_then(|s| s.last()).is_none_or(|(bd, _)| *bd <= d)) {
+                    return Some(name.clone());
+                }
+            }
+        }
+        None
+    }
+
+    fn comment(&self, n: NodeIndex) -> String {
+        format!("// {}", self.ir.origin.locate(self.ir.graph[n].span))
+    }
+
+    fn poly(&mut self, p: &Poly) -> String {
+        let mut parts = Vec::new();
+        for (mono, c) in &p.terms {
+            let mut f: Vec<String> = mono
+                .iter()
+                .map(|d| {
+                    let dim = self.ir.dims[*d].name.clone();
+                    self.m(Slot::Dim { loss: self.li, dim })
+                })
+                .collect();
+            if *c != 1 || f.is_empty() {
+                f.insert(0, format!("{c}"));
+            }
+            parts.push(f.join(" * "));
+        }
+        if parts.is_empty() { "0".into() } else { format!("({})", parts.join(" + ")) }
+    }
+
+    fn index(&mut self, e: &IndexExpr) -> String {
+        let mut parts = Vec::new();
+        if !e.offset.terms.is_empty() {
+            parts.push(self.poly(&e.offset));
+        }
+        for (c, t) in &e.terms {
+            let x = match t {
+                IndexTerm::Var(v) => self.var(*v),
+                IndexTerm::Gather(p, idx) => format!("i32({})", self.read(Tensor::Param(*p), idx, None)),
+            };
+            parts.push(if *c == 1 { x } else { format!("{c} * {x}") });
+        }
+        if parts.is_empty() { "0".into() } else { format!("({})", parts.join(" + ")) }
+    }
+
+    /// An element of a tensor of the arena; every subscript is bounds-checked, and an
+    /// out-of-range one raises the read's site in the error word.
+    fn read(&mut self, t: Tensor, idx: &[IndexExpr], at: Option<NodeIndex>) -> String {
+        let name = match t {
+            Tensor::Input(i) => self.ir.inputs[i].name.clone(),
+            Tensor::Param(p) => self.ir.params[p].name.clone(),
+        };
+        let off = self.m(Slot::Offset { loss: self.li, tensor: name.clone() });
+        if idx.is_empty() {
+            return format!("lc_arena[{off}]");
+        }
+        let shown: Vec<String> = idx.iter().map(|e| self.ir.show_index(e)).collect();
+        let place = at.map(|n| self.ir.origin.locate(self.ir.graph[n].span)).unwrap_or_else(|| self.ir.origin.locate(self.ir.span));
+        self.sites.push(format!("loss `{}`: `{name}[{}]` at {place}", self.ir.name, shown.join(", ")));
+        let site = self.sites.len();
+        let mut lin = String::new();
+        for (axis, e) in idx.iter().enumerate() {
+            let i = self.index(e);
+            let n = self.m(Slot::Shape { loss: self.li, tensor: name.clone(), axis });
+            let checked = format!("lc_chk({i}, {n}, {site}u)");
+            lin = if axis == 0 { checked } else { format!("({lin}) * {n} + {checked}") };
+        }
+        format!("lc_arena[{off} + {lin}]")
+    }
+
+    /// The WGSL name holding node `n`'s value, emitting what it needs.
+    fn val(&mut self, n: NodeIndex) -> String {
+        if let Some(x) = self.lookup(n) {
+            return x;
+        }
+        let node = self.ir.graph[n].clone();
+        let args = operands(&self.ir.graph, n);
+        let expr = match &node.op {
+            Op::Const(bits) => return f32_lit(f32::from_bits(*bits)),
+            Op::BoolConst(b) => return b.to_string(),
+            Op::Read(t, idx) => self.read(*t, idx, Some(n)),
+            Op::IndexValue(e) => format!("f32({})", self.index(e)),
+            Op::EnumIs(p, v) => {
+                let ParamKind::Enum(vs) = &self.ir.params[*p].kind else {
+                    self.bug = Some("an enum test on a non-enum param".into());
+                    return "false".into();
+                };
+                let k = vs.iter().position(|x| x == v).unwrap_or(0);
+                let slot = self.m(Slot::Enum { loss: self.li, param: self.ir.params[*p].name.clone() });
+                format!("({slot} == {k})")
+            }
+            Op::Unary(f) => {
+                let a = self.val(args[0]);
+                match f {
+                    UnaryFn::Neg => format!("(-{a})"),
+                    UnaryFn::Not => format!("(!{a})"),
+                    UnaryFn::Exp => format!("exp({a})"),
+                    UnaryFn::Log => format!("log({a})"),
+                    UnaryFn::Sqrt => format!("sqrt({a})"),
+                    UnaryFn::Abs => format!("abs({a})"),
+                    UnaryFn::Relu => format!("lc_relu({a})"),
+                    UnaryFn::IsNan => format!("lc_isnan({a})"),
+                }
+            }
+            Op::Binary(f) => {
+                let a = self.val(args[0]);
+                let b = self.val(args[1]);
+                let infix = |op: &str| format!("({a} {op} {b})");
+                match f {
+                    BinaryFn::Add => infix("+"),
+                    BinaryFn::Sub => infix("-"),
+                    BinaryFn::Mul => infix("*"),
+                    BinaryFn::Div => infix("/"),
+                    BinaryFn::Pow if matches!(self.ir.graph[args[1]].op, Op::Const(c) if f32::from_bits(c) == 2.0) => {
+                        format!("({a} * {a})")
+                    }
+                    BinaryFn::Pow => format!("lc_pow({a}, {b})"),
+                    BinaryFn::Min => format!("lc_min({a}, {b})"),
+                    BinaryFn::Max => format!("lc_max({a}, {b})"),
+                    BinaryFn::Eq => infix("=="),
+                    BinaryFn::Ne => infix("!="),
+                    BinaryFn::Lt => infix("<"),
+                    BinaryFn::Le => infix("<="),
+                    BinaryFn::Gt => infix(">"),
+                    BinaryFn::Ge => infix(">="),
+                    BinaryFn::And => infix("&&"),
+                    BinaryFn::Or => infix("||"),
+                }
+            }
+            Op::Select => {
+                let c = self.val(args[0]);
+                let a = self.val(args[1]);
+                let b = self.val(args[2]);
+                format!("select({b}, {a}, {c})")
+            }
+            Op::Clamp => {
+                let x = self.val(args[0]);
+                let lo = self.val(args[1]);
+                let hi = self.val(args[2]);
+                format!("lc_clamp({x}, {lo}, {hi})")
+            }
+            Op::Reduce(..) => match self.sched.hoisted_index(n) {
+                Some(k) => self.table_read(k, n),
+                None => return self.inline_reduce(n),
+            },
+        };
+        let name = self.name("v");
+        let comment = self.comment(n);
+        self.w.line(format!("let {name} = {expr}; {comment}"));
+        let d = self.depth();
+        self.cache[d].insert(n, name.clone());
+        name
+    }
+
+    /// The entry of hoisted table `k` for the current table indices.
+    fn table_read(&mut self, k: usize, n: NodeIndex) -> String {
+        let vars = self.sched.hoisted[k].table_vars.clone();
+        let mut lin = String::from("0");
+        for (i, v) in vars.iter().enumerate() {
+            let (x, lo, ext) = (self.var(*v), self.lo(*v), self.ext(*v));
+            lin = if i == 0 { format!("({x} - {lo})") } else { format!("({lin}) * {ext} + ({x} - {lo})") };
+        }
+        let off = self.m(Slot::Table { loss: self.li, table: k });
+        let raw = format!("lc_scratch[slice + {off} + {lin}]");
+        if self.ir.graph[n].ty == Ty::Bool { format!("({raw} != 0.0)") } else { raw }
+    }
+
+    /// A reduction evaluated by the current thread alone, with loops over its indices.
+    fn inline_reduce(&mut self, n: NodeIndex) -> String {
+        let node = self.ir.graph[n].clone();
+        let Op::Reduce(kind, bound) = &node.op else { unreachable!("called on reductions") };
+        let body = operands(&self.ir.graph, n)[0];
+        let comment = self.comment(n);
+        if *kind == ReduceFn::Median {
+            return self.inline_median(n, body, bound);
+        }
+        let acc = self.name("acc");
+        let (init, is_bool) = match kind {
+            ReduceFn::All => ("true".to_string(), true),
+            ReduceFn::Any => ("false".to_string(), true),
+            ReduceFn::Max => ("-lc_inf()".to_string(), false),
+            ReduceFn::Min => ("lc_inf()".to_string(), false),
+            _ => ("0.0f".to_string(), false),
+        };
+        self.w.line(format!("var {acc}: {} = {init}; {comment}", if is_bool { "bool" } else { "f32" }));
+        let opened = bound.len();
+        for v in bound {
+            let (lo, ext) = (self.lo(*v), self.ext(*v));
+            let x = self.name(&format!("i{v}_"));
+            self.open(format!("for (var {x}: i32 = {lo}; {x} < {lo} + {ext}; {x}++)"));
+            self.bind(*v, x);
+        }
+        let b = self.val(body);
+        let step = match kind {
+            ReduceFn::Sum | ReduceFn::Mean => format!("{acc} = {acc} + {b};"),
+            ReduceFn::Norm => format!("{acc} = {acc} + {b} * {b};"),
+            ReduceFn::Max => format!("{acc} = lc_max({acc}, {b});"),
+            ReduceFn::Min => format!("{acc} = lc_min({acc}, {b});"),
+            ReduceFn::All => format!("{acc} = {acc} && {b};"),
+            ReduceFn::Any => format!("{acc} = {acc} || {b};"),
+            ReduceFn::Median => unreachable!("handled above"),
+        };
+        self.w.line(step);
+        for _ in 0..opened {
+            self.close();
+        }
+        let result = match kind {
+            ReduceFn::Mean => {
+                let c = self.count(bound);
+                format!("{acc} / f32({c})")
+            }
+            ReduceFn::Norm => format!("sqrt({acc})"),
+            _ => acc.clone(),
+        };
+        let name = self.name("v");
+        self.w.line(format!("let {name} = {result};"));
+        let d = self.depth();
+        self.cache[d].insert(n, name.clone());
+        name
+    }
+
+    /// The 0.5 quantile by counting ranks (no arrays needed): the value of rank ⌊(n−1)/2⌋
+    /// and of rank ⌊n/2⌋, combined as torch.lerp does. NaN if any value is NaN.
+    fn inline_median(&mut self, n: NodeIndex, body: NodeIndex, bound: &[IndexId]) -> String {
+        let comment = self.comment(n);
+        let (lo_v, hi_v, nan, cnt) = (self.name("mlo"), self.name("mhi"), self.name("mnan"), self.name("mn"));
+        let total = self.count(bound);
+        self.w.line(format!("let {cnt} = {total}; {comment}"));
+        self.w.line(format!("var {lo_v}: f32 = lc_nan();"));
+        self.w.line(format!("var {hi_v}: f32 = lc_nan();"));
+        self.w.line(format!("var {nan}: bool = false;"));
+        for v in bound {
+            let (lo, ext) = (self.lo(*v), self.ext(*v));
+            let x = self.name(&format!("i{v}_"));
+            self.open(format!("for (var {x}: i32 = {lo}; {x} < {lo} + {ext}; {x}++)"));
+            self.bind(*v, x);
+        }
+        let a = self.val(body);
+        let (less, equal) = (self.name("mless"), self.name("meq"));
+        self.w.line(format!("var {less}: i32 = 0;"));
+        self.w.line(format!("var {equal}: i32 = 0;"));
+        for v in bound {
+            let (lo, ext) = (self.lo(*v), self.ext(*v));
+            let x = self.name(&format!("i{v}_"));
+            self.open(format!("for (var {x}: i32 = {lo}; {x} < {lo} + {ext}; {x}++)"));
+            self.bind(*v, x);
+        }
+        let b = self.val(body);
+        self.w.line(format!("if ({b} < {a}) {{ {less} = {less} + 1; }}"));
+        self.w.line(format!("if ({b} == {a}) {{ {equal} = {equal} + 1; }}"));
+        for _ in bound {
+            self.close();
+        }
+        self.w.line(format!("if (lc_isnan({a})) {{ {nan} = true; }}"));
+        let (r1, r2) = (self.name("rank"), self.name("rank"));
+        self.w.line(format!("let {r1} = ({cnt} - 1) / 2;"));
+        self.w.line(format!("let {r2} = {cnt} / 2;"));
+        self.w.line(format!("if ({less} <= {r1} && {r1} < {less} + {equal}) {{ {lo_v} = {a}; }}"));
+        self.w.line(format!("if ({less} <= {r2} && {r2} < {less} + {equal}) {{ {hi_v} = {a}; }}"));
+        for _ in bound {
+            self.close();
+        }
+        let name = self.name("v");
+        self.w.line(format!("let {name} = select({hi_v} - ({hi_v} - {lo_v}) * 0.5f, lc_nan(), {nan} || {cnt} == 0);"));
+        let d = self.depth();
+        self.cache[d].insert(n, name.clone());
+        name
+    }
+
+    /// `fn loss_N(item, gitem, lid, slice)`: one work item of this loss.
+    fn loss_fn(&mut self) {
+        let li = self.li;
+        self.w.line(format!("// loss {} ({})", self.ir.name, self.ir.origin.locate(self.ir.span)));
+        for line in self.ir.doc.lines() {
+            self.w.line(format!("/// {line}"));
+        }
+        self.open(format!("fn loss_{li}(item: i32, gitem: i32, lid: u32, slice: i32)"));
+        let cpr = self.m(Slot::ChunksPerRow { loss: li });
+        self.w.line(format!("let row = item / {cpr};"));
+        self.w.line(format!("let chunk = item % {cpr};"));
+        let rows = self.sched.row_vars.clone();
+        self.decompose(&rows, "row");
+        let hoisted = self.sched.hoisted.clone();
+        for (k, h) in hoisted.iter().enumerate() {
+            self.table(k, h.node, &h.table_vars);
+        }
+        // Stream this chunk of the row's elements.
+        let elems = self.m(Slot::Elems { loss: li });
+        self.w.line(format!("let e0 = chunk * {CHUNK};"));
+        self.w.line(format!("let e1 = min(e0 + {CHUNK}, {elems});"));
+        self.w.line("var part: f32 = 0.0f;");
+        self.w.line("var part_n: u32 = 0u;");
+        self.open(format!("for (var e: i32 = e0 + i32(lid); e < e1; e += {WORKGROUP})"));
+        let ev = self.sched.elem_vars.clone();
+        self.decompose(&ev, "e");
+        self.w.line("var keep = true;");
+        self.w.line("var zeroed = false;");
+        for (mi, mask) in self.ir.masks.clone().iter().enumerate() {
+            let on = self.m(Slot::MaskOn { loss: li, mask: mi });
+            self.open(format!("if (keep && {on} != 0)"));
+            let c = self.val(mask.cond);
+            match mask.mode {
+                crate::ir::MaskMode::Drop => self.w.line(format!("if ({c}) {{ keep = false; }}")),
+                crate::ir::MaskMode::Zero => self.w.line(format!("if ({c}) {{ zeroed = true; }}")),
+            }
+            self.close();
+        }
+        self.open("if (keep)");
+        self.w.line("var x: f32 = 0.0f;");
+        self.open("if (!zeroed)");
+        let v = self.val(self.ir.compute);
+        self.w.line(format!("x = {v};"));
+        self.close();
+        if let Some(r) = self.ir.rectify {
+            let eps = self.val(r);
+            self.w.line(format!("x = lc_relu(x - {eps}); // rectify"));
+        }
+        self.w.line("part = part + x;");
+        self.w.line("part_n = part_n + 1u;");
+        self.close();
+        self.close();
+        self.w.line("lc_red[lid] = part;");
+        self.w.line("lc_cnt[lid] = part_n;");
+        self.w.line("let s = lc_tree(lid, 0u);");
+        self.w.line("let c = lc_tree_count(lid);");
+        self.open("if (lid == 0u)");
+        self.w.line("atomicStore(&lc_sync[2 + 2 * gitem], lc_publish(s));");
+        self.w.line("atomicStore(&lc_sync[3 + 2 * gitem], c);");
+        self.close();
+        self.close();
+        self.w.blank();
+    }
+
+    /// Computes hoisted table `k` for the current row into the scratch slice.
+    fn table(&mut self, k: usize, n: NodeIndex, table_vars: &[IndexId]) {
+        let node = self.ir.graph[n].clone();
+        let Op::Reduce(kind, bound) = &node.op else { return };
+        let label = crate::ir::dot::op_label(self.ir, &node.op);
+        self.w.line(format!("// hoisted: {label} {}", self.comment(n)));
+        let size = self.count(table_vars);
+        let off = self.m(Slot::Table { loss: self.li, table: k });
+        let t = self.name("t");
+        self.open(format!("for (var {t}: i32 = 0; {t} < {size}; {t}++)"));
+        self.decompose(table_vars, &t);
+        let result = if *kind == ReduceFn::Median {
+            // Every thread ranks the values itself; thread 0 stores.
+            let r = self.inline_reduce(n);
+            self.w.line("workgroupBarrier();");
+            r
+        } else {
+            let body = operands(&self.ir.graph, n)[0];
+            let xs = self.count(bound);
+            let xn = self.name("xn");
+            self.w.line(format!("let {xn} = {xs};"));
+            let init = match kind {
+                ReduceFn::All => "1.0f",
+                ReduceFn::Max => "-lc_inf()",
+                ReduceFn::Min => "lc_inf()",
+                _ => "0.0f",
+            };
+            let acc = self.name("acc");
+            self.w.line(format!("var {acc}: f32 = {init};"));
+            let x = self.name("x");
+            self.open(format!("for (var {x}: i32 = i32(lid); {x} < {xn}; {x} += {WORKGROUP})"));
+            self.decompose(bound, &x);
+            let b = self.val(body);
+            let as_f = if self.ir.graph[body].ty == Ty::Bool { format!("select(0.0f, 1.0f, {b})") } else { b };
+            self.w.line(match kind {
+                ReduceFn::Sum | ReduceFn::Mean => format!("{acc} = {acc} + {as_f};"),
+                ReduceFn::Norm => format!("{acc} = {acc} + {as_f} * {as_f};"),
+                ReduceFn::Max | ReduceFn::Any => format!("{acc} = lc_max({acc}, {as_f});"),
+                _ => format!("{acc} = lc_min({acc}, {as_f});"),
+            });
+            self.close();
+            self.w.line(format!("lc_red[lid] = {acc};"));
+            let tk = match kind {
+                ReduceFn::Max | ReduceFn::Any => 1,
+                ReduceFn::Min | ReduceFn::All => 2,
+                _ => 0,
+            };
+            let r = self.name("r");
+            self.w.line(format!("let {r} = lc_tree(lid, {tk}u);"));
+            match kind {
+                ReduceFn::Mean => format!("{r} / f32({xn})"),
+                ReduceFn::Norm => format!("sqrt({r})"),
+                _ => r,
+            }
+        };
+        self.w.line(format!("if (lid == 0u) {{ lc_scratch[slice + {off} + {t}] = {result}; }}"));
+        self.w.line("storageBarrier();");
+        self.w.line("workgroupBarrier();");
+        self.close();
+    }
+
+    /// In the last workgroup: this loss's value, weight and weighted value.
+    fn finish(&mut self) {
+        let li = self.li;
+        let (base, items) = (self.m(Slot::Base { loss: li }), self.m(Slot::Items { loss: li }));
+        self.w.line(format!("// combine loss {}", self.ir.name));
+        self.open("");
+        self.w.line("var s: f32 = 0.0f;");
+        self.w.line("var c: u32 = 0u;");
+        self.open(format!("for (var k: i32 = i32(lid); k < {items}; k += {WORKGROUP})"));
+        self.w.line(format!("let slot = 2 + 2 * ({base} + k);"));
+        self.w.line("s = s + bitcast<f32>(lc_wait(slot));");
+        self.w.line("c = c + lc_wait(slot + 1);");
+        self.close();
+        self.w.line("lc_red[lid] = s;");
+        self.w.line("lc_cnt[lid] = c;");
+        self.w.line("let total = lc_tree(lid, 0u);");
+        self.w.line("let count = lc_tree_count(lid);");
+        self.open("if (lid == 0u)");
+        self.w.line("var loss: f32;");
+        self.open("if (count > 0u)");
+        match self.ir.reduce {
+            ReduceMode::Mean => self.w.line("loss = total / f32(count);"),
+            ReduceMode::Sum => self.w.line("loss = total;"),
+        }
+        self.close();
+        self.open("else");
+        match (self.ir.empty, self.ir.reduce) {
+            (Some(e), _) => {
+                let v = self.val(e);
+                self.w.line(format!("loss = {v}; // empty:"));
+            }
+            (None, ReduceMode::Mean) => self.w.line("loss = lc_nan(); // the mean of nothing"),
+            (None, ReduceMode::Sum) => self.w.line("loss = 0.0f;"),
+        }
+        self.close();
+        let w = self.val(self.ir.weight);
+        self.w.line(format!("lc_out[{}] = loss;", 3 * li));
+        self.w.line(format!("lc_out[{}] = {w};", 3 * li + 1));
+        self.w.line(format!("lc_out[{}] = {w} * loss;", 3 * li + 2));
+        self.close();
+        self.close();
+    }
+}
+
+/// The uniform block's slot `i`.
+pub fn meta_ref(i: usize) -> String {
+    format!("lc_meta.m[{}].{}", i / 4, ["x", "y", "z", "w"][i % 4])
+}
+
+/// The fused kernel of a factory.
+pub struct Generated {
+    /// The WGSL module.
+    pub wgsl: String,
+    /// Its parameter slots.
+    pub layout: Layout,
+    /// Descriptions of the bounds-checked reads, by site number (1-based).
+    pub sites: Vec<String>,
+}
+
+/// Writes the fused kernel for the given (already scheduled) losses.
+pub fn generate(name: &str, losses: &[(&LossIr, &LossSchedule)]) -> Result<Generated, String> {
+    let mut layout = Layout::default();
+    let mut sites = Vec::new();
+    let mut fresh = 0usize;
+    let mut body = Writer::default();
+    let mut bug = None;
+    for (li, (ir, sched)) in losses.iter().enumerate() {
+        let mut e = LossEmitter {
+            ir,
+            li,
+            sched,
+            layout: &mut layout,
+            sites: &mut sites,
+            w: &mut body,
+            cache: vec![HashMap::new()],
+            binds: HashMap::new(),
+            fresh: &mut fresh,
+            bug: None,
+        };
+        e.loss_fn();
+        bug = bug.or(e.bug.take());
+    }
+    // main: the item loop, then the last workgroup's combination.
+    let mut main = Writer::default();
+    main.line("@compute @workgroup_size(256)");
+    main.open("fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>)");
+    let nwg = meta_ref(layout.slot(Slot::Workgroups));
+    let total = meta_ref(layout.slot(Slot::TotalItems));
+    let slice_size = meta_ref(layout.slot(Slot::SliceSize));
+    main.line("let wid = i32(wg.x);");
+    main.line(format!("let slice = wid * {slice_size};"));
+    main.open(format!("for (var item: i32 = wid; item < {total}; item += {nwg})"));
+    for li in 0..losses.len() {
+        let base = meta_ref(layout.slot(Slot::Base { loss: li }));
+        let items = meta_ref(layout.slot(Slot::Items { loss: li }));
+        main.open(format!("if (item >= {base} && item < {base} + {items})"));
+        main.line(format!("loss_{li}(item - {base}, item, lid, slice);"));
+        main.close();
+    }
+    main.close();
+    main.open("if (lid == 0u)");
+    main.line("let done = atomicAdd(&lc_sync[0], 1u);");
+    main.line(format!("lc_last = select(0u, 1u, done == u32({nwg} - 1));"));
+    main.close();
+    main.line("let last = workgroupUniformLoad(&lc_last);");
+    main.open("if (last == 1u)");
+    for (li, (ir, sched)) in losses.iter().enumerate() {
+        let mut e = LossEmitter {
+            ir,
+            li,
+            sched,
+            layout: &mut layout,
+            sites: &mut sites,
+            w: &mut main,
+            cache: vec![HashMap::new()],
+            binds: HashMap::new(),
+            fresh: &mut fresh,
+            bug: None,
+        };
+        e.finish();
+        bug = bug.or(e.bug.take());
+    }
+    main.line("// the factory's total, in factory order");
+    main.open("if (lid == 0u)");
+    main.line("var total: f32 = 0.0f;");
+    for li in 0..losses.len() {
+        let a = meta_ref(layout.slot(Slot::Anneal { loss: li }));
+        main.line(format!("total = total + bitcast<f32>({a}) * lc_out[{}];", 3 * li + 2));
+    }
+    main.line(format!("lc_out[{}] = total;", 3 * losses.len()));
+    main.line("atomicStore(&lc_sync[0], 0u);");
+    main.close();
+    main.line("// ready for the next dispatch");
+    main.open(format!("for (var k: i32 = 2 + i32(lid); k < 2 + 2 * {total}; k += {WORKGROUP})"));
+    main.line("atomicStore(&lc_sync[k], LC_EMPTY);");
+    main.close();
+    main.close();
+    main.close();
+    if let Some(b) = bug {
+        return Err(format!("internal compiler error: {b}"));
+    }
+
+    let mut w = Writer::default();
+    w.line(format!("// lossc fused kernel `{name}`: {} loss(es) in one dispatch.", losses.len()));
+    w.line("// Generated by lossc; each statement names the .loss line it comes from.");
+    w.blank();
+    w.splice(PRELUDE);
+    w.blank();
+    w.splice(REDUCE);
+    w.blank();
+    w.open("struct LcMeta");
+    w.line(format!("m: array<vec4<i32>, {}>,", layout.vec4s()));
+    w.close();
+    w.line("@group(0) @binding(0) var<uniform> lc_meta: LcMeta;");
+    w.line("@group(0) @binding(1) var<storage, read> lc_arena: array<f32>;");
+    w.line("@group(0) @binding(2) var<storage, read_write> lc_scratch: array<f32>;");
+    w.line("@group(0) @binding(3) var<storage, read_write> lc_sync: array<atomic<u32>>;");
+    w.line("@group(0) @binding(4) var<storage, read_write> lc_out: array<f32>;");
+    w.blank();
+    w.line("// A bounds-checked subscript: out of range raises `site` in the error word and reads 0.");
+    w.open("fn lc_chk(i: i32, n: i32, site: u32) -> i32");
+    w.open("if (i < 0 || i >= n)");
+    w.line("atomicMax(&lc_sync[1], site);");
+    w.line("return 0;");
+    w.close();
+    w.line("return i;");
+    w.close();
+    w.blank();
+    w.line("// A partial result published by another workgroup: atomics are the only memory WGSL");
+    w.line("// orders between workgroups, so wait until the slot holds a value.");
+    w.open("fn lc_wait(slot: i32) -> u32");
+    w.open("for (var spin: u32 = 0u; spin < 100000000u; spin++)");
+    w.line("let v = atomicLoad(&lc_sync[slot]);");
+    w.line("if (v != LC_EMPTY) { return v; }");
+    w.close();
+    w.line(format!("atomicMax(&lc_sync[1], {TIMEOUT_CODE:#x}u);"));
+    w.line("return 0u;");
+    w.close();
+    w.blank();
+    w.splice(&body.finish());
+    w.splice(&main.finish());
+    Ok(Generated { wgsl: w.finish(), layout, sites })
+}

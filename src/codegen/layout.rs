@@ -1,0 +1,80 @@
+//! The kernel's parameter block: every run-time quantity the generated WGSL reads
+//! (dimension sizes, index ranges, arena offsets, work counts) has a slot in one uniform
+//! array of i32. The compiler allocates slots by meaning; the host fills them from the
+//! bound data; the manifest lists them so that any WebGPU host can fill them too.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+/// What a slot holds.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Slot {
+    /// The size of a dimension symbol of a loss.
+    Dim { loss: usize, dim: String },
+    /// The first value of an index variable's range.
+    Lo { loss: usize, index: usize },
+    /// The number of values of an index variable's range (0 when empty).
+    Extent { loss: usize, index: usize },
+    /// The element offset of a tensor in the arena.
+    Offset { loss: usize, tensor: String },
+    /// The size of one axis of a tensor.
+    Shape { loss: usize, tensor: String, axis: usize },
+    /// The variant index of an enum param.
+    Enum { loss: usize, param: String },
+    /// 1 when a `remove_nans` stage runs (its optional inputs are present), else 0.
+    MaskOn { loss: usize, mask: usize },
+    /// The number of rows.
+    Rows { loss: usize },
+    /// The number of elements per row.
+    Elems { loss: usize },
+    /// Chunks of elements per row (ceil(elems / chunk)).
+    ChunksPerRow { loss: usize },
+    /// The first work item of the loss.
+    Base { loss: usize },
+    /// The number of work items of the loss (rows × chunks per row).
+    Items { loss: usize },
+    /// The offset of a hoisted table in a workgroup's scratch slice.
+    Table { loss: usize, table: usize },
+    /// The anneal factor of the loss, as f32 bits.
+    Anneal { loss: usize },
+    /// The number of work items of all losses.
+    TotalItems,
+    /// The number of f32 scratch values per workgroup.
+    SliceSize,
+    /// The number of workgroups dispatched.
+    Workgroups,
+}
+
+/// The slots of one kernel.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Layout {
+    /// Slots in order.
+    pub slots: Vec<Slot>,
+    #[serde(skip)]
+    index: HashMap<Slot, usize>,
+}
+
+impl Layout {
+    /// The slot's index, allocated on first use.
+    pub fn slot(&mut self, s: Slot) -> usize {
+        if let Some(i) = self.index.get(&s) {
+            return *i;
+        }
+        let i = self.slots.len();
+        self.slots.push(s.clone());
+        self.index.insert(s, i);
+        i
+    }
+
+    /// The slot's index, if allocated.
+    pub fn get(&self, s: &Slot) -> Option<usize> {
+        self.index.get(s).copied()
+    }
+
+    /// The number of `vec4<i32>` the uniform block holds.
+    pub fn vec4s(&self) -> usize {
+        self.slots.len().div_ceil(4).max(1)
+    }
+}

@@ -1,0 +1,104 @@
+//! The manifest written beside each kernel: with it alone, any WebGPU host can bind the
+//! data, fill the parameter block, dispatch, and read the results.
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::Kernel;
+use super::emit::{CHUNK, TIMEOUT_CODE, WORKGROUP};
+use crate::ir::{ParamKind, Program};
+
+/// One binding of the kernel.
+#[derive(Serialize)]
+pub struct Binding {
+    /// Bind group.
+    pub group: u32,
+    /// Binding number.
+    pub binding: u32,
+    /// The WGSL variable.
+    pub name: &'static str,
+    /// What it holds.
+    pub role: &'static str,
+    /// Its WGSL type.
+    pub ty: String,
+}
+
+/// The manifest as JSON.
+pub fn manifest(program: &Program, k: &Kernel) -> Value {
+    let bindings = vec![
+        Binding { group: 0, binding: 0, name: "lc_meta", role: "parameter block: the slots below, as i32", ty: format!("uniform array<vec4<i32>, {}>", k.layout.vec4s()) },
+        Binding { group: 0, binding: 1, name: "lc_arena", role: "every input (once per name) and every param of every loss, f32, row-major, at the offsets the `offset` slots give", ty: "storage, read: array<f32>".into() },
+        Binding { group: 0, binding: 2, name: "lc_scratch", role: "hoisted tables: `slice_size` f32 per workgroup", ty: "storage, read_write: array<f32>".into() },
+        Binding { group: 0, binding: 3, name: "lc_sync", role: "[0] finished-workgroup counter, [1] error word, then (sum bits, count) per work item; initialise to 0, 0, then 0xffffffff; the kernel restores that state itself", ty: "storage, read_write: array<atomic<u32>>".into() },
+        Binding { group: 0, binding: 4, name: "lc_out", role: "per loss i: loss at 3i, weight at 3i+1, weighted at 3i+2; the factory total at 3n", ty: "storage, read_write: array<f32>".into() },
+    ];
+    let losses: Vec<Value> = k
+        .terms
+        .iter()
+        .zip(&k.schedules)
+        .filter_map(|(t, s)| {
+            let ir = program.loss(&t.loss)?;
+            let names = ir.dim_names();
+            let idx = |vs: &[usize]| vs.iter().map(|v| ir.indices[*v].name.clone()).collect::<Vec<_>>();
+            let logs: Vec<String> =
+                ["{stage}_NAME_loss", "NAME_weight", "{stage}_NAME_loss_weighted"].iter().map(|l| l.replace("NAME", &ir.name)).collect();
+            Some(json!({
+                "name": ir.name,
+                "doc": ir.doc,
+                "source": ir.origin.locate(ir.span),
+                "annealed": t.annealed,
+                "settings": t.settings.iter().map(|(n, v)| json!([n, crate::ir::dot::show_value(ir, v)])).collect::<Vec<_>>(),
+                "dims": names,
+                "inputs": ir.inputs.iter().map(|i| json!({
+                    "name": i.name,
+                    "shape": i.shape.iter().map(|p| p.display(&names).to_string()).collect::<Vec<_>>(),
+                    "optional": i.optional,
+                    "element_type": "f32",
+                })).collect::<Vec<_>>(),
+                "params": ir.params.iter().map(|p| {
+                    let (kind, shape) = match &p.kind {
+                        ParamKind::Scalar => ("scalar", vec![]),
+                        ParamKind::Tensor(s) => ("tensor (a scalar broadcasts)", s.iter().map(|d| d.display(&names).to_string()).collect()),
+                        ParamKind::Index(s) => ("index (whole numbers, stored as f32)", s.iter().map(|d| d.display(&names).to_string()).collect()),
+                        ParamKind::Enum(_) => ("enum (its variant number is a slot)", vec![]),
+                    };
+                    json!({"name": p.name, "kind": kind, "shape": shape,
+                           "default": p.default.as_ref().map(|v| crate::ir::dot::show_value(ir, v))})
+                }).collect::<Vec<_>>(),
+                "index_ranges": crate::ir::dot::ranges(ir),
+                "schedule": {
+                    "rows": idx(&s.row_vars),
+                    "elements": idx(&s.elem_vars),
+                    "hoisted": s.hoisted.iter().map(|h| json!({
+                        "reduction": crate::ir::dot::op_label(ir, &ir.graph[h.node].op),
+                        "table_over": idx(&h.table_vars),
+                    })).collect::<Vec<_>>(),
+                },
+                "logs": logs,
+            }))
+        })
+        .collect();
+    json!({
+        "kernel": k.name,
+        "entry_point": "main",
+        "workgroup_size": [WORKGROUP, 1, 1],
+        "bindings": bindings,
+        "losses": losses,
+        "parameter_block": k.layout.slots,
+        "work": {
+            "chunk": CHUNK,
+            "items_per_loss": "rows × ceil(elements / chunk), rows and elements being the products of the extents of the schedule's row and element indices",
+            "base": "the items of the losses, numbered loss after loss",
+            "workgroups": "min(total_items, 65535), at least 1; dispatch (workgroups, 1, 1)",
+            "slice_size": "the largest, over the losses, of the summed sizes of its hoisted tables (products of the extents of each table's indices)",
+        },
+        "error_word": {
+            "0": "success",
+            "k in 1..": "read site k was out of range (see `sites`)",
+            "timeout": format!("{TIMEOUT_CODE:#x}: a partial result never arrived"),
+        },
+        "sites": k.sites,
+        "determinism": "bit-identical run to run on one adapter: every reduction (per thread, workgroup tree, and the last workgroup's combination of per-item partials) runs in a fixed order; partials pass between workgroups through atomics",
+        "limits": {"max_storage_buffers_per_stage": 4, "max_workgroup_invocations": WORKGROUP, "workgroup_storage_bytes": 2 * 4 * WORKGROUP + 4},
+    })
+}

@@ -1,0 +1,105 @@
+//! Scheduling one loss for the fused kernel.
+//!
+//! A loss's domain splits into *row* indices and *element* indices. A reduction that
+//! does not depend on every domain index (a heatmap's validity mask over `(b, k)`, a PCA
+//! projection over `b`) is *hoisted*: a workgroup computes it once per row, cooperatively,
+//! into a table in its scratch slice, then streams the row's elements, each read once. The
+//! row indices are the domain indices the hoisted reductions depend on. Reductions that
+//! depend on every domain index (a norm over `c in 0..2`, a heatmap sum per keypoint) are
+//! evaluated inline, by the thread that owns the element.
+
+use std::collections::HashSet;
+
+use petgraph::Direction;
+use petgraph::algo::toposort;
+use petgraph::stable_graph::NodeIndex;
+use petgraph::visit::{Dfs, Reversed, Walker};
+
+use crate::ir::{IndexId, LossIr, Op};
+
+/// A reduction computed once per row into a scratch table.
+#[derive(Clone, Debug)]
+pub struct Hoisted {
+    /// The reduction node.
+    pub node: NodeIndex,
+    /// Its free indices that are not row indices (bound by enclosing reductions): the
+    /// table has one entry per assignment of them.
+    pub table_vars: Vec<IndexId>,
+}
+
+/// How one loss is laid out in the kernel.
+#[derive(Clone, Debug)]
+pub struct LossSchedule {
+    /// Domain indices that select a row (a workgroup's unit of work).
+    pub row_vars: Vec<IndexId>,
+    /// Domain indices streamed within a row.
+    pub elem_vars: Vec<IndexId>,
+    /// Hoisted reductions, inner ones first.
+    pub hoisted: Vec<Hoisted>,
+}
+
+impl LossSchedule {
+    /// Whether `n` is a hoisted reduction, and its position.
+    pub fn hoisted_index(&self, n: NodeIndex) -> Option<usize> {
+        self.hoisted.iter().position(|h| h.node == n)
+    }
+}
+
+/// Schedules a loss.
+pub fn schedule(ir: &LossIr) -> LossSchedule {
+    // Only what the per-element stages reach is computed per row; `weight` and `empty:`
+    // are evaluated once, in the final combination.
+    let mut reached = HashSet::new();
+    let rev = Reversed(&ir.graph);
+    let mut roots = vec![ir.compute];
+    roots.extend(ir.masks.iter().map(|m| m.cond));
+    roots.extend(ir.rectify);
+    for r in roots {
+        reached.extend(Dfs::new(rev, r).iter(rev));
+    }
+    let order = toposort(&ir.graph, None).unwrap_or_default();
+    let domain: HashSet<IndexId> = ir.domain.iter().copied().collect();
+    let mut hoisted_nodes = Vec::new();
+    let mut row: HashSet<IndexId> = HashSet::new();
+    for n in order {
+        if !reached.contains(&n) || !matches!(ir.graph[n].op, Op::Reduce(..)) {
+            continue;
+        }
+        let free: HashSet<IndexId> = ir.graph[n].free.iter().copied().collect();
+        if !domain.iter().all(|d| free.contains(d)) {
+            row.extend(free.intersection(&domain));
+            hoisted_nodes.push(n);
+        }
+    }
+    let row_vars: Vec<IndexId> = ir.domain.iter().copied().filter(|v| row.contains(v)).collect();
+    let elem_vars: Vec<IndexId> = ir.domain.iter().copied().filter(|v| !row.contains(v)).collect();
+    let hoisted = hoisted_nodes
+        .into_iter()
+        .map(|n| Hoisted { node: n, table_vars: ir.graph[n].free.iter().copied().filter(|v| !row.contains(v)).collect() })
+        .collect();
+    let _ = Direction::Incoming;
+    LossSchedule { row_vars, elem_vars, hoisted }
+}
+
+/// A human-readable account of the schedule (`lossc explain`).
+pub fn explain(ir: &LossIr, s: &LossSchedule) -> String {
+    let names = |vs: &[IndexId]| vs.iter().map(|v| ir.indices[*v].name.as_str()).collect::<Vec<_>>().join(", ");
+    let mut out = String::new();
+    out.push_str(&format!("loss {}\n", ir.name));
+    out.push_str(&format!("  domain   ({})\n", names(&ir.domain)));
+    out.push_str(&format!("  rows     ({})   one workgroup item per row and chunk of elements\n", names(&s.row_vars)));
+    out.push_str(&format!("  elements ({})   streamed by the workgroup's threads\n", names(&s.elem_vars)));
+    for h in &s.hoisted {
+        let node = &ir.graph[h.node];
+        out.push_str(&format!(
+            "  hoisted  {} at {}: once per row{}, cooperatively\n",
+            crate::ir::dot::op_label(ir, &node.op),
+            ir.origin.locate(node.span),
+            if h.table_vars.is_empty() { String::new() } else { format!(", a table over ({})", names(&h.table_vars)) }
+        ));
+    }
+    if s.hoisted.is_empty() {
+        out.push_str("  hoisted  nothing: every reduction depends on every domain index and runs inline\n");
+    }
+    out
+}

@@ -1,0 +1,51 @@
+//! A small structured writer for WGSL: lines at the right indentation, blocks that open
+//! and close together. Generated code goes through it, never through ad-hoc pasting.
+
+/// Indented text being built.
+#[derive(Default)]
+pub struct Writer {
+    text: String,
+    indent: usize,
+}
+
+impl Writer {
+    /// One line at the current indentation.
+    pub fn line(&mut self, s: impl AsRef<str>) {
+        for _ in 0..self.indent {
+            self.text.push_str("    ");
+        }
+        self.text.push_str(s.as_ref());
+        self.text.push('\n');
+    }
+
+    /// `header {`, then everything until [`Writer::close`] one level deeper.
+    pub fn open(&mut self, header: impl AsRef<str>) {
+        let h = header.as_ref();
+        self.line(if h.is_empty() { "{".to_string() } else { format!("{h} {{") });
+        self.indent += 1;
+    }
+
+    /// `}`
+    pub fn close(&mut self) {
+        self.indent = self.indent.saturating_sub(1);
+        self.line("}");
+    }
+
+    /// A blank line.
+    pub fn blank(&mut self) {
+        self.text.push('\n');
+    }
+
+    /// Hand-written WGSL, spliced verbatim (the `shaders/` pieces).
+    pub fn splice(&mut self, wgsl: &str) {
+        self.text.push_str(wgsl);
+        if !wgsl.ends_with('\n') {
+            self.text.push('\n');
+        }
+    }
+
+    /// The text.
+    pub fn finish(self) -> String {
+        self.text
+    }
+}
