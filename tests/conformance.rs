@@ -109,10 +109,19 @@ fn conformance_files() -> Vec<PathBuf> {
 }
 
 #[test]
-fn every_conformance_case_matches_lightning_pose() {
+fn every_conformance_case_matches_lightning_pose_on_the_cpu_evaluator() {
+    run_suite("cpu");
+}
+
+#[test]
+fn every_conformance_case_matches_lightning_pose_on_the_gpu_in_one_dispatch() {
+    run_suite("gpu");
+}
+
+fn run_suite(backend: &str) {
     let declared = declared_params();
     let files: Vec<String> = example_files().iter().map(|p| p.display().to_string()).collect();
-    let tmp = std::env::temp_dir().join(format!("lossc-conformance-{}", std::process::id()));
+    let tmp = std::env::temp_dir().join(format!("lossc-conformance-{backend}-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).unwrap();
     let mut failures = Vec::new();
     let (mut matched, mut errors_handled) = (0, 0);
@@ -136,6 +145,7 @@ fn every_conformance_case_matches_lightning_pose() {
             args.push("--data".into());
             args.push(data_path.display().to_string());
             args.extend(inv.args.iter().cloned());
+            args.push(format!("--backend={backend}"));
             let argv: Vec<&str> = args.iter().map(String::as_str).collect();
             let out = lossc(&argv);
             let stdout = String::from_utf8_lossy(&out.stdout);
@@ -159,6 +169,10 @@ fn every_conformance_case_matches_lightning_pose() {
             let got: Value = serde_json::from_str(&stdout).unwrap();
             let exp = &case["expected"];
             let mut bad = Vec::new();
+            let want_dispatches = if backend == "gpu" { 1 } else { 0 };
+            if got["dispatches"] != json!(want_dispatches) || !got["backend"].as_str().unwrap_or("").starts_with(backend) {
+                bad.push(format!("ran on {} with {} dispatches", got["backend"], got["dispatches"]));
+            }
             if case["loss"] == "LossFactory" {
                 if !close(&got["total"], &exp["total"], REL) {
                     bad.push(format!("total {} vs {}", got["total"], exp["total"]));
@@ -193,7 +207,7 @@ fn every_conformance_case_matches_lightning_pose() {
         }
     }
     let _ = std::fs::remove_dir_all(&tmp);
-    eprintln!("conformance: {matched} cases matched, {errors_handled} error cases handled");
+    eprintln!("conformance ({backend}): {matched} cases matched, {errors_handled} error cases handled");
     assert!(failures.is_empty(), "{} failing cases:\n{}", failures.len(), failures.join("\n"));
     assert!(matched > 0, "no conformance case ran");
 }

@@ -105,10 +105,11 @@ fn reads(ir: &LossIr, s: &LossSchedule) -> String {
     for (i, input) in ir.inputs.iter().enumerate() {
         let is_read = |n: petgraph::stable_graph::NodeIndex| matches!(&ir.graph[n].op, crate::ir::Op::Read(crate::ir::Tensor::Input(j), _) if *j == i);
         let rev = Reversed(&ir.graph);
-        let mut hoisted_sites = 0;
+        let mut in_tables = std::collections::HashSet::new();
         for h in &s.hoisted {
-            hoisted_sites += Dfs::new(rev, h.node).iter(rev).filter(|n| is_read(*n)).count();
+            in_tables.extend(Dfs::new(rev, h.node).iter(rev).filter(|n| is_read(*n)));
         }
+        let hoisted_sites = in_tables.len();
         let all_sites = ir.graph.node_indices().filter(|n| is_read(*n)).count();
         let why = if all_sites > 1 {
             "more than once: each read site (a shifted subscript such as t and t + 1, or a hoisted reduction and the element pass) reads it again"

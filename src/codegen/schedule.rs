@@ -4,13 +4,15 @@
 //! does not depend on every domain index (a heatmap's validity mask over `(b, k)`, a PCA
 //! projection over `b`) is *hoisted*: a workgroup computes it once per row, cooperatively,
 //! into a table in its scratch slice, then streams the row's elements, each read once. The
-//! row indices are the domain indices the hoisted reductions depend on. Reductions that
-//! depend on every domain index (a norm over `c in 0..2`, a heatmap sum per keypoint) are
-//! evaluated inline, by the thread that owns the element.
+//! row indices are the domain indices the hoisted reductions depend on. A reduction over
+//! a dimension-sized range that depends on every domain index (a heatmap's KL sum per
+//! keypoint) is hoisted too, unless it sits inside another reduction: the domain itself
+//! becomes the rows, and the workgroup shares the long sum. Reductions over constant
+//! ranges (a norm over `c in 0..2`) and nested ones are evaluated inline, by the thread
+//! that owns the element.
 
 use std::collections::HashSet;
 
-use petgraph::Direction;
 use petgraph::algo::toposort;
 use petgraph::stable_graph::NodeIndex;
 use petgraph::visit::{Dfs, Reversed, Walker};
@@ -57,6 +59,15 @@ pub fn schedule(ir: &LossIr) -> LossSchedule {
     for r in roots {
         reached.extend(Dfs::new(rev, r).iter(rev));
     }
+    // Nodes inside some reduction's body.
+    let mut nested = HashSet::new();
+    for n in ir.graph.node_indices() {
+        if matches!(ir.graph[n].op, Op::Reduce(..)) {
+            for body in crate::ir::operands(&ir.graph, n) {
+                nested.extend(Dfs::new(rev, body).iter(rev));
+            }
+        }
+    }
     let order = toposort(&ir.graph, None).unwrap_or_default();
     let domain: HashSet<IndexId> = ir.domain.iter().copied().collect();
     let mut hoisted_nodes = Vec::new();
@@ -66,7 +77,11 @@ pub fn schedule(ir: &LossIr) -> LossSchedule {
             continue;
         }
         let free: HashSet<IndexId> = ir.graph[n].free.iter().copied().collect();
-        if !domain.iter().all(|d| free.contains(d)) {
+        let Op::Reduce(_, bound) = &ir.graph[n].op else { continue };
+        let long = bound.iter().any(|v| {
+            ir.indices[*v].range.as_ref().is_none_or(|(lo, hi)| hi.sub(lo).as_constant().is_none())
+        });
+        if !domain.iter().all(|d| free.contains(d)) || (long && !nested.contains(&n)) {
             row.extend(free.intersection(&domain));
             hoisted_nodes.push(n);
         }
@@ -77,7 +92,6 @@ pub fn schedule(ir: &LossIr) -> LossSchedule {
         .into_iter()
         .map(|n| Hoisted { node: n, table_vars: ir.graph[n].free.iter().copied().filter(|v| !row.contains(v)).collect() })
         .collect();
-    let _ = Direction::Incoming;
     LossSchedule { row_vars, elem_vars, hoisted }
 }
 
