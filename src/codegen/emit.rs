@@ -489,9 +489,9 @@ impl LossEmitter<'_> {
         self.open(format!("for (var {t}: i32 = 0; {t} < {size}; {t}++)"));
         self.decompose(table_vars, &t);
         let result = if *kind == ReduceFn::Median {
-            // Every thread ranks the values itself; thread 0 stores.
-            let r = self.inline_reduce(n);
-            self.w.line("workgroupBarrier();");
+            self.table_median(n, bound);
+            let r = self.name("r");
+            self.w.line(format!("let {r} = lc_median_result;"));
             r
         } else {
             let body = operands(&self.ir.graph, n)[0];
@@ -536,6 +536,55 @@ impl LossEmitter<'_> {
         self.w.line("storageBarrier();");
         self.w.line("workgroupBarrier();");
         self.close();
+    }
+
+    /// A hoisted median, shared by the workgroup: each thread ranks the candidates
+    /// `lid, lid + 256, ...` against every value; the values of rank ⌊(n−1)/2⌋ and ⌊n/2⌋
+    /// come out of two max-reductions (NaN if any value is NaN), combined as torch.lerp.
+    /// Leaves the result in `lc_median_result` (uniform: every thread reads the tree).
+    fn table_median(&mut self, n: NodeIndex, bound: &[IndexId]) {
+        let body = operands(&self.ir.graph, n)[0];
+        let total = self.count(bound);
+        let (cnt, lo_v, hi_v) = (self.name("mn"), self.name("mlo"), self.name("mhi"));
+        self.w.line(format!("let {cnt} = {total};"));
+        self.w.line(format!("var {lo_v}: f32 = -lc_inf();"));
+        self.w.line(format!("var {hi_v}: f32 = -lc_inf();"));
+        let x = self.name("x");
+        self.open(format!("for (var {x}: i32 = i32(lid); {x} < {cnt}; {x} += {WORKGROUP})"));
+        self.decompose(bound, &x);
+        let a = self.val(body);
+        let (less, equal) = (self.name("mless"), self.name("meq"));
+        self.w.line(format!("var {less}: i32 = 0;"));
+        self.w.line(format!("var {equal}: i32 = 0;"));
+        for v in bound {
+            let (lo, ext) = (self.lo(*v), self.ext(*v));
+            let y = self.name(&format!("i{v}_"));
+            self.open(format!("for (var {y}: i32 = {lo}; {y} < {lo} + {ext}; {y}++)"));
+            self.bind(*v, y);
+        }
+        let b = self.val(body);
+        self.w.line(format!("if ({b} < {a}) {{ {less} = {less} + 1; }}"));
+        self.w.line(format!("if ({b} == {a}) {{ {equal} = {equal} + 1; }}"));
+        for _ in bound {
+            self.close();
+        }
+        self.w.line(format!("let r1 = ({cnt} - 1) / 2;"));
+        self.w.line(format!("let r2 = {cnt} / 2;"));
+        self.open(format!("if (lc_isnan({a}))"));
+        self.w.line(format!("{lo_v} = lc_nan();"));
+        self.w.line(format!("{hi_v} = lc_nan();"));
+        self.close();
+        self.open("else");
+        self.w.line(format!("if ({less} <= r1 && r1 < {less} + {equal}) {{ {lo_v} = lc_max({lo_v}, {a}); }}"));
+        self.w.line(format!("if ({less} <= r2 && r2 < {less} + {equal}) {{ {hi_v} = lc_max({hi_v}, {a}); }}"));
+        self.close();
+        self.close();
+        self.w.line(format!("lc_red[lid] = {lo_v};"));
+        let (lo_r, hi_r) = (self.name("mlor"), self.name("mhir"));
+        self.w.line(format!("let {lo_r} = lc_tree(lid, 1u);"));
+        self.w.line(format!("lc_red[lid] = {hi_v};"));
+        self.w.line(format!("let {hi_r} = lc_tree(lid, 1u);"));
+        self.w.line(format!("let lc_median_result = select({hi_r} - ({hi_r} - {lo_r}) * 0.5f, lc_nan(), {cnt} == 0);"));
     }
 
     /// In the last workgroup: this loss's value, weight and weighted value.

@@ -70,6 +70,12 @@ impl Gpu {
         Ok(Gpu { device, queue, info: adapter.get_info(), limits, pipelines: Mutex::new(HashMap::new()) })
     }
 
+    /// Whether the adapter is Mesa's llvmpipe (lavapipe on Vulkan, or llvmpipe on GL),
+    /// which bounds the loop iterations of a shader invocation.
+    pub fn is_llvmpipe(&self) -> bool {
+        self.info.name.contains("llvmpipe") || self.info.driver.contains("llvmpipe")
+    }
+
     /// A one-line description of the adapter.
     pub fn describe(&self) -> String {
         format!("{} ({:?}, {:?})", self.info.name, self.info.backend, self.info.device_type)
@@ -137,6 +143,84 @@ pub struct Dispatch {
     workgroups: u32,
     n_losses: usize,
     sites: Vec<String>,
+}
+
+/// Mesa's llvmpipe (lavapipe) silently stops every shader invocation after this many
+/// loop iterations in total (measured: a 70 000-term sum comes back as its first 65 535
+/// terms), so a dispatch that needs more would return wrong numbers there.
+pub const LLVMPIPE_LOOP_LIMIT: u64 = 65_535;
+
+/// Loop iterations of the inline reductions evaluated for one evaluation of `n`.
+fn inline_iterations(
+    ir: &crate::ir::LossIr,
+    sched: &crate::codegen::schedule::LossSchedule,
+    ranges: &[(i64, i64)],
+    n: petgraph::stable_graph::NodeIndex,
+    memo: &mut HashMap<petgraph::stable_graph::NodeIndex, u64>,
+) -> u64 {
+    if let Some(v) = memo.get(&n) {
+        return *v;
+    }
+    let args = crate::ir::operands(&ir.graph, n);
+    let v = match &ir.graph[n].op {
+        crate::ir::Op::Reduce(kind, bound) if sched.hoisted_index(n).is_none() => {
+            let count = bound.iter().map(|v| extent(ranges[*v]) as u64).fold(1u64, u64::saturating_mul);
+            let body = 1u64.saturating_add(inline_iterations(ir, sched, ranges, args[0], memo));
+            let once = count.saturating_mul(body);
+            if *kind == crate::ir::ReduceFn::Median { once.saturating_add(count.saturating_mul(once)) } else { once }
+        }
+        crate::ir::Op::Reduce(..) => 0,
+        _ => args.iter().map(|a| inline_iterations(ir, sched, ranges, *a, memo)).fold(0u64, u64::saturating_add),
+    };
+    memo.insert(n, v);
+    v
+}
+
+/// An upper bound of the loop iterations one invocation of the kernel runs.
+fn iterations_per_invocation(kernel: &Kernel, bound: &[&Bound], items: &[i64], workgroups: i64) -> u64 {
+    const TREE: u64 = 8; // log2(256) steps per workgroup reduction
+    let wg = crate::codegen::emit::WORKGROUP as u64;
+    let per_thread = |n: u64| n.div_ceil(wg);
+    let mut worst_item = 0u64;
+    let mut finish = 0u64;
+    let total_items: u64 = items.iter().map(|i| *i as u64).sum();
+    for ((b, s), n_items) in bound.iter().zip(&kernel.schedules).zip(items) {
+        let ir = b.ir;
+        let mut memo = HashMap::new();
+        let mut item = 0u64;
+        for h in &s.hoisted {
+            let t = h.table_vars.iter().map(|v| extent(b.ranges[*v]) as u64).fold(1u64, u64::saturating_mul);
+            let crate::ir::Op::Reduce(kind, over) = &ir.graph[h.node].op else { continue };
+            let x = over.iter().map(|v| extent(b.ranges[*v]) as u64).fold(1u64, u64::saturating_mul);
+            let body = 1u64.saturating_add(inline_iterations(ir, s, &b.ranges, crate::ir::operands(&ir.graph, h.node)[0], &mut memo));
+            let per = if *kind == crate::ir::ReduceFn::Median {
+                per_thread(x).saturating_mul(body.saturating_add(x.saturating_mul(body))).saturating_add(2 * TREE)
+            } else {
+                per_thread(x).saturating_mul(body).saturating_add(TREE)
+            };
+            item = item.saturating_add(t.saturating_mul(per.saturating_add(1)));
+        }
+        let elems: u64 = s.elem_vars.iter().map(|v| extent(b.ranges[*v]) as u64).fold(1u64, u64::saturating_mul);
+        let mut per_elem = 1u64.saturating_add(inline_iterations(ir, s, &b.ranges, ir.compute, &mut memo));
+        for m in &ir.masks {
+            per_elem = per_elem.saturating_add(inline_iterations(ir, s, &b.ranges, m.cond, &mut memo));
+        }
+        if let Some(r) = ir.rectify {
+            per_elem = per_elem.saturating_add(inline_iterations(ir, s, &b.ranges, r, &mut memo));
+        }
+        item = item.saturating_add(per_thread(elems.min(CHUNK as u64)).saturating_mul(per_elem)).saturating_add(2 * TREE);
+        worst_item = worst_item.max(item);
+        let mut closing = inline_iterations(ir, s, &b.ranges, ir.weight, &mut memo);
+        if let Some(e) = ir.empty {
+            closing = closing.saturating_add(inline_iterations(ir, s, &b.ranges, e, &mut memo));
+        }
+        finish = finish.saturating_add(per_thread(*n_items as u64).saturating_mul(2)).saturating_add(2 * TREE).saturating_add(closing);
+    }
+    let items_per_workgroup = total_items.div_ceil(workgroups.max(1) as u64).max(1);
+    items_per_workgroup
+        .saturating_mul(worst_item.saturating_add(1))
+        .saturating_add(finish)
+        .saturating_add(per_thread(2 * total_items))
 }
 
 fn extent((lo, hi): (i64, i64)) -> i64 {
@@ -211,6 +295,15 @@ impl Dispatch {
         let slice = tables.iter().map(|t| *t.last().unwrap_or(&0)).max().unwrap_or(0);
         let max_wg = gpu.limits.max_compute_workgroups_per_dimension.min(65_535) as i64;
         let workgroups = total_items.clamp(1, max_wg);
+        if gpu.is_llvmpipe() {
+            let needed = iterations_per_invocation(kernel, bound, &items, workgroups);
+            if needed > LLVMPIPE_LOOP_LIMIT {
+                return Err(format!(
+                    "this run needs up to {needed} loop iterations per GPU thread, and Mesa's llvmpipe stops any thread \
+                     after {LLVMPIPE_LOOP_LIMIT}, which would give wrong numbers; use --backend cpu (or a real GPU)"
+                ));
+            }
+        }
 
         let mut meta = vec![0i32; kernel.layout.vec4s() * 4];
         for (i, slot) in kernel.layout.slots.iter().enumerate() {
