@@ -342,7 +342,8 @@ fn well_formed_expressions_check_and_evaluate() {
         prop::sample::select(vec!["mean", "sum", "mean (empty: 0)"]),
     );
     let (clean, evaluated) = (Cell::new(0u32), Cell::new(0u32));
-    let mut runner = proptest::test_runner::TestRunner::new(config(384, 6));
+    let cases = 384;
+    let mut runner = proptest::test_runner::TestRunner::new(config(cases, 6));
     let result = runner.run(&strategy, |(compute, mask, mode, reduce)| {
         let mask = mask.map(|m| format!("    remove_nans {mode} where {m}\n")).unwrap_or_default();
         let text = format!(
@@ -493,4 +494,174 @@ fn every_prefix_of_every_example_never_panics() {
             check(&tokens[..i].concat());
         }
     }
+}
+
+// ---------------------------------------------------------------- random data
+
+/// One value of a random data file: for each declared input and param, absent, shaped
+/// from the declaration with random dimension sizes (mostly), or shaped at random.
+#[derive(Clone, Debug)]
+struct DataPlan {
+    which: usize,
+    dims: Vec<i64>,
+    /// Per input then per param: 0 absent, 1 declared shape, 2 random shape, 3 scalar,
+    /// 4 a string.
+    modes: Vec<u8>,
+    random_shapes: Vec<Vec<usize>>,
+    values: Vec<f64>,
+}
+
+fn data_plan() -> impl Strategy<Value = DataPlan> {
+    (
+        any::<usize>(),
+        prop::collection::vec(0i64..5, 8),
+        prop::collection::vec(prop::sample::select(vec![0u8, 1, 1, 1, 1, 1, 2, 3, 4]), 12),
+        prop::collection::vec(prop::collection::vec(0usize..4, 0..4), 12),
+        prop::collection::vec(
+            prop::sample::select(vec![
+                0.0,
+                1.0,
+                -1.0,
+                0.5,
+                2.0,
+                3.0,
+                f64::NAN,
+                f64::INFINITY,
+                1e30,
+                -7.25,
+            ]),
+            1..16,
+        ),
+    )
+        .prop_map(|(which, dims, modes, random_shapes, values)| DataPlan {
+            which,
+            dims,
+            modes,
+            random_shapes,
+            values,
+        })
+}
+
+fn array(shape: Vec<usize>, values: &[f64], index: bool) -> DataValue {
+    let n: usize = shape.iter().product();
+    let data = (0..n)
+        .map(|i| {
+            let v = values[i % values.len()];
+            // Index values stay small: huge ones hit a known panic (tests/cli.rs).
+            if index {
+                if v.is_finite() {
+                    v.clamp(-1.0, 4.0).round()
+                } else {
+                    0.0
+                }
+            } else {
+                v
+            }
+        })
+        .collect();
+    DataValue::Array(Array {
+        shape,
+        data,
+        dtype: if index { DType::Int } else { DType::Float },
+    })
+}
+
+#[test]
+fn random_data_never_panics_the_runtime() {
+    let sources: Vec<Source> = common::example_files()
+        .iter()
+        .map(|p| Source::new(p.display().to_string(), std::fs::read_to_string(p).unwrap()))
+        .collect();
+    let checked = lossc::sema::check(&sources);
+    assert!(!checked.has_errors());
+    let program = &checked.program;
+    let (ran, failed) = (std::cell::Cell::new(0u32), std::cell::Cell::new(0u32));
+    let mut runner = proptest::test_runner::TestRunner::new(config(512, 8));
+    let result = runner.run(&data_plan(), |plan| {
+        let loss = &program.losses[plan.which % program.losses.len()];
+        let dims: Vec<Option<i64>> = (0..loss.dims.len())
+            .map(|d| Some(plan.dims[d % plan.dims.len()]))
+            .collect();
+        let declared = |shape: &[lossc::ir::Poly]| -> Vec<usize> {
+            shape
+                .iter()
+                .map(|p| p.eval(&dims).unwrap_or(0).clamp(0, 6) as usize)
+                .collect()
+        };
+        let mut data = BTreeMap::new();
+        let mut slot = 0;
+        for input in &loss.inputs {
+            let value = match plan.modes[slot % plan.modes.len()] {
+                0 => None,
+                1 => Some(array(declared(&input.shape), &plan.values, false)),
+                2 => Some(array(
+                    plan.random_shapes[slot % 12].clone(),
+                    &plan.values,
+                    false,
+                )),
+                3 => Some(DataValue::Array(Array::scalar(plan.values[0]))),
+                _ => Some(DataValue::Str("mean".into())),
+            };
+            if let Some(v) = value {
+                data.insert(input.name.clone(), v);
+            }
+            slot += 1;
+        }
+        for param in &loss.params {
+            let (shape, index) = match &param.kind {
+                lossc::ir::ParamKind::Tensor(s) => (declared(s), false),
+                lossc::ir::ParamKind::Index(s) => (declared(s), true),
+                _ => (vec![], false),
+            };
+            let value = match plan.modes[slot % plan.modes.len()] {
+                0 => None,
+                1 if matches!(param.kind, lossc::ir::ParamKind::Enum(_)) => {
+                    Some(DataValue::Str("median".into()))
+                }
+                1 => Some(array(shape, &plan.values, index)),
+                2 => Some(array(
+                    plan.random_shapes[slot % 12].clone(),
+                    &plan.values,
+                    index,
+                )),
+                3 => Some(DataValue::Array(Array::scalar(plan.values[0]))),
+                _ => Some(DataValue::Str("mean".into())),
+            };
+            if let Some(v) = value {
+                data.insert(param.name.clone(), v);
+            }
+            slot += 1;
+        }
+        let terms = [FactoryTerm {
+            loss: loss.name.clone(),
+            settings: vec![],
+            annealed: false,
+        }];
+        let run = || {
+            run_cpu(program, &terms, &data, &vec![], &RunOptions::default())
+                .map_err(|e| e.to_string())
+        };
+        match (run(), run()) {
+            (Ok(a), Ok(b)) => {
+                ran.set(ran.get() + 1);
+                prop_assert_eq!(a.total.to_bits(), b.total.to_bits());
+            }
+            (Err(a), Err(b)) => {
+                failed.set(failed.get() + 1);
+                prop_assert!(!a.is_empty());
+                prop_assert_eq!(a, b);
+            }
+            _ => prop_assert!(false, "two runs differ"),
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    eprintln!(
+        "random data: {} runs evaluated, {} rejected with an error",
+        ran.get(),
+        failed.get()
+    );
+    assert!(ran.get() >= 50, "only {} runs got past binding", ran.get());
 }
