@@ -97,7 +97,18 @@ impl Source {
 
     /// Renders diagnostics as plain text (no colour), the form users and snapshots see.
     pub fn render(&self, diagnostics: &[Diagnostic]) -> String {
-        let file = SimpleFile::new(self.name.as_str(), self.text.as_str());
+        // Control characters have no width, so no caret could be drawn under them: show
+        // each as `?` (byte for byte, so that spans stay valid).
+        let shown: String = self
+            .text
+            .chars()
+            .flat_map(|c| {
+                let visible = !c.is_control() || matches!(c, '\n' | '\t' | '\r');
+                let n = if visible { 1 } else { c.len_utf8() };
+                std::iter::repeat_n(if visible { c } else { '?' }, n)
+            })
+            .collect();
+        let file = SimpleFile::new(self.name.as_str(), shown.as_str());
         let config = term::Config::default();
         let mut out = NoColor::new(Vec::new());
         for d in diagnostics {
@@ -137,7 +148,8 @@ pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
     let mut best: Option<(usize, &str)> = None;
     for c in candidates {
         let d = levenshtein(name, c);
-        if d <= (name.len().max(c.len()) / 3).max(1) && best.is_none_or(|(bd, _)| d < bd) {
+        // One-letter names are all one edit apart: suggesting among them misleads.
+        if d <= (name.len().max(c.len()) / 3).max(1) && d < name.len() && best.is_none_or(|(bd, _)| d < bd) {
             best = Some((d, c));
         }
     }

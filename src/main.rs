@@ -114,6 +114,12 @@ enum Backend {
 }
 
 fn main() -> ExitCode {
+    // Mesa's device-select layer prints "error: XDG_RUNTIME_DIR is invalid" on headless
+    // machines, which reads like a lossc error; it chooses nothing lossc needs.
+    if std::env::var_os("NODEVICE_SELECT").is_none() {
+        // SAFETY: set before any other thread exists.
+        unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Check { files } => {
@@ -124,7 +130,7 @@ fn main() -> ExitCode {
         Command::Graph { files, losses } => {
             let Some(program) = load(&files) else { return ExitCode::FAILURE };
             let chosen: Vec<_> = program.losses.iter().filter(|l| losses.is_empty() || losses.contains(&l.name)).collect();
-            print!("{}", lossc::ir::dot::to_dot(&chosen));
+            print_out(&lossc::ir::dot::to_dot(&chosen));
             ExitCode::SUCCESS
         }
         Command::Compile { files, out, losses, factory, target, explain } => {
@@ -142,7 +148,7 @@ fn main() -> ExitCode {
             let result = kernels(&program, losses, factory).and_then(|ks| {
                 for (name, terms) in ks {
                     let k = lossc::codegen::compile(&program, &name, &terms)?;
-                    print!("{}", lossc::codegen::explain(&program, &k));
+                    print_out(&lossc::codegen::explain(&program, &k));
                 }
                 Ok(())
             });
@@ -219,24 +225,42 @@ fn run(
     let result = match gpu {
         None => run_cpu(program, &terms, &data, &overrides, &opts)?,
         Some(_) => {
+            let (prepared, warnings) = lossc::runtime::run::prepare(program, &terms, &data, &overrides)?;
             let kernel = lossc::codegen::compile(program, &kernel_name, &terms)?;
-            let prepared = lossc::runtime::run::prepare(program, &terms, &data, &overrides)?;
-            lossc::gpu::run_gpu(&kernel, &prepared, &opts)?
+            match lossc::gpu::run_gpu(&kernel, &prepared, &opts) {
+                Ok(mut r) => {
+                    r.warnings = warnings;
+                    r
+                }
+                // llvmpipe's loop budget is a property of the adapter, not of the data:
+                // when the user did not ask for the GPU, the CPU answers instead.
+                Err(e) if backend == Backend::Auto && e.contains("llvmpipe stops any thread") => {
+                    eprintln!("note: {e}; running on the CPU");
+                    run_cpu(program, &terms, &data, &overrides, &opts)?
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
     };
-    if json {
-        println!("{}", serde_json::to_string(&result)?);
-    } else {
-        println!("total {}", fmt(result.total));
-        for (name, r) in &result.losses {
-            println!("  {name:<36} loss {:<14} weight {:<12} weighted {}", fmt(r.loss), fmt(r.weight), fmt(r.weighted));
-        }
-        println!("logs:");
-        for (name, v) in &result.logs {
-            println!("  {name} = {}", fmt(*v));
-        }
-        println!("backend {} ({} dispatches)", result.backend, result.dispatches);
+    for w in &result.warnings {
+        eprintln!("warning: {w}");
     }
+    let mut text = String::new();
+    if json {
+        text = serde_json::to_string(&result)? + "\n";
+    } else {
+        use std::fmt::Write as _;
+        let _ = writeln!(text, "total {}", fmt(result.total));
+        for (name, r) in &result.losses {
+            let _ = writeln!(text, "  {name:<36} loss {:<14} weight {:<12} weighted {}", fmt(r.loss), fmt(r.weight), fmt(r.weighted));
+        }
+        let _ = writeln!(text, "logs:");
+        for (name, v) in &result.logs {
+            let _ = writeln!(text, "  {name} = {}", fmt(*v));
+        }
+        let _ = writeln!(text, "backend {} ({} dispatches)", result.backend, result.dispatches);
+    }
+    print_out(&text);
     Ok(())
 }
 
@@ -294,6 +318,13 @@ fn compile(program: &Program, out: &Path, losses: Vec<String>, factory: Option<S
         }
     }
     Ok(())
+}
+
+/// Writes to stdout; a closed pipe (`lossc run ... | head`) is not an error.
+fn print_out(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
 }
 
 fn fmt(v: f32) -> String {

@@ -92,7 +92,7 @@ fn check_and_render(src: Source) -> (String, bool) {
 }
 
 /// Files whose diagnostics are known to be malformed (see the ignored tests naming them).
-const KNOWN_MALFORMED: &[&str] = &["binary_garbage"];
+const KNOWN_MALFORMED: &[&str] = &[];
 
 #[test]
 fn every_bad_file_matches_its_snapshot() {
@@ -141,7 +141,6 @@ fn every_bad_file_matches_its_snapshot() {
 /// error, "expected something else", whose caret sits under the NUL: a zero-width
 /// character, so no caret is drawn at all.
 #[test]
-#[ignore = "bug: the syntax error for binary garbage says `expected something else` and draws no caret"]
 fn binary_garbage_is_one_located_error() {
     let bytes = std::fs::read(root().join("tests/bad/binary_garbage.loss")).unwrap();
     assert!(
@@ -151,7 +150,7 @@ fn binary_garbage_is_one_located_error() {
     let (rendered, has_errors) =
         check_and_render(Source::new("g.loss", String::from_utf8_lossy(&bytes)));
     assert!(has_errors);
-    assert_eq!(rendered.matches("error").count(), 1, "{rendered}");
+    assert_eq!(rendered.lines().filter(|l| l.starts_with("error")).count(), 1, "{rendered}");
     assert!(!rendered.contains("something else"), "{rendered}");
 }
 
@@ -275,7 +274,6 @@ fn constant_index_out_of_range_is_a_run_time_error() {
 /// A stage's span runs on over the whitespace after it, so a diagnostic about the whole
 /// `compute` stage puts its caret on the next line (`reduce mean`), not on `compute`.
 #[test]
-#[ignore = "bug: stage and let spans include trailing whitespace; the caret lands on the next line"]
 fn stage_diagnostics_point_at_their_own_line() {
     let text =
         std::fs::read_to_string(root().join("tests/bad/optional_input_in_compute.loss")).unwrap();
@@ -289,7 +287,6 @@ fn stage_diagnostics_point_at_their_own_line() {
 
 /// A number too large for an index is "not a whole number", which it is.
 #[test]
-#[ignore = "bug: a huge whole-number literal is reported as `not a whole number`"]
 fn huge_literals_are_called_too_large() {
     for file in ["huge_index_literal", "huge_dimension_literal"] {
         let text = std::fs::read_to_string(root().join(format!("tests/bad/{file}.loss"))).unwrap();
@@ -303,7 +300,6 @@ fn huge_literals_are_called_too_large() {
 /// A dimension rejected in a shape drops out of the shape, and every later subscript of
 /// that tensor gets a second, wrong error ("`x` has 0 dimensions").
 #[test]
-#[ignore = "bug: a rejected dimension makes later subscripts report a wrong rank"]
 fn a_rejected_dimension_does_not_cascade() {
     let text =
         std::fs::read_to_string(root().join("tests/bad/huge_dimension_literal.loss")).unwrap();
@@ -317,7 +313,6 @@ fn a_rejected_dimension_does_not_cascade() {
 /// Products of large constants overflow `i64` in the symbolic sizes and panic (a debug
 /// build; a release build wraps silently).
 #[test]
-#[ignore = "bug: i64 overflow in Poly::mul panics on `1000000000000000 * 1000000000000000`"]
 fn large_constant_products_do_not_panic() {
     let big = "1000000000000000 * 1000000000000000";
     let texts = [
@@ -338,7 +333,6 @@ fn large_constant_products_do_not_panic() {
 /// proposes the dimension `B`, one edit away from `i` as every one-letter name is,
 /// instead of the note about indices needing a subscript.
 #[test]
-#[ignore = "bug: misleading hint `did you mean B?` for an index `i` used only as a number"]
 fn an_index_used_only_as_a_number_gets_the_subscript_hint() {
     let text =
         std::fs::read_to_string(root().join("tests/bad/index_used_as_number_only.loss")).unwrap();
@@ -401,7 +395,6 @@ fn check_with_limit(text: &str, limit: std::time::Duration) -> (Option<i32>, Str
 /// 5 000 lets, each the previous plus one: each expression is shallow, but expanding the
 /// lets recurses once per let and overflows the stack (the process aborts).
 #[test]
-#[ignore = "bug: a chain of 5000 lets overflows the stack in `lossc check`"]
 fn long_let_chains_do_not_overflow_the_stack() {
     let text = let_chain(5000, |i| format!("a{} + 1", i - 1));
     let (code, stderr) = check_with_limit(&text, std::time::Duration::from_secs(30));
@@ -421,7 +414,6 @@ fn long_let_chains_do_not_overflow_the_stack() {
 /// expanded as trees, so checking takes time and memory exponential in the chain length
 /// (20 lets: seconds, 25: over a minute and 9 GB).
 #[test]
-#[ignore = "bug: lets are expanded without sharing; a 22-let doubling chain takes exponential time and memory"]
 fn let_doubling_chains_check_quickly() {
     let text = let_chain(22, |i| format!("a{0} * a{0}", i - 1));
     let (code, stderr) = check_with_limit(&text, std::time::Duration::from_secs(5));

@@ -34,7 +34,7 @@ fn twenty_runs_of_a_factory_are_bit_identical() {
     let data = parse_json_data(&std::fs::read_to_string(common::root().join("examples/demo.json")).unwrap()).unwrap();
     let opts = RunOptions { stage: "train".into(), anneal: 0.3 };
     let kernel = lossc::codegen::compile(&program, &f.name, &f.terms).unwrap();
-    let prepared = prepare(&program, &f.terms, &data, &vec![]).unwrap();
+    let (prepared, _) = prepare(&program, &f.terms, &data, &vec![]).unwrap();
     let first = serde_json::to_string(&lossc::gpu::run_gpu(&kernel, &prepared, &opts).unwrap()).unwrap();
     for _ in 1..20 {
         let again = serde_json::to_string(&lossc::gpu::run_gpu(&kernel, &prepared, &opts).unwrap()).unwrap();
@@ -178,7 +178,7 @@ fn random_programs_and_shapes_agree_with_the_cpu_evaluator() {
         let opts = RunOptions::default();
         let cpu = run_cpu(&program, &terms, &data, &vec![], &opts).unwrap();
         let kernel = lossc::codegen::compile(&program, "random", &terms).unwrap();
-        let prepared = prepare(&program, &terms, &data, &vec![]).unwrap();
+        let (prepared, _) = prepare(&program, &terms, &data, &vec![]).unwrap();
         let gpu = match lossc::gpu::run_gpu(&kernel, &prepared, &opts) {
             Ok(g) => g,
             // The one refusal allowed: a median over thousands of values would exceed

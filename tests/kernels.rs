@@ -56,7 +56,7 @@ fn check_factory(program: &Program, name: &str, data_json: &str, expected_total:
     let opts = RunOptions::default();
     let cpu = run_cpu(program, &f.terms, &data, &vec![], &opts).unwrap();
     let k = codegen::compile(program, name, &f.terms).unwrap();
-    let prepared = prepare(program, &f.terms, &data, &vec![]).unwrap();
+    let (prepared, _) = prepare(program, &f.terms, &data, &vec![]).unwrap();
     let gpu = lossc::gpu::run_gpu(&k, &prepared, &opts).unwrap();
     assert_eq!(gpu.dispatches, 1);
     for (got, what) in [(cpu.total, "cpu"), (gpu.total, "gpu")] {

@@ -264,7 +264,9 @@ impl LossEmitter<'_> {
                     BinaryFn::Min => format!("lc_min({a}, {b})"),
                     BinaryFn::Max => format!("lc_max({a}, {b})"),
                     BinaryFn::Eq => infix("=="),
-                    BinaryFn::Ne => infix("!="),
+                    // SPIR-V back ends may emit an ordered `!=`, false when either side
+                    // is NaN; IEEE (and the CPU evaluator) say true.
+                    BinaryFn::Ne => format!("(!({a} == {b}))"),
                     BinaryFn::Lt => infix("<"),
                     BinaryFn::Le => infix("<="),
                     BinaryFn::Gt => infix(">"),

@@ -227,12 +227,15 @@ impl Evaluator<'_, '_> {
     }
 
     fn index(&self, e: &IndexExpr, env: &[i64]) -> Result<i64, EvalError> {
+        // Saturating: a gathered value like 1e30 must end as an out-of-range error, not
+        // as an overflow.
         let mut v = e.offset.eval(&self.b.dims.iter().copied().map(Some).collect::<Vec<_>>()).unwrap_or(0);
         for (c, t) in &e.terms {
-            v += c * match t {
+            let x = match t {
                 IndexTerm::Var(x) => env[*x],
                 IndexTerm::Gather(p, idx) => self.read(Tensor::Param(*p), idx, env)? as i64,
             };
+            v = v.saturating_add(c.saturating_mul(x));
         }
         Ok(v)
     }

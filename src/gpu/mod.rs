@@ -502,5 +502,5 @@ pub fn run_gpu(kernel: &Kernel, prepared: &[crate::runtime::run::Prepared], opts
         .collect();
     let _ = total;
     let total = out[3 * prepared.len()];
-    Ok(RunResult { total, losses, logs, dispatches, backend: format!("gpu: {}", gpu.describe()) })
+    Ok(RunResult { total, losses, logs, dispatches, backend: format!("gpu: {}", gpu.describe()), warnings: vec![] })
 }

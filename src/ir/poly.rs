@@ -1,5 +1,6 @@
 //! Integer polynomials over dimension symbols: the symbolic sizes of the IR (`B`, `2 * K`,
 //! `H * W`, `B - 2`). Shapes and index ranges are kept in this form until arrays are bound.
+//! Arithmetic saturates: absurd sizes in source must end as errors, never as overflows.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -50,14 +51,15 @@ impl Poly {
     pub fn add(&self, other: &Poly) -> Poly {
         let mut p = self.clone();
         for (m, c) in &other.terms {
-            *p.terms.entry(m.clone()).or_insert(0) += c;
+            let e = p.terms.entry(m.clone()).or_insert(0);
+            *e = e.saturating_add(*c);
         }
         p.normalise()
     }
 
     /// `k · self`
     pub fn scale(&self, k: i64) -> Poly {
-        Poly { terms: self.terms.iter().map(|(m, c)| (m.clone(), c * k)).collect() }.normalise()
+        Poly { terms: self.terms.iter().map(|(m, c)| (m.clone(), c.saturating_mul(k))).collect() }.normalise()
     }
 
     /// `self - other`
@@ -72,7 +74,8 @@ impl Poly {
             for (m2, c2) in &other.terms {
                 let mut m: Vec<DimId> = m1.iter().chain(m2).copied().collect();
                 m.sort_unstable();
-                *p.terms.entry(m).or_insert(0) += c1 * c2;
+                let e = p.terms.entry(m).or_insert(0);
+                *e = e.saturating_add(c1.saturating_mul(*c2));
             }
         }
         p.normalise()

@@ -72,6 +72,9 @@ pub fn bind<'a>(
     params: &[Option<ParamSource>],
 ) -> Result<Bound<'a>, BindError> {
     let names = ir.dim_names();
+    if let Some(info) = ir.params.iter().zip(params).find_map(|(info, p)| p.is_none().then_some(info)) {
+        return Err(BindError(format!("loss `{}`: missing param `{}` (it has no default)", ir.name, info.name)));
+    }
     let mut eqs = Vec::new();
     for (info, arr) in ir.inputs.iter().zip(inputs) {
         let Some(arr) = arr else {
@@ -142,6 +145,19 @@ pub fn bind<'a>(
         }
     }
     solve_dims(&eqs2, &mut dims, &mut origin, &names, &ir.name)?;
+    // A dimension that only absent optional inputs have is never used (their stages are
+    // skipped): give it size 0.
+    for (d, v) in dims.iter_mut().enumerate() {
+        let in_absent_only = ir.inputs.iter().zip(inputs).any(|(i, a)| a.is_none() && i.shape.iter().any(|p| p.symbols().any(|s| s == d)))
+            && !ir.inputs.iter().zip(inputs).any(|(i, a)| a.is_some() && i.shape.iter().any(|p| p.symbols().any(|s| s == d)))
+            && !ir.params.iter().any(|p| match &p.kind {
+                ParamKind::Tensor(s) | ParamKind::Index(s) => s.iter().any(|p| p.symbols().any(|x| x == d)),
+                _ => false,
+            });
+        if v.is_none() && in_absent_only {
+            *v = Some(0);
+        }
+    }
     let dims: Vec<i64> = dims
         .iter()
         .enumerate()
@@ -154,6 +170,11 @@ pub fn bind<'a>(
             })
         })
         .collect::<Result<_, _>>()?;
+    // Sizes are i32 on the GPU; nothing real comes near, and a data file claiming more
+    // (an empty array of shape [0, 10^12], say) must not make lossc allocate terabytes.
+    if let Some((d, v)) = dims.iter().enumerate().find(|(_, v)| !(0..=i32::MAX as i64).contains(*v)) {
+        return Err(BindError(format!("loss `{}`: `{}` = {v} is larger than lossc supports (2^31 - 1)", ir.name, names[d])));
+    }
     let known: Vec<Option<i64>> = dims.iter().copied().map(Some).collect();
 
     let inputs_bound: Vec<Option<TensorData>> = inputs
@@ -235,12 +256,11 @@ fn solve_dims(eqs: &[Equation], dims: &mut [Option<i64>], origin: &mut [String],
                     .symbols()
                     .map(|s| format!("{} = {} (from {})", names[s], dims[s].unwrap_or(0), origin[s]))
                     .collect();
+                let should = if eq.poly.as_constant().is_some() { format!("{v}") } else { format!("{} = {v}", eq.poly.display(names)) };
                 return Err(BindError(format!(
-                    "loss `{loss}`: {} is {}, but it should be {} = {}{}",
+                    "loss `{loss}`: {} is {}, but it should be {should}{}",
                     eq.what,
                     eq.size,
-                    eq.poly.display(names),
-                    v,
                     if from.is_empty() { String::new() } else { format!(", since {}", from.join(", ")) }
                 )));
             }
@@ -260,7 +280,10 @@ fn bind_param(
         ParamKind::Tensor(s) | ParamKind::Index(s) => s.iter().map(|p| p.eval(dims).unwrap_or(0).max(0) as usize).collect(),
         _ => vec![],
     };
-    let n: usize = shape.iter().product();
+    let n = shape.iter().try_fold(1usize, |a, d| a.checked_mul(*d)).filter(|n| *n <= i32::MAX as usize);
+    let Some(n) = n else {
+        return err(format!("would hold more than 2^31 - 1 values (shape {shape:?})"));
+    };
     if let ParamKind::Enum(variants) = &info.kind {
         let s = match src {
             ParamSource::Data(DataValue::Str(s)) | ParamSource::Source(ParamValue::Str(s)) => s,

@@ -11,7 +11,7 @@ use serde_json::Value as Json;
 /// The element type an array was stored with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DType {
-    /// Floating point (f16/f32/f64 in `.npz`; every JSON number).
+    /// Floating point (f32/f64 in `.npz`; every JSON number).
     Float,
     /// Integers or booleans.
     Int,
@@ -106,7 +106,10 @@ pub fn json_value(v: &Json) -> Result<DataValue, DataError> {
                 }
                 _ => return Err(DataError("a tensor object needs \"data\": [...]".into())),
             };
-            let n: usize = shape.iter().product();
+            let n = shape
+                .iter()
+                .try_fold(1usize, |a, d| a.checked_mul(*d))
+                .ok_or_else(|| DataError(format!("shape {shape:?} holds more values than this machine can address")))?;
             if data.len() != n {
                 return Err(DataError(format!("shape {shape:?} holds {n} values but \"data\" has {}", data.len())));
             }
@@ -190,12 +193,13 @@ fn npy_array<R: std::io::Read>(npy: npyz::NpyFile<R>) -> Result<DataValue, DataE
         (TypeChar::Float, 8) => (npy.into_vec::<f64>().map_err(io)?, DType::Float),
         (TypeChar::Int, 8) => (npy.into_vec::<i64>().map_err(io)?.into_iter().map(|v| v as f64).collect(), DType::Int),
         (TypeChar::Int, 4) => (npy.into_vec::<i32>().map_err(io)?.into_iter().map(f64::from).collect(), DType::Int),
-        (TypeChar::Uint, 1) | (TypeChar::Bool, 1) => (npy.into_vec::<u8>().map_err(io)?.into_iter().map(f64::from).collect(), DType::Int),
+        (TypeChar::Uint, 1) => (npy.into_vec::<u8>().map_err(io)?.into_iter().map(f64::from).collect(), DType::Int),
+        (TypeChar::Bool, 1) => (npy.into_vec::<bool>().map_err(io)?.into_iter().map(|b| if b { 1.0 } else { 0.0 }).collect(), DType::Int),
         (TypeChar::UnicodeStr, _) if shape.is_empty() => {
             let v = npy.into_vec::<String>().map_err(io)?;
             return Ok(DataValue::Str(v.into_iter().next().unwrap_or_default()));
         }
-        (c, s) => return Err(DataError(format!("unsupported dtype {c:?}{s}: use float32, float64, int32, int64 or bool"))),
+        (c, s) => return Err(DataError(format!("unsupported dtype {c:?}{s}: use float32, float64, int32, int64, uint8 or bool"))),
     };
     Ok(DataValue::Array(Array { shape, data, dtype }))
 }

@@ -33,27 +33,62 @@ impl Default for RunOptions {
 #[derive(Clone, Debug, Serialize)]
 pub struct LossResult {
     /// The unweighted loss.
+    #[serde(serialize_with = "number")]
     pub loss: f32,
     /// Its weight.
+    #[serde(serialize_with = "number")]
     pub weight: f32,
     /// `weight · loss`.
+    #[serde(serialize_with = "number")]
     pub weighted: f32,
+}
+
+/// An f32 in JSON: the shortest decimal that reads back to the same bits; NaN as `null`
+/// and infinities as `"Infinity"` / `"-Infinity"`, as the conformance vectors write them.
+fn number<S: serde::Serializer>(v: &f32, s: S) -> Result<S::Ok, S::Error> {
+    if v.is_nan() {
+        s.serialize_none()
+    } else if v.is_infinite() {
+        s.serialize_str(if *v > 0.0 { "Infinity" } else { "-Infinity" })
+    } else {
+        s.serialize_f32(*v)
+    }
+}
+
+fn logs<S: serde::Serializer>(v: &[(String, f32)], s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    struct Num(f32);
+    impl Serialize for Num {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            number(&self.0, s)
+        }
+    }
+    let mut seq = s.serialize_seq(Some(v.len()))?;
+    for (name, x) in v {
+        seq.serialize_element(&(name, Num(*x)))?;
+    }
+    seq.end()
 }
 
 /// The result of a run, in the form `lossc run --json` prints.
 #[derive(Clone, Debug, Serialize)]
 pub struct RunResult {
     /// `Σ anneal · weight · loss`.
+    #[serde(serialize_with = "number")]
     pub total: f32,
     /// Per loss, in factory order.
     #[serde(serialize_with = "ordered")]
     pub losses: Vec<(String, LossResult)>,
     /// `[name, value]` pairs, named as Lightning Pose names them.
+    #[serde(serialize_with = "logs")]
     pub logs: Vec<(String, f32)>,
     /// How many GPU dispatches the run recorded (0 on the CPU).
     pub dispatches: u32,
     /// Which back end ran it.
     pub backend: String,
+    /// Warnings for the user (data keys no loss uses).
+    #[serde(skip)]
+    pub warnings: Vec<String>,
 }
 
 fn ordered<S: serde::Serializer>(v: &[(String, LossResult)], s: S) -> Result<S::Ok, S::Error> {
@@ -69,9 +104,13 @@ pub type Overrides = Vec<(String, DataValue)>;
 
 /// Finds which loss (and which declaration) a data key names. Keys are input names, or
 /// params as `loss.param`, or plain `param` when only one loss of the factory has it.
+/// A plain key that names nothing is left out, with a warning in `unused` (a data file
+/// may carry arrays for other losses, as Lightning Pose passes every loss every array),
+/// unless it is a near miss of a declared name: that is a typo, and an error.
 fn route_keys(
     losses: &[&LossIr],
     keys: impl IntoIterator<Item = String>,
+    unused: &mut Vec<String>,
 ) -> Result<HashMap<(usize, String), String>, BindError> {
     let mut out = HashMap::new();
     for key in keys {
@@ -105,8 +144,17 @@ fn route_keys(
                     .iter()
                     .flat_map(|l| l.inputs.iter().map(|i| i.name.clone()).chain(l.params.iter().map(|p| p.name.clone())))
                     .collect();
-                let hint = closest(&key, all.iter().map(String::as_str)).map(|c| format!("; did you mean `{c}`?")).unwrap_or_default();
-                return Err(BindError(format!("`{key}` is neither an input nor a param of {}{hint}", names(losses))));
+                // A near miss of a declared name is a typo, and a typo must not pass
+                // silently; any other key may belong to losses not in this run.
+                match closest(&key, all.iter().map(String::as_str)) {
+                    Some(c) => {
+                        return Err(BindError(format!(
+                            "`{key}` is neither an input nor a param of {}; did you mean `{c}`?",
+                            names(losses)
+                        )));
+                    }
+                    None => unused.push(format!("`{key}` is neither an input nor a param of {}: ignored", names(losses))),
+                }
             }
             _ => {
                 return Err(BindError(format!(
@@ -132,13 +180,14 @@ pub struct Prepared<'a> {
     pub annealed: bool,
 }
 
-/// Resolves every value and binds every loss of the factory.
+/// Resolves every value and binds every loss of the factory. Also returns warnings
+/// about data keys that no loss uses.
 pub fn prepare<'a>(
     program: &'a Program,
     terms: &[FactoryTerm],
     data: &Data,
     overrides: &Overrides,
-) -> Result<Vec<Prepared<'a>>, BindError> {
+) -> Result<(Vec<Prepared<'a>>, Vec<String>), BindError> {
     let losses: Vec<&LossIr> = terms
         .iter()
         .map(|t| {
@@ -149,15 +198,20 @@ pub fn prepare<'a>(
             })
         })
         .collect::<Result<_, _>>()?;
-    let from_data = route_keys(&losses, data.keys().cloned())?;
-    let from_set = route_keys(&losses, overrides.iter().map(|(k, _)| k.clone()))?;
+    let mut warnings = Vec::new();
+    let from_data = route_keys(&losses, data.keys().cloned(), &mut warnings)?;
+    let mut unknown_set = Vec::new();
+    let from_set = route_keys(&losses, overrides.iter().map(|(k, _)| k.clone()), &mut unknown_set)?;
+    if let Some(first) = unknown_set.into_iter().next() {
+        return Err(BindError(format!("--set: {first}")));
+    }
     let set: BTreeMap<&str, &DataValue> = overrides.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let mut out = Vec::new();
     for (li, (loss, term)) in losses.iter().zip(terms).enumerate() {
         let inputs: Vec<Option<&crate::runtime::data::Array>> = loss
             .inputs
             .iter()
-            .map(|i| match data.get(&i.name) {
+            .map(|i| match set.get(i.name.as_str()).copied().or_else(|| data.get(&i.name)) {
                 Some(DataValue::Array(a)) => Ok(Some(a)),
                 Some(DataValue::Str(_)) => Err(BindError(format!("input `{}` must be an array, not a string", i.name))),
                 None => Ok(None),
@@ -182,7 +236,7 @@ pub fn prepare<'a>(
             .collect();
         out.push(Prepared { bound: bind(loss, &inputs, &params)?, annealed: term.annealed });
     }
-    Ok(out)
+    Ok((out, warnings))
 }
 
 /// Combines per-loss values into the factory's result, in factory order, in f32.
@@ -210,18 +264,19 @@ pub fn run_cpu(
     overrides: &Overrides,
     opts: &RunOptions,
 ) -> Result<RunResult, Box<dyn std::error::Error>> {
-    let prepared = prepare(program, terms, data, overrides)?;
+    let (prepared, warnings) = prepare(program, terms, data, overrides)?;
     let values: Vec<eval::LossValue> = prepared.iter().map(|p| eval::evaluate(&p.bound)).collect::<Result<_, _>>()?;
     let names: Vec<&str> = prepared.iter().map(|p| p.bound.ir.name.as_str()).collect();
     let annealed: Vec<bool> = prepared.iter().map(|p| p.annealed).collect();
     let (total, losses, logs) = combine(&names, &values, &annealed, opts);
-    Ok(RunResult { total, losses, logs, dispatches: 0, backend: "cpu".into() })
+    Ok(RunResult { total, losses, logs, dispatches: 0, backend: "cpu".into(), warnings })
 }
 
 /// A `--set` value: JSON (a number, a list, a tensor object) or else a bare string.
 pub fn parse_override(s: &str) -> Result<(String, DataValue), String> {
     let (k, v) = s.split_once('=').ok_or_else(|| format!("`--set {s}`: expected name=value"))?;
     let value = match serde_json::from_str::<serde_json::Value>(v) {
+        Ok(serde_json::Value::Null) => return Err(format!("`--set {s}`: give a value (to leave a param at its default, leave out --set)")),
         Ok(j) => crate::runtime::data::json_value(&j).map_err(|e| format!("`--set {s}`: {e}"))?,
         Err(_) => DataValue::Str(v.to_string()),
     };

@@ -23,6 +23,10 @@ pub fn lower_loss(def: &LossDef, diags: &mut Vec<Diagnostic>) -> Option<LossIr> 
     if ok { ir } else { None }
 }
 
+/// The longest chain of lets defined by lets that is expanded (each level is a stack
+/// frame of the lowering).
+const MAX_LET_DEPTH: usize = 200;
+
 /// What a name in a declaration stands for.
 #[derive(Clone, Copy)]
 enum Decl {
@@ -48,14 +52,17 @@ struct Lowerer<'a> {
     /// `let`s being expanded, to report recursion instead of looping.
     expanding: Vec<usize>,
     /// Optional inputs read by the stage being lowered.
-    optional_reads: Vec<usize>,
+    optional_reads: Vec<(usize, Span)>,
+    /// Plain lets already expanded in this stage, by (let, scope, context): a let used
+    /// twice in one scope is lowered once (chains of lets stay linear, not exponential).
+    let_memo: HashMap<(usize, Scope, Ctx), NodeIndex>,
 }
 
 /// The index variables in scope: `(name, value)`, innermost last.
 type Scope = Vec<(String, IndexExpr)>;
 
 /// Where an expression is lowered, which decides what free names may mean.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum Ctx {
     /// `compute`, `remove_nans`, `rectify`: new names in subscripts are domain indices.
     Domain,
@@ -103,6 +110,7 @@ impl<'a> Lowerer<'a> {
             graph: Graph::default(),
             expanding: vec![],
             optional_reads: vec![],
+            let_memo: HashMap::new(),
         }
     }
 
@@ -178,15 +186,30 @@ impl<'a> Lowerer<'a> {
 
     /// A shape's dimensions; names in them are dimension symbols, declared on first use.
     fn shape(&mut self, dims: &[ast::Expr]) -> Vec<Poly> {
-        dims.iter().filter_map(|d| self.dim_expr(d, true).ok()).collect()
+        // A rejected dimension keeps its place, so that later subscripts are not also
+        // reported as rank mismatches.
+        dims.iter()
+            .map(|d| match self.dim_expr(d, true) {
+                Ok(p) if p.as_constant().is_some_and(|c| c < 0) => {
+                    self.error("a dimension cannot be negative", d.span, "negative size");
+                    Poly::constant(0)
+                }
+                Ok(p) => p,
+                Err(()) => Poly::constant(0),
+            })
+            .collect()
     }
 
     /// An integer expression over dimension symbols.
     fn dim_expr(&mut self, e: &ast::Expr, declare: bool) -> Result<Poly, ()> {
         match &e.kind {
             ExprKind::Number(v) => {
-                if v.fract() != 0.0 || v.abs() > 1e15 {
+                if v.fract() != 0.0 {
                     self.error("a dimension must be a whole number", e.span, "not a whole number");
+                    return Err(());
+                }
+                if v.abs() > 1e15 {
+                    self.error("a dimension must be below 10^15", e.span, "too large");
                     return Err(());
                 }
                 Ok(Poly::constant(*v as i64))
@@ -316,11 +339,12 @@ impl<'a> Lowerer<'a> {
         let mut weight = None;
         for s in &def.stages {
             self.optional_reads.clear();
+            self.let_memo.clear();
             match s {
                 Stage::Compute(e, _) => compute = self.typed(e, &mut Vec::new(), Ctx::Domain, Ty::Num).ok(),
                 Stage::Mask(mode, e, span) => {
                     if let Ok(c) = self.typed(e, &mut Vec::new(), Ctx::Domain, Ty::Bool) {
-                        let mut needs = self.optional_reads.clone();
+                        let mut needs: Vec<usize> = self.optional_reads.iter().map(|(i, _)| *i).collect();
                         needs.sort_unstable();
                         needs.dedup();
                         masks.push(Mask { mode: *mode, cond: c, needs, span: *span });
@@ -336,13 +360,13 @@ impl<'a> Lowerer<'a> {
                 Stage::Weight(e, _) => weight = self.typed(e, &mut Vec::new(), Ctx::Closed, Ty::Num).ok(),
             }
             if !matches!(s, Stage::Mask(..)) {
-                for i in self.optional_reads.clone() {
+                for (i, at) in self.optional_reads.clone() {
                     let name = self.inputs[i].name.clone();
                     self.diags.push(
                         Diagnostic::error(
                             format!("optional input `{name}` is read outside `remove_nans`"),
-                            s.span(),
-                            "this stage reads it",
+                            at,
+                            "read here",
                         )
                         .with_secondary(self.inputs[i].span, "declared optional here")
                         .with_note("an optional input may only be used in a `remove_nans` condition, which is skipped when it is absent"),
@@ -666,10 +690,16 @@ impl<'a> Lowerer<'a> {
                     );
                     return Err(());
                 }
-                self.expand_let(i, n.span, |l, i| {
+                let key = (i, scope.clone(), ctx);
+                if let Some(n) = self.let_memo.get(&key) {
+                    return Ok(*n);
+                }
+                let r = self.expand_let(i, n.span, |l, i| {
                     let body = &l.def.lets[i].body;
                     l.expr(body, scope, ctx)
-                })
+                })?;
+                self.let_memo.insert(key, r);
+                Ok(r)
             }
             Some((Decl::Param(p), _)) => match &self.params[p].kind {
                 ParamKind::Scalar => Ok(self.node(Op::Read(Tensor::Param(p), vec![]), Ty::Num, &[], n.span)),
@@ -706,6 +736,13 @@ impl<'a> Lowerer<'a> {
     }
 
     fn expand_let(&mut self, i: usize, span: Span, f: impl FnOnce(&mut Self, usize) -> Lowered) -> Lowered {
+        if self.expanding.len() >= MAX_LET_DEPTH {
+            self.diags.push(
+                Diagnostic::error(format!("lets refer to lets more than {MAX_LET_DEPTH} deep"), span, "too deep here")
+                    .with_note("shorten the chain of `let`s"),
+            );
+            return Err(());
+        }
         if self.expanding.contains(&i) {
             let name = self.def.lets[i].name.name.clone();
             self.diags.push(
@@ -748,9 +785,8 @@ impl<'a> Lowerer<'a> {
         let mut d = Diagnostic::error(format!("unknown name `{}`", n.name), n.span, "not declared");
         if let Some(c) = closest(&n.name, names) {
             d = d.with_note(format!("did you mean `{c}`?"));
-        } else {
-            d = d.with_note("declare it with `input`, `param` or `let`; an index must be used in a subscript like `x[i]`");
         }
+        d = d.with_note("declare it with `input`, `param` or `let`; an index must be used in a subscript like `x[i]`");
         self.diags.push(d);
         Err(())
     }
@@ -765,7 +801,7 @@ impl<'a> Lowerer<'a> {
 
     fn read_input(&mut self, i: usize, idx: Vec<IndexExpr>, span: Span) -> Lowered {
         if self.inputs[i].optional {
-            self.optional_reads.push(i);
+            self.optional_reads.push((i, span));
         }
         Ok(self.node(Op::Read(Tensor::Input(i), idx), Ty::Num, &[], span))
     }
@@ -846,8 +882,12 @@ impl<'a> Lowerer<'a> {
     fn index_expr(&mut self, e: &ast::Expr, scope: &mut Scope, ctx: Ctx) -> Result<IndexExpr, ()> {
         match &e.kind {
             ExprKind::Number(v) => {
-                if v.fract() != 0.0 || v.abs() > 1e15 {
+                if v.fract() != 0.0 {
                     self.error("an index must be a whole number", e.span, "not a whole number");
+                    return Err(());
+                }
+                if v.abs() > 1e15 {
+                    self.error("an index must be below 10^15", e.span, "too large");
                     return Err(());
                 }
                 Ok(IndexExpr::poly(Poly::constant(*v as i64)))
@@ -859,14 +899,13 @@ impl<'a> Lowerer<'a> {
                 match self.decls.get(&n.name).copied() {
                     Some((Decl::Dim(d), _)) => Ok(IndexExpr::poly(Poly::sym(d))),
                     Some((Decl::Let(i), _)) if self.def.lets[i].indices.is_none() => {
+                        if self.expanding.len() >= MAX_LET_DEPTH || self.expanding.contains(&i) {
+                            self.error(format!("`{}` is defined in terms of itself, or too deeply", n.name), n.span, "used here");
+                            return Err(());
+                        }
                         self.expanding.push(i);
-                        let r = if self.expanding.iter().filter(|x| **x == i).count() > 1 {
-                            self.error(format!("`{}` is defined in terms of itself", n.name), n.span, "used here");
-                            Err(())
-                        } else {
-                            let body = &self.def.lets[i].body;
-                            self.index_expr(body, scope, ctx)
-                        };
+                        let body = &self.def.lets[i].body;
+                        let r = self.index_expr(body, scope, ctx);
                         self.expanding.pop();
                         r
                     }

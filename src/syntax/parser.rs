@@ -172,8 +172,14 @@ fn syntax_error(text: &str, offset: usize, e: pest::error::Error<Rule>) -> Diagn
         ErrorVariant::CustomError { message } => message.clone(),
     };
     let end = pos + found.len().max(if pos < text.len() { 1 } else { 0 });
-    let label = if found.is_empty() { "unexpected end of file".to_string() } else { format!("unexpected `{found}`") };
-    let mut d = Diagnostic::error(format!("syntax error: expected {expected}"), Span::new(pos, end), label);
+    let shown: String = found.chars().flat_map(char::escape_debug).collect();
+    let label = if found.is_empty() { "unexpected end of file".to_string() } else { format!("unexpected `{shown}`") };
+    let message = if expected == "something else" {
+        if found.is_empty() { "syntax error: unexpected end of file".to_string() } else { format!("syntax error: unexpected `{shown}`") }
+    } else {
+        format!("syntax error: expected {expected}")
+    };
+    let mut d = Diagnostic::error(message, Span::new(pos, end), label);
     if found.is_empty() {
         d = d.with_note("is a closing `}` or `)` missing?");
     }
@@ -221,7 +227,10 @@ type Built = Result<(Expr, usize), ()>;
 impl Builder<'_> {
     fn span(&self, p: &Pair<Rule>) -> Span {
         let s = p.as_span();
-        Span::new(self.offset + s.start(), self.offset + s.end())
+        // pest's spans can end with the whitespace and comments skipped before the next
+        // token; a caret should end with the text itself.
+        let len = trim_trailing_trivia(s.as_str()).len();
+        Span::new(self.offset + s.start(), self.offset + s.start() + len)
     }
 
     fn ident(&self, p: Pair<Rule>) -> Ident {
@@ -545,6 +554,32 @@ impl Builder<'_> {
             _ => Err(()),
         }
     }
+}
+
+/// `text` without trailing whitespace and `//` comments.
+fn trim_trailing_trivia(text: &str) -> &str {
+    let mut t = text.trim_end();
+    loop {
+        let line_start = t.rfind('\n').map_or(0, |i| i + 1);
+        match comment_start(&t[line_start..]) {
+            Some(c) => t = t[..line_start + c].trim_end(),
+            None => return t,
+        }
+    }
+}
+
+/// Where a `//` comment starts on a line (outside strings).
+fn comment_start(line: &str) -> Option<usize> {
+    let mut in_string = false;
+    let bytes = line.as_bytes();
+    for i in 0..bytes.len() {
+        match bytes[i] {
+            b'"' => in_string = !in_string,
+            b'/' if !in_string && bytes.get(i + 1) == Some(&b'/') => return Some(i),
+            _ => {}
+        }
+    }
+    None
 }
 
 fn doc_text(line: &str) -> String {
