@@ -4,25 +4,35 @@
 // implementation, and has no isnan; these helpers pin them to the CPU evaluator's
 // meaning (src/ir/scalar.rs) with bit tests, which no compiler may assume away.
 
-const LC_WG: u32 = 256u;
+const LC_WG: u32 = 64u;
 // A partial-result slot holds this until its workgroup has published a value.
 const LC_EMPTY: u32 = 0xffffffffu;
 const LC_CANONICAL_NAN: u32 = 0x7fc00000u;
 
-var<workgroup> lc_red: array<f32, 256>;
-var<workgroup> lc_cnt: array<u32, 256>;
+var<workgroup> lc_red: array<f32, 64>;
+var<workgroup> lc_cnt: array<u32, 64>;
 var<workgroup> lc_last: u32;
+// Per invocation (private): the count that lc_tree_sum_count leaves.
+var<private> lc_last_count: u32;
 
 fn lc_isnan(x: f32) -> bool {
     return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
 }
 
+// An f32 from its bits, at run time: WGSL makes a constant expression that evaluates to
+// NaN or an infinity a shader-creation error (Tint enforces it), so special values must
+// not be constant-folded.
+fn lc_bits(bits: u32) -> f32 {
+    var b = bits;
+    return bitcast<f32>(b);
+}
+
 fn lc_nan() -> f32 {
-    return bitcast<f32>(LC_CANONICAL_NAN);
+    return lc_bits(LC_CANONICAL_NAN);
 }
 
 fn lc_inf() -> f32 {
-    return bitcast<f32>(0x7f800000u);
+    return lc_bits(0x7f800000u);
 }
 
 fn lc_min(a: f32, b: f32) -> f32 {

@@ -1039,10 +1039,11 @@ fn sums_are_pairwise_in_f32_on_the_cpu() {
     let out = run(&["run", &f, "--data", &data, "--json", "--backend", "cpu"]);
     let v: Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(v["total"].as_f64(), Some(16777220.0), "{}", out.stdout);
-    // Every back end is within f32 rounding of the exact sum, 16777224.
+    // Every back end is within f32 rounding of the exact sum, 16777224: eight additions,
+    // each off by at most half an ulp of a partial sum near 2^24 (an ulp there is 2).
     for v in run_json(&["run", &f, "--data", &data]) {
         let t = v["total"].as_f64().unwrap();
-        assert!((t - 16777224.0).abs() <= 4.0, "{t}");
+        assert!((t - 16777224.0).abs() <= 8.0, "{t}");
     }
 }
 

@@ -22,24 +22,29 @@ use crate::ir::{
     operands,
 };
 
-/// Threads per workgroup (the portable WebGPU maximum).
-pub const WORKGROUP: usize = 256;
-/// Elements of a row one work item streams.
-pub const CHUNK: usize = WORKGROUP * 16;
+/// Threads per workgroup. 64 fills a warp or wavefront or two on real GPUs, and keeps
+/// barriers cheap on software rasterisers (llvmpipe runs a workgroup's SIMD groups as
+/// coroutines, and a barrier switches through all of them).
+pub const WORKGROUP: usize = 64;
+/// Elements of a row one work item streams (64 per thread).
+pub const CHUNK: usize = WORKGROUP * 64;
+/// The most binder values a hoisted table entry reduces serially, one thread per entry;
+/// above it, the whole workgroup shares each entry. (A median ranks serially: squared.)
+pub const SERIAL_TABLE: usize = 256;
 /// The error word's value when a partial result never arrived.
 pub const TIMEOUT_CODE: u32 = 0xffff_fff0;
 
 const PRELUDE: &str = include_str!("../../shaders/prelude.wgsl");
 const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
 
-/// An f32 literal in WGSL (NaN and infinities through bit patterns, which WGSL's
-/// constant evaluation would reject as literals).
+/// An f32 literal in WGSL (NaN and infinities through `lc_bits`, at run time: WGSL's
+/// constant evaluation rejects them).
 pub fn f32_lit(v: f32) -> String {
     if v.is_finite() {
         let s = format!("{v:?}");
         if s.contains(['.', 'e']) { format!("{s}f") } else { format!("{s}.0f") }
     } else {
-        format!("bitcast<f32>({:#010x}u)", v.to_bits())
+        format!("lc_bits({:#010x}u)", v.to_bits())
     }
 }
 
@@ -58,6 +63,10 @@ struct LossEmitter<'a> {
     fresh: &'a mut usize,
     /// Set when the emitter meets a state that is a compiler bug.
     bug: Option<String>,
+    /// The WGSL name of the scratch offset hoisted tables are read at.
+    slice: &'static str,
+    /// The parameter block's values, when the kernel is specialised to them.
+    values: Option<&'a [i32]>,
 }
 
 impl LossEmitter<'_> {
@@ -103,7 +112,7 @@ impl LossEmitter<'_> {
 
     fn m(&mut self, s: Slot) -> String {
         let i = self.layout.slot(s);
-        meta_ref(i)
+        meta_value(i, self.values)
     }
 
     fn lo(&mut self, v: IndexId) -> String {
@@ -123,7 +132,9 @@ impl LossEmitter<'_> {
         format!("({})", parts.join(" * "))
     }
 
-    /// Binds `vars` from a row-major linear index held in `linear`.
+    /// Binds `vars` from a row-major linear index held in `linear`. (Divisors are at least
+    /// 1: with an empty range the code never runs, but a literal zero divisor would not
+    /// compile.)
     fn decompose(&mut self, vars: &[IndexId], linear: &str) {
         if vars.is_empty() {
             return;
@@ -133,10 +144,52 @@ impl LossEmitter<'_> {
         for v in vars.iter().rev() {
             let (lo, ext) = (self.lo(*v), self.ext(*v));
             let n = self.name(&format!("i{v}_"));
-            self.w.line(format!("let {n} = {lo} + {q} % {ext};"));
-            self.w.line(format!("{q} = {q} / {ext};"));
+            self.w.line(format!("let {n} = {lo} + {q} % max({ext}, 1);"));
+            self.w.line(format!("{q} = {q} / max({ext}, 1);"));
             self.bind(*v, n);
         }
+    }
+
+    /// Binds `vars` to mutable counters starting at the row-major index `start`, and
+    /// returns how to advance them by `stride` (a multiple-digit add with carries, so that
+    /// the loop does no division: GPUs and CPU SIMD lack fast integer division).
+    fn counters(&mut self, vars: &[IndexId], start: &str, stride: usize) -> Vec<String> {
+        if vars.is_empty() {
+            return vec![];
+        }
+        // The stride's digits in the mixed radix of the extents, once.
+        let digits: Vec<String> = vars.iter().map(|_| self.name("d")).collect();
+        let rest = self.name("r");
+        self.w.line(format!("var {rest}: i32 = {stride};"));
+        for (v, d) in vars.iter().zip(&digits).rev() {
+            let ext = self.ext(*v);
+            self.w.line(format!("let {d} = {rest} % max({ext}, 1);"));
+            self.w.line(format!("{rest} = {rest} / max({ext}, 1);"));
+        }
+        let q = self.name("q");
+        self.w.line(format!("var {q}: i32 = {start};"));
+        let mut names = Vec::new();
+        for v in vars.iter().rev() {
+            let (lo, ext) = (self.lo(*v), self.ext(*v));
+            let n = self.name(&format!("c{v}_"));
+            self.w.line(format!("var {n}: i32 = {lo} + {q} % max({ext}, 1);"));
+            self.w.line(format!("{q} = {q} / max({ext}, 1);"));
+            names.push((*v, n));
+        }
+        names.reverse();
+        let mut advance = Vec::new();
+        let carry = self.name("carry");
+        advance.push(format!("var {carry}: i32 = 0;"));
+        for ((v, n), d) in names.iter().zip(&digits).rev() {
+            let (lo, ext) = (self.lo(*v), self.ext(*v));
+            advance.push(format!("{n} = {n} + {d} + {carry};"));
+            advance.push(format!("{carry} = select(0, 1, {n} >= {lo} + {ext});"));
+            advance.push(format!("{n} = {n} - {carry} * {ext};"));
+        }
+        for (v, n) in names {
+            self.bind(v, n);
+        }
+        advance
     }
 
     fn lookup(&self, n: NodeIndex) -> Option<String> {
@@ -200,15 +253,24 @@ impl LossEmitter<'_> {
         if idx.is_empty() {
             return format!("lc_arena[{off}]");
         }
-        let shown: Vec<String> = idx.iter().map(|e| self.ir.show_index(e)).collect();
-        let place = at.map(|n| self.ir.origin.locate(self.ir.graph[n].span)).unwrap_or_else(|| self.ir.origin.locate(self.ir.span));
-        self.sites.push(format!("loss `{}`: `{name}[{}]` at {place}", self.ir.name, shown.join(", ")));
-        let site = self.sites.len();
+        // Affine subscripts are checked against the shapes once, on the host, before the
+        // dispatch (runtime::bind); only subscripts through gathers are checked here.
+        let gathers = idx.iter().any(|e| e.terms.iter().any(|(_, t)| matches!(t, IndexTerm::Gather(..))));
+        let site = if gathers {
+            let shown: Vec<String> = idx.iter().map(|e| self.ir.show_index(e)).collect();
+            let place =
+                at.map(|n| self.ir.origin.locate(self.ir.graph[n].span)).unwrap_or_else(|| self.ir.origin.locate(self.ir.span));
+            self.sites.push(format!("loss `{}`: `{name}[{}]` at {place}", self.ir.name, shown.join(", ")));
+            self.sites.len()
+        } else {
+            0
+        };
         let mut lin = String::new();
         for (axis, e) in idx.iter().enumerate() {
             let i = self.index(e);
             let n = self.m(Slot::Shape { loss: self.li, tensor: name.clone(), axis });
-            let checked = format!("lc_chk({i}, {n}, {site}u)");
+            let gathered = e.terms.iter().any(|(_, t)| matches!(t, IndexTerm::Gather(..)));
+            let checked = if gathered { format!("lc_chk({i}, {n}, {site}u)") } else { i };
             lin = if axis == 0 { checked } else { format!("({lin}) * {n} + {checked}") };
         }
         format!("lc_arena[{off} + {lin}]")
@@ -309,7 +371,7 @@ impl LossEmitter<'_> {
             lin = if i == 0 { format!("({x} - {lo})") } else { format!("({lin}) * {ext} + ({x} - {lo})") };
         }
         let off = self.m(Slot::Table { loss: self.li, table: k });
-        let raw = format!("lc_scratch[slice + {off} + {lin}]");
+        let raw = format!("lc_scratch[{} + {off} + {lin}]", self.slice);
         if self.ir.graph[n].ty == Ty::Bool { format!("({raw} != 0.0)") } else { raw }
     }
 
@@ -415,32 +477,10 @@ impl LossEmitter<'_> {
         name
     }
 
-    /// `fn loss_N(item, gitem, lid, slice)`: one work item of this loss.
-    fn loss_fn(&mut self) {
+    /// The per-element stages for the current element: masks, compute, rectify, and the
+    /// running partial sum and count.
+    fn element(&mut self) {
         let li = self.li;
-        self.w.line(format!("// loss {} ({})", self.ir.name, self.ir.origin.locate(self.ir.span)));
-        for line in self.ir.doc.lines() {
-            self.w.line(format!("/// {line}"));
-        }
-        self.open(format!("fn loss_{li}(item: i32, gitem: i32, lid: u32, slice: i32)"));
-        let cpr = self.m(Slot::ChunksPerRow { loss: li });
-        self.w.line(format!("let row = item / {cpr};"));
-        self.w.line(format!("let chunk = item % {cpr};"));
-        let rows = self.sched.row_vars.clone();
-        self.decompose(&rows, "row");
-        let hoisted = self.sched.hoisted.clone();
-        for (k, h) in hoisted.iter().enumerate() {
-            self.table(k, h.node, &h.table_vars);
-        }
-        // Stream this chunk of the row's elements.
-        let elems = self.m(Slot::Elems { loss: li });
-        self.w.line(format!("let e0 = chunk * {CHUNK};"));
-        self.w.line(format!("let e1 = min(e0 + {CHUNK}, {elems});"));
-        self.w.line("var part: f32 = 0.0f;");
-        self.w.line("var part_n: u32 = 0u;");
-        self.open(format!("for (var e: i32 = e0 + i32(lid); e < e1; e += {WORKGROUP})"));
-        let ev = self.sched.elem_vars.clone();
-        self.decompose(&ev, "e");
         self.w.line("var keep = true;");
         self.w.line("var zeroed = false;");
         for (mi, mask) in self.ir.masks.clone().iter().enumerate() {
@@ -466,11 +506,83 @@ impl LossEmitter<'_> {
         self.w.line("part = part + x;");
         self.w.line("part_n = part_n + 1u;");
         self.close();
+    }
+
+    /// `fn loss_N(item, gitem, lid, slice)`: one work item of this loss. Two modes, chosen
+    /// by the host from the sizes: rows shared by the workgroup (hoisted tables computed
+    /// cooperatively, elements streamed by all threads), or, for small rows, one row per
+    /// thread, with no barrier at all until the partial sums are combined.
+    fn loss_fn(&mut self) {
+        let li = self.li;
+        self.w.line(format!("// loss {} ({})", self.ir.name, self.ir.origin.locate(self.ir.span)));
+        for line in self.ir.doc.lines() {
+            self.w.line(format!("/// {line}"));
+        }
+        self.open(format!("fn loss_{li}(item: i32, gitem: i32, lid: u32, slice: i32)"));
+        self.w.line("var part: f32 = 0.0f;");
+        self.w.line("var part_n: u32 = 0u;");
+        let rows = self.sched.row_vars.clone();
+        let hoisted = self.sched.hoisted.clone();
+        let ev = self.sched.elem_vars.clone();
+        let elems = self.m(Slot::Elems { loss: li });
+        let mode = self.m(Slot::RowPerThread { loss: li });
+        let n_rows = self.m(Slot::Rows { loss: li });
+        let slice_size = self.m(Slot::SliceSize);
+
+        self.open(format!("if ({mode} != 0)"));
+        self.w.line(format!("let row = item * {WORKGROUP} + i32(lid);"));
+        self.open(format!("if (row < {n_rows})"));
+        self.w.line(format!("let tslice = slice + i32(lid) * ({slice_size} / {WORKGROUP});"));
+        self.slice = "tslice";
+        self.decompose(&rows, "row");
+        for (k, h) in hoisted.iter().enumerate() {
+            let node = self.ir.graph[h.node].clone();
+            self.w.line(format!("// hoisted, this thread's row: {} {}", crate::ir::dot::op_label(self.ir, &node.op), self.comment(h.node)));
+            let size = self.count(&h.table_vars);
+            let off = self.m(Slot::Table { loss: li, table: k });
+            let t = self.name("t");
+            self.open(format!("for (var {t}: i32 = 0; {t} < {size}; {t}++)"));
+            self.decompose(&h.table_vars, &t);
+            let r = self.inline_reduce(h.node);
+            let r = if node.ty == Ty::Bool { format!("select(0.0f, 1.0f, {r})") } else { r };
+            self.w.line(format!("lc_scratch[tslice + {off} + {t}] = {r};"));
+            self.close();
+        }
+        let advance = self.counters(&ev, "0", 1);
+        self.open(format!("for (var e: i32 = 0; e < {elems}; e++)"));
+        self.element();
+        for line in advance {
+            self.w.line(line);
+        }
         self.close();
+        self.close();
+        self.slice = "slice";
+        self.close();
+
+        self.open("else");
+        let cpr = self.m(Slot::ChunksPerRow { loss: li });
+        self.w.line(format!("let row = item / {cpr};"));
+        self.w.line(format!("let chunk = item % {cpr};"));
+        self.decompose(&rows, "row");
+        for (k, h) in hoisted.iter().enumerate() {
+            self.table(k, h.node, &h.table_vars);
+        }
+        // Stream this chunk of the row's elements.
+        self.w.line(format!("let e0 = chunk * {CHUNK};"));
+        self.w.line(format!("let e1 = min(e0 + {CHUNK}, {elems});"));
+        let advance = self.counters(&ev, "e0 + i32(lid)", WORKGROUP);
+        self.open(format!("for (var e: i32 = e0 + i32(lid); e < e1; e += {WORKGROUP})"));
+        self.element();
+        for line in advance {
+            self.w.line(line);
+        }
+        self.close();
+        self.close();
+
         self.w.line("lc_red[lid] = part;");
         self.w.line("lc_cnt[lid] = part_n;");
-        self.w.line("let s = lc_tree(lid, 0u);");
-        self.w.line("let c = lc_tree_count(lid);");
+        self.w.line("let s = lc_tree_sum_count(lid);");
+        self.w.line("let c = lc_last_count;");
         self.open("if (lid == 0u)");
         self.w.line("atomicStore(&lc_sync[2 + 2 * gitem], lc_publish(s));");
         self.w.line("atomicStore(&lc_sync[3 + 2 * gitem], c);");
@@ -487,6 +599,19 @@ impl LossEmitter<'_> {
         self.w.line(format!("// hoisted: {label} {}", self.comment(n)));
         let size = self.count(table_vars);
         let off = self.m(Slot::Table { loss: self.li, table: k });
+        // Small tables: one thread per entry, reducing serially; no barrier per entry.
+        let xs = self.count(bound);
+        let serial = if *kind == ReduceFn::Median { SERIAL_TABLE / 2 } else { SERIAL_TABLE };
+        self.open(format!("if ({size} <= {WORKGROUP} && {xs} <= {serial})"));
+        let t = self.name("t");
+        self.open(format!("for (var {t}: i32 = i32(lid); {t} < {size}; {t} += {WORKGROUP})"));
+        self.decompose(table_vars, &t);
+        let r = self.inline_reduce(n);
+        let r = if self.ir.graph[n].ty == Ty::Bool { format!("select(0.0f, 1.0f, {r})") } else { r };
+        self.w.line(format!("lc_scratch[slice + {off} + {t}] = {r};"));
+        self.close();
+        self.close();
+        self.open("else");
         let t = self.name("t");
         self.open(format!("for (var {t}: i32 = 0; {t} < {size}; {t}++)"));
         self.decompose(table_vars, &t);
@@ -506,19 +631,28 @@ impl LossEmitter<'_> {
                 ReduceFn::Min => "lc_inf()",
                 _ => "0.0f",
             };
+            let bool_body = self.ir.graph[body].ty == Ty::Bool;
             let acc = self.name("acc");
             self.w.line(format!("var {acc}: f32 = {init};"));
             let x = self.name("x");
+            self.open("");
+            let advance = self.counters(bound, "i32(lid)", WORKGROUP);
             self.open(format!("for (var {x}: i32 = i32(lid); {x} < {xn}; {x} += {WORKGROUP})"));
-            self.decompose(bound, &x);
             let b = self.val(body);
             let as_f = if self.ir.graph[body].ty == Ty::Bool { format!("select(0.0f, 1.0f, {b})") } else { b };
+            // Truth values are 0 or 1, never NaN: plain min/max suffice for all/any.
             self.w.line(match kind {
                 ReduceFn::Sum | ReduceFn::Mean => format!("{acc} = {acc} + {as_f};"),
                 ReduceFn::Norm => format!("{acc} = {acc} + {as_f} * {as_f};"),
+                ReduceFn::Max | ReduceFn::Any if bool_body => format!("{acc} = max({acc}, {as_f});"),
                 ReduceFn::Max | ReduceFn::Any => format!("{acc} = lc_max({acc}, {as_f});"),
+                _ if bool_body => format!("{acc} = min({acc}, {as_f});"),
                 _ => format!("{acc} = lc_min({acc}, {as_f});"),
             });
+            for line in advance {
+                self.w.line(line);
+            }
+            self.close();
             self.close();
             self.w.line(format!("lc_red[lid] = {acc};"));
             let tk = match kind {
@@ -535,13 +669,14 @@ impl LossEmitter<'_> {
             }
         };
         self.w.line(format!("if (lid == 0u) {{ lc_scratch[slice + {off} + {t}] = {result}; }}"));
+        self.close();
+        self.close();
         self.w.line("storageBarrier();");
         self.w.line("workgroupBarrier();");
-        self.close();
     }
 
     /// A hoisted median, shared by the workgroup: each thread ranks the candidates
-    /// `lid, lid + 256, ...` against every value; the values of rank ⌊(n−1)/2⌋ and ⌊n/2⌋
+    /// `lid, lid + 64, ...` against every value; the values of rank ⌊(n−1)/2⌋ and ⌊n/2⌋
     /// come out of two max-reductions (NaN if any value is NaN), combined as torch.lerp.
     /// Leaves the result in `lc_median_result` (uniform: every thread reads the tree).
     fn table_median(&mut self, n: NodeIndex, bound: &[IndexId]) {
@@ -604,8 +739,8 @@ impl LossEmitter<'_> {
         self.close();
         self.w.line("lc_red[lid] = s;");
         self.w.line("lc_cnt[lid] = c;");
-        self.w.line("let total = lc_tree(lid, 0u);");
-        self.w.line("let count = lc_tree_count(lid);");
+        self.w.line("let total = lc_tree_sum_count(lid);");
+        self.w.line("let count = lc_last_count;");
         self.open("if (lid == 0u)");
         self.w.line("var loss: f32;");
         self.open("if (count > 0u)");
@@ -638,6 +773,16 @@ pub fn meta_ref(i: usize) -> String {
     format!("lc_meta.m[{}].{}", i / 4, ["x", "y", "z", "w"][i % 4])
 }
 
+/// Slot `i`: read from the uniform block, or, in a kernel specialised to one problem's
+/// sizes, its value as a literal (so that the compiler folds the arithmetic on it).
+fn meta_value(i: usize, values: Option<&[i32]>) -> String {
+    match values.and_then(|v| v.get(i)) {
+        Some(v) if *v < 0 => format!("({v})"),
+        Some(v) => format!("{v}"),
+        None => meta_ref(i),
+    }
+}
+
 /// The fused kernel of a factory.
 pub struct Generated {
     /// The WGSL module.
@@ -648,8 +793,9 @@ pub struct Generated {
     pub sites: Vec<String>,
 }
 
-/// Writes the fused kernel for the given (already scheduled) losses.
-pub fn generate(name: &str, losses: &[(&LossIr, &LossSchedule)]) -> Result<Generated, String> {
+/// Writes the fused kernel for the given (already scheduled) losses: generic (sizes read
+/// from the parameter block), or specialised to the parameter block's `values`.
+pub fn generate(name: &str, losses: &[(&LossIr, &LossSchedule)], values: Option<&[i32]>) -> Result<Generated, String> {
     let mut layout = Layout::default();
     let mut sites = Vec::new();
     let mut fresh = 0usize;
@@ -667,23 +813,25 @@ pub fn generate(name: &str, losses: &[(&LossIr, &LossSchedule)]) -> Result<Gener
             binds: HashMap::new(),
             fresh: &mut fresh,
             bug: None,
+            slice: "slice",
+            values,
         };
         e.loss_fn();
         bug = bug.or(e.bug.take());
     }
     // main: the item loop, then the last workgroup's combination.
     let mut main = Writer::default();
-    main.line("@compute @workgroup_size(256)");
+    main.line(format!("@compute @workgroup_size({WORKGROUP})"));
     main.open("fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>)");
-    let nwg = meta_ref(layout.slot(Slot::Workgroups));
-    let total = meta_ref(layout.slot(Slot::TotalItems));
-    let slice_size = meta_ref(layout.slot(Slot::SliceSize));
+    let nwg = meta_value(layout.slot(Slot::Workgroups), values);
+    let total = meta_value(layout.slot(Slot::TotalItems), values);
+    let slice_size = meta_value(layout.slot(Slot::SliceSize), values);
     main.line("let wid = i32(wg.x);");
     main.line(format!("let slice = wid * {slice_size};"));
     main.open(format!("for (var item: i32 = wid; item < {total}; item += {nwg})"));
     for li in 0..losses.len() {
-        let base = meta_ref(layout.slot(Slot::Base { loss: li }));
-        let items = meta_ref(layout.slot(Slot::Items { loss: li }));
+        let base = meta_value(layout.slot(Slot::Base { loss: li }), values);
+        let items = meta_value(layout.slot(Slot::Items { loss: li }), values);
         main.open(format!("if (item >= {base} && item < {base} + {items})"));
         main.line(format!("loss_{li}(item - {base}, item, lid, slice);"));
         main.close();
@@ -707,6 +855,8 @@ pub fn generate(name: &str, losses: &[(&LossIr, &LossSchedule)]) -> Result<Gener
             binds: HashMap::new(),
             fresh: &mut fresh,
             bug: None,
+            slice: "slice",
+            values,
         };
         e.finish();
         bug = bug.or(e.bug.take());
@@ -715,8 +865,8 @@ pub fn generate(name: &str, losses: &[(&LossIr, &LossSchedule)]) -> Result<Gener
     main.open("if (lid == 0u)");
     main.line("var total: f32 = 0.0f;");
     for li in 0..losses.len() {
-        let a = meta_ref(layout.slot(Slot::Anneal { loss: li }));
-        main.line(format!("total = total + bitcast<f32>({a}) * lc_out[{}];", 3 * li + 2));
+        let a = meta_value(layout.slot(Slot::Anneal { loss: li }), values);
+        main.line(format!("total = total + lc_bits(bitcast<u32>({a})) * lc_out[{}];", 3 * li + 2));
     }
     main.line(format!("lc_out[{}] = total;", 3 * losses.len()));
     main.line("atomicStore(&lc_sync[0], 0u);");

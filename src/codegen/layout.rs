@@ -27,6 +27,8 @@ pub enum Slot {
     MaskOn { loss: usize, mask: usize },
     /// The number of rows.
     Rows { loss: usize },
+    /// 1 when each thread takes a whole row (small rows), 0 when the workgroup shares it.
+    RowPerThread { loss: usize },
     /// The number of elements per row.
     Elems { loss: usize },
     /// Chunks of elements per row (ceil(elems / chunk)).
@@ -41,7 +43,7 @@ pub enum Slot {
     Anneal { loss: usize },
     /// The number of work items of all losses.
     TotalItems,
-    /// The number of f32 scratch values per workgroup.
+    /// The number of f32 scratch values per workgroup: one row's tables per thread.
     SliceSize,
     /// The number of workgroups dispatched.
     Workgroups,

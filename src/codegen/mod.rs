@@ -31,6 +31,21 @@ pub struct Kernel {
     pub validated: validate::Validated,
 }
 
+impl Kernel {
+    /// The kernel's WGSL specialised to one problem: every slot of the parameter block
+    /// (sizes, offsets, work counts) written as a literal, so that the shader compiler
+    /// folds the index arithmetic. Same layout, same bindings; validated by naga.
+    pub fn specialise(&self, losses: &[&LossIr], values: &[i32]) -> Result<String, String> {
+        let pairs: Vec<(&LossIr, &LossSchedule)> = losses.iter().copied().zip(self.schedules.iter()).collect();
+        let generated = emit::generate(&self.name, &pairs, Some(values))?;
+        if generated.layout.slots != self.layout.slots {
+            return Err("internal compiler error: the specialised kernel's slots differ from the generic one's".into());
+        }
+        validate::validate(&generated.wgsl)?;
+        Ok(generated.wgsl)
+    }
+}
+
 /// Schedules, generates and validates the fused kernel of the given terms.
 pub fn compile(program: &Program, name: &str, terms: &[FactoryTerm]) -> Result<Kernel, String> {
     let losses: Vec<&LossIr> = terms
@@ -39,7 +54,7 @@ pub fn compile(program: &Program, name: &str, terms: &[FactoryTerm]) -> Result<K
         .collect::<Result<_, _>>()?;
     let schedules: Vec<LossSchedule> = losses.iter().map(|l| schedule::schedule(l)).collect();
     let pairs: Vec<(&LossIr, &LossSchedule)> = losses.iter().copied().zip(schedules.iter()).collect();
-    let generated = emit::generate(name, &pairs)?;
+    let generated = emit::generate(name, &pairs, None)?;
     let validated = validate::validate(&generated.wgsl)?;
     Ok(Kernel {
         name: name.to_string(),

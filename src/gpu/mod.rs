@@ -10,11 +10,13 @@ use std::sync::{Arc, Mutex, OnceLock};
 use wgpu::util::DeviceExt;
 
 use crate::codegen::Kernel;
-use crate::codegen::emit::{CHUNK, TIMEOUT_CODE};
+use crate::codegen::emit::{CHUNK, SERIAL_TABLE, TIMEOUT_CODE, WORKGROUP};
 use crate::codegen::layout::Slot;
 use crate::ir::ParamKind;
 use crate::runtime::bind::Bound;
 use crate::runtime::run::{RunOptions, RunResult, combine};
+
+pub mod unfused;
 
 /// The process's GPU device.
 pub struct Gpu {
@@ -138,8 +140,8 @@ pub struct Dispatch {
     bind_group: wgpu::BindGroup,
     sync: wgpu::Buffer,
     out: wgpu::Buffer,
-    staging_out: wgpu::Buffer,
-    staging_err: wgpu::Buffer,
+    /// The results, then the error word, read back in one mapping.
+    staging: wgpu::Buffer,
     workgroups: u32,
     n_losses: usize,
     sites: Vec<String>,
@@ -176,29 +178,82 @@ fn inline_iterations(
     v
 }
 
+/// At most this many elements per row for one thread to take a whole row.
+const ROW_PER_THREAD_ELEMS: i64 = 64;
+/// At most this many loop iterations for one thread to take a whole row.
+const ROW_PER_THREAD_WORK: u64 = 2048;
+
+/// The loop iterations of one row done by one thread: its hoisted tables serially, then
+/// its elements.
+fn serial_row_cost(b: &Bound, s: &crate::codegen::schedule::LossSchedule) -> u64 {
+    let ir = b.ir;
+    let mut memo = HashMap::new();
+    let mut cost = 0u64;
+    for h in &s.hoisted {
+        let t = h.table_vars.iter().map(|v| extent(b.ranges[*v]) as u64).fold(1u64, u64::saturating_mul);
+        // The table's reduction runs inline here; the tables it reads are already built.
+        let crate::ir::Op::Reduce(kind, over) = &ir.graph[h.node].op else { continue };
+        let x = over.iter().map(|v| extent(b.ranges[*v]) as u64).fold(1u64, u64::saturating_mul);
+        let body = 1u64.saturating_add(inline_iterations(ir, s, &b.ranges, crate::ir::operands(&ir.graph, h.node)[0], &mut memo));
+        let once = x.saturating_mul(body);
+        let entry = if *kind == crate::ir::ReduceFn::Median { once.saturating_add(x.saturating_mul(once)) } else { once };
+        cost = cost.saturating_add(t.saturating_mul(entry));
+    }
+    let elems: u64 = s.elem_vars.iter().map(|v| extent(b.ranges[*v]) as u64).fold(1u64, u64::saturating_mul);
+    let mut per_elem = 1u64.saturating_add(inline_iterations(ir, s, &b.ranges, ir.compute, &mut memo));
+    for m in &ir.masks {
+        per_elem = per_elem.saturating_add(inline_iterations(ir, s, &b.ranges, m.cond, &mut memo));
+    }
+    if let Some(r) = ir.rectify {
+        per_elem = per_elem.saturating_add(inline_iterations(ir, s, &b.ranges, r, &mut memo));
+    }
+    cost.saturating_add(elems.saturating_mul(per_elem))
+}
+
 /// An upper bound of the loop iterations one invocation of the kernel runs.
-fn iterations_per_invocation(kernel: &Kernel, bound: &[&Bound], items: &[i64], workgroups: i64) -> u64 {
-    const TREE: u64 = 8; // log2(256) steps per workgroup reduction
+fn iterations_per_invocation(
+    kernel: &Kernel,
+    bound: &[&Bound],
+    items: &[i64],
+    per_thread_rows: &[bool],
+    row_cost: &[u64],
+    workgroups: i64,
+) -> u64 {
+    const TREE: u64 = 16; // the loops of one workgroup reduction (two levels of 8)
     let wg = crate::codegen::emit::WORKGROUP as u64;
     let per_thread = |n: u64| n.div_ceil(wg);
     let mut worst_item = 0u64;
     let mut finish = 0u64;
     let total_items: u64 = items.iter().map(|i| *i as u64).sum();
-    for ((b, s), n_items) in bound.iter().zip(&kernel.schedules).zip(items) {
+    for (li, ((b, s), n_items)) in bound.iter().zip(&kernel.schedules).zip(items).enumerate() {
         let ir = b.ir;
         let mut memo = HashMap::new();
         let mut item = 0u64;
+        if per_thread_rows[li] {
+            worst_item = worst_item.max(row_cost[li].saturating_add(2 * TREE));
+            finish = finish.saturating_add(per_thread(*n_items as u64).saturating_mul(2)).saturating_add(2 * TREE);
+            continue;
+        }
         for h in &s.hoisted {
             let t = h.table_vars.iter().map(|v| extent(b.ranges[*v]) as u64).fold(1u64, u64::saturating_mul);
             let crate::ir::Op::Reduce(kind, over) = &ir.graph[h.node].op else { continue };
             let x = over.iter().map(|v| extent(b.ranges[*v]) as u64).fold(1u64, u64::saturating_mul);
             let body = 1u64.saturating_add(inline_iterations(ir, s, &b.ranges, crate::ir::operands(&ir.graph, h.node)[0], &mut memo));
-            let per = if *kind == crate::ir::ReduceFn::Median {
-                per_thread(x).saturating_mul(body.saturating_add(x.saturating_mul(body))).saturating_add(2 * TREE)
+            let median = *kind == crate::ir::ReduceFn::Median;
+            let serial_limit = if median { SERIAL_TABLE / 2 } else { SERIAL_TABLE } as u64;
+            let cost = if t <= wg && x <= serial_limit {
+                // One thread per entry, serially (see codegen::emit::SERIAL_TABLE).
+                let once = x.saturating_mul(body);
+                per_thread(t).saturating_mul(if median { once.saturating_add(x.saturating_mul(once)) } else { once })
             } else {
-                per_thread(x).saturating_mul(body).saturating_add(TREE)
+                let per = if median {
+                    per_thread(x).saturating_mul(body.saturating_add(x.saturating_mul(body))).saturating_add(2 * TREE)
+                } else {
+                    per_thread(x).saturating_mul(body).saturating_add(TREE)
+                };
+                t.saturating_mul(per.saturating_add(1))
             };
-            item = item.saturating_add(t.saturating_mul(per.saturating_add(1)));
+            item = item.saturating_add(cost);
         }
         let elems: u64 = s.elem_vars.iter().map(|v| extent(b.ranges[*v]) as u64).fold(1u64, u64::saturating_mul);
         let mut per_elem = 1u64.saturating_add(inline_iterations(ir, s, &b.ranges, ir.compute, &mut memo));
@@ -283,7 +338,15 @@ impl Dispatch {
             tables.push(offs);
         }
         let cpr: Vec<i64> = elems.iter().map(|e| (e + CHUNK as i64 - 1) / CHUNK as i64).collect();
-        let items: Vec<i64> = rows.iter().zip(&cpr).map(|(r, c)| r * c).collect();
+        // Small rows go one per thread: no barrier per table, none per chunk.
+        let wg = WORKGROUP as i64;
+        let row_cost: Vec<u64> = bound.iter().zip(&kernel.schedules).map(|(b, s)| serial_row_cost(b, s)).collect();
+        let per_thread: Vec<bool> = (0..bound.len())
+            .map(|i| rows[i] > 1 && elems[i] <= ROW_PER_THREAD_ELEMS && row_cost[i] <= ROW_PER_THREAD_WORK)
+            .collect();
+        let items: Vec<i64> = (0..bound.len())
+            .map(|i| if per_thread[i] { (rows[i] + wg - 1) / wg } else { rows[i] * cpr[i] })
+            .collect();
         let mut base = vec![0i64];
         for i in &items {
             base.push(base.last().copied().unwrap_or(0) + i);
@@ -296,7 +359,7 @@ impl Dispatch {
         let max_wg = gpu.limits.max_compute_workgroups_per_dimension.min(65_535) as i64;
         let workgroups = total_items.clamp(1, max_wg);
         if gpu.is_llvmpipe() {
-            let needed = iterations_per_invocation(kernel, bound, &items, workgroups);
+            let needed = iterations_per_invocation(kernel, bound, &items, &per_thread, &row_cost, workgroups);
             if needed > LLVMPIPE_LOOP_LIMIT {
                 return Err(format!(
                     "this run needs up to {needed} loop iterations per GPU thread, and Mesa's llvmpipe stops any thread \
@@ -338,6 +401,7 @@ impl Dispatch {
                 }
                 Slot::MaskOn { loss, mask } => i64::from(bound[*loss].active_masks[*mask]),
                 Slot::Rows { loss } => rows[*loss],
+                Slot::RowPerThread { loss } => i64::from(per_thread[*loss]),
                 Slot::Elems { loss } => elems[*loss],
                 Slot::ChunksPerRow { loss } => cpr[*loss].max(1),
                 Slot::Base { loss } => base[*loss],
@@ -345,14 +409,16 @@ impl Dispatch {
                 Slot::Table { loss, table } => tables[*loss][*table],
                 Slot::Anneal { loss } => anneal[*loss].to_bits() as i32 as i64,
                 Slot::TotalItems => total_items,
-                Slot::SliceSize => slice,
+                Slot::SliceSize => slice * wg,
                 Slot::Workgroups => workgroups,
             };
             meta[i] = i32::try_from(v).map_err(|_| format!("a size does not fit the kernel's 32-bit indices: {v}"))?;
         }
 
         let d = &gpu.device;
-        let pipeline = gpu.pipeline(&kernel.wgsl)?;
+        let losses: Vec<&crate::ir::LossIr> = bound.iter().map(|b| b.ir).collect();
+        let wgsl = kernel.specialise(&losses, &meta)?;
+        let pipeline = gpu.pipeline(&wgsl)?;
         let bytes = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
         let meta_buf = d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("lossc meta"),
@@ -367,7 +433,7 @@ impl Dispatch {
             contents: &bytes(&arena),
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
         });
-        let scratch_len = (slice * workgroups).max(1) as u64;
+        let scratch_len = (slice * wg * workgroups).max(1) as u64;
         if scratch_len * 4 > max {
             return Err("the hoisted tables need more scratch memory than this adapter binds".into());
         }
@@ -392,16 +458,12 @@ impl Dispatch {
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
         });
-        let staging = |size, label| {
-            d.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(label),
-                size,
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            })
-        };
-        let staging_out = staging(out_bytes, "lossc out staging");
-        let staging_err = staging(4, "lossc error staging");
+        let staging = d.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("lossc staging"),
+            size: out_bytes + 4,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
         let bind_group = d.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("lossc"),
             layout: &pipeline.layout,
@@ -418,8 +480,7 @@ impl Dispatch {
             bind_group,
             sync,
             out,
-            staging_out,
-            staging_err,
+            staging,
             workgroups: workgroups as u32,
             n_losses,
             sites: kernel.sites.clone(),
@@ -444,12 +505,12 @@ impl Dispatch {
             pass.dispatch_workgroups(self.workgroups, 1, 1);
             dispatches += 1;
         }
-        enc.copy_buffer_to_buffer(&self.out, 0, &self.staging_out, 0, None);
-        enc.copy_buffer_to_buffer(&self.sync, 4, &self.staging_err, 0, Some(4));
+        let out_bytes = (4 * (3 * self.n_losses + 1)) as u64;
+        enc.copy_buffer_to_buffer(&self.out, 0, &self.staging, 0, None);
+        enc.copy_buffer_to_buffer(&self.sync, 4, &self.staging, out_bytes, Some(4));
         gpu.queue.submit([enc.finish()]);
-        let out = read_back(gpu, &self.staging_out)?;
-        let err = read_back(gpu, &self.staging_err)?;
-        let code = err.first().map_or(0, |x| x.to_bits());
+        let mut out = read_back(gpu, &self.staging)?;
+        let code = out.pop().map_or(0, |x| x.to_bits());
         if code == TIMEOUT_CODE {
             return Err("the kernel's partial results never arrived (a GPU scheduling problem); rerun with --backend cpu".into());
         }

@@ -200,8 +200,57 @@ pub fn bind<'a>(
             None => (0, -1),
         })
         .collect();
-    let active_masks = ir.masks.iter().map(|m| m.needs.iter().all(|i| inputs[*i].is_some())).collect();
-    Ok(Bound { ir, dims, ranges, inputs: inputs_bound, params: params_bound, enums, active_masks })
+    let active_masks: Vec<bool> = ir.masks.iter().map(|m| m.needs.iter().all(|i| inputs[*i].is_some())).collect();
+    let b = Bound { ir, dims, ranges, inputs: inputs_bound, params: params_bound, enums, active_masks };
+    check_subscripts(&b)?;
+    Ok(b)
+}
+
+/// Every affine subscript must stay inside its axis over the whole range of its indices
+/// (inferred ranges guarantee it; explicit ranges and several-index subscripts are
+/// checked here). Subscripts through gathers depend on data and are checked as they
+/// are read.
+fn check_subscripts(b: &Bound) -> Result<(), BindError> {
+    use crate::ir::{IndexTerm, Op, Tensor};
+    let known: Vec<Option<i64>> = b.dims.iter().copied().map(Some).collect();
+    for n in b.ir.graph.node_indices() {
+        let Op::Read(t, idx) = &b.ir.graph[n].op else { continue };
+        let (name, shape) = match t {
+            Tensor::Input(i) => match &b.inputs[*i] {
+                Some(d) => (&b.ir.inputs[*i].name, &d.shape),
+                None => continue,
+            },
+            Tensor::Param(p) => (&b.ir.params[*p].name, &b.params[*p].shape),
+        };
+        for (axis, (e, size)) in idx.iter().zip(shape).enumerate() {
+            if e.terms.iter().any(|(_, t)| matches!(t, IndexTerm::Gather(..))) {
+                continue;
+            }
+            let offset = e.offset.eval(&known).unwrap_or(0);
+            let (mut lo, mut hi) = (offset, offset);
+            let mut empty = false;
+            for (c, term) in &e.terms {
+                let IndexTerm::Var(v) = term else { continue };
+                let (a, z) = b.ranges[*v];
+                if z < a {
+                    empty = true;
+                }
+                let (x, y) = (c.saturating_mul(a), c.saturating_mul(z));
+                lo = lo.saturating_add(x.min(y));
+                hi = hi.saturating_add(x.max(y));
+            }
+            if !empty && (lo < 0 || hi >= *size as i64) {
+                let bad = if lo < 0 { lo } else { hi };
+                return Err(BindError(format!(
+                    "loss `{}`: index {bad} is out of range for axis {axis} of `{name}` (size {size}), at `{name}[{}]` (at {})",
+                    b.ir.name,
+                    idx.iter().map(|x| b.ir.show_index(x)).collect::<Vec<_>>().join(", "),
+                    b.ir.origin.locate(b.ir.graph[n].span)
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn show_shape(shape: &[Poly], names: &[String]) -> String {

@@ -146,7 +146,7 @@ fn route_keys(
                     .collect();
                 // A near miss of a declared name is a typo, and a typo must not pass
                 // silently; any other key may belong to losses not in this run.
-                match closest(&key, all.iter().map(String::as_str)) {
+                match closest(&key, all.iter().map(String::as_str)).filter(|c| typo(&key, c)) {
                     Some(c) => {
                         return Err(BindError(format!(
                             "`{key}` is neither an input nor a param of {}; did you mean `{c}`?",
@@ -166,6 +166,20 @@ fn route_keys(
         }
     }
     Ok(out)
+}
+
+/// Whether `key` is so close to `name` (two edits at most) that it must be a typo.
+fn typo(key: &str, name: &str) -> bool {
+    let (a, b): (Vec<char>, Vec<char>) = (key.chars().collect(), name.chars().collect());
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur.push((prev[j] + usize::from(ca != cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()] <= 2
 }
 
 fn names(losses: &[&LossIr]) -> String {
