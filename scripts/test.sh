@@ -1,18 +1,38 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it. On a machine with no GPU adapter it first installs
-# Mesa's software Vulkan driver (lavapipe), when it can, so that the GPU tests run too.
+# The whole test suite, as CI runs it. On a fresh machine it first installs what the
+# tests need and the machine lacks, when it can (root with apt-get):
+#   - Mesa's software Vulkan driver (lavapipe) when no GPU driver is present, so that the
+#     GPU tests run on the CPU through the same wgpu code path;
+#   - spirv-tools, whose spirv-val checks the SPIR-V target (tests/targets.rs);
+#   - Chromium, whose WebGPU (Tint) validates the WGSL independently of naga
+#     (tests/webgpu_independent.rs).
+# No test skips when something is missing: it fails and says what to install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! ls /usr/share/vulkan/icd.d/*.json >/dev/null 2>&1 && [ ! -e /dev/nvidia0 ] && [ ! -e /dev/dri ]; then
+apt_install() {
+    # apt_install REASON PACKAGE...
+    local reason=$1
+    shift
     if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-        echo "test.sh: no Vulkan driver found; installing mesa-vulkan-drivers (lavapipe)" >&2
+        echo "test.sh: installing $* ($reason)" >&2
         export DEBIAN_FRONTEND=noninteractive
-        apt-get install -y -q mesa-vulkan-drivers >/dev/null 2>&1 \
-            || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q mesa-vulkan-drivers >/dev/null; } \
-            || echo "test.sh: could not install mesa-vulkan-drivers; GPU tests will use whatever adapter exists" >&2
+        apt-get install -y -q "$@" >/dev/null 2>&1 \
+            || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q "$@" >/dev/null; } \
+            || echo "test.sh: could not install $*; the tests that need it will fail" >&2
+    else
+        echo "test.sh: $* missing and cannot be installed here ($reason)" >&2
     fi
+}
+
+if ! ls /usr/share/vulkan/icd.d/*.json >/dev/null 2>&1 && [ ! -e /dev/nvidia0 ] && [ ! -e /dev/dri ]; then
+    apt_install "no Vulkan driver found" mesa-vulkan-drivers
 fi
+command -v spirv-val >/dev/null 2>&1 || apt_install "spirv-val checks the SPIR-V target" spirv-tools
+if [ -z "${LOSSC_CHROMIUM:-}" ] && [ ! -x /usr/lib/chromium/chromium ]; then
+    apt_install "Chromium's WebGPU validates the WGSL independently" chromium
+fi
+
 # Mesa's device-select layer complains about XDG_RUNTIME_DIR on headless machines.
 export NODEVICE_SELECT=1
 
