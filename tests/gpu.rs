@@ -245,3 +245,51 @@ fn data_that_does_not_fit_the_declarations_is_refused_before_the_gpu() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("not 2*K for any whole K"), "{err}");
 }
+
+#[test]
+fn inputs_already_on_the_gpu_are_used_without_a_host_copy() {
+    use wgpu::util::DeviceExt;
+    let program = examples();
+    let f = program.factories.iter().find(|f| f.name == "heatmap_semisupervised").unwrap();
+    let data = parse_json_data(&std::fs::read_to_string(common::root().join("examples/demo.json")).unwrap()).unwrap();
+    let kernel = lossc::codegen::compile(&program, &f.name, &f.terms).unwrap();
+    let gpu = lossc::gpu::gpu().unwrap();
+    // The reference: everything from the host.
+    let (prepared, _) = prepare(&program, &f.terms, &data, &vec![]).unwrap();
+    let bound: Vec<_> = prepared.iter().map(|p| &p.bound).collect();
+    let ones = vec![1.0f32; bound.len()];
+    let (host, _) = lossc::gpu::Dispatch::new(gpu, &kernel, &bound, &ones).unwrap().run(gpu).unwrap();
+    // The caller's buffers, and shapes alone on the host side.
+    let inputs = ["heatmaps_targ", "heatmaps_pred", "keypoints_pred", "confidences"];
+    let mut shape_only = data.clone();
+    let mut buffers = Vec::new();
+    for name in inputs {
+        let lossc::runtime::data::DataValue::Array(a) = &data[name] else { panic!() };
+        let bytes: Vec<u8> = a.data.iter().flat_map(|x| (*x as f32).to_le_bytes()).collect();
+        buffers.push(gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(name),
+            contents: &bytes,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        }));
+        shape_only.insert(
+            name.into(),
+            lossc::runtime::data::DataValue::Array(lossc::runtime::data::Array { data: vec![], ..a.clone() }),
+        );
+    }
+    let (prepared, _) = prepare(&program, &f.terms, &shape_only, &vec![]).unwrap();
+    let bound: Vec<_> = prepared.iter().map(|p| &p.bound).collect();
+    let device_inputs: Vec<(&str, &wgpu::Buffer)> = inputs.iter().copied().zip(buffers.iter()).collect();
+    let d = lossc::gpu::Dispatch::with_device_inputs(gpu, &kernel, &bound, &ones, &device_inputs).unwrap();
+    let (dev, n) = d.run(gpu).unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(dev.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), host.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+    // The caller updates a buffer between steps: the next run sees it.
+    let zeros = vec![0u8; buffers[2].size() as usize];
+    gpu.queue.write_buffer(&buffers[2], 0, &zeros); // keypoints_pred = 0: no temporal motion
+    let (after, _) = d.run(gpu).unwrap();
+    assert_eq!(after[3], 0.0, "temporal loss with still keypoints: {after:?}");
+    assert_eq!(after[0].to_bits(), host[0].to_bits(), "heatmap_mse unchanged");
+    // The CPU evaluator refuses shape-only inputs instead of reading nothing.
+    let err = run_cpu(&program, &f.terms, &shape_only, &vec![], &RunOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("cannot be read on the CPU"), "{err}");
+}

@@ -247,6 +247,9 @@ impl Evaluator<'_, '_> {
             })?,
             Tensor::Param(p) => &self.b.params[p],
         };
+        if data.data.is_empty() && data.shape.iter().product::<usize>() > 0 {
+            return Err(EvalError(format!("loss `{}`: an input bound by shape alone (its data on a GPU) cannot be read on the CPU", self.ir.name)));
+        }
         let mut at = 0usize;
         for (axis, (e, n)) in idx.iter().zip(&data.shape).enumerate() {
             let i = self.index(e, env)?;

@@ -72,6 +72,12 @@ impl Gpu {
         Ok(Gpu { device, queue, info: adapter.get_info(), limits, pipelines: Mutex::new(HashMap::new()) })
     }
 
+    /// Wraps a device the caller already has (to run kernels on its buffers).
+    pub fn from_device(device: wgpu::Device, queue: wgpu::Queue, info: wgpu::AdapterInfo) -> Gpu {
+        let limits = device.limits();
+        Gpu { device, queue, info, limits, pipelines: Mutex::new(HashMap::new()) }
+    }
+
     /// Whether the adapter is Mesa's llvmpipe (lavapipe on Vulkan, or llvmpipe on GL),
     /// which bounds the loop iterations of a shader invocation.
     pub fn is_llvmpipe(&self) -> bool {
@@ -142,6 +148,9 @@ pub struct Dispatch {
     out: wgpu::Buffer,
     /// The results, then the error word, read back in one mapping.
     staging: wgpu::Buffer,
+    arena: wgpu::Buffer,
+    /// Inputs in the caller's GPU buffers: (buffer, arena byte offset, bytes).
+    copies: Vec<(wgpu::Buffer, u64, u64)>,
     workgroups: u32,
     n_losses: usize,
     sites: Vec<String>,
@@ -292,18 +301,55 @@ fn product(vals: impl IntoIterator<Item = i64>) -> Result<i64, String> {
 impl Dispatch {
     /// Lays out the arena and fills the parameter block for `kernel` on bound data.
     pub fn new(gpu: &Gpu, kernel: &Kernel, bound: &[&Bound], anneal: &[f32]) -> Result<Dispatch, String> {
+        Dispatch::with_device_inputs(gpu, kernel, bound, anneal, &[])
+    }
+
+    /// Like [`Dispatch::new`], but the named inputs live in the caller's GPU buffers (f32,
+    /// row-major, of the shapes they were bound with; their host data may be empty). They
+    /// are copied into the arena on the GPU at every [`Dispatch::run`]: nothing goes
+    /// through the host, and the caller may update them between runs. The buffers must
+    /// belong to `gpu`'s device and allow `COPY_SRC`.
+    pub fn with_device_inputs(
+        gpu: &Gpu,
+        kernel: &Kernel,
+        bound: &[&Bound],
+        anneal: &[f32],
+        device_inputs: &[(&str, &wgpu::Buffer)],
+    ) -> Result<Dispatch, String> {
         // The arena: every input (once per name) and every param, as f32.
         let mut arena: Vec<f32> = Vec::new();
         let mut input_at: HashMap<String, usize> = HashMap::new();
         let mut offsets: HashMap<(usize, String), usize> = HashMap::new();
+        let mut copies = Vec::new();
         for (li, b) in bound.iter().enumerate() {
             for (info, data) in b.ir.inputs.iter().zip(&b.inputs) {
                 let Some(data) = data else { continue };
-                let at = *input_at.entry(info.name.clone()).or_insert_with(|| {
-                    let at = arena.len();
-                    arena.extend_from_slice(&data.data);
-                    at
-                });
+                let at = match input_at.get(&info.name) {
+                    Some(at) => *at,
+                    None => {
+                        let at = arena.len();
+                        let n: usize = data.shape.iter().product();
+                        match device_inputs.iter().find(|(name, _)| *name == info.name) {
+                            Some((_, buf)) => {
+                                if buf.size() < (n * 4) as u64 {
+                                    return Err(format!(
+                                        "the GPU buffer for `{}` holds {} bytes; its shape {:?} needs {}",
+                                        info.name,
+                                        buf.size(),
+                                        data.shape,
+                                        n * 4
+                                    ));
+                                }
+                                copies.push(((*buf).clone(), (at * 4) as u64, (n * 4) as u64));
+                                arena.resize(at + n, 0.0);
+                            }
+                            None if data.data.len() == n => arena.extend_from_slice(&data.data),
+                            None => return Err(format!("input `{}` has no data: neither host arrays nor a GPU buffer", info.name)),
+                        }
+                        input_at.insert(info.name.clone(), at);
+                        at
+                    }
+                };
                 offsets.insert((li, info.name.clone()), at);
             }
             for (info, data) in b.ir.params.iter().zip(&b.params) {
@@ -481,6 +527,8 @@ impl Dispatch {
             sync,
             out,
             staging,
+            arena: arena_buf,
+            copies,
             workgroups: workgroups as u32,
             n_losses,
             sites: kernel.sites.clone(),
@@ -497,6 +545,9 @@ impl Dispatch {
     pub fn run(&self, gpu: &Gpu) -> Result<(Vec<f32>, u32), String> {
         gpu.queue.write_buffer(&self.sync, 4, &0u32.to_le_bytes());
         let mut enc = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("lossc") });
+        for (buf, at, bytes) in &self.copies {
+            enc.copy_buffer_to_buffer(buf, 0, &self.arena, *at, Some(*bytes));
+        }
         let mut dispatches = 0;
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("lossc"), timestamp_writes: None });

@@ -93,6 +93,10 @@ pub fn bind<'a>(
                 arr.shape
             )));
         }
+        let n: usize = arr.shape.iter().product();
+        if arr.data.len() != n && !arr.data.is_empty() {
+            return Err(BindError(format!("input `{}`: shape {:?} needs {n} values, the array has {}", info.name, arr.shape, arr.data.len())));
+        }
         for (axis, (p, n)) in info.shape.iter().zip(&arr.shape).enumerate() {
             eqs.push(Equation { poly: p.clone(), size: *n as i64, what: format!("axis {axis} of `{}`", info.name) });
         }
