@@ -9,7 +9,7 @@ use lossc::diagnostics::Source;
 use lossc::gpu::unfused::UnfusedPlan;
 use lossc::gpu::{Dispatch, gpu};
 use lossc::ir::{FactoryTerm, Program};
-use lossc::runtime::data::{Array, Data, DataValue, DType};
+use lossc::runtime::data::{Array, DType, Data, DataValue};
 use lossc::runtime::run::{RunOptions, prepare, run_cpu};
 
 const RUNS: usize = 15;
@@ -20,11 +20,15 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> Duration {
-    median((0..runs).map(|_| {
-        let t = Instant::now();
-        std::hint::black_box(f());
-        t.elapsed()
-    }).collect())
+    median(
+        (0..runs)
+            .map(|_| {
+                let t = Instant::now();
+                std::hint::black_box(f());
+                t.elapsed()
+            })
+            .collect(),
+    )
 }
 
 fn ms(d: Duration) -> f64 {
@@ -37,7 +41,12 @@ fn sources() -> Vec<Source> {
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "loss"))
-        .map(|p| Source::new(p.file_name().unwrap().to_string_lossy(), std::fs::read_to_string(&p).unwrap()))
+        .map(|p| {
+            Source::new(
+                p.file_name().unwrap().to_string_lossy(),
+                std::fs::read_to_string(&p).unwrap(),
+            )
+        })
         .collect();
     v.sort_by(|a, b| a.name.cmp(&b.name));
     v
@@ -56,7 +65,11 @@ impl Rng {
 
 fn array(shape: &[usize], r: &mut Rng, f: impl Fn(f64) -> f64) -> DataValue {
     let n = shape.iter().product();
-    DataValue::Array(Array { shape: shape.to_vec(), data: (0..n).map(|_| f(r.unit())).collect(), dtype: DType::Float })
+    DataValue::Array(Array {
+        shape: shape.to_vec(),
+        data: (0..n).map(|_| f(r.unit())).collect(),
+        dtype: DType::Float,
+    })
 }
 
 fn data(b: usize, k: usize, hw: Option<usize>, pca: bool, targets: bool) -> Data {
@@ -64,22 +77,46 @@ fn data(b: usize, k: usize, hw: Option<usize>, pca: bool, targets: bool) -> Data
     let mut d = Data::new();
     if let Some(hw) = hw {
         if targets {
-            d.insert("heatmaps_targ".into(), array(&[b, k, hw, hw], &mut r, |u| if u < 0.2 { 0.0 } else { u / 4096.0 }));
+            d.insert(
+                "heatmaps_targ".into(),
+                array(&[b, k, hw, hw], &mut r, |u| {
+                    if u < 0.2 { 0.0 } else { u / 4096.0 }
+                }),
+            );
         }
-        d.insert("heatmaps_pred".into(), array(&[b, k, hw, hw], &mut r, |u| u / 4096.0));
+        d.insert(
+            "heatmaps_pred".into(),
+            array(&[b, k, hw, hw], &mut r, |u| u / 4096.0),
+        );
     }
-    d.insert("keypoints_pred".into(), array(&[b, 2 * k], &mut r, |u| u * 256.0));
+    d.insert(
+        "keypoints_pred".into(),
+        array(&[b, 2 * k], &mut r, |u| u * 256.0),
+    );
     d.insert("confidences".into(), array(&[b, k], &mut r, |u| u));
     if pca {
-        d.insert("pca_singleview.mean".into(), array(&[2 * k], &mut r, |u| u * 256.0));
-        d.insert("pca_singleview.kept_eigenvectors".into(), array(&[5, 2 * k], &mut r, |u| u - 0.5));
+        d.insert(
+            "pca_singleview.mean".into(),
+            array(&[2 * k], &mut r, |u| u * 256.0),
+        );
+        d.insert(
+            "pca_singleview.kept_eigenvectors".into(),
+            array(&[5, 2 * k], &mut r, |u| u - 0.5),
+        );
     }
     d
 }
 
 fn bench_case(program: &Program, title: &str, losses: &[&str], data: &Data) {
     let dev = gpu().unwrap();
-    let terms: Vec<FactoryTerm> = losses.iter().map(|l| FactoryTerm { loss: l.to_string(), settings: vec![], annealed: l.starts_with("temporal") || l.starts_with("pca") }).collect();
+    let terms: Vec<FactoryTerm> = losses
+        .iter()
+        .map(|l| FactoryTerm {
+            loss: l.to_string(),
+            settings: vec![],
+            annealed: l.starts_with("temporal") || l.starts_with("pca"),
+        })
+        .collect();
     let opts = RunOptions::default();
     let (prepared, _) = prepare(program, &terms, data, &vec![]).unwrap();
     let bound: Vec<_> = prepared.iter().map(|p| &p.bound).collect();
@@ -93,7 +130,11 @@ fn bench_case(program: &Program, title: &str, losses: &[&str], data: &Data) {
     let u = unfused.run(dev).unwrap();
     let n = losses.len();
     for (what, v) in [("fused", f[3 * n]), ("unfused", u[3 * n])] {
-        assert!((v - cpu.total).abs() <= 1e-4 * cpu.total.abs().max(1e-6), "{title}: {what} {v} vs cpu {}", cpu.total);
+        assert!(
+            (v - cpu.total).abs() <= 1e-4 * cpu.total.abs().max(1e-6),
+            "{title}: {what} {v} vs cpu {}",
+            cpu.total
+        );
     }
     for _ in 0..3 {
         fused.run(dev).unwrap();
@@ -126,19 +167,40 @@ fn copy_bandwidth(n: usize) -> f64 {
                   let stride = nw.x * 256u;\n\
                   for (var i = g.x; i < arrayLength(&a); i += stride) { b[i] = a[i]; }\n\
                 }";
-    let module = d.create_shader_module(wgpu::ShaderModuleDescriptor { label: None, source: wgpu::ShaderSource::Wgsl(wgsl.into()) });
-    let pipeline = d.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-        label: None, layout: None, module: &module, entry_point: Some("main"), compilation_options: Default::default(), cache: None,
+    let module = d.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: None,
+        source: wgpu::ShaderSource::Wgsl(wgsl.into()),
     });
-    let mk = |usage| d.create_buffer(&wgpu::BufferDescriptor { label: None, size: (n * 4) as u64, usage, mapped_at_creation: false });
+    let pipeline = d.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: None,
+        layout: None,
+        module: &module,
+        entry_point: Some("main"),
+        compilation_options: Default::default(),
+        cache: None,
+    });
+    let mk = |usage| {
+        d.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: (n * 4) as u64,
+            usage,
+            mapped_at_creation: false,
+        })
+    };
     let a = mk(wgpu::BufferUsages::STORAGE);
     let b = mk(wgpu::BufferUsages::STORAGE);
     let bg = d.create_bind_group(&wgpu::BindGroupDescriptor {
         label: None,
         layout: &pipeline.get_bind_group_layout(0),
         entries: &[
-            wgpu::BindGroupEntry { binding: 0, resource: a.as_entire_binding() },
-            wgpu::BindGroupEntry { binding: 1, resource: b.as_entire_binding() },
+            wgpu::BindGroupEntry {
+                binding: 0,
+                resource: a.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 1,
+                resource: b.as_entire_binding(),
+            },
         ],
     });
     let run = || {
@@ -169,12 +231,25 @@ fn main() {
     let sources = sources();
     let t_check = time(50, || lossc::sema::check(&sources));
     let program = lossc::sema::check(&sources).program;
-    println!("lossc check of all {} examples (parse, check, IR passes): median {:.2} ms", sources.len(), ms(t_check));
+    println!(
+        "lossc check of all {} examples (parse, check, IR passes): median {:.2} ms",
+        sources.len(),
+        ms(t_check)
+    );
     let mut compile = Vec::new();
     for s in &sources {
         let one = [s.clone()];
-        let name = program.losses.iter().find(|l| s.text.contains(&format!("loss {} ", l.name))).map(|l| l.name.clone()).unwrap();
-        let term = [FactoryTerm { loss: name.clone(), settings: vec![], annealed: false }];
+        let name = program
+            .losses
+            .iter()
+            .find(|l| s.text.contains(&format!("loss {} ", l.name)))
+            .map(|l| l.name.clone())
+            .unwrap();
+        let term = [FactoryTerm {
+            loss: name.clone(),
+            settings: vec![],
+            annealed: false,
+        }];
         let t = time(20, || {
             let c = lossc::sema::check(&one);
             lossc::codegen::compile(&c.program, &name, &term).unwrap()
@@ -184,27 +259,59 @@ fn main() {
     let worst = compile.iter().map(|(_, t)| *t).max().unwrap();
     println!(
         "compile (parse -> validated WGSL), median per example: {}",
-        compile.iter().map(|(n, t)| format!("{n} {:.2} ms", ms(*t))).collect::<Vec<_>>().join(", ")
+        compile
+            .iter()
+            .map(|(n, t)| format!("{n} {:.2} ms", ms(*t)))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     println!("slowest example compile: {:.2} ms", ms(worst));
     let bw = copy_bandwidth(16 << 20);
     println!("copy kernel (64 MiB): {bw:.2} GB/s read");
-    bench_case(&program, "(a) heatmap_mse B=16 K=17 64x64", &["heatmap_mse"], &data(16, 17, Some(64), false, true));
-    bench_case(&program, "(b) temporal + pca_singleview B=32 K=17", &["temporal", "pca_singleview"], &data(32, 17, None, true, false));
+    bench_case(
+        &program,
+        "(a) heatmap_mse B=16 K=17 64x64",
+        &["heatmap_mse"],
+        &data(16, 17, Some(64), false, true),
+    );
+    bench_case(
+        &program,
+        "(b) temporal + pca_singleview B=32 K=17",
+        &["temporal", "pca_singleview"],
+        &data(32, 17, None, true, false),
+    );
     if let Ok(extra) = std::env::var("LOSSC_BENCH_EXTRA") {
         // Experiments: more .loss files, each loss run on the heatmap data of (a).
         let mut all = sources.clone();
-        all.push(Source::new(extra.clone(), std::fs::read_to_string(&extra).unwrap()));
+        all.push(Source::new(
+            extra.clone(),
+            std::fs::read_to_string(&extra).unwrap(),
+        ));
         let checked = lossc::sema::check(&all);
         assert!(!checked.has_errors(), "{}", checked.render(&all));
         let extra_program = checked.program;
         for l in extra_program.losses.iter().skip(program.losses.len()) {
-            bench_case(&extra_program, &format!("(x) {}", l.name), &[l.name.as_str()], &data(16, 17, Some(64), false, true));
+            bench_case(
+                &extra_program,
+                &format!("(x) {}", l.name),
+                &[l.name.as_str()],
+                &data(16, 17, Some(64), false, true),
+            );
         }
     }
     if std::env::var("LOSSC_BENCH_PARTS").is_ok() {
-        bench_case(&program, "(b1) temporal B=32 K=17", &["temporal"], &data(32, 17, None, false, false));
-        bench_case(&program, "(b2) pca_singleview B=32 K=17", &["pca_singleview"], &data(32, 17, None, true, false));
+        bench_case(
+            &program,
+            "(b1) temporal B=32 K=17",
+            &["temporal"],
+            &data(32, 17, None, false, false),
+        );
+        bench_case(
+            &program,
+            "(b2) pca_singleview B=32 K=17",
+            &["pca_singleview"],
+            &data(32, 17, None, true, false),
+        );
         bench_case(&program, "(b3) regression", &["regression"], &{
             let mut d = data(32, 17, None, false, false);
             let kp = d["keypoints_pred"].clone();
@@ -212,5 +319,10 @@ fn main() {
             d
         });
     }
-    bench_case(&program, "(c) temporal_heatmap_mse + temporal B=32 K=17 64x64", &["temporal_heatmap_mse", "temporal"], &data(32, 17, Some(64), false, false));
+    bench_case(
+        &program,
+        "(c) temporal_heatmap_mse + temporal B=32 K=17 64x64",
+        &["temporal_heatmap_mse", "temporal"],
+        &data(32, 17, Some(64), false, false),
+    );
 }

@@ -55,7 +55,10 @@ impl Diagnostic {
 
     /// A warning at `span`.
     pub fn warning(message: impl Into<String>, span: Span, label: impl Into<String>) -> Diagnostic {
-        Diagnostic { is_error: false, ..Diagnostic::error(message, span, label) }
+        Diagnostic {
+            is_error: false,
+            ..Diagnostic::error(message, span, label)
+        }
     }
 
     /// Adds a related place.
@@ -83,7 +86,10 @@ pub struct Source {
 impl Source {
     /// A source from a name and its text.
     pub fn new(name: impl Into<String>, text: impl Into<String>) -> Source {
-        Source { name: name.into(), text: text.into() }
+        Source {
+            name: name.into(),
+            text: text.into(),
+        }
     }
 
     /// 1-based line and column (in characters) of a byte offset.
@@ -122,13 +128,22 @@ impl Source {
             for (span, msg) in &d.secondary {
                 labels.push(Label::secondary((), fix(*span)).with_message(msg.clone()));
             }
-            let cs = if d.is_error { CsDiagnostic::error() } else { CsDiagnostic::warning() };
-            let cs = cs.with_message(d.message.clone()).with_labels(labels).with_notes(d.notes.clone());
+            let cs = if d.is_error {
+                CsDiagnostic::error()
+            } else {
+                CsDiagnostic::warning()
+            };
+            let cs = cs
+                .with_message(d.message.clone())
+                .with_labels(labels)
+                .with_notes(d.notes.clone());
             // Writing to an in-memory buffer fails only on a codespan bug; fall back to the
             // bare message rather than lose the diagnostic.
             if term::emit(&mut out, &config, &file, &cs).is_err() {
                 let (line, col) = self.line_col(d.primary.0.start);
-                out.get_mut().extend(format!("error: {}\n  at {}:{line}:{col}\n", d.message, self.name).bytes());
+                out.get_mut().extend(
+                    format!("error: {}\n  at {}:{line}:{col}\n", d.message, self.name).bytes(),
+                );
             }
         }
         String::from_utf8_lossy(&out.into_inner()).into_owned()
@@ -149,7 +164,10 @@ pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
     for c in candidates {
         let d = levenshtein(name, c);
         // One-letter names are all one edit apart: suggesting among them misleads.
-        if d <= (name.len().max(c.len()) / 3).max(1) && d < name.len() && best.is_none_or(|(bd, _)| d < bd) {
+        if d <= (name.len().max(c.len()) / 3).max(1)
+            && d < name.len()
+            && best.is_none_or(|(bd, _)| d < bd)
+        {
             best = Some((d, c));
         }
     }
@@ -184,7 +202,10 @@ mod tests {
 
     #[test]
     fn closest_suggests_near_names_only() {
-        assert_eq!(closest("log_weigth", ["log_weight", "epsilon"]), Some("log_weight"));
+        assert_eq!(
+            closest("log_weigth", ["log_weight", "epsilon"]),
+            Some("log_weight")
+        );
         assert_eq!(closest("zzz", ["log_weight", "epsilon"]), None);
     }
 }

@@ -5,11 +5,11 @@
 //! its passes) → [`eval`] (the CPU reference evaluator), driven by [`runtime`] (binding
 //! arrays to declarations, running a factory) and the `lossc` command line.
 
-pub mod diagnostics;
-pub mod syntax;
-pub mod ir;
-pub mod sema;
 pub mod codegen;
+pub mod diagnostics;
 pub mod eval;
 pub mod gpu;
+pub mod ir;
 pub mod runtime;
+pub mod sema;
+pub mod syntax;

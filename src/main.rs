@@ -123,18 +123,39 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { files } => {
-            let Some(program) = load(&files) else { return ExitCode::FAILURE };
-            eprintln!("ok: {} loss(es), {} factory(ies)", program.losses.len(), program.factories.len());
+            let Some(program) = load(&files) else {
+                return ExitCode::FAILURE;
+            };
+            eprintln!(
+                "ok: {} loss(es), {} factory(ies)",
+                program.losses.len(),
+                program.factories.len()
+            );
             ExitCode::SUCCESS
         }
         Command::Graph { files, losses } => {
-            let Some(program) = load(&files) else { return ExitCode::FAILURE };
-            let chosen: Vec<_> = program.losses.iter().filter(|l| losses.is_empty() || losses.contains(&l.name)).collect();
+            let Some(program) = load(&files) else {
+                return ExitCode::FAILURE;
+            };
+            let chosen: Vec<_> = program
+                .losses
+                .iter()
+                .filter(|l| losses.is_empty() || losses.contains(&l.name))
+                .collect();
             print_out(&lossc::ir::dot::to_dot(&chosen));
             ExitCode::SUCCESS
         }
-        Command::Compile { files, out, losses, factory, target, explain } => {
-            let Some(program) = load(&files) else { return ExitCode::FAILURE };
+        Command::Compile {
+            files,
+            out,
+            losses,
+            factory,
+            target,
+            explain,
+        } => {
+            let Some(program) = load(&files) else {
+                return ExitCode::FAILURE;
+            };
             match compile(&program, &out, losses, factory, target, explain) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -143,8 +164,14 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Explain { files, losses, factory } => {
-            let Some(program) = load(&files) else { return ExitCode::FAILURE };
+        Command::Explain {
+            files,
+            losses,
+            factory,
+        } => {
+            let Some(program) = load(&files) else {
+                return ExitCode::FAILURE;
+            };
             let result = kernels(&program, losses, factory).and_then(|ks| {
                 for (name, terms) in ks {
                     let k = lossc::codegen::compile(&program, &name, &terms)?;
@@ -160,9 +187,24 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Run { files, losses, factory, data, annealed, anneal, stage, backend, set, json } => {
-            let Some(program) = load(&files) else { return ExitCode::FAILURE };
-            match run(&program, losses, factory, data, annealed, anneal, stage, set, json, backend) {
+        Command::Run {
+            files,
+            losses,
+            factory,
+            data,
+            annealed,
+            anneal,
+            stage,
+            backend,
+            set,
+            json,
+        } => {
+            let Some(program) = load(&files) else {
+                return ExitCode::FAILURE;
+            };
+            match run(
+                &program, losses, factory, data, annealed, anneal, stage, set, json, backend,
+            ) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -192,30 +234,63 @@ fn run(
         }
     }
     let (kernel_name, terms): (String, Vec<FactoryTerm>) = if !losses.is_empty() {
-        (losses.join("+"),
-        losses
-            .iter()
-            .map(|l| FactoryTerm { loss: l.clone(), settings: vec![], annealed: annealed.contains(l) })
-            .collect())
+        (
+            losses.join("+"),
+            losses
+                .iter()
+                .map(|l| FactoryTerm {
+                    loss: l.clone(),
+                    settings: vec![],
+                    annealed: annealed.contains(l),
+                })
+                .collect(),
+        )
     } else if let Some(name) = factory {
-        let f = program.factories.iter().find(|f| f.name == name).ok_or_else(|| {
-            let known: Vec<&str> = program.factories.iter().map(|f| f.name.as_str()).collect();
-            format!("no factory named `{name}` (the files define: {})", if known.is_empty() { "none".into() } else { known.join(", ") })
-        })?;
+        let f = program
+            .factories
+            .iter()
+            .find(|f| f.name == name)
+            .ok_or_else(|| {
+                let known: Vec<&str> = program.factories.iter().map(|f| f.name.as_str()).collect();
+                format!(
+                    "no factory named `{name}` (the files define: {})",
+                    if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(", ")
+                    }
+                )
+            })?;
         (f.name.clone(), f.terms.clone())
     } else if program.factories.len() == 1 {
-        (program.factories[0].name.clone(), program.factories[0].terms.clone())
+        (
+            program.factories[0].name.clone(),
+            program.factories[0].terms.clone(),
+        )
     } else if program.losses.len() == 1 {
         let l = &program.losses[0];
-        (l.name.clone(), vec![FactoryTerm { loss: l.name.clone(), settings: vec![], annealed: false }])
+        (
+            l.name.clone(),
+            vec![FactoryTerm {
+                loss: l.name.clone(),
+                settings: vec![],
+                annealed: false,
+            }],
+        )
     } else {
-        return Err("several losses are defined: choose with --losses NAME[,NAME...] or --factory NAME".into());
+        return Err(
+            "several losses are defined: choose with --losses NAME[,NAME...] or --factory NAME"
+                .into(),
+        );
     };
     let data: Data = match data {
         Some(p) => read_data(&p)?,
         None => Data::new(),
     };
-    let overrides = set.iter().map(|s| parse_override(s)).collect::<Result<Vec<_>, _>>()?;
+    let overrides = set
+        .iter()
+        .map(|s| parse_override(s))
+        .collect::<Result<Vec<_>, _>>()?;
     let opts = RunOptions { stage, anneal };
     let gpu = match backend {
         Backend::Cpu => None,
@@ -225,7 +300,8 @@ fn run(
     let result = match gpu {
         None => run_cpu(program, &terms, &data, &overrides, &opts)?,
         Some(_) => {
-            let (prepared, warnings) = lossc::runtime::run::prepare(program, &terms, &data, &overrides)?;
+            let (prepared, warnings) =
+                lossc::runtime::run::prepare(program, &terms, &data, &overrides)?;
             let kernel = lossc::codegen::compile(program, &kernel_name, &terms)?;
             match lossc::gpu::run_gpu(&kernel, &prepared, &opts) {
                 Ok(mut r) => {
@@ -252,13 +328,23 @@ fn run(
         use std::fmt::Write as _;
         let _ = writeln!(text, "total {}", fmt(result.total));
         for (name, r) in &result.losses {
-            let _ = writeln!(text, "  {name:<36} loss {:<14} weight {:<12} weighted {}", fmt(r.loss), fmt(r.weight), fmt(r.weighted));
+            let _ = writeln!(
+                text,
+                "  {name:<36} loss {:<14} weight {:<12} weighted {}",
+                fmt(r.loss),
+                fmt(r.weight),
+                fmt(r.weighted)
+            );
         }
         let _ = writeln!(text, "logs:");
         for (name, v) in &result.logs {
             let _ = writeln!(text, "  {name} = {}", fmt(*v));
         }
-        let _ = writeln!(text, "backend {} ({} dispatches)", result.backend, result.dispatches);
+        let _ = writeln!(
+            text,
+            "backend {} ({} dispatches)",
+            result.backend, result.dispatches
+        );
     }
     print_out(&text);
     Ok(())
@@ -266,17 +352,41 @@ fn run(
 
 /// The kernels a command asks for: one for `--losses`, one for `--factory`, else one per
 /// factory and one per loss.
-fn kernels(program: &Program, losses: Vec<String>, factory: Option<String>) -> Result<Vec<(String, Vec<FactoryTerm>)>, String> {
-    let term = |l: &str| FactoryTerm { loss: l.to_string(), settings: vec![], annealed: false };
+fn kernels(
+    program: &Program,
+    losses: Vec<String>,
+    factory: Option<String>,
+) -> Result<Vec<(String, Vec<FactoryTerm>)>, String> {
+    let term = |l: &str| FactoryTerm {
+        loss: l.to_string(),
+        settings: vec![],
+        annealed: false,
+    };
     if !losses.is_empty() {
-        return Ok(vec![(losses.join("+"), losses.iter().map(|l| term(l)).collect())]);
+        return Ok(vec![(
+            losses.join("+"),
+            losses.iter().map(|l| term(l)).collect(),
+        )]);
     }
     if let Some(name) = factory {
-        let f = program.factories.iter().find(|f| f.name == name).ok_or_else(|| format!("no factory named `{name}`"))?;
+        let f = program
+            .factories
+            .iter()
+            .find(|f| f.name == name)
+            .ok_or_else(|| format!("no factory named `{name}`"))?;
         return Ok(vec![(f.name.clone(), f.terms.clone())]);
     }
-    let mut out: Vec<_> = program.factories.iter().map(|f| (f.name.clone(), f.terms.clone())).collect();
-    out.extend(program.losses.iter().map(|l| (l.name.clone(), vec![term(&l.name)])));
+    let mut out: Vec<_> = program
+        .factories
+        .iter()
+        .map(|f| (f.name.clone(), f.terms.clone()))
+        .collect();
+    out.extend(
+        program
+            .losses
+            .iter()
+            .map(|l| (l.name.clone(), vec![term(&l.name)])),
+    );
     Ok(out)
 }
 
@@ -294,7 +404,14 @@ enum TargetArg {
     Glsl,
 }
 
-fn compile(program: &Program, out: &Path, losses: Vec<String>, factory: Option<String>, target: TargetArg, explain: bool) -> Result<(), Box<dyn std::error::Error>> {
+fn compile(
+    program: &Program,
+    out: &Path,
+    losses: Vec<String>,
+    factory: Option<String>,
+    target: TargetArg,
+    explain: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
     use lossc::codegen::validate::Target;
     let target = match target {
         TargetArg::Wgsl => Target::Wgsl,
@@ -311,7 +428,8 @@ fn compile(program: &Program, out: &Path, losses: Vec<String>, factory: Option<S
         std::fs::write(&path, code).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         let manifest = lossc::codegen::manifest::manifest(program, &k);
         let mpath = out.join(format!("{name}.manifest.json"));
-        std::fs::write(&mpath, serde_json::to_string_pretty(&manifest)? + "\n").map_err(|e| format!("cannot write {}: {e}", mpath.display()))?;
+        std::fs::write(&mpath, serde_json::to_string_pretty(&manifest)? + "\n")
+            .map_err(|e| format!("cannot write {}: {e}", mpath.display()))?;
         eprintln!("wrote {} and {}", path.display(), mpath.display());
         if explain {
             eprint!("{}", lossc::codegen::explain(program, &k));
@@ -328,7 +446,11 @@ fn print_out(text: &str) {
 }
 
 fn fmt(v: f32) -> String {
-    if v.is_nan() { "NaN".into() } else { format!("{v}") }
+    if v.is_nan() {
+        "NaN".into()
+    } else {
+        format!("{v}")
+    }
 }
 
 /// Reads, parses and checks the files; prints diagnostics; `None` on any error.
@@ -347,7 +469,11 @@ fn load(files: &[PathBuf]) -> Option<Program> {
     let checked = lossc::sema::check(&sources);
     eprint!("{}", checked.render(&sources));
     if checked.has_errors() || read_errors {
-        let n = checked.diagnostics.iter().filter(|(_, d)| d.is_error).count();
+        let n = checked
+            .diagnostics
+            .iter()
+            .filter(|(_, d)| d.is_error)
+            .count();
         if n > 0 {
             eprintln!("error: {n} error{} found", if n == 1 { "" } else { "s" });
         }
@@ -366,8 +492,12 @@ fn read_source(path: &Path) -> Result<Source, String> {
             let at = e.utf8_error().valid_up_to();
             let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
             let src = Source::new(name, text);
-            let d = Diagnostic::error("the file is not valid UTF-8", Span::new(at, at + 1), "invalid byte here")
-                .with_note(".loss files are UTF-8 text");
+            let d = Diagnostic::error(
+                "the file is not valid UTF-8",
+                Span::new(at, at + 1),
+                "invalid byte here",
+            )
+            .with_note(".loss files are UTF-8 text");
             Err(src.render(&[d]))
         }
     }

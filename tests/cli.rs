@@ -428,7 +428,11 @@ fn an_unknown_data_key() {
     );
     let out = run(&["run", &ex("temporal"), "--data", &data, "--backend", "cpu"]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
-    assert!(out.stderr.contains("warning: `bogus`") && out.stderr.contains("ignored"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("warning: `bogus`") && out.stderr.contains("ignored"),
+        "{}",
+        out.stderr
+    );
     // A near miss gets a hint.
     let data = tmp.file(
         "e.json",

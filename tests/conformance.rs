@@ -36,11 +36,26 @@ fn loss_name(class: &str, params: &Value) -> Option<String> {
 fn declared_params() -> std::collections::HashMap<String, Vec<String>> {
     let sources: Vec<_> = example_files()
         .iter()
-        .map(|p| lossc::diagnostics::Source::new(p.display().to_string(), std::fs::read_to_string(p).unwrap()))
+        .map(|p| {
+            lossc::diagnostics::Source::new(
+                p.display().to_string(),
+                std::fs::read_to_string(p).unwrap(),
+            )
+        })
         .collect();
     let checked = lossc::sema::check(&sources);
     assert!(!checked.has_errors(), "{}", checked.render(&sources));
-    checked.program.losses.iter().map(|l| (l.name.clone(), l.params.iter().map(|p| p.name.clone()).collect())).collect()
+    checked
+        .program
+        .losses
+        .iter()
+        .map(|l| {
+            (
+                l.name.clone(),
+                l.params.iter().map(|p| p.name.clone()).collect(),
+            )
+        })
+        .collect()
 }
 
 /// A Lightning Pose case as lossc's data file and command-line arguments.
@@ -50,7 +65,10 @@ struct Invocation {
     args: Vec<String>,
 }
 
-fn invocation(case: &Value, declared: &std::collections::HashMap<String, Vec<String>>) -> Option<Invocation> {
+fn invocation(
+    case: &Value,
+    declared: &std::collections::HashMap<String, Vec<String>>,
+) -> Option<Invocation> {
     let class = case["loss"].as_str()?;
     let params = &case["params"];
     // (loss name, Lightning Pose constructor params, fitted PCA params)
@@ -60,7 +78,11 @@ fn invocation(case: &Value, declared: &std::collections::HashMap<String, Vec<Str
             terms.push((name.clone(), p.clone(), params["pca"][name].clone()));
         }
     } else {
-        terms.push((loss_name(class, params)?, params.clone(), params["pca"].clone()));
+        terms.push((
+            loss_name(class, params)?,
+            params.clone(),
+            params["pca"].clone(),
+        ));
     }
     let mut data = Map::new();
     for (k, v) in case["inputs"].as_object()? {
@@ -69,7 +91,9 @@ fn invocation(case: &Value, declared: &std::collections::HashMap<String, Vec<Str
         }
     }
     for (name, p, pca) in &terms {
-        let Some(names) = declared.get(name) else { continue };
+        let Some(names) = declared.get(name) else {
+            continue;
+        };
         for param in names {
             let value = match (param.as_str(), pca.is_null()) {
                 ("mean", false) => pca["mean"].clone(),
@@ -84,25 +108,41 @@ fn invocation(case: &Value, declared: &std::collections::HashMap<String, Vec<Str
     }
     let losses: Vec<String> = terms.iter().map(|t| t.0.clone()).collect();
     let stage = case["stage"].as_str().unwrap_or("None").to_string();
-    let mut args = vec!["--losses".to_string(), losses.join(","), "--stage".into(), stage, "--json".into()];
+    let mut args = vec![
+        "--losses".to_string(),
+        losses.join(","),
+        "--stage".into(),
+        stage,
+        "--json".into(),
+    ];
     if class == "LossFactory" {
         // Lightning Pose anneals every loss but the heatmap ones; no anneal weight means 1.
-        let annealed: Vec<&str> =
-            losses.iter().map(String::as_str).filter(|n| !n.starts_with("heatmap_")).collect();
+        let annealed: Vec<&str> = losses
+            .iter()
+            .map(String::as_str)
+            .filter(|n| !n.starts_with("heatmap_"))
+            .collect();
         if !annealed.is_empty() {
             args.push(format!("--annealed={}", annealed.join(",")));
         }
-        args.push(format!("--anneal={}", params["anneal_weight"].as_f64().unwrap_or(1.0)));
+        args.push(format!(
+            "--anneal={}",
+            params["anneal_weight"].as_f64().unwrap_or(1.0)
+        ));
     }
     Some(Invocation { losses, data, args })
 }
 
 fn conformance_files() -> Vec<PathBuf> {
-    let dir = std::env::var_os("LOSSC_CONFORMANCE_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("tests/conformance"));
+    let dir = std::env::var_os("LOSSC_CONFORMANCE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("tests/conformance"));
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().ends_with(".json") || p.to_string_lossy().ends_with(".json.gz"))
+        .filter(|p| {
+            p.to_string_lossy().ends_with(".json") || p.to_string_lossy().ends_with(".json.gz")
+        })
         .collect();
     files.sort();
     files
@@ -120,8 +160,14 @@ fn every_conformance_case_matches_lightning_pose_on_the_gpu_in_one_dispatch() {
 
 fn run_suite(backend: &str) {
     let declared = declared_params();
-    let files: Vec<String> = example_files().iter().map(|p| p.display().to_string()).collect();
-    let tmp = std::env::temp_dir().join(format!("lossc-conformance-{backend}-{}", std::process::id()));
+    let files: Vec<String> = example_files()
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let tmp = std::env::temp_dir().join(format!(
+        "lossc-conformance-{backend}-{}",
+        std::process::id()
+    ));
     std::fs::create_dir_all(&tmp).unwrap();
     let mut failures = Vec::new();
     let (mut matched, mut errors_handled) = (0, 0);
@@ -134,7 +180,10 @@ fn run_suite(backend: &str) {
             }
             let Some(inv) = invocation(case, &declared) else {
                 // A loss Lightning Pose rejects at construction (an unknown loss_name).
-                assert!(case.get("error").is_some(), "{id}: no lossc loss for this case");
+                assert!(
+                    case.get("error").is_some(),
+                    "{id}: no lossc loss for this case"
+                );
                 errors_handled += 1;
                 continue;
             };
@@ -157,21 +206,31 @@ fn run_suite(backend: &str) {
                 let clear = code == Some(1) && stderr.starts_with("error: ");
                 let valued = code == Some(0) && serde_json::from_str::<Value>(&stdout).is_ok();
                 if !(clear || valued) {
-                    failures.push(format!("{id}: Lightning Pose raises {err}; lossc exited {code:?}\n{stderr}"));
+                    failures.push(format!(
+                        "{id}: Lightning Pose raises {err}; lossc exited {code:?}\n{stderr}"
+                    ));
                 }
                 errors_handled += 1;
                 continue;
             }
             if code != Some(0) {
-                failures.push(format!("{id}: lossc failed ({code:?}): {stderr}\n  lossc {}", args.join(" ")));
+                failures.push(format!(
+                    "{id}: lossc failed ({code:?}): {stderr}\n  lossc {}",
+                    args.join(" ")
+                ));
                 continue;
             }
             let got: Value = serde_json::from_str(&stdout).unwrap();
             let exp = &case["expected"];
             let mut bad = Vec::new();
             let want_dispatches = if backend == "gpu" { 1 } else { 0 };
-            if got["dispatches"] != json!(want_dispatches) || !got["backend"].as_str().unwrap_or("").starts_with(backend) {
-                bad.push(format!("ran on {} with {} dispatches", got["backend"], got["dispatches"]));
+            if got["dispatches"] != json!(want_dispatches)
+                || !got["backend"].as_str().unwrap_or("").starts_with(backend)
+            {
+                bad.push(format!(
+                    "ran on {} with {} dispatches",
+                    got["backend"], got["dispatches"]
+                ));
             }
             if case["loss"] == "LossFactory" {
                 if !close(&got["total"], &exp["total"], REL) {
@@ -181,7 +240,10 @@ fn run_suite(backend: &str) {
                 let name = &inv.losses[0];
                 for key in ["loss", "weight", "weighted"] {
                     if !close(&got["losses"][name][key], &exp[key], REL) {
-                        bad.push(format!("{key} {} vs {}", got["losses"][name][key], exp[key]));
+                        bad.push(format!(
+                            "{key} {} vs {}",
+                            got["losses"][name][key], exp[key]
+                        ));
                     }
                 }
             }
@@ -202,13 +264,24 @@ fn run_suite(backend: &str) {
             if bad.is_empty() {
                 matched += 1;
             } else {
-                failures.push(format!("{id}: {}\n  lossc {}", bad.join("; "), args.join(" ")));
+                failures.push(format!(
+                    "{id}: {}\n  lossc {}",
+                    bad.join("; "),
+                    args.join(" ")
+                ));
             }
         }
     }
     let _ = std::fs::remove_dir_all(&tmp);
-    eprintln!("conformance ({backend}): {matched} cases matched, {errors_handled} error cases handled");
-    assert!(failures.is_empty(), "{} failing cases:\n{}", failures.len(), failures.join("\n"));
+    eprintln!(
+        "conformance ({backend}): {matched} cases matched, {errors_handled} error cases handled"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} failing cases:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     assert!(matched > 0, "no conformance case ran");
 }
 

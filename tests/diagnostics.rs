@@ -150,7 +150,11 @@ fn binary_garbage_is_one_located_error() {
     let (rendered, has_errors) =
         check_and_render(Source::new("g.loss", String::from_utf8_lossy(&bytes)));
     assert!(has_errors);
-    assert_eq!(rendered.lines().filter(|l| l.starts_with("error")).count(), 1, "{rendered}");
+    assert_eq!(
+        rendered.lines().filter(|l| l.starts_with("error")).count(),
+        1,
+        "{rendered}"
+    );
     assert!(!rendered.contains("something else"), "{rendered}");
 }
 

@@ -10,7 +10,10 @@ use lossc::runtime::data::{Data, parse_json_data};
 use lossc::runtime::run::{RunOptions, prepare, run_cpu};
 
 fn check(files: &[(&str, String)]) -> Program {
-    let sources: Vec<Source> = files.iter().map(|(n, t)| Source::new(*n, t.clone())).collect();
+    let sources: Vec<Source> = files
+        .iter()
+        .map(|(n, t)| Source::new(*n, t.clone()))
+        .collect();
     let c = lossc::sema::check(&sources);
     assert!(!c.has_errors(), "{}", c.render(&sources));
     c.program
@@ -22,7 +25,10 @@ fn examples() -> Program {
         .map(|p| (p.display().to_string(), std::fs::read_to_string(p).unwrap()))
         .collect();
     let f = common::root().join("examples/factories.loss");
-    files.push((f.display().to_string(), std::fs::read_to_string(&f).unwrap()));
+    files.push((
+        f.display().to_string(),
+        std::fs::read_to_string(&f).unwrap(),
+    ));
     let refs: Vec<(&str, String)> = files.iter().map(|(n, t)| (n.as_str(), t.clone())).collect();
     check(&refs)
 }
@@ -30,32 +36,62 @@ fn examples() -> Program {
 #[test]
 fn twenty_runs_of_a_factory_are_bit_identical() {
     let program = examples();
-    let f = program.factories.iter().find(|f| f.name == "heatmap_semisupervised").unwrap();
-    let data = parse_json_data(&std::fs::read_to_string(common::root().join("examples/demo.json")).unwrap()).unwrap();
-    let opts = RunOptions { stage: "train".into(), anneal: 0.3 };
+    let f = program
+        .factories
+        .iter()
+        .find(|f| f.name == "heatmap_semisupervised")
+        .unwrap();
+    let data = parse_json_data(
+        &std::fs::read_to_string(common::root().join("examples/demo.json")).unwrap(),
+    )
+    .unwrap();
+    let opts = RunOptions {
+        stage: "train".into(),
+        anneal: 0.3,
+    };
     let kernel = lossc::codegen::compile(&program, &f.name, &f.terms).unwrap();
     let (prepared, _) = prepare(&program, &f.terms, &data, &vec![]).unwrap();
-    let first = serde_json::to_string(&lossc::gpu::run_gpu(&kernel, &prepared, &opts).unwrap()).unwrap();
+    let first =
+        serde_json::to_string(&lossc::gpu::run_gpu(&kernel, &prepared, &opts).unwrap()).unwrap();
     for _ in 1..20 {
-        let again = serde_json::to_string(&lossc::gpu::run_gpu(&kernel, &prepared, &opts).unwrap()).unwrap();
+        let again = serde_json::to_string(&lossc::gpu::run_gpu(&kernel, &prepared, &opts).unwrap())
+            .unwrap();
         assert_eq!(first, again);
     }
     // One set of buffers dispatched 20 times: the kernel must restore its own
     // synchronisation state after each dispatch.
     let gpu = lossc::gpu::gpu().unwrap();
     let bound: Vec<_> = prepared.iter().map(|p| &p.bound).collect();
-    let anneal: Vec<f32> = prepared.iter().map(|p| if p.annealed { 0.3 } else { 1.0 }).collect();
+    let anneal: Vec<f32> = prepared
+        .iter()
+        .map(|p| if p.annealed { 0.3 } else { 1.0 })
+        .collect();
     let d = lossc::gpu::Dispatch::new(gpu, &kernel, &bound, &anneal).unwrap();
     let (out0, n) = d.run(gpu).unwrap();
     assert_eq!(n, 1);
     for _ in 1..20 {
         let (out, _) = d.run(gpu).unwrap();
-        assert_eq!(out.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), out0.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+        assert_eq!(
+            out.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            out0.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+        );
     }
     // And the CLI prints the same JSON twice.
-    let mut args: Vec<String> = common::example_files().iter().map(|p| p.display().to_string()).collect();
+    let mut args: Vec<String> = common::example_files()
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
     args.insert(0, "run".into());
-    for a in ["examples/factories.loss", "--factory", "heatmap_semisupervised", "--data", "examples/demo.json", "--json", "--backend", "gpu"] {
+    for a in [
+        "examples/factories.loss",
+        "--factory",
+        "heatmap_semisupervised",
+        "--data",
+        "examples/demo.json",
+        "--json",
+        "--backend",
+        "gpu",
+    ] {
         args.push(a.into());
     }
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -108,7 +144,10 @@ fn expr(r: &mut Rng, depth: usize) -> String {
         10 => format!("clamp({a}, -0.5, 0.75)"),
         11 => format!("select({a} < {b}, {a}, relu({b}))"),
         // Reductions over the row (hoisted) and over a constant range (inline).
-        12 => format!("({a} - {}(q: x[i, q]))", r.pick(&["sum", "mean", "max", "min", "norm", "median"])),
+        12 => format!(
+            "({a} - {}(q: x[i, q]))",
+            r.pick(&["sum", "mean", "max", "min", "norm", "median"])
+        ),
         13 => format!("({a} * mean(q: y[i, q] * z[i]))"),
         14 => format!("sum(c in 0..3: {a} * c)"),
         _ => format!("({a} + i * 0.01 - j * 0.001)"),
@@ -119,7 +158,11 @@ fn expr(r: &mut Rng, depth: usize) -> String {
 fn random_program(r: &mut Rng, nans: bool) -> String {
     let body = expr(r, 3);
     // Every program reads x[i, j], so that the domain is (i, j).
-    let compute = if r.below(2) == 0 { format!("abs({body} + x[i, j])") } else { format!("({body} - y[i, j]) ^ 2") };
+    let compute = if r.below(2) == 0 {
+        format!("abs({body} + x[i, j])")
+    } else {
+        format!("({body} - y[i, j]) ^ 2")
+    };
     let mut stages = format!("    compute {compute}\n");
     match if nans { 1 } else { r.below(5) } {
         0 => stages += "    remove_nans drop where x[i, j] > 0.7\n",
@@ -131,7 +174,11 @@ fn random_program(r: &mut Rng, nans: bool) -> String {
     if r.below(3) == 0 {
         stages += "    rectify 0.05\n";
     }
-    stages += if r.below(3) == 0 { "    reduce sum\n" } else { "    reduce mean (empty: 0)\n" };
+    stages += if r.below(3) == 0 {
+        "    reduce sum\n"
+    } else {
+        "    reduce mean (empty: 0)\n"
+    };
     format!(
         "loss random {{\n    input x : [N, M]\n    input y : [N, M]\n    input z : [N]\n    param a = 0.25\n{stages}    weight 1 / (2 * exp(a))\n}}\n"
     )
@@ -164,7 +211,18 @@ const CASES: usize = 60;
 
 #[test]
 fn random_programs_and_shapes_agree_with_the_cpu_evaluator() {
-    let shapes = [(1, 1), (3, 3), (50, 3), (3, 50), (1, 783), (783, 1), (7, 783), (50, 50), (257, 17), (2, 4097)];
+    let shapes = [
+        (1, 1),
+        (3, 3),
+        (50, 3),
+        (3, 50),
+        (1, 783),
+        (783, 1),
+        (7, 783),
+        (50, 50),
+        (257, 17),
+        (2, 4097),
+    ];
     let mut r = Rng(0x2545_f491_4f6c_dd1d);
     let mut failures = Vec::new();
     let mut refused = 0;
@@ -174,7 +232,11 @@ fn random_programs_and_shapes_agree_with_the_cpu_evaluator() {
         let (n, m) = shapes[case % shapes.len()];
         let data = random_data(&mut r, n, m, nans);
         let program = check(&[("random.loss", text.clone())]);
-        let terms = [FactoryTerm { loss: "random".into(), settings: vec![], annealed: false }];
+        let terms = [FactoryTerm {
+            loss: "random".into(),
+            settings: vec![],
+            annealed: false,
+        }];
         let opts = RunOptions::default();
         let cpu = run_cpu(&program, &terms, &data, &vec![], &opts).unwrap();
         let kernel = lossc::codegen::compile(&program, "random", &terms).unwrap();
@@ -191,21 +253,35 @@ fn random_programs_and_shapes_agree_with_the_cpu_evaluator() {
         };
         let (c, g) = (&cpu.losses[0].1, &gpu.losses[0].1);
         if !(close(g.loss, c.loss) && close(g.weight, c.weight) && close(gpu.total, cpu.total)) {
-            failures.push(format!("case {case} ({n}x{m}): gpu {} vs cpu {}\n{text}", g.loss, c.loss));
+            failures.push(format!(
+                "case {case} ({n}x{m}): gpu {} vs cpu {}\n{text}",
+                g.loss, c.loss
+            ));
         }
         // The unfused baseline of the benchmark must compute the same numbers. (Its
         // one-thread median of hundreds of values would exceed llvmpipe's loop budget.)
         if case % 3 == 0 && !text.contains("median") {
             let dev = lossc::gpu::gpu().unwrap();
             let bound: Vec<_> = prepared.iter().map(|p| &p.bound).collect();
-            let out = lossc::gpu::unfused::UnfusedPlan::new(dev, &bound, &[1.0]).unwrap().run(dev).unwrap();
+            let out = lossc::gpu::unfused::UnfusedPlan::new(dev, &bound, &[1.0])
+                .unwrap()
+                .run(dev)
+                .unwrap();
             if !close(out[0], c.loss) {
-                failures.push(format!("case {case} ({n}x{m}): unfused {} vs cpu {}\n{text}", out[0], c.loss));
+                failures.push(format!(
+                    "case {case} ({n}x{m}): unfused {} vs cpu {}\n{text}",
+                    out[0], c.loss
+                ));
             }
         }
     }
     assert!(refused <= 3, "{refused} cases refused");
-    assert!(failures.is_empty(), "{} of {CASES} differ:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {CASES} differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -226,10 +302,21 @@ fn an_out_of_range_gather_is_an_error_on_both_back_ends() {
         ]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{backend}: {err}");
-        assert!(err.contains("out of range") && err.contains("x[pick[s]]"), "{backend}: {err}");
+        assert!(
+            err.contains("out of range") && err.contains("x[pick[s]]"),
+            "{backend}: {err}"
+        );
     }
     std::fs::write(dir.join("ok.json"), r#"{"x": [1, 2, 3], "pick": [2, 0]}"#).unwrap();
-    let out = common::lossc(&["run", dir.join("g.loss").to_str().unwrap(), "--data", dir.join("ok.json").to_str().unwrap(), "--backend", "gpu", "--json"]);
+    let out = common::lossc(&[
+        "run",
+        dir.join("g.loss").to_str().unwrap(),
+        "--data",
+        dir.join("ok.json").to_str().unwrap(),
+        "--backend",
+        "gpu",
+        "--json",
+    ]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["losses"]["g"]["loss"], serde_json::json!(4.0)); // x[2] + x[0] = 3 + 1
     let _ = std::fs::remove_dir_all(&dir);
@@ -239,7 +326,14 @@ fn an_out_of_range_gather_is_an_error_on_both_back_ends() {
 fn data_that_does_not_fit_the_declarations_is_refused_before_the_gpu() {
     let path = std::env::temp_dir().join(format!("lossc-odd-{}.json", std::process::id()));
     std::fs::write(&path, r#"{"keypoints_pred": {"shape": [4, 7], "data": [0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]}}"#).unwrap();
-    let out = common::lossc(&["run", "examples/lightning_pose/temporal.loss", "--backend", "gpu", "--data", path.to_str().unwrap()]);
+    let out = common::lossc(&[
+        "run",
+        "examples/lightning_pose/temporal.loss",
+        "--backend",
+        "gpu",
+        "--data",
+        path.to_str().unwrap(),
+    ]);
     let _ = std::fs::remove_file(&path);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -250,46 +344,97 @@ fn data_that_does_not_fit_the_declarations_is_refused_before_the_gpu() {
 fn inputs_already_on_the_gpu_are_used_without_a_host_copy() {
     use wgpu::util::DeviceExt;
     let program = examples();
-    let f = program.factories.iter().find(|f| f.name == "heatmap_semisupervised").unwrap();
-    let data = parse_json_data(&std::fs::read_to_string(common::root().join("examples/demo.json")).unwrap()).unwrap();
+    let f = program
+        .factories
+        .iter()
+        .find(|f| f.name == "heatmap_semisupervised")
+        .unwrap();
+    let data = parse_json_data(
+        &std::fs::read_to_string(common::root().join("examples/demo.json")).unwrap(),
+    )
+    .unwrap();
     let kernel = lossc::codegen::compile(&program, &f.name, &f.terms).unwrap();
     let gpu = lossc::gpu::gpu().unwrap();
     // The reference: everything from the host.
     let (prepared, _) = prepare(&program, &f.terms, &data, &vec![]).unwrap();
     let bound: Vec<_> = prepared.iter().map(|p| &p.bound).collect();
     let ones = vec![1.0f32; bound.len()];
-    let (host, _) = lossc::gpu::Dispatch::new(gpu, &kernel, &bound, &ones).unwrap().run(gpu).unwrap();
+    let (host, _) = lossc::gpu::Dispatch::new(gpu, &kernel, &bound, &ones)
+        .unwrap()
+        .run(gpu)
+        .unwrap();
     // The caller's buffers, and shapes alone on the host side.
-    let inputs = ["heatmaps_targ", "heatmaps_pred", "keypoints_pred", "confidences"];
+    let inputs = [
+        "heatmaps_targ",
+        "heatmaps_pred",
+        "keypoints_pred",
+        "confidences",
+    ];
     let mut shape_only = data.clone();
     let mut buffers = Vec::new();
     for name in inputs {
-        let lossc::runtime::data::DataValue::Array(a) = &data[name] else { panic!() };
-        let bytes: Vec<u8> = a.data.iter().flat_map(|x| (*x as f32).to_le_bytes()).collect();
-        buffers.push(gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(name),
-            contents: &bytes,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-        }));
+        let lossc::runtime::data::DataValue::Array(a) = &data[name] else {
+            panic!()
+        };
+        let bytes: Vec<u8> = a
+            .data
+            .iter()
+            .flat_map(|x| (*x as f32).to_le_bytes())
+            .collect();
+        buffers.push(
+            gpu.device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some(name),
+                    contents: &bytes,
+                    usage: wgpu::BufferUsages::STORAGE
+                        | wgpu::BufferUsages::COPY_SRC
+                        | wgpu::BufferUsages::COPY_DST,
+                }),
+        );
         shape_only.insert(
             name.into(),
-            lossc::runtime::data::DataValue::Array(lossc::runtime::data::Array { data: vec![], ..a.clone() }),
+            lossc::runtime::data::DataValue::Array(lossc::runtime::data::Array {
+                data: vec![],
+                ..a.clone()
+            }),
         );
     }
     let (prepared, _) = prepare(&program, &f.terms, &shape_only, &vec![]).unwrap();
     let bound: Vec<_> = prepared.iter().map(|p| &p.bound).collect();
-    let device_inputs: Vec<(&str, &wgpu::Buffer)> = inputs.iter().copied().zip(buffers.iter()).collect();
-    let d = lossc::gpu::Dispatch::with_device_inputs(gpu, &kernel, &bound, &ones, &device_inputs).unwrap();
+    let device_inputs: Vec<(&str, &wgpu::Buffer)> =
+        inputs.iter().copied().zip(buffers.iter()).collect();
+    let d = lossc::gpu::Dispatch::with_device_inputs(gpu, &kernel, &bound, &ones, &device_inputs)
+        .unwrap();
     let (dev, n) = d.run(gpu).unwrap();
     assert_eq!(n, 1);
-    assert_eq!(dev.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), host.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+    assert_eq!(
+        dev.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+        host.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+    );
     // The caller updates a buffer between steps: the next run sees it.
     let zeros = vec![0u8; buffers[2].size() as usize];
     gpu.queue.write_buffer(&buffers[2], 0, &zeros); // keypoints_pred = 0: no temporal motion
     let (after, _) = d.run(gpu).unwrap();
-    assert_eq!(after[3], 0.0, "temporal loss with still keypoints: {after:?}");
-    assert_eq!(after[0].to_bits(), host[0].to_bits(), "heatmap_mse unchanged");
+    assert_eq!(
+        after[3], 0.0,
+        "temporal loss with still keypoints: {after:?}"
+    );
+    assert_eq!(
+        after[0].to_bits(),
+        host[0].to_bits(),
+        "heatmap_mse unchanged"
+    );
     // The CPU evaluator refuses shape-only inputs instead of reading nothing.
-    let err = run_cpu(&program, &f.terms, &shape_only, &vec![], &RunOptions::default()).unwrap_err();
-    assert!(err.to_string().contains("cannot be read on the CPU"), "{err}");
+    let err = run_cpu(
+        &program,
+        &f.terms,
+        &shape_only,
+        &vec![],
+        &RunOptions::default(),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("cannot be read on the CPU"),
+        "{err}"
+    );
 }

@@ -15,11 +15,23 @@ use lossc::runtime::run::{RunOptions, prepare, run_cpu};
 fn program() -> Program {
     let mut files: Vec<String> = common::example_files()
         .iter()
-        .map(|p| p.strip_prefix(common::root()).unwrap().display().to_string())
+        .map(|p| {
+            p.strip_prefix(common::root())
+                .unwrap()
+                .display()
+                .to_string()
+        })
         .collect();
     files.push("examples/factories.loss".into());
-    let sources: Vec<Source> =
-        files.iter().map(|f| Source::new(f.clone(), std::fs::read_to_string(common::root().join(f)).unwrap())).collect();
+    let sources: Vec<Source> = files
+        .iter()
+        .map(|f| {
+            Source::new(
+                f.clone(),
+                std::fs::read_to_string(common::root().join(f)).unwrap(),
+            )
+        })
+        .collect();
     let checked = lossc::sema::check(&sources);
     assert!(!checked.has_errors(), "{}", checked.render(&sources));
     checked.program
@@ -29,10 +41,15 @@ fn program() -> Program {
 fn wgsl_and_manifest_of_every_example_loss() {
     let program = program();
     for l in &program.losses {
-        let terms = [FactoryTerm { loss: l.name.clone(), settings: vec![], annealed: false }];
+        let terms = [FactoryTerm {
+            loss: l.name.clone(),
+            settings: vec![],
+            annealed: false,
+        }];
         let k = codegen::compile(&program, &l.name, &terms).unwrap();
         insta::assert_snapshot!(format!("{}.wgsl", l.name), k.wgsl);
-        let manifest = serde_json::to_string_pretty(&codegen::manifest::manifest(&program, &k)).unwrap();
+        let manifest =
+            serde_json::to_string_pretty(&codegen::manifest::manifest(&program, &k)).unwrap();
         insta::assert_snapshot!(format!("{}.manifest", l.name), manifest);
     }
 }
@@ -44,7 +61,8 @@ fn wgsl_and_manifest_of_the_example_factories() {
     for f in &program.factories {
         let k = codegen::compile(&program, &f.name, &f.terms).unwrap();
         insta::assert_snapshot!(format!("{}.wgsl", f.name), k.wgsl);
-        let manifest = serde_json::to_string_pretty(&codegen::manifest::manifest(&program, &k)).unwrap();
+        let manifest =
+            serde_json::to_string_pretty(&codegen::manifest::manifest(&program, &k)).unwrap();
         insta::assert_snapshot!(format!("{}.manifest", f.name), manifest);
     }
 }
@@ -60,10 +78,18 @@ fn check_factory(program: &Program, name: &str, data_json: &str, expected_total:
     let gpu = lossc::gpu::run_gpu(&k, &prepared, &opts).unwrap();
     assert_eq!(gpu.dispatches, 1);
     for (got, what) in [(cpu.total, "cpu"), (gpu.total, "gpu")] {
-        assert!((got - expected_total).abs() <= 1e-5 * expected_total.abs(), "{name} on {what}: {got} vs {expected_total}");
+        assert!(
+            (got - expected_total).abs() <= 1e-5 * expected_total.abs(),
+            "{name} on {what}: {got} vs {expected_total}"
+        );
     }
     for ((n, c), (_, g)) in cpu.losses.iter().zip(&gpu.losses) {
-        assert!((c.loss - g.loss).abs() <= 1e-5 * c.loss.abs(), "{name}/{n}: gpu {} vs cpu {}", g.loss, c.loss);
+        assert!(
+            (c.loss - g.loss).abs() <= 1e-5 * c.loss.abs(),
+            "{name}/{n}: gpu {} vs cpu {}",
+            g.loss,
+            c.loss
+        );
     }
 }
 

@@ -8,31 +8,66 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn compile_all(target: &str, test: &str) -> (PathBuf, Vec<PathBuf>) {
-    let dir = std::env::temp_dir().join(format!("lossc-targets-{test}-{target}-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "lossc-targets-{test}-{target}-{}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     let mut args: Vec<String> = vec!["compile".into()];
-    args.extend(common::example_files().iter().map(|p| p.display().to_string()));
+    args.extend(
+        common::example_files()
+            .iter()
+            .map(|p| p.display().to_string()),
+    );
     args.push("examples/factories.loss".into());
-    args.extend(["-o".into(), dir.display().to_string(), "--target".into(), target.into()]);
+    args.extend([
+        "-o".into(),
+        dir.display().to_string(),
+        "--target".into(),
+        target.into(),
+    ]);
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = common::lossc(&argv);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     (dir, files)
 }
 
 #[test]
 fn every_kernel_compiles_to_every_target_with_a_manifest() {
-    for (target, ext) in [("wgsl", "wgsl"), ("spirv", "spv"), ("msl", "metal"), ("hlsl", "hlsl"), ("glsl", "comp.glsl")] {
+    for (target, ext) in [
+        ("wgsl", "wgsl"),
+        ("spirv", "spv"),
+        ("msl", "metal"),
+        ("hlsl", "hlsl"),
+        ("glsl", "comp.glsl"),
+    ] {
         let (dir, files) = compile_all(target, "all");
-        let kernels: Vec<&PathBuf> = files.iter().filter(|p| p.to_string_lossy().ends_with(&format!(".{ext}"))).collect();
-        let manifests = files.iter().filter(|p| p.to_string_lossy().ends_with(".manifest.json")).count();
+        let kernels: Vec<&PathBuf> = files
+            .iter()
+            .filter(|p| p.to_string_lossy().ends_with(&format!(".{ext}")))
+            .collect();
+        let manifests = files
+            .iter()
+            .filter(|p| p.to_string_lossy().ends_with(".manifest.json"))
+            .count();
         // 12 losses and 2 factories.
         assert_eq!(kernels.len(), 14, "{target}: {files:?}");
         assert_eq!(manifests, 14, "{target}");
         for k in kernels {
-            assert!(std::fs::metadata(k).unwrap().len() > 1000, "{}", k.display());
+            assert!(
+                std::fs::metadata(k).unwrap().len() > 1000,
+                "{}",
+                k.display()
+            );
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -41,7 +76,10 @@ fn every_kernel_compiles_to_every_target_with_a_manifest() {
 #[test]
 fn spirv_val_accepts_every_kernel() {
     let (dir, files) = compile_all("spirv", "val");
-    let spirv: Vec<&PathBuf> = files.iter().filter(|p| p.extension().is_some_and(|e| e == "spv")).collect();
+    let spirv: Vec<&PathBuf> = files
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "spv"))
+        .collect();
     assert_eq!(spirv.len(), 14);
     for f in spirv {
         let out = Command::new("spirv-val")
@@ -49,7 +87,13 @@ fn spirv_val_accepts_every_kernel() {
             .arg(f)
             .output()
             .expect("spirv-val is missing: run scripts/test.sh, which installs spirv-tools, or `apt-get install spirv-tools`");
-        assert!(out.status.success(), "{}: {}{}", f.display(), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}: {}{}",
+            f.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -16,7 +16,9 @@ fn root() -> PathBuf {
 }
 
 fn chromium() -> PathBuf {
-    std::env::var_os("LOSSC_CHROMIUM").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/lib/chromium/chromium"))
+    std::env::var_os("LOSSC_CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/lib/chromium/chromium"))
 }
 
 /// A fresh folder under the system temp dir, removed on drop.
@@ -24,7 +26,10 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(tag: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
         let dir = std::env::temp_dir().join(format!("lossc-{tag}-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("create a temp dir");
         TempDir(dir)
@@ -81,7 +86,10 @@ fn tint_in_chromium_accepts_every_generated_kernel() {
     );
     let kernels = std::fs::read_dir(&out.0)
         .expect("list the output")
-        .filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "wgsl")))
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "wgsl"))
+        })
         .count();
     assert!(kernels > 0, "lossc compile wrote no .wgsl file");
 
@@ -94,7 +102,11 @@ fn tint_in_chromium_accepts_every_generated_kernel() {
         .current_dir(&root)
         .output()
         .unwrap_or_else(|e| panic!("cannot run python3 scripts/webgpu_validate.py: {e}"));
-    let report = format!("{}{}", String::from_utf8_lossy(&validated.stdout), String::from_utf8_lossy(&validated.stderr));
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&validated.stdout),
+        String::from_utf8_lossy(&validated.stderr)
+    );
     assert!(
         validated.status.success(),
         "Tint (Chromium's WebGPU) did not accept every generated kernel; \
@@ -102,6 +114,12 @@ fn tint_in_chromium_accepts_every_generated_kernel() {
         validated.status
     );
     let summary = format!("{kernels}/{kernels} modules accepted");
-    assert!(report.contains(&summary), "expected `{summary}` in the validator's report:\n{report}");
-    eprintln!("{report}(validated in {:.1} s)", started.elapsed().as_secs_f64());
+    assert!(
+        report.contains(&summary),
+        "expected `{summary}` in the validator's report:\n{report}"
+    );
+    eprintln!(
+        "{report}(validated in {:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
 }

@@ -18,8 +18,8 @@ use super::layout::{Layout, Slot};
 use super::schedule::LossSchedule;
 use super::writer::Writer;
 use crate::ir::{
-    BinaryFn, IndexExpr, IndexId, IndexTerm, LossIr, Op, ParamKind, Poly, ReduceFn, ReduceMode, Tensor, Ty, UnaryFn,
-    operands,
+    BinaryFn, IndexExpr, IndexId, IndexTerm, LossIr, Op, ParamKind, Poly, ReduceFn, ReduceMode,
+    Tensor, Ty, UnaryFn, operands,
 };
 
 /// Threads per workgroup. 64 fills a warp or wavefront or two on real GPUs, and keeps
@@ -42,7 +42,11 @@ const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
 pub fn f32_lit(v: f32) -> String {
     if v.is_finite() {
         let s = format!("{v:?}");
-        if s.contains(['.', 'e']) { format!("{s}f") } else { format!("{s}.0f") }
+        if s.contains(['.', 'e']) {
+            format!("{s}f")
+        } else {
+            format!("{s}.0f")
+        }
     } else {
         format!("lc_bits({:#010x}u)", v.to_bits())
     }
@@ -104,7 +108,10 @@ impl LossEmitter<'_> {
         match self.binds.get(&v).and_then(|s| s.last()) {
             Some((_, n)) => n.clone(),
             None => {
-                self.bug = Some(format!("index `{}` of loss `{}` is unbound in generated code", self.ir.indices[v].name, self.ir.name));
+                self.bug = Some(format!(
+                    "index `{}` of loss `{}` is unbound in generated code",
+                    self.ir.indices[v].name, self.ir.name
+                ));
                 "0".into()
             }
         }
@@ -116,11 +123,17 @@ impl LossEmitter<'_> {
     }
 
     fn lo(&mut self, v: IndexId) -> String {
-        self.m(Slot::Lo { loss: self.li, index: v })
+        self.m(Slot::Lo {
+            loss: self.li,
+            index: v,
+        })
     }
 
     fn ext(&mut self, v: IndexId) -> String {
-        self.m(Slot::Extent { loss: self.li, index: v })
+        self.m(Slot::Extent {
+            loss: self.li,
+            index: v,
+        })
     }
 
     /// The number of assignments of `vars`, as an i32 expression.
@@ -144,7 +157,8 @@ impl LossEmitter<'_> {
         for v in vars.iter().rev() {
             let (lo, ext) = (self.lo(*v), self.ext(*v));
             let n = self.name(&format!("i{v}_"));
-            self.w.line(format!("let {n} = {lo} + {q} % max({ext}, 1);"));
+            self.w
+                .line(format!("let {n} = {lo} + {q} % max({ext}, 1);"));
             self.w.line(format!("{q} = {q} / max({ext}, 1);"));
             self.bind(*v, n);
         }
@@ -172,7 +186,8 @@ impl LossEmitter<'_> {
         for v in vars.iter().rev() {
             let (lo, ext) = (self.lo(*v), self.ext(*v));
             let n = self.name(&format!("c{v}_"));
-            self.w.line(format!("var {n}: i32 = {lo} + {q} % max({ext}, 1);"));
+            self.w
+                .line(format!("var {n}: i32 = {lo} + {q} % max({ext}, 1);"));
             self.w.line(format!("{q} = {q} / max({ext}, 1);"));
             names.push((*v, n));
         }
@@ -197,7 +212,12 @@ impl LossEmitter<'_> {
         for d in (0..self.cache.len()).rev() {
             if let Some(name) = self.cache[d].get(&n) {
                 // Valid only if none of its indices was rebound deeper since.
-                if free.iter().all(|v| self.binds.get(v).and_then(|s| s.last()).is_none_or(|(bd, _)| *bd <= d)) {
+                if free.iter().all(|v| {
+                    self.binds
+                        .get(v)
+                        .and_then(|s| s.last())
+                        .is_none_or(|(bd, _)| *bd <= d)
+                }) {
                     return Some(name.clone());
                 }
             }
@@ -224,7 +244,11 @@ impl LossEmitter<'_> {
             }
             parts.push(f.join(" * "));
         }
-        if parts.is_empty() { "0".into() } else { format!("({})", parts.join(" + ")) }
+        if parts.is_empty() {
+            "0".into()
+        } else {
+            format!("({})", parts.join(" + "))
+        }
     }
 
     fn index(&mut self, e: &IndexExpr) -> String {
@@ -235,11 +259,17 @@ impl LossEmitter<'_> {
         for (c, t) in &e.terms {
             let x = match t {
                 IndexTerm::Var(v) => self.var(*v),
-                IndexTerm::Gather(p, idx) => format!("i32({})", self.read(Tensor::Param(*p), idx, None)),
+                IndexTerm::Gather(p, idx) => {
+                    format!("i32({})", self.read(Tensor::Param(*p), idx, None))
+                }
             };
             parts.push(if *c == 1 { x } else { format!("{c} * {x}") });
         }
-        if parts.is_empty() { "0".into() } else { format!("({})", parts.join(" + ")) }
+        if parts.is_empty() {
+            "0".into()
+        } else {
+            format!("({})", parts.join(" + "))
+        }
     }
 
     /// An element of a tensor of the arena; every subscript is bounds-checked, and an
@@ -249,18 +279,30 @@ impl LossEmitter<'_> {
             Tensor::Input(i) => self.ir.inputs[i].name.clone(),
             Tensor::Param(p) => self.ir.params[p].name.clone(),
         };
-        let off = self.m(Slot::Offset { loss: self.li, tensor: name.clone() });
+        let off = self.m(Slot::Offset {
+            loss: self.li,
+            tensor: name.clone(),
+        });
         if idx.is_empty() {
             return format!("lc_arena[{off}]");
         }
         // Affine subscripts are checked against the shapes once, on the host, before the
         // dispatch (runtime::bind); only subscripts through gathers are checked here.
-        let gathers = idx.iter().any(|e| e.terms.iter().any(|(_, t)| matches!(t, IndexTerm::Gather(..))));
+        let gathers = idx.iter().any(|e| {
+            e.terms
+                .iter()
+                .any(|(_, t)| matches!(t, IndexTerm::Gather(..)))
+        });
         let site = if gathers {
             let shown: Vec<String> = idx.iter().map(|e| self.ir.show_index(e)).collect();
-            let place =
-                at.map(|n| self.ir.origin.locate(self.ir.graph[n].span)).unwrap_or_else(|| self.ir.origin.locate(self.ir.span));
-            self.sites.push(format!("loss `{}`: `{name}[{}]` at {place}", self.ir.name, shown.join(", ")));
+            let place = at
+                .map(|n| self.ir.origin.locate(self.ir.graph[n].span))
+                .unwrap_or_else(|| self.ir.origin.locate(self.ir.span));
+            self.sites.push(format!(
+                "loss `{}`: `{name}[{}]` at {place}",
+                self.ir.name,
+                shown.join(", ")
+            ));
             self.sites.len()
         } else {
             0
@@ -268,10 +310,25 @@ impl LossEmitter<'_> {
         let mut lin = String::new();
         for (axis, e) in idx.iter().enumerate() {
             let i = self.index(e);
-            let n = self.m(Slot::Shape { loss: self.li, tensor: name.clone(), axis });
-            let gathered = e.terms.iter().any(|(_, t)| matches!(t, IndexTerm::Gather(..)));
-            let checked = if gathered { format!("lc_chk({i}, {n}, {site}u)") } else { i };
-            lin = if axis == 0 { checked } else { format!("({lin}) * {n} + {checked}") };
+            let n = self.m(Slot::Shape {
+                loss: self.li,
+                tensor: name.clone(),
+                axis,
+            });
+            let gathered = e
+                .terms
+                .iter()
+                .any(|(_, t)| matches!(t, IndexTerm::Gather(..)));
+            let checked = if gathered {
+                format!("lc_chk({i}, {n}, {site}u)")
+            } else {
+                i
+            };
+            lin = if axis == 0 {
+                checked
+            } else {
+                format!("({lin}) * {n} + {checked}")
+            };
         }
         format!("lc_arena[{off} + {lin}]")
     }
@@ -294,7 +351,10 @@ impl LossEmitter<'_> {
                     return "false".into();
                 };
                 let k = vs.iter().position(|x| x == v).unwrap_or(0);
-                let slot = self.m(Slot::Enum { loss: self.li, param: self.ir.params[*p].name.clone() });
+                let slot = self.m(Slot::Enum {
+                    loss: self.li,
+                    param: self.ir.params[*p].name.clone(),
+                });
                 format!("({slot} == {k})")
             }
             Op::Unary(f) => {
@@ -319,7 +379,8 @@ impl LossEmitter<'_> {
                     BinaryFn::Sub => infix("-"),
                     BinaryFn::Mul => infix("*"),
                     BinaryFn::Div => infix("/"),
-                    BinaryFn::Pow if matches!(self.ir.graph[args[1]].op, Op::Const(c) if f32::from_bits(c) == 2.0) => {
+                    BinaryFn::Pow if matches!(self.ir.graph[args[1]].op, Op::Const(c) if f32::from_bits(c) == 2.0) =>
+                    {
                         format!("({a} * {a})")
                     }
                     BinaryFn::Pow => format!("lc_pow({a}, {b})"),
@@ -368,17 +429,30 @@ impl LossEmitter<'_> {
         let mut lin = String::from("0");
         for (i, v) in vars.iter().enumerate() {
             let (x, lo, ext) = (self.var(*v), self.lo(*v), self.ext(*v));
-            lin = if i == 0 { format!("({x} - {lo})") } else { format!("({lin}) * {ext} + ({x} - {lo})") };
+            lin = if i == 0 {
+                format!("({x} - {lo})")
+            } else {
+                format!("({lin}) * {ext} + ({x} - {lo})")
+            };
         }
-        let off = self.m(Slot::Table { loss: self.li, table: k });
+        let off = self.m(Slot::Table {
+            loss: self.li,
+            table: k,
+        });
         let raw = format!("lc_scratch[{} + {off} + {lin}]", self.slice);
-        if self.ir.graph[n].ty == Ty::Bool { format!("({raw} != 0.0)") } else { raw }
+        if self.ir.graph[n].ty == Ty::Bool {
+            format!("({raw} != 0.0)")
+        } else {
+            raw
+        }
     }
 
     /// A reduction evaluated by the current thread alone, with loops over its indices.
     fn inline_reduce(&mut self, n: NodeIndex) -> String {
         let node = self.ir.graph[n].clone();
-        let Op::Reduce(kind, bound) = &node.op else { unreachable!("called on reductions") };
+        let Op::Reduce(kind, bound) = &node.op else {
+            unreachable!("called on reductions")
+        };
         let body = operands(&self.ir.graph, n)[0];
         let comment = self.comment(n);
         if *kind == ReduceFn::Median {
@@ -392,12 +466,17 @@ impl LossEmitter<'_> {
             ReduceFn::Min => ("lc_inf()".to_string(), false),
             _ => ("0.0f".to_string(), false),
         };
-        self.w.line(format!("var {acc}: {} = {init}; {comment}", if is_bool { "bool" } else { "f32" }));
+        self.w.line(format!(
+            "var {acc}: {} = {init}; {comment}",
+            if is_bool { "bool" } else { "f32" }
+        ));
         let opened = bound.len();
         for v in bound {
             let (lo, ext) = (self.lo(*v), self.ext(*v));
             let x = self.name(&format!("i{v}_"));
-            self.open(format!("for (var {x}: i32 = {lo}; {x} < {lo} + {ext}; {x}++)"));
+            self.open(format!(
+                "for (var {x}: i32 = {lo}; {x} < {lo} + {ext}; {x}++)"
+            ));
             self.bind(*v, x);
         }
         let b = self.val(body);
@@ -433,7 +512,12 @@ impl LossEmitter<'_> {
     /// and of rank ⌊n/2⌋, combined as torch.lerp does. NaN if any value is NaN.
     fn inline_median(&mut self, n: NodeIndex, body: NodeIndex, bound: &[IndexId]) -> String {
         let comment = self.comment(n);
-        let (lo_v, hi_v, nan, cnt) = (self.name("mlo"), self.name("mhi"), self.name("mnan"), self.name("mn"));
+        let (lo_v, hi_v, nan, cnt) = (
+            self.name("mlo"),
+            self.name("mhi"),
+            self.name("mnan"),
+            self.name("mn"),
+        );
         let total = self.count(bound);
         self.w.line(format!("let {cnt} = {total}; {comment}"));
         self.w.line(format!("var {lo_v}: f32 = lc_nan();"));
@@ -442,7 +526,9 @@ impl LossEmitter<'_> {
         for v in bound {
             let (lo, ext) = (self.lo(*v), self.ext(*v));
             let x = self.name(&format!("i{v}_"));
-            self.open(format!("for (var {x}: i32 = {lo}; {x} < {lo} + {ext}; {x}++)"));
+            self.open(format!(
+                "for (var {x}: i32 = {lo}; {x} < {lo} + {ext}; {x}++)"
+            ));
             self.bind(*v, x);
         }
         let a = self.val(body);
@@ -452,26 +538,37 @@ impl LossEmitter<'_> {
         for v in bound {
             let (lo, ext) = (self.lo(*v), self.ext(*v));
             let x = self.name(&format!("i{v}_"));
-            self.open(format!("for (var {x}: i32 = {lo}; {x} < {lo} + {ext}; {x}++)"));
+            self.open(format!(
+                "for (var {x}: i32 = {lo}; {x} < {lo} + {ext}; {x}++)"
+            ));
             self.bind(*v, x);
         }
         let b = self.val(body);
-        self.w.line(format!("if ({b} < {a}) {{ {less} = {less} + 1; }}"));
-        self.w.line(format!("if ({b} == {a}) {{ {equal} = {equal} + 1; }}"));
+        self.w
+            .line(format!("if ({b} < {a}) {{ {less} = {less} + 1; }}"));
+        self.w
+            .line(format!("if ({b} == {a}) {{ {equal} = {equal} + 1; }}"));
         for _ in bound {
             self.close();
         }
-        self.w.line(format!("if (lc_isnan({a})) {{ {nan} = true; }}"));
+        self.w
+            .line(format!("if (lc_isnan({a})) {{ {nan} = true; }}"));
         let (r1, r2) = (self.name("rank"), self.name("rank"));
         self.w.line(format!("let {r1} = ({cnt} - 1) / 2;"));
         self.w.line(format!("let {r2} = {cnt} / 2;"));
-        self.w.line(format!("if ({less} <= {r1} && {r1} < {less} + {equal}) {{ {lo_v} = {a}; }}"));
-        self.w.line(format!("if ({less} <= {r2} && {r2} < {less} + {equal}) {{ {hi_v} = {a}; }}"));
+        self.w.line(format!(
+            "if ({less} <= {r1} && {r1} < {less} + {equal}) {{ {lo_v} = {a}; }}"
+        ));
+        self.w.line(format!(
+            "if ({less} <= {r2} && {r2} < {less} + {equal}) {{ {hi_v} = {a}; }}"
+        ));
         for _ in bound {
             self.close();
         }
         let name = self.name("v");
-        self.w.line(format!("let {name} = select({hi_v} - ({hi_v} - {lo_v}) * 0.5f, lc_nan(), {nan} || {cnt} == 0);"));
+        self.w.line(format!(
+            "let {name} = select({hi_v} - ({hi_v} - {lo_v}) * 0.5f, lc_nan(), {nan} || {cnt} == 0);"
+        ));
         let d = self.depth();
         self.cache[d].insert(n, name.clone());
         name
@@ -514,11 +611,17 @@ impl LossEmitter<'_> {
     /// thread, with no barrier at all until the partial sums are combined.
     fn loss_fn(&mut self) {
         let li = self.li;
-        self.w.line(format!("// loss {} ({})", self.ir.name, self.ir.origin.locate(self.ir.span)));
+        self.w.line(format!(
+            "// loss {} ({})",
+            self.ir.name,
+            self.ir.origin.locate(self.ir.span)
+        ));
         for line in self.ir.doc.lines() {
             self.w.line(format!("/// {line}"));
         }
-        self.open(format!("fn loss_{li}(item: i32, gitem: i32, lid: u32, slice: i32)"));
+        self.open(format!(
+            "fn loss_{li}(item: i32, gitem: i32, lid: u32, slice: i32)"
+        ));
         self.w.line("var part: f32 = 0.0f;");
         self.w.line("var part_n: u32 = 0u;");
         let rows = self.sched.row_vars.clone();
@@ -530,22 +633,34 @@ impl LossEmitter<'_> {
         let slice_size = self.m(Slot::SliceSize);
 
         self.open(format!("if ({mode} != 0)"));
-        self.w.line(format!("let row = item * {WORKGROUP} + i32(lid);"));
+        self.w
+            .line(format!("let row = item * {WORKGROUP} + i32(lid);"));
         self.open(format!("if (row < {n_rows})"));
-        self.w.line(format!("let tslice = slice + i32(lid) * ({slice_size} / {WORKGROUP});"));
+        self.w.line(format!(
+            "let tslice = slice + i32(lid) * ({slice_size} / {WORKGROUP});"
+        ));
         self.slice = "tslice";
         self.decompose(&rows, "row");
         for (k, h) in hoisted.iter().enumerate() {
             let node = self.ir.graph[h.node].clone();
-            self.w.line(format!("// hoisted, this thread's row: {} {}", crate::ir::dot::op_label(self.ir, &node.op), self.comment(h.node)));
+            self.w.line(format!(
+                "// hoisted, this thread's row: {} {}",
+                crate::ir::dot::op_label(self.ir, &node.op),
+                self.comment(h.node)
+            ));
             let size = self.count(&h.table_vars);
             let off = self.m(Slot::Table { loss: li, table: k });
             let t = self.name("t");
             self.open(format!("for (var {t}: i32 = 0; {t} < {size}; {t}++)"));
             self.decompose(&h.table_vars, &t);
             let r = self.inline_reduce(h.node);
-            let r = if node.ty == Ty::Bool { format!("select(0.0f, 1.0f, {r})") } else { r };
-            self.w.line(format!("lc_scratch[tslice + {off} + {t}] = {r};"));
+            let r = if node.ty == Ty::Bool {
+                format!("select(0.0f, 1.0f, {r})")
+            } else {
+                r
+            };
+            self.w
+                .line(format!("lc_scratch[tslice + {off} + {t}] = {r};"));
             self.close();
         }
         let advance = self.counters(&ev, "0", 1);
@@ -571,7 +686,9 @@ impl LossEmitter<'_> {
         self.w.line(format!("let e0 = chunk * {CHUNK};"));
         self.w.line(format!("let e1 = min(e0 + {CHUNK}, {elems});"));
         let advance = self.counters(&ev, "e0 + i32(lid)", WORKGROUP);
-        self.open(format!("for (var e: i32 = e0 + i32(lid); e < e1; e += {WORKGROUP})"));
+        self.open(format!(
+            "for (var e: i32 = e0 + i32(lid); e < e1; e += {WORKGROUP})"
+        ));
         self.element();
         for line in advance {
             self.w.line(line);
@@ -584,7 +701,8 @@ impl LossEmitter<'_> {
         self.w.line("let s = lc_tree_sum_count(lid);");
         self.w.line("let c = lc_last_count;");
         self.open("if (lid == 0u)");
-        self.w.line("atomicStore(&lc_sync[2 + 2 * gitem], lc_publish(s));");
+        self.w
+            .line("atomicStore(&lc_sync[2 + 2 * gitem], lc_publish(s));");
         self.w.line("atomicStore(&lc_sync[3 + 2 * gitem], c);");
         self.close();
         self.close();
@@ -594,21 +712,38 @@ impl LossEmitter<'_> {
     /// Computes hoisted table `k` for the current row into the scratch slice.
     fn table(&mut self, k: usize, n: NodeIndex, table_vars: &[IndexId]) {
         let node = self.ir.graph[n].clone();
-        let Op::Reduce(kind, bound) = &node.op else { return };
+        let Op::Reduce(kind, bound) = &node.op else {
+            return;
+        };
         let label = crate::ir::dot::op_label(self.ir, &node.op);
-        self.w.line(format!("// hoisted: {label} {}", self.comment(n)));
+        self.w
+            .line(format!("// hoisted: {label} {}", self.comment(n)));
         let size = self.count(table_vars);
-        let off = self.m(Slot::Table { loss: self.li, table: k });
+        let off = self.m(Slot::Table {
+            loss: self.li,
+            table: k,
+        });
         // Small tables: one thread per entry, reducing serially; no barrier per entry.
         let xs = self.count(bound);
-        let serial = if *kind == ReduceFn::Median { SERIAL_TABLE / 2 } else { SERIAL_TABLE };
+        let serial = if *kind == ReduceFn::Median {
+            SERIAL_TABLE / 2
+        } else {
+            SERIAL_TABLE
+        };
         self.open(format!("if ({size} <= {WORKGROUP} && {xs} <= {serial})"));
         let t = self.name("t");
-        self.open(format!("for (var {t}: i32 = i32(lid); {t} < {size}; {t} += {WORKGROUP})"));
+        self.open(format!(
+            "for (var {t}: i32 = i32(lid); {t} < {size}; {t} += {WORKGROUP})"
+        ));
         self.decompose(table_vars, &t);
         let r = self.inline_reduce(n);
-        let r = if self.ir.graph[n].ty == Ty::Bool { format!("select(0.0f, 1.0f, {r})") } else { r };
-        self.w.line(format!("lc_scratch[slice + {off} + {t}] = {r};"));
+        let r = if self.ir.graph[n].ty == Ty::Bool {
+            format!("select(0.0f, 1.0f, {r})")
+        } else {
+            r
+        };
+        self.w
+            .line(format!("lc_scratch[slice + {off} + {t}] = {r};"));
         self.close();
         self.close();
         self.open("else");
@@ -637,14 +772,22 @@ impl LossEmitter<'_> {
             let x = self.name("x");
             self.open("");
             let advance = self.counters(bound, "i32(lid)", WORKGROUP);
-            self.open(format!("for (var {x}: i32 = i32(lid); {x} < {xn}; {x} += {WORKGROUP})"));
+            self.open(format!(
+                "for (var {x}: i32 = i32(lid); {x} < {xn}; {x} += {WORKGROUP})"
+            ));
             let b = self.val(body);
-            let as_f = if self.ir.graph[body].ty == Ty::Bool { format!("select(0.0f, 1.0f, {b})") } else { b };
+            let as_f = if self.ir.graph[body].ty == Ty::Bool {
+                format!("select(0.0f, 1.0f, {b})")
+            } else {
+                b
+            };
             // Truth values are 0 or 1, never NaN: plain min/max suffice for all/any.
             self.w.line(match kind {
                 ReduceFn::Sum | ReduceFn::Mean => format!("{acc} = {acc} + {as_f};"),
                 ReduceFn::Norm => format!("{acc} = {acc} + {as_f} * {as_f};"),
-                ReduceFn::Max | ReduceFn::Any if bool_body => format!("{acc} = max({acc}, {as_f});"),
+                ReduceFn::Max | ReduceFn::Any if bool_body => {
+                    format!("{acc} = max({acc}, {as_f});")
+                }
                 ReduceFn::Max | ReduceFn::Any => format!("{acc} = lc_max({acc}, {as_f});"),
                 _ if bool_body => format!("{acc} = min({acc}, {as_f});"),
                 _ => format!("{acc} = lc_min({acc}, {as_f});"),
@@ -668,7 +811,9 @@ impl LossEmitter<'_> {
                 _ => r,
             }
         };
-        self.w.line(format!("if (lid == 0u) {{ lc_scratch[slice + {off} + {t}] = {result}; }}"));
+        self.w.line(format!(
+            "if (lid == 0u) {{ lc_scratch[slice + {off} + {t}] = {result}; }}"
+        ));
         self.close();
         self.close();
         self.w.line("storageBarrier();");
@@ -687,7 +832,9 @@ impl LossEmitter<'_> {
         self.w.line(format!("var {lo_v}: f32 = -lc_inf();"));
         self.w.line(format!("var {hi_v}: f32 = -lc_inf();"));
         let x = self.name("x");
-        self.open(format!("for (var {x}: i32 = i32(lid); {x} < {cnt}; {x} += {WORKGROUP})"));
+        self.open(format!(
+            "for (var {x}: i32 = i32(lid); {x} < {cnt}; {x} += {WORKGROUP})"
+        ));
         self.decompose(bound, &x);
         let a = self.val(body);
         let (less, equal) = (self.name("mless"), self.name("meq"));
@@ -696,12 +843,16 @@ impl LossEmitter<'_> {
         for v in bound {
             let (lo, ext) = (self.lo(*v), self.ext(*v));
             let y = self.name(&format!("i{v}_"));
-            self.open(format!("for (var {y}: i32 = {lo}; {y} < {lo} + {ext}; {y}++)"));
+            self.open(format!(
+                "for (var {y}: i32 = {lo}; {y} < {lo} + {ext}; {y}++)"
+            ));
             self.bind(*v, y);
         }
         let b = self.val(body);
-        self.w.line(format!("if ({b} < {a}) {{ {less} = {less} + 1; }}"));
-        self.w.line(format!("if ({b} == {a}) {{ {equal} = {equal} + 1; }}"));
+        self.w
+            .line(format!("if ({b} < {a}) {{ {less} = {less} + 1; }}"));
+        self.w
+            .line(format!("if ({b} == {a}) {{ {equal} = {equal} + 1; }}"));
         for _ in bound {
             self.close();
         }
@@ -712,8 +863,12 @@ impl LossEmitter<'_> {
         self.w.line(format!("{hi_v} = lc_nan();"));
         self.close();
         self.open("else");
-        self.w.line(format!("if ({less} <= r1 && r1 < {less} + {equal}) {{ {lo_v} = lc_max({lo_v}, {a}); }}"));
-        self.w.line(format!("if ({less} <= r2 && r2 < {less} + {equal}) {{ {hi_v} = lc_max({hi_v}, {a}); }}"));
+        self.w.line(format!(
+            "if ({less} <= r1 && r1 < {less} + {equal}) {{ {lo_v} = lc_max({lo_v}, {a}); }}"
+        ));
+        self.w.line(format!(
+            "if ({less} <= r2 && r2 < {less} + {equal}) {{ {hi_v} = lc_max({hi_v}, {a}); }}"
+        ));
         self.close();
         self.close();
         self.w.line(format!("lc_red[lid] = {lo_v};"));
@@ -727,12 +882,17 @@ impl LossEmitter<'_> {
     /// In the last workgroup: this loss's value, weight and weighted value.
     fn finish(&mut self) {
         let li = self.li;
-        let (base, items) = (self.m(Slot::Base { loss: li }), self.m(Slot::Items { loss: li }));
+        let (base, items) = (
+            self.m(Slot::Base { loss: li }),
+            self.m(Slot::Items { loss: li }),
+        );
         self.w.line(format!("// combine loss {}", self.ir.name));
         self.open("");
         self.w.line("var s: f32 = 0.0f;");
         self.w.line("var c: u32 = 0u;");
-        self.open(format!("for (var k: i32 = i32(lid); k < {items}; k += {WORKGROUP})"));
+        self.open(format!(
+            "for (var k: i32 = i32(lid); k < {items}; k += {WORKGROUP})"
+        ));
         self.w.line(format!("let slot = 2 + 2 * ({base} + k);"));
         self.w.line("s = s + bitcast<f32>(lc_wait(slot));");
         self.w.line("c = c + lc_wait(slot + 1);");
@@ -795,7 +955,11 @@ pub struct Generated {
 
 /// Writes the fused kernel for the given (already scheduled) losses: generic (sizes read
 /// from the parameter block), or specialised to the parameter block's `values`.
-pub fn generate(name: &str, losses: &[(&LossIr, &LossSchedule)], values: Option<&[i32]>) -> Result<Generated, String> {
+pub fn generate(
+    name: &str,
+    losses: &[(&LossIr, &LossSchedule)],
+    values: Option<&[i32]>,
+) -> Result<Generated, String> {
     let mut layout = Layout::default();
     let mut sites = Vec::new();
     let mut fresh = 0usize;
@@ -822,13 +986,17 @@ pub fn generate(name: &str, losses: &[(&LossIr, &LossSchedule)], values: Option<
     // main: the item loop, then the last workgroup's combination.
     let mut main = Writer::default();
     main.line(format!("@compute @workgroup_size({WORKGROUP})"));
-    main.open("fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>)");
+    main.open(
+        "fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>)",
+    );
     let nwg = meta_value(layout.slot(Slot::Workgroups), values);
     let total = meta_value(layout.slot(Slot::TotalItems), values);
     let slice_size = meta_value(layout.slot(Slot::SliceSize), values);
     main.line("let wid = i32(wg.x);");
     main.line(format!("let slice = wid * {slice_size};"));
-    main.open(format!("for (var item: i32 = wid; item < {total}; item += {nwg})"));
+    main.open(format!(
+        "for (var item: i32 = wid; item < {total}; item += {nwg})"
+    ));
     for li in 0..losses.len() {
         let base = meta_value(layout.slot(Slot::Base { loss: li }), values);
         let items = meta_value(layout.slot(Slot::Items { loss: li }), values);
@@ -866,13 +1034,18 @@ pub fn generate(name: &str, losses: &[(&LossIr, &LossSchedule)], values: Option<
     main.line("var total: f32 = 0.0f;");
     for li in 0..losses.len() {
         let a = meta_value(layout.slot(Slot::Anneal { loss: li }), values);
-        main.line(format!("total = total + lc_bits(bitcast<u32>({a})) * lc_out[{}];", 3 * li + 2));
+        main.line(format!(
+            "total = total + lc_bits(bitcast<u32>({a})) * lc_out[{}];",
+            3 * li + 2
+        ));
     }
     main.line(format!("lc_out[{}] = total;", 3 * losses.len()));
     main.line("atomicStore(&lc_sync[0], 0u);");
     main.close();
     main.line("// ready for the next dispatch");
-    main.open(format!("for (var k: i32 = 2 + i32(lid); k < 2 + 2 * {total}; k += {WORKGROUP})"));
+    main.open(format!(
+        "for (var k: i32 = 2 + i32(lid); k < 2 + 2 * {total}; k += {WORKGROUP})"
+    ));
     main.line("atomicStore(&lc_sync[k], LC_EMPTY);");
     main.close();
     main.close();
@@ -882,7 +1055,10 @@ pub fn generate(name: &str, losses: &[(&LossIr, &LossSchedule)], values: Option<
     }
 
     let mut w = Writer::default();
-    w.line(format!("// lossc fused kernel `{name}`: {} loss(es) in one dispatch.", losses.len()));
+    w.line(format!(
+        "// lossc fused kernel `{name}`: {} loss(es) in one dispatch.",
+        losses.len()
+    ));
     w.line("// Generated by lossc; each statement names the .loss line it comes from.");
     w.blank();
     w.splice(PRELUDE);
@@ -898,7 +1074,9 @@ pub fn generate(name: &str, losses: &[(&LossIr, &LossSchedule)], values: Option<
     w.line("@group(0) @binding(3) var<storage, read_write> lc_sync: array<atomic<u32>>;");
     w.line("@group(0) @binding(4) var<storage, read_write> lc_out: array<f32>;");
     w.blank();
-    w.line("// A bounds-checked subscript: out of range raises `site` in the error word and reads 0.");
+    w.line(
+        "// A bounds-checked subscript: out of range raises `site` in the error word and reads 0.",
+    );
     w.open("fn lc_chk(i: i32, n: i32, site: u32) -> i32");
     w.open("if (i < 0 || i >= n)");
     w.line("atomicMax(&lc_sync[1], site);");
@@ -920,5 +1098,9 @@ pub fn generate(name: &str, losses: &[(&LossIr, &LossSchedule)], values: Option<
     w.blank();
     w.splice(&body.finish());
     w.splice(&main.finish());
-    Ok(Generated { wgsl: w.finish(), layout, sites })
+    Ok(Generated {
+        wgsl: w.finish(),
+        layout,
+        sites,
+    })
 }

@@ -20,7 +20,11 @@ pub enum Slot {
     /// The element offset of a tensor in the arena.
     Offset { loss: usize, tensor: String },
     /// The size of one axis of a tensor.
-    Shape { loss: usize, tensor: String, axis: usize },
+    Shape {
+        loss: usize,
+        tensor: String,
+        axis: usize,
+    },
     /// The variant index of an enum param.
     Enum { loss: usize, param: String },
     /// 1 when a `remove_nans` stage runs (its optional inputs are present), else 0.

@@ -36,7 +36,8 @@ impl Kernel {
     /// (sizes, offsets, work counts) written as a literal, so that the shader compiler
     /// folds the index arithmetic. Same layout, same bindings; validated by naga.
     pub fn specialise(&self, losses: &[&LossIr], values: &[i32]) -> Result<String, String> {
-        let pairs: Vec<(&LossIr, &LossSchedule)> = losses.iter().copied().zip(self.schedules.iter()).collect();
+        let pairs: Vec<(&LossIr, &LossSchedule)> =
+            losses.iter().copied().zip(self.schedules.iter()).collect();
         let generated = emit::generate(&self.name, &pairs, Some(values))?;
         if generated.layout.slots != self.layout.slots {
             return Err("internal compiler error: the specialised kernel's slots differ from the generic one's".into());
@@ -50,10 +51,15 @@ impl Kernel {
 pub fn compile(program: &Program, name: &str, terms: &[FactoryTerm]) -> Result<Kernel, String> {
     let losses: Vec<&LossIr> = terms
         .iter()
-        .map(|t| program.loss(&t.loss).ok_or_else(|| format!("no loss named `{}`", t.loss)))
+        .map(|t| {
+            program
+                .loss(&t.loss)
+                .ok_or_else(|| format!("no loss named `{}`", t.loss))
+        })
         .collect::<Result<_, _>>()?;
     let schedules: Vec<LossSchedule> = losses.iter().map(|l| schedule::schedule(l)).collect();
-    let pairs: Vec<(&LossIr, &LossSchedule)> = losses.iter().copied().zip(schedules.iter()).collect();
+    let pairs: Vec<(&LossIr, &LossSchedule)> =
+        losses.iter().copied().zip(schedules.iter()).collect();
     let generated = emit::generate(name, &pairs, None)?;
     let validated = validate::validate(&generated.wgsl)?;
     Ok(Kernel {
@@ -77,7 +83,12 @@ mod tests {
         let mut sources: Vec<Source> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().path())
-            .map(|p| Source::new(p.file_name().unwrap().to_string_lossy(), std::fs::read_to_string(&p).unwrap()))
+            .map(|p| {
+                Source::new(
+                    p.file_name().unwrap().to_string_lossy(),
+                    std::fs::read_to_string(&p).unwrap(),
+                )
+            })
             .collect();
         sources.sort_by(|a, b| a.name.cmp(&b.name));
         let checked = crate::sema::check(&sources);
@@ -89,7 +100,11 @@ mod tests {
     fn every_example_compiles_to_valid_wgsl() {
         let program = examples();
         for l in &program.losses {
-            let term = FactoryTerm { loss: l.name.clone(), settings: vec![], annealed: false };
+            let term = FactoryTerm {
+                loss: l.name.clone(),
+                settings: vec![],
+                annealed: false,
+            };
             if let Err(e) = super::compile(&program, &l.name, &[term]) {
                 panic!("{}: {}", l.name, &e[..e.len().min(4000)]);
             }
@@ -102,7 +117,11 @@ pub mod manifest;
 /// `lossc explain`: how each loss of a kernel is scheduled, and how often each input is
 /// read (the rule is once per dispatch).
 pub fn explain(program: &Program, k: &Kernel) -> String {
-    let mut out = format!("kernel {}: {} loss(es), one dispatch\n", k.name, k.terms.len());
+    let mut out = format!(
+        "kernel {}: {} loss(es), one dispatch\n",
+        k.name,
+        k.terms.len()
+    );
     for (t, s) in k.terms.iter().zip(&k.schedules) {
         if let Some(ir) = program.loss(&t.loss) {
             out.push_str(&schedule::explain(ir, s));
@@ -131,7 +150,10 @@ fn reads(ir: &LossIr, s: &LossSchedule) -> String {
         } else {
             "once"
         };
-        out.push_str(&format!("  reads    {}: {} site(s), {} in hoisted tables: {}\n", input.name, all_sites, hoisted_sites, why));
+        out.push_str(&format!(
+            "  reads    {}: {} site(s), {} in hoisted tables: {}\n",
+            input.name, all_sites, hoisted_sites, why
+        ));
     }
     out
 }

@@ -77,43 +77,87 @@ pub fn schedule(ir: &LossIr) -> LossSchedule {
             continue;
         }
         let free: HashSet<IndexId> = ir.graph[n].free.iter().copied().collect();
-        let Op::Reduce(_, bound) = &ir.graph[n].op else { continue };
+        let Op::Reduce(_, bound) = &ir.graph[n].op else {
+            continue;
+        };
         let long = bound.iter().any(|v| {
-            ir.indices[*v].range.as_ref().is_none_or(|(lo, hi)| hi.sub(lo).as_constant().is_none())
+            ir.indices[*v]
+                .range
+                .as_ref()
+                .is_none_or(|(lo, hi)| hi.sub(lo).as_constant().is_none())
         });
         if !domain.iter().all(|d| free.contains(d)) || (long && !nested.contains(&n)) {
             row.extend(free.intersection(&domain));
             hoisted_nodes.push(n);
         }
     }
-    let row_vars: Vec<IndexId> = ir.domain.iter().copied().filter(|v| row.contains(v)).collect();
-    let elem_vars: Vec<IndexId> = ir.domain.iter().copied().filter(|v| !row.contains(v)).collect();
+    let row_vars: Vec<IndexId> = ir
+        .domain
+        .iter()
+        .copied()
+        .filter(|v| row.contains(v))
+        .collect();
+    let elem_vars: Vec<IndexId> = ir
+        .domain
+        .iter()
+        .copied()
+        .filter(|v| !row.contains(v))
+        .collect();
     let hoisted = hoisted_nodes
         .into_iter()
-        .map(|n| Hoisted { node: n, table_vars: ir.graph[n].free.iter().copied().filter(|v| !row.contains(v)).collect() })
+        .map(|n| Hoisted {
+            node: n,
+            table_vars: ir.graph[n]
+                .free
+                .iter()
+                .copied()
+                .filter(|v| !row.contains(v))
+                .collect(),
+        })
         .collect();
-    LossSchedule { row_vars, elem_vars, hoisted }
+    LossSchedule {
+        row_vars,
+        elem_vars,
+        hoisted,
+    }
 }
 
 /// A human-readable account of the schedule (`lossc explain`).
 pub fn explain(ir: &LossIr, s: &LossSchedule) -> String {
-    let names = |vs: &[IndexId]| vs.iter().map(|v| ir.indices[*v].name.as_str()).collect::<Vec<_>>().join(", ");
+    let names = |vs: &[IndexId]| {
+        vs.iter()
+            .map(|v| ir.indices[*v].name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let mut out = String::new();
     out.push_str(&format!("loss {}\n", ir.name));
     out.push_str(&format!("  domain   ({})\n", names(&ir.domain)));
-    out.push_str(&format!("  rows     ({})   one workgroup item per row and chunk of elements\n", names(&s.row_vars)));
-    out.push_str(&format!("  elements ({})   streamed by the workgroup's threads\n", names(&s.elem_vars)));
+    out.push_str(&format!(
+        "  rows     ({})   one workgroup item per row and chunk of elements\n",
+        names(&s.row_vars)
+    ));
+    out.push_str(&format!(
+        "  elements ({})   streamed by the workgroup's threads\n",
+        names(&s.elem_vars)
+    ));
     for h in &s.hoisted {
         let node = &ir.graph[h.node];
         out.push_str(&format!(
             "  hoisted  {} at {}: once per row{}, cooperatively\n",
             crate::ir::dot::op_label(ir, &node.op),
             ir.origin.locate(node.span),
-            if h.table_vars.is_empty() { String::new() } else { format!(", a table over ({})", names(&h.table_vars)) }
+            if h.table_vars.is_empty() {
+                String::new()
+            } else {
+                format!(", a table over ({})", names(&h.table_vars))
+            }
         ));
     }
     if s.hoisted.is_empty() {
-        out.push_str("  hoisted  nothing: every reduction depends on every domain index and runs inline\n");
+        out.push_str(
+            "  hoisted  nothing: every reduction depends on every domain index and runs inline\n",
+        );
     }
     out
 }

@@ -56,8 +56,13 @@ pub fn translate(v: &Validated, wgsl: &str, target: Target) -> Result<Vec<u8>, S
     Ok(match target {
         Target::Wgsl => wgsl.as_bytes().to_vec(),
         Target::Spirv => {
-            let words = naga::back::spv::write_vec(&v.module, &v.info, &naga::back::spv::Options::default(), None)
-                .map_err(|e| err(&e))?;
+            let words = naga::back::spv::write_vec(
+                &v.module,
+                &v.info,
+                &naga::back::spv::Options::default(),
+                None,
+            )
+            .map_err(|e| err(&e))?;
             words.iter().flat_map(|w| w.to_le_bytes()).collect()
         }
         Target::Msl => {
@@ -81,7 +86,10 @@ pub fn translate(v: &Validated, wgsl: &str, target: Target) -> Result<Vec<u8>, S
         Target::Glsl => {
             let mut s = String::new();
             let options = naga::back::glsl::Options {
-                version: naga::back::glsl::Version::Embedded { version: 310, is_webgl: false },
+                version: naga::back::glsl::Version::Embedded {
+                    version: 310,
+                    is_webgl: false,
+                },
                 ..Default::default()
             };
             let pipeline = naga::back::glsl::PipelineOptions {
@@ -89,8 +97,15 @@ pub fn translate(v: &Validated, wgsl: &str, target: Target) -> Result<Vec<u8>, S
                 entry_point: "main".into(),
                 multiview: None,
             };
-            let mut w = naga::back::glsl::Writer::new(&mut s, &v.module, &v.info, &options, &pipeline, naga::proc::BoundsCheckPolicies::default())
-                .map_err(|e| err(&e))?;
+            let mut w = naga::back::glsl::Writer::new(
+                &mut s,
+                &v.module,
+                &v.info,
+                &options,
+                &pipeline,
+                naga::proc::BoundsCheckPolicies::default(),
+            )
+            .map_err(|e| err(&e))?;
             w.write().map_err(|e| err(&e))?;
             s.into_bytes()
         }
@@ -111,7 +126,12 @@ mod tests {
 
     #[test]
     fn a_broken_module_is_reported_with_its_text() {
-        let e = validate("fn f() -> f32 { return undefined_thing; }").err().unwrap();
-        assert!(e.contains("undefined_thing") && e.contains("--- module ---"), "{e}");
+        let e = validate("fn f() -> f32 { return undefined_thing; }")
+            .err()
+            .unwrap();
+        assert!(
+            e.contains("undefined_thing") && e.contains("--- module ---"),
+            "{e}"
+        );
     }
 }

@@ -21,7 +21,11 @@ impl Writer {
     /// `header {`, then everything until [`Writer::close`] one level deeper.
     pub fn open(&mut self, header: impl AsRef<str>) {
         let h = header.as_ref();
-        self.line(if h.is_empty() { "{".to_string() } else { format!("{h} {{") });
+        self.line(if h.is_empty() {
+            "{".to_string()
+        } else {
+            format!("{h} {{")
+        });
         self.indent += 1;
     }
 

@@ -11,7 +11,10 @@ use petgraph::algo::toposort;
 use petgraph::stable_graph::NodeIndex;
 
 use crate::ir::passes::ranges::shape_of;
-use crate::ir::{IndexExpr, IndexId, IndexTerm, LossIr, MaskMode, Op, ReduceFn, ReduceMode, Tensor, operands, scalar};
+use crate::ir::{
+    IndexExpr, IndexId, IndexTerm, LossIr, MaskMode, Op, ReduceFn, ReduceMode, Tensor, operands,
+    scalar,
+};
 use crate::runtime::bind::Bound;
 
 /// An error while evaluating (an out-of-range gather, for instance).
@@ -53,9 +56,18 @@ struct Evaluator<'a, 'b> {
 /// Evaluates a bound loss.
 pub fn evaluate(b: &Bound) -> Result<LossValue, EvalError> {
     let ir = b.ir;
-    let order = toposort(&ir.graph, None).map_err(|_| EvalError("the IR has a cycle (a compiler bug)".into()))?;
-    let args = order.iter().map(|n| (*n, operands(&ir.graph, *n))).collect();
-    let mut ev = Evaluator { b, ir, args, tables: HashMap::new() };
+    let order = toposort(&ir.graph, None)
+        .map_err(|_| EvalError("the IR has a cycle (a compiler bug)".into()))?;
+    let args = order
+        .iter()
+        .map(|n| (*n, operands(&ir.graph, *n)))
+        .collect();
+    let mut ev = Evaluator {
+        b,
+        ir,
+        args,
+        tables: HashMap::new(),
+    };
     let mut env = vec![0i64; ir.indices.len()];
     for n in &order {
         if let Op::Reduce(..) = ir.graph[*n].op {
@@ -121,7 +133,12 @@ pub fn evaluate(b: &Bound) -> Result<LossValue, EvalError> {
 }
 
 /// Calls `f` for every assignment of `vars` within `ranges`, last variable fastest.
-fn for_each(vars: &[IndexId], ranges: &[(i64, i64)], env: &mut [i64], f: &mut dyn FnMut(&mut [i64])) {
+fn for_each(
+    vars: &[IndexId],
+    ranges: &[(i64, i64)],
+    env: &mut [i64],
+    f: &mut dyn FnMut(&mut [i64]),
+) {
     if vars.iter().any(|v| ranges[*v].1 < ranges[*v].0) {
         return;
     }
@@ -158,7 +175,9 @@ pub fn pairwise_sum(v: &[f32]) -> f32 {
 impl Evaluator<'_, '_> {
     fn materialise(&self, n: NodeIndex, env: &mut [i64]) -> Result<Table, EvalError> {
         let node = &self.ir.graph[n];
-        let Op::Reduce(kind, bound) = &node.op else { unreachable!("called on reductions only") };
+        let Op::Reduce(kind, bound) = &node.op else {
+            unreachable!("called on reductions only")
+        };
         let vars = node.free.clone();
         let extents: Vec<usize> = vars.iter().map(|v| extent(self.b.ranges[*v])).collect();
         let mut strides = vec![1usize; vars.len()];
@@ -176,10 +195,15 @@ impl Evaluator<'_, '_> {
                 return;
             }
             items.clear();
-            for_each(bound, &self.b.ranges, &mut env.to_vec(), &mut |inner| match self.eval(body, inner) {
-                Ok(v) => items.push(v),
-                Err(e) => err = Some(e),
-            });
+            for_each(
+                bound,
+                &self.b.ranges,
+                &mut env.to_vec(),
+                &mut |inner| match self.eval(body, inner) {
+                    Ok(v) => items.push(v),
+                    Err(e) => err = Some(e),
+                },
+            );
             data.push(reduce(*kind, &mut items));
         });
         if let Some(e) = err {
@@ -189,7 +213,11 @@ impl Evaluator<'_, '_> {
         if vars.is_empty() && data.is_empty() {
             data.push(reduce(*kind, &mut Vec::new()));
         }
-        Ok(Table { vars, strides, data })
+        Ok(Table {
+            vars,
+            strides,
+            data,
+        })
     }
 
     fn eval(&self, n: NodeIndex, env: &mut [i64]) -> Result<f32, EvalError> {
@@ -229,7 +257,10 @@ impl Evaluator<'_, '_> {
     fn index(&self, e: &IndexExpr, env: &[i64]) -> Result<i64, EvalError> {
         // Saturating: a gathered value like 1e30 must end as an out-of-range error, not
         // as an overflow.
-        let mut v = e.offset.eval(&self.b.dims.iter().copied().map(Some).collect::<Vec<_>>()).unwrap_or(0);
+        let mut v = e
+            .offset
+            .eval(&self.b.dims.iter().copied().map(Some).collect::<Vec<_>>())
+            .unwrap_or(0);
         for (c, t) in &e.terms {
             let x = match t {
                 IndexTerm::Var(x) => env[*x],
@@ -243,12 +274,18 @@ impl Evaluator<'_, '_> {
     fn read(&self, t: Tensor, idx: &[IndexExpr], env: &[i64]) -> Result<f32, EvalError> {
         let data = match t {
             Tensor::Input(i) => self.b.inputs[i].as_ref().ok_or_else(|| {
-                EvalError(format!("loss `{}`: input `{}` is absent", self.ir.name, self.ir.inputs[i].name))
+                EvalError(format!(
+                    "loss `{}`: input `{}` is absent",
+                    self.ir.name, self.ir.inputs[i].name
+                ))
             })?,
             Tensor::Param(p) => &self.b.params[p],
         };
         if data.data.is_empty() && data.shape.iter().product::<usize>() > 0 {
-            return Err(EvalError(format!("loss `{}`: an input bound by shape alone (its data on a GPU) cannot be read on the CPU", self.ir.name)));
+            return Err(EvalError(format!(
+                "loss `{}`: an input bound by shape alone (its data on a GPU) cannot be read on the CPU",
+                self.ir.name
+            )));
         }
         let mut at = 0usize;
         for (axis, (e, n)) in idx.iter().zip(&data.shape).enumerate() {
@@ -263,7 +300,10 @@ impl Evaluator<'_, '_> {
                     "loss `{}`: index {i} is out of range for axis {axis} of `{name}` (size {n}), at `{}[{}]`",
                     self.ir.name,
                     name,
-                    idx.iter().map(|x| self.ir.show_index(x)).collect::<Vec<_>>().join(", ")
+                    idx.iter()
+                        .map(|x| self.ir.show_index(x))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )));
             }
             at = at * n + i as usize;
@@ -285,8 +325,12 @@ fn reduce(kind: ReduceFn, items: &mut [f32]) -> f32 {
             let sq: Vec<f32> = items.iter().map(|x| x * x).collect();
             pairwise_sum(&sq).sqrt()
         }
-        ReduceFn::Max => items.iter().fold(f32::NEG_INFINITY, |a, b| scalar::nan_max(a, *b)),
-        ReduceFn::Min => items.iter().fold(f32::INFINITY, |a, b| scalar::nan_min(a, *b)),
+        ReduceFn::Max => items
+            .iter()
+            .fold(f32::NEG_INFINITY, |a, b| scalar::nan_max(a, *b)),
+        ReduceFn::Min => items
+            .iter()
+            .fold(f32::INFINITY, |a, b| scalar::nan_min(a, *b)),
         ReduceFn::All => scalar::from_bool(items.iter().all(|x| *x != 0.0)),
         ReduceFn::Any => scalar::from_bool(items.iter().any(|x| *x != 0.0)),
         ReduceFn::Median => median(items),

@@ -40,12 +40,15 @@ static GPU: OnceLock<Result<Gpu, String>> = OnceLock::new();
 
 /// The shared device, created on first use.
 pub fn gpu() -> Result<&'static Gpu, String> {
-    GPU.get_or_init(|| pollster::block_on(Gpu::new())).as_ref().map_err(Clone::clone)
+    GPU.get_or_init(|| pollster::block_on(Gpu::new()))
+        .as_ref()
+        .map_err(Clone::clone)
 }
 
 impl Gpu {
     async fn new() -> Result<Gpu, String> {
-        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = instance
             .request_adapter(&wgpu::RequestAdapterOptions {
                 power_preference: wgpu::PowerPreference::HighPerformance,
@@ -69,13 +72,25 @@ impl Gpu {
             })
             .await
             .map_err(|e| format!("cannot open the GPU device: {e}"))?;
-        Ok(Gpu { device, queue, info: adapter.get_info(), limits, pipelines: Mutex::new(HashMap::new()) })
+        Ok(Gpu {
+            device,
+            queue,
+            info: adapter.get_info(),
+            limits,
+            pipelines: Mutex::new(HashMap::new()),
+        })
     }
 
     /// Wraps a device the caller already has (to run kernels on its buffers).
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue, info: wgpu::AdapterInfo) -> Gpu {
         let limits = device.limits();
-        Gpu { device, queue, info, limits, pipelines: Mutex::new(HashMap::new()) }
+        Gpu {
+            device,
+            queue,
+            info,
+            limits,
+            pipelines: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Whether the adapter is Mesa's llvmpipe (lavapipe on Vulkan, or llvmpipe on GL),
@@ -86,56 +101,81 @@ impl Gpu {
 
     /// A one-line description of the adapter.
     pub fn describe(&self) -> String {
-        format!("{} ({:?}, {:?})", self.info.name, self.info.backend, self.info.device_type)
+        format!(
+            "{} ({:?}, {:?})",
+            self.info.name, self.info.backend, self.info.device_type
+        )
     }
 
     fn pipeline(&self, wgsl: &str) -> Result<Arc<Pipeline>, String> {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         wgsl.hash(&mut h);
         let key = h.finish();
-        if let Some(p) = self.pipelines.lock().map_err(|_| "pipeline cache poisoned")?.get(&key) {
+        if let Some(p) = self
+            .pipelines
+            .lock()
+            .map_err(|_| "pipeline cache poisoned")?
+            .get(&key)
+        {
             return Ok(p.clone());
         }
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some("lossc kernel"),
-            source: wgpu::ShaderSource::Wgsl(wgsl.into()),
-        });
+        let module = self
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some("lossc kernel"),
+                source: wgpu::ShaderSource::Wgsl(wgsl.into()),
+            });
         let entry = |binding, ty| wgpu::BindGroupLayoutEntry {
             binding,
             visibility: wgpu::ShaderStages::COMPUTE,
-            ty: wgpu::BindingType::Buffer { ty, has_dynamic_offset: false, min_binding_size: None },
+            ty: wgpu::BindingType::Buffer {
+                ty,
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
             count: None,
         };
         let storage = |read_only| wgpu::BufferBindingType::Storage { read_only };
-        let layout = self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some("lossc"),
-            entries: &[
-                entry(0, wgpu::BufferBindingType::Uniform),
-                entry(1, storage(true)),
-                entry(2, storage(false)),
-                entry(3, storage(false)),
-                entry(4, storage(false)),
-            ],
-        });
-        let pl = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some("lossc"),
-            bind_group_layouts: &[Some(&layout)],
-            immediate_size: 0,
-        });
-        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some("lossc"),
-            layout: Some(&pl),
-            module: &module,
-            entry_point: Some("main"),
-            compilation_options: Default::default(),
-            cache: None,
-        });
+        let layout = self
+            .device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some("lossc"),
+                entries: &[
+                    entry(0, wgpu::BufferBindingType::Uniform),
+                    entry(1, storage(true)),
+                    entry(2, storage(false)),
+                    entry(3, storage(false)),
+                    entry(4, storage(false)),
+                ],
+            });
+        let pl = self
+            .device
+            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some("lossc"),
+                bind_group_layouts: &[Some(&layout)],
+                immediate_size: 0,
+            });
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some("lossc"),
+                layout: Some(&pl),
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: Default::default(),
+                cache: None,
+            });
         if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(format!("internal compiler error: the GPU driver rejects the kernel: {e}"));
+            return Err(format!(
+                "internal compiler error: the GPU driver rejects the kernel: {e}"
+            ));
         }
         let p = Arc::new(Pipeline { pipeline, layout });
-        self.pipelines.lock().map_err(|_| "pipeline cache poisoned")?.insert(key, p.clone());
+        self.pipelines
+            .lock()
+            .map_err(|_| "pipeline cache poisoned")?
+            .insert(key, p.clone());
         Ok(p)
     }
 }
@@ -175,13 +215,23 @@ fn inline_iterations(
     let args = crate::ir::operands(&ir.graph, n);
     let v = match &ir.graph[n].op {
         crate::ir::Op::Reduce(kind, bound) if sched.hoisted_index(n).is_none() => {
-            let count = bound.iter().map(|v| extent(ranges[*v]) as u64).fold(1u64, u64::saturating_mul);
+            let count = bound
+                .iter()
+                .map(|v| extent(ranges[*v]) as u64)
+                .fold(1u64, u64::saturating_mul);
             let body = 1u64.saturating_add(inline_iterations(ir, sched, ranges, args[0], memo));
             let once = count.saturating_mul(body);
-            if *kind == crate::ir::ReduceFn::Median { once.saturating_add(count.saturating_mul(once)) } else { once }
+            if *kind == crate::ir::ReduceFn::Median {
+                once.saturating_add(count.saturating_mul(once))
+            } else {
+                once
+            }
         }
         crate::ir::Op::Reduce(..) => 0,
-        _ => args.iter().map(|a| inline_iterations(ir, sched, ranges, *a, memo)).fold(0u64, u64::saturating_add),
+        _ => args
+            .iter()
+            .map(|a| inline_iterations(ir, sched, ranges, *a, memo))
+            .fold(0u64, u64::saturating_add),
     };
     memo.insert(n, v);
     v
@@ -199,17 +249,41 @@ fn serial_row_cost(b: &Bound, s: &crate::codegen::schedule::LossSchedule) -> u64
     let mut memo = HashMap::new();
     let mut cost = 0u64;
     for h in &s.hoisted {
-        let t = h.table_vars.iter().map(|v| extent(b.ranges[*v]) as u64).fold(1u64, u64::saturating_mul);
+        let t = h
+            .table_vars
+            .iter()
+            .map(|v| extent(b.ranges[*v]) as u64)
+            .fold(1u64, u64::saturating_mul);
         // The table's reduction runs inline here; the tables it reads are already built.
-        let crate::ir::Op::Reduce(kind, over) = &ir.graph[h.node].op else { continue };
-        let x = over.iter().map(|v| extent(b.ranges[*v]) as u64).fold(1u64, u64::saturating_mul);
-        let body = 1u64.saturating_add(inline_iterations(ir, s, &b.ranges, crate::ir::operands(&ir.graph, h.node)[0], &mut memo));
+        let crate::ir::Op::Reduce(kind, over) = &ir.graph[h.node].op else {
+            continue;
+        };
+        let x = over
+            .iter()
+            .map(|v| extent(b.ranges[*v]) as u64)
+            .fold(1u64, u64::saturating_mul);
+        let body = 1u64.saturating_add(inline_iterations(
+            ir,
+            s,
+            &b.ranges,
+            crate::ir::operands(&ir.graph, h.node)[0],
+            &mut memo,
+        ));
         let once = x.saturating_mul(body);
-        let entry = if *kind == crate::ir::ReduceFn::Median { once.saturating_add(x.saturating_mul(once)) } else { once };
+        let entry = if *kind == crate::ir::ReduceFn::Median {
+            once.saturating_add(x.saturating_mul(once))
+        } else {
+            once
+        };
         cost = cost.saturating_add(t.saturating_mul(entry));
     }
-    let elems: u64 = s.elem_vars.iter().map(|v| extent(b.ranges[*v]) as u64).fold(1u64, u64::saturating_mul);
-    let mut per_elem = 1u64.saturating_add(inline_iterations(ir, s, &b.ranges, ir.compute, &mut memo));
+    let elems: u64 = s
+        .elem_vars
+        .iter()
+        .map(|v| extent(b.ranges[*v]) as u64)
+        .fold(1u64, u64::saturating_mul);
+    let mut per_elem =
+        1u64.saturating_add(inline_iterations(ir, s, &b.ranges, ir.compute, &mut memo));
     for m in &ir.masks {
         per_elem = per_elem.saturating_add(inline_iterations(ir, s, &b.ranges, m.cond, &mut memo));
     }
@@ -240,23 +314,50 @@ fn iterations_per_invocation(
         let mut item = 0u64;
         if per_thread_rows[li] {
             worst_item = worst_item.max(row_cost[li].saturating_add(2 * TREE));
-            finish = finish.saturating_add(per_thread(*n_items as u64).saturating_mul(2)).saturating_add(2 * TREE);
+            finish = finish
+                .saturating_add(per_thread(*n_items as u64).saturating_mul(2))
+                .saturating_add(2 * TREE);
             continue;
         }
         for h in &s.hoisted {
-            let t = h.table_vars.iter().map(|v| extent(b.ranges[*v]) as u64).fold(1u64, u64::saturating_mul);
-            let crate::ir::Op::Reduce(kind, over) = &ir.graph[h.node].op else { continue };
-            let x = over.iter().map(|v| extent(b.ranges[*v]) as u64).fold(1u64, u64::saturating_mul);
-            let body = 1u64.saturating_add(inline_iterations(ir, s, &b.ranges, crate::ir::operands(&ir.graph, h.node)[0], &mut memo));
+            let t = h
+                .table_vars
+                .iter()
+                .map(|v| extent(b.ranges[*v]) as u64)
+                .fold(1u64, u64::saturating_mul);
+            let crate::ir::Op::Reduce(kind, over) = &ir.graph[h.node].op else {
+                continue;
+            };
+            let x = over
+                .iter()
+                .map(|v| extent(b.ranges[*v]) as u64)
+                .fold(1u64, u64::saturating_mul);
+            let body = 1u64.saturating_add(inline_iterations(
+                ir,
+                s,
+                &b.ranges,
+                crate::ir::operands(&ir.graph, h.node)[0],
+                &mut memo,
+            ));
             let median = *kind == crate::ir::ReduceFn::Median;
-            let serial_limit = if median { SERIAL_TABLE / 2 } else { SERIAL_TABLE } as u64;
+            let serial_limit = if median {
+                SERIAL_TABLE / 2
+            } else {
+                SERIAL_TABLE
+            } as u64;
             let cost = if t <= wg && x <= serial_limit {
                 // One thread per entry, serially (see codegen::emit::SERIAL_TABLE).
                 let once = x.saturating_mul(body);
-                per_thread(t).saturating_mul(if median { once.saturating_add(x.saturating_mul(once)) } else { once })
+                per_thread(t).saturating_mul(if median {
+                    once.saturating_add(x.saturating_mul(once))
+                } else {
+                    once
+                })
             } else {
                 let per = if median {
-                    per_thread(x).saturating_mul(body.saturating_add(x.saturating_mul(body))).saturating_add(2 * TREE)
+                    per_thread(x)
+                        .saturating_mul(body.saturating_add(x.saturating_mul(body)))
+                        .saturating_add(2 * TREE)
                 } else {
                     per_thread(x).saturating_mul(body).saturating_add(TREE)
                 };
@@ -264,21 +365,32 @@ fn iterations_per_invocation(
             };
             item = item.saturating_add(cost);
         }
-        let elems: u64 = s.elem_vars.iter().map(|v| extent(b.ranges[*v]) as u64).fold(1u64, u64::saturating_mul);
-        let mut per_elem = 1u64.saturating_add(inline_iterations(ir, s, &b.ranges, ir.compute, &mut memo));
+        let elems: u64 = s
+            .elem_vars
+            .iter()
+            .map(|v| extent(b.ranges[*v]) as u64)
+            .fold(1u64, u64::saturating_mul);
+        let mut per_elem =
+            1u64.saturating_add(inline_iterations(ir, s, &b.ranges, ir.compute, &mut memo));
         for m in &ir.masks {
-            per_elem = per_elem.saturating_add(inline_iterations(ir, s, &b.ranges, m.cond, &mut memo));
+            per_elem =
+                per_elem.saturating_add(inline_iterations(ir, s, &b.ranges, m.cond, &mut memo));
         }
         if let Some(r) = ir.rectify {
             per_elem = per_elem.saturating_add(inline_iterations(ir, s, &b.ranges, r, &mut memo));
         }
-        item = item.saturating_add(per_thread(elems.min(CHUNK as u64)).saturating_mul(per_elem)).saturating_add(2 * TREE);
+        item = item
+            .saturating_add(per_thread(elems.min(CHUNK as u64)).saturating_mul(per_elem))
+            .saturating_add(2 * TREE);
         worst_item = worst_item.max(item);
         let mut closing = inline_iterations(ir, s, &b.ranges, ir.weight, &mut memo);
         if let Some(e) = ir.empty {
             closing = closing.saturating_add(inline_iterations(ir, s, &b.ranges, e, &mut memo));
         }
-        finish = finish.saturating_add(per_thread(*n_items as u64).saturating_mul(2)).saturating_add(2 * TREE).saturating_add(closing);
+        finish = finish
+            .saturating_add(per_thread(*n_items as u64).saturating_mul(2))
+            .saturating_add(2 * TREE)
+            .saturating_add(closing);
     }
     let items_per_workgroup = total_items.div_ceil(workgroups.max(1) as u64).max(1);
     items_per_workgroup
@@ -300,7 +412,12 @@ fn product(vals: impl IntoIterator<Item = i64>) -> Result<i64, String> {
 
 impl Dispatch {
     /// Lays out the arena and fills the parameter block for `kernel` on bound data.
-    pub fn new(gpu: &Gpu, kernel: &Kernel, bound: &[&Bound], anneal: &[f32]) -> Result<Dispatch, String> {
+    pub fn new(
+        gpu: &Gpu,
+        kernel: &Kernel,
+        bound: &[&Bound],
+        anneal: &[f32],
+    ) -> Result<Dispatch, String> {
         Dispatch::with_device_inputs(gpu, kernel, bound, anneal, &[])
     }
 
@@ -344,7 +461,12 @@ impl Dispatch {
                                 arena.resize(at + n, 0.0);
                             }
                             None if data.data.len() == n => arena.extend_from_slice(&data.data),
-                            None => return Err(format!("input `{}` has no data: neither host arrays nor a GPU buffer", info.name)),
+                            None => {
+                                return Err(format!(
+                                    "input `{}` has no data: neither host arrays nor a GPU buffer",
+                                    info.name
+                                ));
+                            }
                         }
                         input_at.insert(info.name.clone(), at);
                         at
@@ -361,7 +483,10 @@ impl Dispatch {
             }
         }
         let arena_bytes = (arena.len().max(1) * 4) as u64;
-        let max = gpu.limits.max_storage_buffer_binding_size.min(gpu.limits.max_buffer_size);
+        let max = gpu
+            .limits
+            .max_storage_buffer_binding_size
+            .min(gpu.limits.max_buffer_size);
         if arena_bytes > max {
             return Err(format!(
                 "the inputs and params take {arena_bytes} bytes, more than this adapter binds in one buffer ({max} bytes); split the batch"
@@ -383,15 +508,32 @@ impl Dispatch {
             offs.push(at);
             tables.push(offs);
         }
-        let cpr: Vec<i64> = elems.iter().map(|e| (e + CHUNK as i64 - 1) / CHUNK as i64).collect();
+        let cpr: Vec<i64> = elems
+            .iter()
+            .map(|e| (e + CHUNK as i64 - 1) / CHUNK as i64)
+            .collect();
         // Small rows go one per thread: no barrier per table, none per chunk.
         let wg = WORKGROUP as i64;
-        let row_cost: Vec<u64> = bound.iter().zip(&kernel.schedules).map(|(b, s)| serial_row_cost(b, s)).collect();
+        let row_cost: Vec<u64> = bound
+            .iter()
+            .zip(&kernel.schedules)
+            .map(|(b, s)| serial_row_cost(b, s))
+            .collect();
         let per_thread: Vec<bool> = (0..bound.len())
-            .map(|i| rows[i] > 1 && elems[i] <= ROW_PER_THREAD_ELEMS && row_cost[i] <= ROW_PER_THREAD_WORK)
+            .map(|i| {
+                rows[i] > 1
+                    && elems[i] <= ROW_PER_THREAD_ELEMS
+                    && row_cost[i] <= ROW_PER_THREAD_WORK
+            })
             .collect();
         let items: Vec<i64> = (0..bound.len())
-            .map(|i| if per_thread[i] { (rows[i] + wg - 1) / wg } else { rows[i] * cpr[i] })
+            .map(|i| {
+                if per_thread[i] {
+                    (rows[i] + wg - 1) / wg
+                } else {
+                    rows[i] * cpr[i]
+                }
+            })
             .collect();
         let mut base = vec![0i64];
         for i in &items {
@@ -401,11 +543,22 @@ impl Dispatch {
         if total_items > (i32::MAX as i64 - 4) / 2 {
             return Err("the problem is too large for one kernel".into());
         }
-        let slice = tables.iter().map(|t| *t.last().unwrap_or(&0)).max().unwrap_or(0);
+        let slice = tables
+            .iter()
+            .map(|t| *t.last().unwrap_or(&0))
+            .max()
+            .unwrap_or(0);
         let max_wg = gpu.limits.max_compute_workgroups_per_dimension.min(65_535) as i64;
         let workgroups = total_items.clamp(1, max_wg);
         if gpu.is_llvmpipe() {
-            let needed = iterations_per_invocation(kernel, bound, &items, &per_thread, &row_cost, workgroups);
+            let needed = iterations_per_invocation(
+                kernel,
+                bound,
+                &items,
+                &per_thread,
+                &row_cost,
+                workgroups,
+            );
             if needed > LLVMPIPE_LOOP_LIMIT {
                 return Err(format!(
                     "this run needs up to {needed} loop iterations per GPU thread, and Mesa's llvmpipe stops any thread \
@@ -419,15 +572,24 @@ impl Dispatch {
             let v: i64 = match slot {
                 Slot::Dim { loss, dim } => {
                     let b = bound[*loss];
-                    b.ir.dims.iter().position(|d| &d.name == dim).map_or(0, |d| b.dims[d])
+                    b.ir.dims
+                        .iter()
+                        .position(|d| &d.name == dim)
+                        .map_or(0, |d| b.dims[d])
                 }
                 Slot::Lo { loss, index } => bound[*loss].ranges[*index].0,
                 Slot::Extent { loss, index } => extent(bound[*loss].ranges[*index]),
-                Slot::Offset { loss, tensor } => offsets.get(&(*loss, tensor.clone())).copied().unwrap_or(0) as i64,
+                Slot::Offset { loss, tensor } => {
+                    offsets.get(&(*loss, tensor.clone())).copied().unwrap_or(0) as i64
+                }
                 Slot::Shape { loss, tensor, axis } => {
                     let b = bound[*loss];
-                    let shape = if let Some(i) = b.ir.inputs.iter().position(|x| &x.name == tensor) {
-                        b.inputs[i].as_ref().map(|d| d.shape.clone()).unwrap_or_default()
+                    let shape = if let Some(i) = b.ir.inputs.iter().position(|x| &x.name == tensor)
+                    {
+                        b.inputs[i]
+                            .as_ref()
+                            .map(|d| d.shape.clone())
+                            .unwrap_or_default()
                     } else if let Some(p) = b.ir.params.iter().position(|x| &x.name == tensor) {
                         b.params[p].shape.clone()
                     } else {
@@ -439,7 +601,9 @@ impl Dispatch {
                     let b = bound[*loss];
                     match b.ir.params.iter().position(|x| &x.name == param) {
                         Some(p) => match (&b.ir.params[p].kind, &b.enums[p]) {
-                            (ParamKind::Enum(vs), Some(v)) => vs.iter().position(|x| x == v).map_or(-1, |k| k as i64),
+                            (ParamKind::Enum(vs), Some(v)) => {
+                                vs.iter().position(|x| x == v).map_or(-1, |k| k as i64)
+                            }
                             _ => -1,
                         },
                         None => -1,
@@ -458,7 +622,8 @@ impl Dispatch {
                 Slot::SliceSize => slice * wg,
                 Slot::Workgroups => workgroups,
             };
-            meta[i] = i32::try_from(v).map_err(|_| format!("a size does not fit the kernel's 32-bit indices: {v}"))?;
+            meta[i] = i32::try_from(v)
+                .map_err(|_| format!("a size does not fit the kernel's 32-bit indices: {v}"))?;
         }
 
         let d = &gpu.device;
@@ -468,7 +633,10 @@ impl Dispatch {
         let bytes = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
         let meta_buf = d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("lossc meta"),
-            contents: &meta.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>(),
+            contents: &meta
+                .iter()
+                .flat_map(|x| x.to_le_bytes())
+                .collect::<Vec<u8>>(),
             usage: wgpu::BufferUsages::UNIFORM,
         });
         if arena.is_empty() {
@@ -481,7 +649,9 @@ impl Dispatch {
         });
         let scratch_len = (slice * wg * workgroups).max(1) as u64;
         if scratch_len * 4 > max {
-            return Err("the hoisted tables need more scratch memory than this adapter binds".into());
+            return Err(
+                "the hoisted tables need more scratch memory than this adapter binds".into(),
+            );
         }
         let scratch = d.create_buffer(&wgpu::BufferDescriptor {
             label: Some("lossc scratch"),
@@ -490,11 +660,19 @@ impl Dispatch {
             mapped_at_creation: false,
         });
         let mut sync_init = vec![0u32; 2];
-        sync_init.extend(std::iter::repeat_n(0xffff_ffffu32, (2 * total_items) as usize));
+        sync_init.extend(std::iter::repeat_n(
+            0xffff_ffffu32,
+            (2 * total_items) as usize,
+        ));
         let sync = d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("lossc sync"),
-            contents: &sync_init.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>(),
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            contents: &sync_init
+                .iter()
+                .flat_map(|x| x.to_le_bytes())
+                .collect::<Vec<u8>>(),
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
         });
         let n_losses = bound.len();
         let out_bytes = ((3 * n_losses + 1) * 4) as u64;
@@ -514,11 +692,26 @@ impl Dispatch {
             label: Some("lossc"),
             layout: &pipeline.layout,
             entries: &[
-                wgpu::BindGroupEntry { binding: 0, resource: meta_buf.as_entire_binding() },
-                wgpu::BindGroupEntry { binding: 1, resource: arena_buf.as_entire_binding() },
-                wgpu::BindGroupEntry { binding: 2, resource: scratch.as_entire_binding() },
-                wgpu::BindGroupEntry { binding: 3, resource: sync.as_entire_binding() },
-                wgpu::BindGroupEntry { binding: 4, resource: out.as_entire_binding() },
+                wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: meta_buf.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 1,
+                    resource: arena_buf.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 2,
+                    resource: scratch.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 3,
+                    resource: sync.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 4,
+                    resource: out.as_entire_binding(),
+                },
             ],
         });
         Ok(Dispatch {
@@ -544,13 +737,20 @@ impl Dispatch {
     /// Returns the values and the number of dispatches recorded.
     pub fn run(&self, gpu: &Gpu) -> Result<(Vec<f32>, u32), String> {
         gpu.queue.write_buffer(&self.sync, 4, &0u32.to_le_bytes());
-        let mut enc = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("lossc") });
+        let mut enc = gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("lossc"),
+            });
         for (buf, at, bytes) in &self.copies {
             enc.copy_buffer_to_buffer(buf, 0, &self.arena, *at, Some(*bytes));
         }
         let mut dispatches = 0;
         {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("lossc"), timestamp_writes: None });
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("lossc"),
+                timestamp_writes: None,
+            });
             pass.set_pipeline(&self.pipeline.pipeline);
             pass.set_bind_group(0, &self.bind_group, &[]);
             pass.dispatch_workgroups(self.workgroups, 1, 1);
@@ -566,7 +766,11 @@ impl Dispatch {
             return Err("the kernel's partial results never arrived (a GPU scheduling problem); rerun with --backend cpu".into());
         }
         if code != 0 {
-            let site = self.sites.get(code as usize - 1).cloned().unwrap_or_else(|| format!("site {code}"));
+            let site = self
+                .sites
+                .get(code as usize - 1)
+                .cloned()
+                .unwrap_or_else(|| format!("site {code}"));
             return Err(format!("index out of range in {site}"));
         }
         debug_assert_eq!(out.len(), 3 * self.n_losses + 1);
@@ -580,25 +784,44 @@ fn read_back(gpu: &Gpu, buf: &wgpu::Buffer) -> Result<Vec<f32>, String> {
     slice.map_async(wgpu::MapMode::Read, move |r| {
         let _ = tx.send(r);
     });
-    gpu.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| format!("GPU poll failed: {e}"))?;
-    rx.recv().map_err(|_| "the GPU never mapped the result".to_string())?.map_err(|e| format!("cannot read the GPU result: {e}"))?;
+    gpu.device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map_err(|e| format!("GPU poll failed: {e}"))?;
+    rx.recv()
+        .map_err(|_| "the GPU never mapped the result".to_string())?
+        .map_err(|e| format!("cannot read the GPU result: {e}"))?;
     let values = {
-        let view = slice.get_mapped_range().map_err(|e| format!("cannot read the GPU result: {e}"))?;
-        view.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+        let view = slice
+            .get_mapped_range()
+            .map_err(|e| format!("cannot read the GPU result: {e}"))?;
+        view.chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
     };
     buf.unmap();
     Ok(values)
 }
 
 /// Runs prepared losses through their fused kernel, in one dispatch.
-pub fn run_gpu(kernel: &Kernel, prepared: &[crate::runtime::run::Prepared], opts: &RunOptions) -> Result<RunResult, String> {
+pub fn run_gpu(
+    kernel: &Kernel,
+    prepared: &[crate::runtime::run::Prepared],
+    opts: &RunOptions,
+) -> Result<RunResult, String> {
     let gpu = gpu()?;
     let bound: Vec<&Bound> = prepared.iter().map(|p| &p.bound).collect();
-    let anneal: Vec<f32> = prepared.iter().map(|p| if p.annealed { opts.anneal } else { 1.0 }).collect();
+    let anneal: Vec<f32> = prepared
+        .iter()
+        .map(|p| if p.annealed { opts.anneal } else { 1.0 })
+        .collect();
     let dispatch = Dispatch::new(gpu, kernel, &bound, &anneal)?;
     let (out, dispatches) = dispatch.run(gpu)?;
-    let values: Vec<crate::eval::LossValue> =
-        (0..prepared.len()).map(|i| crate::eval::LossValue { loss: out[3 * i], weight: out[3 * i + 1] }).collect();
+    let values: Vec<crate::eval::LossValue> = (0..prepared.len())
+        .map(|i| crate::eval::LossValue {
+            loss: out[3 * i],
+            weight: out[3 * i + 1],
+        })
+        .collect();
     let names: Vec<&str> = prepared.iter().map(|p| p.bound.ir.name.as_str()).collect();
     let annealed: Vec<bool> = prepared.iter().map(|p| p.annealed).collect();
     let (total, losses, logs) = combine(&names, &values, &annealed, opts);
@@ -614,5 +837,12 @@ pub fn run_gpu(kernel: &Kernel, prepared: &[crate::runtime::run::Prepared], opts
         .collect();
     let _ = total;
     let total = out[3 * prepared.len()];
-    Ok(RunResult { total, losses, logs, dispatches, backend: format!("gpu: {}", gpu.describe()), warnings: vec![] })
+    Ok(RunResult {
+        total,
+        losses,
+        logs,
+        dispatches,
+        backend: format!("gpu: {}", gpu.describe()),
+        warnings: vec![],
+    })
 }

@@ -13,7 +13,10 @@ use wgpu::util::DeviceExt;
 use super::Gpu;
 use crate::codegen::emit::f32_lit;
 use crate::codegen::writer::Writer;
-use crate::ir::{BinaryFn, IndexExpr, IndexId, IndexTerm, LossIr, MaskMode, Op, ParamKind, ReduceFn, ReduceMode, Tensor, UnaryFn, operands};
+use crate::ir::{
+    BinaryFn, IndexExpr, IndexId, IndexTerm, LossIr, MaskMode, Op, ParamKind, ReduceFn, ReduceMode,
+    Tensor, UnaryFn, operands,
+};
 use crate::runtime::bind::Bound;
 
 const PRELUDE: &str = include_str!("../../shaders/prelude.wgsl");
@@ -66,7 +69,12 @@ impl LossPlan<'_> {
     fn lin(&self, vars: &[IndexId], names: &HashMap<IndexId, String>) -> String {
         let mut s = String::from("0");
         for v in vars {
-            s = format!("({s}) * {} + ({} - {})", self.ext(*v), names[v], self.b.ranges[*v].0);
+            s = format!(
+                "({s}) * {} + ({} - {})",
+                self.ext(*v),
+                names[v],
+                self.b.ranges[*v].0
+            );
         }
         s
     }
@@ -77,7 +85,9 @@ impl LossPlan<'_> {
         for (c, t) in &e.terms {
             let x = match t {
                 IndexTerm::Var(v) => names[v].clone(),
-                IndexTerm::Gather(p, idx) => format!("i32({})", self.read(Tensor::Param(*p), idx, names)),
+                IndexTerm::Gather(p, idx) => {
+                    format!("i32({})", self.read(Tensor::Param(*p), idx, names))
+                }
             };
             s = format!("{s} + {c} * {x}");
         }
@@ -86,10 +96,20 @@ impl LossPlan<'_> {
 
     fn read(&self, t: Tensor, idx: &[IndexExpr], names: &HashMap<IndexId, String>) -> String {
         let (name, shape) = match t {
-            Tensor::Input(i) => (&self.ir.inputs[i].name, self.b.inputs[i].as_ref().map(|d| d.shape.clone()).unwrap_or_default()),
+            Tensor::Input(i) => (
+                &self.ir.inputs[i].name,
+                self.b.inputs[i]
+                    .as_ref()
+                    .map(|d| d.shape.clone())
+                    .unwrap_or_default(),
+            ),
             Tensor::Param(p) => (&self.ir.params[p].name, self.b.params[p].shape.clone()),
         };
-        let off = self.arena_at.get(&(self.li, name.clone())).copied().unwrap_or(0);
+        let off = self
+            .arena_at
+            .get(&(self.li, name.clone()))
+            .copied()
+            .unwrap_or(0);
         let mut lin = String::from("0");
         for (e, n) in idx.iter().zip(&shape) {
             lin = format!("({lin}) * {n} + {}", self.index(e, names));
@@ -101,7 +121,13 @@ impl LossPlan<'_> {
     fn operand(&self, n: NodeIndex, names: &HashMap<IndexId, String>) -> String {
         match &self.ir.graph[n].op {
             Op::Const(bits) => f32_lit(f32::from_bits(*bits)),
-            Op::BoolConst(b) => if *b { "1.0f".into() } else { "0.0f".into() },
+            Op::BoolConst(b) => {
+                if *b {
+                    "1.0f".into()
+                } else {
+                    "0.0f".into()
+                }
+            }
             _ => {
                 let s = &self.slabs[&n];
                 format!("vals[{} + {}]", s.offset, self.lin(&s.vars, names))
@@ -121,11 +147,18 @@ impl LossPlan<'_> {
         w.line(format!("@compute @workgroup_size({WG})"));
         w.open("fn main(@builtin(global_invocation_id) gid: vec3<u32>)");
         w.line("let g = i32(gid.x);");
-        w.line(format!("if (g >= {}) {{ return; }}", self.size(&slab.vars).max(1)));
+        w.line(format!(
+            "if (g >= {}) {{ return; }}",
+            self.size(&slab.vars).max(1)
+        ));
         w.line("var q = g;");
         for v in slab.vars.iter().rev() {
             let name = format!("i{v}");
-            w.line(format!("let {name} = {} + q % {};", self.b.ranges[*v].0, self.ext(*v).max(1)));
+            w.line(format!(
+                "let {name} = {} + q % {};",
+                self.b.ranges[*v].0,
+                self.ext(*v).max(1)
+            ));
             w.line(format!("q = q / {};", self.ext(*v).max(1)));
             names.insert(*v, name);
         }
@@ -173,11 +206,19 @@ impl LossPlan<'_> {
                 }
             }
             Op::Select => {
-                let (c, a, b) = (self.operand(args[0], &names), self.operand(args[1], &names), self.operand(args[2], &names));
+                let (c, a, b) = (
+                    self.operand(args[0], &names),
+                    self.operand(args[1], &names),
+                    self.operand(args[2], &names),
+                );
                 format!("select({b}, {a}, {})", truth(c))
             }
             Op::Clamp => {
-                let (x, lo, hi) = (self.operand(args[0], &names), self.operand(args[1], &names), self.operand(args[2], &names));
+                let (x, lo, hi) = (
+                    self.operand(args[0], &names),
+                    self.operand(args[1], &names),
+                    self.operand(args[2], &names),
+                );
                 format!("lc_clamp({x}, {lo}, {hi})")
             }
             Op::Const(_) | Op::BoolConst(_) => self.operand(n, &names),
@@ -202,7 +243,11 @@ impl LossPlan<'_> {
                 let mut inner = names.clone();
                 for v in bound {
                     let name = format!("b{v}");
-                    w.open(format!("for (var {name}: i32 = {}; {name} < {}; {name}++)", self.b.ranges[*v].0, self.b.ranges[*v].0 + self.ext(*v)));
+                    w.open(format!(
+                        "for (var {name}: i32 = {}; {name} < {}; {name}++)",
+                        self.b.ranges[*v].0,
+                        self.b.ranges[*v].0 + self.ext(*v)
+                    ));
                     inner.insert(*v, name);
                 }
                 w.line(format!("let x = {};", self.operand(args[0], &inner)));
@@ -212,7 +257,11 @@ impl LossPlan<'_> {
                     let mut other = inner.clone();
                     for v in bound {
                         let name = format!("c{v}");
-                        w.open(format!("for (var {name}: i32 = {}; {name} < {}; {name}++)", self.b.ranges[*v].0, self.b.ranges[*v].0 + self.ext(*v)));
+                        w.open(format!(
+                            "for (var {name}: i32 = {}; {name} < {}; {name}++)",
+                            self.b.ranges[*v].0,
+                            self.b.ranges[*v].0 + self.ext(*v)
+                        ));
                         other.insert(*v, name);
                     }
                     w.line(format!("let y = {};", self.operand(args[0], &other)));
@@ -223,7 +272,9 @@ impl LossPlan<'_> {
                     }
                     w.line("if (lc_isnan(x)) { nan = true; }");
                     w.line(format!("if (less <= ({total} - 1) / 2 && ({total} - 1) / 2 < less + eq) {{ lo = x; }}"));
-                    w.line(format!("if (less <= {total} / 2 && {total} / 2 < less + eq) {{ hi = x; }}"));
+                    w.line(format!(
+                        "if (less <= {total} / 2 && {total} / 2 < less + eq) {{ hi = x; }}"
+                    ));
                 } else {
                     w.line(step);
                 }
@@ -238,7 +289,11 @@ impl LossPlan<'_> {
                 }
             }
         };
-        w.line(format!("vals[{} + {}] = {value};", slab.offset, self.lin(&slab.vars, &names)));
+        w.line(format!(
+            "vals[{} + {}] = {value};",
+            slab.offset,
+            self.lin(&slab.vars, &names)
+        ));
         w.close();
         w.finish()
     }
@@ -275,7 +330,13 @@ impl UnfusedPlan {
         let mut plans = Vec::new();
         let mut total_vals = 0usize;
         for (li, b) in bound.iter().enumerate() {
-            let mut p = LossPlan { b, ir: b.ir, arena_at: &arena_at, li, slabs: HashMap::new() };
+            let mut p = LossPlan {
+                b,
+                ir: b.ir,
+                arena_at: &arena_at,
+                li,
+                slabs: HashMap::new(),
+            };
             let order = toposort(&b.ir.graph, None).map_err(|_| "cyclic IR")?;
             for n in &order {
                 if matches!(b.ir.graph[*n].op, Op::Const(_) | Op::BoolConst(_)) {
@@ -283,7 +344,13 @@ impl UnfusedPlan {
                 }
                 let vars = b.ir.graph[*n].free.clone();
                 let size = p.size(&vars).max(1);
-                p.slabs.insert(*n, Slab { offset: total_vals, vars });
+                p.slabs.insert(
+                    *n,
+                    Slab {
+                        offset: total_vals,
+                        vars,
+                    },
+                );
                 total_vals += size;
             }
             let domain = p.size(&b.ir.domain).max(1);
@@ -299,7 +366,10 @@ impl UnfusedPlan {
         });
         let arena_buf = d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("unfused arena"),
-            contents: &arena.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>(),
+            contents: &arena
+                .iter()
+                .flat_map(|x| x.to_le_bytes())
+                .collect::<Vec<u8>>(),
             usage: wgpu::BufferUsages::STORAGE,
         });
         let n_losses = bound.len();
@@ -339,15 +409,27 @@ impl UnfusedPlan {
             label: Some("unfused"),
             layout: &layout,
             entries: &[
-                wgpu::BindGroupEntry { binding: 0, resource: arena_buf.as_entire_binding() },
-                wgpu::BindGroupEntry { binding: 1, resource: vals.as_entire_binding() },
-                wgpu::BindGroupEntry { binding: 2, resource: out.as_entire_binding() },
+                wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: arena_buf.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 1,
+                    resource: vals.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 2,
+                    resource: out.as_entire_binding(),
+                },
             ],
         });
         let mut steps = Vec::new();
         let mut make = |wgsl: String, workgroups: u32| -> Result<(), String> {
             crate::codegen::validate::validate(&wgsl)?;
-            let module = d.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some("unfused"), source: wgpu::ShaderSource::Wgsl(wgsl.into()) });
+            let module = d.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some("unfused"),
+                source: wgpu::ShaderSource::Wgsl(wgsl.into()),
+            });
             let pipeline = d.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some("unfused"),
                 layout: Some(&pipeline_layout),
@@ -356,7 +438,11 @@ impl UnfusedPlan {
                 compilation_options: Default::default(),
                 cache: None,
             });
-            steps.push(Step { pipeline, bind_group: bind_group.clone(), workgroups: workgroups.max(1) });
+            steps.push(Step {
+                pipeline,
+                bind_group: bind_group.clone(),
+                workgroups: workgroups.max(1),
+            });
             Ok(())
         };
         let groups = |threads: usize| (threads.max(1) as u32).div_ceil(WG);
@@ -379,7 +465,11 @@ impl UnfusedPlan {
             w.line(format!("if (g >= {}) {{ return; }}", p.size(&ir.domain)));
             w.line("var q = g;");
             for v in ir.domain.iter().rev() {
-                w.line(format!("let i{v} = {} + q % {};", p.b.ranges[*v].0, p.ext(*v).max(1)));
+                w.line(format!(
+                    "let i{v} = {} + q % {};",
+                    p.b.ranges[*v].0,
+                    p.ext(*v).max(1)
+                ));
                 w.line(format!("q = q / {};", p.ext(*v).max(1)));
                 names.insert(*v, format!("i{v}"));
             }
@@ -391,15 +481,24 @@ impl UnfusedPlan {
                 }
                 let c = p.operand(m.cond, &names);
                 match m.mode {
-                    MaskMode::Drop => w.line(format!("if (keep != 0.0f && {c} != 0.0f) {{ keep = 0.0f; }}")),
-                    MaskMode::Zero => w.line(format!("if (keep != 0.0f && {c} != 0.0f) {{ zeroed = true; }}")),
+                    MaskMode::Drop => w.line(format!(
+                        "if (keep != 0.0f && {c} != 0.0f) {{ keep = 0.0f; }}"
+                    )),
+                    MaskMode::Zero => w.line(format!(
+                        "if (keep != 0.0f && {c} != 0.0f) {{ zeroed = true; }}"
+                    )),
                 }
             }
-            w.line(format!("var x = select({}, 0.0f, zeroed);", p.operand(ir.compute, &names)));
+            w.line(format!(
+                "var x = select({}, 0.0f, zeroed);",
+                p.operand(ir.compute, &names)
+            ));
             if let Some(r) = ir.rectify {
                 w.line(format!("x = lc_relu(x - {});", p.operand(r, &names)));
             }
-            w.line(format!("vals[{elems_at} + g] = select(0.0f, x, keep != 0.0f);"));
+            w.line(format!(
+                "vals[{elems_at} + g] = select(0.0f, x, keep != 0.0f);"
+            ));
             w.line(format!("vals[{} + g] = keep;", elems_at + domain));
             w.close();
             make(w.finish(), groups(p.size(&ir.domain)))?;
@@ -422,7 +521,11 @@ impl UnfusedPlan {
             w.line("if (lid < k) { s_sum[lid] = s_sum[lid] + s_sum[lid + k]; s_cnt[lid] = s_cnt[lid] + s_cnt[lid + k]; }");
             w.line("workgroupBarrier();");
             w.close();
-            w.line(format!("if (lid == 0u) {{ vals[{} ] = s_sum[0]; vals[{}] = s_cnt[0]; }}", elems_at + 2 * domain, elems_at + 2 * domain + 1));
+            w.line(format!(
+                "if (lid == 0u) {{ vals[{} ] = s_sum[0]; vals[{}] = s_cnt[0]; }}",
+                elems_at + 2 * domain,
+                elems_at + 2 * domain + 1
+            ));
             w.close();
             make(w.finish(), 1)?;
             // The loss, its weight and weighted value.
@@ -440,9 +543,16 @@ impl UnfusedPlan {
                 (None, ReduceMode::Mean) => "lc_nan()".into(),
                 (None, ReduceMode::Sum) => "0.0f".into(),
             };
-            let full = if ir.reduce == ReduceMode::Mean { "s / c" } else { "s" };
+            let full = if ir.reduce == ReduceMode::Mean {
+                "s / c"
+            } else {
+                "s"
+            };
             w.line(format!("let loss = select({empty}, {full}, c > 0.0f);"));
-            w.line(format!("let wt = {};", p.operand(ir.weight, &HashMap::new())));
+            w.line(format!(
+                "let wt = {};",
+                p.operand(ir.weight, &HashMap::new())
+            ));
             w.line(format!("out[{}] = loss;", 3 * li));
             w.line(format!("out[{}] = wt;", 3 * li + 1));
             w.line(format!("out[{}] = wt * loss;", 3 * li + 2));
@@ -463,7 +573,12 @@ impl UnfusedPlan {
         w.line(format!("out[{}] = t;", 3 * n_losses));
         w.close();
         make(w.finish(), 1)?;
-        Ok(UnfusedPlan { steps, out, staging, n_losses })
+        Ok(UnfusedPlan {
+            steps,
+            out,
+            staging,
+            n_losses,
+        })
     }
 
     /// How many dispatches one run records.
@@ -473,9 +588,16 @@ impl UnfusedPlan {
 
     /// Records and runs every dispatch (one compute pass), then reads the results back.
     pub fn run(&self, gpu: &Gpu) -> Result<Vec<f32>, String> {
-        let mut enc = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("unfused") });
+        let mut enc = gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("unfused"),
+            });
         {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("unfused"), timestamp_writes: None });
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("unfused"),
+                timestamp_writes: None,
+            });
             for s in &self.steps {
                 pass.set_pipeline(&s.pipeline);
                 pass.set_bind_group(0, &s.bind_group, &[]);

@@ -18,7 +18,13 @@ pub fn op_label(ir: &LossIr, op: &Op) -> String {
             if idx.is_empty() {
                 name.clone()
             } else {
-                format!("{name}[{}]", idx.iter().map(|e| ir.show_index(e)).collect::<Vec<_>>().join(", "))
+                format!(
+                    "{name}[{}]",
+                    idx.iter()
+                        .map(|e| ir.show_index(e))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
             }
         }
         Op::IndexValue(e) => ir.show_index(e),
@@ -30,7 +36,10 @@ pub fn op_label(ir: &LossIr, op: &Op) -> String {
         Op::Reduce(f, over) => format!(
             "{}({})",
             format!("{f:?}").to_lowercase(),
-            over.iter().map(|v| ir.indices[*v].name.as_str()).collect::<Vec<_>>().join(", ")
+            over.iter()
+                .map(|v| ir.indices[*v].name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }
@@ -41,7 +50,12 @@ pub fn ranges(ir: &LossIr) -> Vec<String> {
     ir.indices
         .iter()
         .map(|v| match &v.range {
-            Some((lo, hi)) => format!("{} in {}..={}", v.name, lo.display(&names), hi.display(&names)),
+            Some((lo, hi)) => format!(
+                "{} in {}..={}",
+                v.name,
+                lo.display(&names),
+                hi.display(&names)
+            ),
             None => format!("{} in ?", v.name),
         })
         .collect()
@@ -49,26 +63,59 @@ pub fn ranges(ir: &LossIr) -> Vec<String> {
 
 /// DOT for the given losses.
 pub fn to_dot(losses: &[&LossIr]) -> String {
-    let mut s = String::from("digraph lossc {\n  rankdir=BT;\n  node [fontname=\"monospace\", fontsize=10];\n");
+    let mut s = String::from(
+        "digraph lossc {\n  rankdir=BT;\n  node [fontname=\"monospace\", fontsize=10];\n",
+    );
     for (li, ir) in losses.iter().enumerate() {
-        let _ = writeln!(s, "  subgraph cluster_{li} {{\n    label={:?};", format!("loss {} ({})", ir.name, ranges(ir).join(", ")));
+        let _ = writeln!(
+            s,
+            "  subgraph cluster_{li} {{\n    label={:?};",
+            format!("loss {} ({})", ir.name, ranges(ir).join(", "))
+        );
         for n in ir.graph.node_indices() {
             let node = &ir.graph[n];
-            let free: Vec<&str> = node.free.iter().map(|v| ir.indices[*v].name.as_str()).collect();
-            let label = if free.is_empty() { op_label(ir, &node.op) } else { format!("{}\\n({})", op_label(ir, &node.op), free.join(", ")) };
-            let _ = writeln!(s, "    l{li}n{} [label=\"{}\"];", n.index(), label.replace('"', "\\\""));
+            let free: Vec<&str> = node
+                .free
+                .iter()
+                .map(|v| ir.indices[*v].name.as_str())
+                .collect();
+            let label = if free.is_empty() {
+                op_label(ir, &node.op)
+            } else {
+                format!("{}\\n({})", op_label(ir, &node.op), free.join(", "))
+            };
+            let _ = writeln!(
+                s,
+                "    l{li}n{} [label=\"{}\"];",
+                n.index(),
+                label.replace('"', "\\\"")
+            );
         }
         for e in ir.graph.edge_indices() {
             if let Some((a, b)) = ir.graph.edge_endpoints(e) {
-                let _ = writeln!(s, "    l{li}n{} -> l{li}n{} [label=\"{}\"];", a.index(), b.index(), ir.graph[e]);
+                let _ = writeln!(
+                    s,
+                    "    l{li}n{} -> l{li}n{} [label=\"{}\"];",
+                    a.index(),
+                    b.index(),
+                    ir.graph[e]
+                );
             }
         }
         let mut stage = |name: String, n: petgraph::stable_graph::NodeIndex| {
-            let _ = writeln!(s, "    l{li}_{0} [shape=box, label=\"{0}\"];\n    l{li}n{1} -> l{li}_{0};", name, n.index());
+            let _ = writeln!(
+                s,
+                "    l{li}_{0} [shape=box, label=\"{0}\"];\n    l{li}n{1} -> l{li}_{0};",
+                name,
+                n.index()
+            );
         };
         stage("compute".into(), ir.compute);
         for (i, m) in ir.masks.iter().enumerate() {
-            stage(format!("remove_nans_{}_{i}", format!("{:?}", m.mode).to_lowercase()), m.cond);
+            stage(
+                format!("remove_nans_{}_{i}", format!("{:?}", m.mode).to_lowercase()),
+                m.cond,
+            );
         }
         if let Some(r) = ir.rectify {
             stage("rectify".into(), r);
@@ -88,7 +135,13 @@ pub fn show_value(ir: &LossIr, v: &ParamValue) -> String {
     let names = ir.dim_names();
     match v {
         ParamValue::Scalar(x) => format!("{x}"),
-        ParamValue::List(xs) => format!("[{}]", xs.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ")),
+        ParamValue::List(xs) => format!(
+            "[{}]",
+            xs.iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         ParamValue::Range(lo, hi) => format!("{}..{}", lo.display(&names), hi.display(&names)),
         ParamValue::Str(s) => format!("\"{s}\""),
     }

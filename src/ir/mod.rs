@@ -7,9 +7,9 @@
 //! [`passes`], each with one job; [`dot`] prints the graph.
 
 pub mod dot;
-pub mod scalar;
 pub mod passes;
 pub mod poly;
+pub mod scalar;
 
 use std::fmt;
 
@@ -18,8 +18,8 @@ use petgraph::stable_graph::{NodeIndex, StableGraph};
 use petgraph::visit::EdgeRef;
 use serde::Serialize;
 
-pub use crate::syntax::ast::{MaskMode, ReduceMode};
 use crate::diagnostics::Span;
+pub use crate::syntax::ast::{MaskMode, ReduceMode};
 pub use poly::{DimId, Poly};
 
 /// An index variable's id within its loss.
@@ -81,12 +81,18 @@ pub struct IndexExpr {
 impl IndexExpr {
     /// The variable `v`.
     pub fn var(v: IndexId) -> IndexExpr {
-        IndexExpr { terms: vec![(1, IndexTerm::Var(v))], offset: Poly::default() }
+        IndexExpr {
+            terms: vec![(1, IndexTerm::Var(v))],
+            offset: Poly::default(),
+        }
     }
 
     /// A symbolic constant.
     pub fn poly(p: Poly) -> IndexExpr {
-        IndexExpr { terms: vec![], offset: p }
+        IndexExpr {
+            terms: vec![],
+            offset: p,
+        }
     }
 
     /// `self + k · other`
@@ -125,7 +131,10 @@ impl IndexExpr {
             let e = match t {
                 IndexTerm::Var(v) => f(*v),
                 IndexTerm::Gather(p, idx) => IndexExpr {
-                    terms: vec![(1, IndexTerm::Gather(*p, idx.iter().map(|e| e.substitute(f)).collect()))],
+                    terms: vec![(
+                        1,
+                        IndexTerm::Gather(*p, idx.iter().map(|e| e.substitute(f)).collect()),
+                    )],
                     offset: Poly::default(),
                 },
             };
@@ -399,12 +408,18 @@ impl Origin {
     pub fn new(file: &str, text: &str) -> Origin {
         let mut line_starts = vec![0];
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-        Origin { file: file.to_string(), line_starts }
+        Origin {
+            file: file.to_string(),
+            line_starts,
+        }
     }
 
     /// `file:line:col` (1-based; columns in bytes) of a span's start.
     pub fn locate(&self, span: Span) -> String {
-        let line = self.line_starts.partition_point(|s| *s <= span.start).max(1);
+        let line = self
+            .line_starts
+            .partition_point(|s| *s <= span.start)
+            .max(1);
         let col = span.start - self.line_starts[line - 1] + 1;
         format!("{}:{line}:{col}", self.file)
     }
@@ -451,7 +466,10 @@ impl LossIr {
                 IndexTerm::Gather(p, idx) => format!(
                     "{}[{}]",
                     self.params[*p].name,
-                    idx.iter().map(|i| self.show_index(i)).collect::<Vec<_>>().join(", ")
+                    idx.iter()
+                        .map(|i| self.show_index(i))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             };
             parts.push(if *c == 1 { t } else { format!("{c}*{t}") });
@@ -465,8 +483,10 @@ impl LossIr {
 
 /// A node's operands in slot order.
 pub fn operands(g: &Graph, n: NodeIndex) -> Vec<NodeIndex> {
-    let mut e: Vec<(u8, NodeIndex)> =
-        g.edges_directed(n, Direction::Incoming).map(|e| (*e.weight(), e.source())).collect();
+    let mut e: Vec<(u8, NodeIndex)> = g
+        .edges_directed(n, Direction::Incoming)
+        .map(|e| (*e.weight(), e.source()))
+        .collect();
     e.sort_unstable_by_key(|(slot, _)| *slot);
     e.into_iter().map(|(_, s)| s).collect()
 }

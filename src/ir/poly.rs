@@ -59,7 +59,14 @@ impl Poly {
 
     /// `k · self`
     pub fn scale(&self, k: i64) -> Poly {
-        Poly { terms: self.terms.iter().map(|(m, c)| (m.clone(), c.saturating_mul(k))).collect() }.normalise()
+        Poly {
+            terms: self
+                .terms
+                .iter()
+                .map(|(m, c)| (m.clone(), c.saturating_mul(k)))
+                .collect(),
+        }
+        .normalise()
     }
 
     /// `self - other`
@@ -148,8 +155,10 @@ impl fmt::Display for PolyDisplay<'_> {
                 (0, _) => {}
                 _ => write!(f, " {sign} ")?,
             }
-            let names: Vec<&str> =
-                m.iter().map(|s| self.names.get(*s).map_or("?", String::as_str)).collect();
+            let names: Vec<&str> = m
+                .iter()
+                .map(|s| self.names.get(*s).map_or("?", String::as_str))
+                .collect();
             if m.is_empty() {
                 write!(f, "{mag}")?;
             } else if mag == 1 {
@@ -175,7 +184,10 @@ mod tests {
         assert_eq!(p.floor_div(2).unwrap().display(&names).to_string(), "K - 1");
         assert_eq!(p.ceil_div(2).unwrap().display(&names).to_string(), "K");
         assert_eq!(Poly::sym(0).add(&Poly::sym(1)).floor_div(2), None);
-        assert_eq!(Poly::sym(0).mul(&Poly::sym(1)).eval(&[Some(3), Some(4)]), Some(12));
+        assert_eq!(
+            Poly::sym(0).mul(&Poly::sym(1)).eval(&[Some(3), Some(4)]),
+            Some(12)
+        );
         assert_eq!(Poly::sym(0).eval(&[None]), None);
         assert_eq!(Poly::sym(0).sub(&Poly::sym(0)).as_constant(), Some(0));
     }

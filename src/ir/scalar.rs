@@ -58,12 +58,20 @@ pub fn pow(a: f32, b: f32) -> f32 {
 
 /// NaN-propagating minimum.
 pub fn nan_min(a: f32, b: f32) -> f32 {
-    if a.is_nan() || b.is_nan() { f32::NAN } else { a.min(b) }
+    if a.is_nan() || b.is_nan() {
+        f32::NAN
+    } else {
+        a.min(b)
+    }
 }
 
 /// NaN-propagating maximum.
 pub fn nan_max(a: f32, b: f32) -> f32 {
-    if a.is_nan() || b.is_nan() { f32::NAN } else { a.max(b) }
+    if a.is_nan() || b.is_nan() {
+        f32::NAN
+    } else {
+        a.max(b)
+    }
 }
 
 /// `clamp(x, lo, hi)`, NaN-propagating (as `torch.clamp`).

@@ -72,8 +72,16 @@ pub fn bind<'a>(
     params: &[Option<ParamSource>],
 ) -> Result<Bound<'a>, BindError> {
     let names = ir.dim_names();
-    if let Some(info) = ir.params.iter().zip(params).find_map(|(info, p)| p.is_none().then_some(info)) {
-        return Err(BindError(format!("loss `{}`: missing param `{}` (it has no default)", ir.name, info.name)));
+    if let Some(info) = ir
+        .params
+        .iter()
+        .zip(params)
+        .find_map(|(info, p)| p.is_none().then_some(info))
+    {
+        return Err(BindError(format!(
+            "loss `{}`: missing param `{}` (it has no default)",
+            ir.name, info.name
+        )));
     }
     let mut eqs = Vec::new();
     for (info, arr) in ir.inputs.iter().zip(inputs) {
@@ -81,7 +89,12 @@ pub fn bind<'a>(
             if info.optional {
                 continue;
             }
-            return Err(BindError(format!("loss `{}`: missing input `{}` of shape {}", ir.name, info.name, show_shape(&info.shape, &names))));
+            return Err(BindError(format!(
+                "loss `{}`: missing input `{}` of shape {}",
+                ir.name,
+                info.name,
+                show_shape(&info.shape, &names)
+            )));
         };
         if arr.shape.len() != info.shape.len() {
             return Err(BindError(format!(
@@ -95,10 +108,19 @@ pub fn bind<'a>(
         }
         let n: usize = arr.shape.iter().product();
         if arr.data.len() != n && !arr.data.is_empty() {
-            return Err(BindError(format!("input `{}`: shape {:?} needs {n} values, the array has {}", info.name, arr.shape, arr.data.len())));
+            return Err(BindError(format!(
+                "input `{}`: shape {:?} needs {n} values, the array has {}",
+                info.name,
+                arr.shape,
+                arr.data.len()
+            )));
         }
         for (axis, (p, n)) in info.shape.iter().zip(&arr.shape).enumerate() {
-            eqs.push(Equation { poly: p.clone(), size: *n as i64, what: format!("axis {axis} of `{}`", info.name) });
+            eqs.push(Equation {
+                poly: p.clone(),
+                size: *n as i64,
+                what: format!("axis {axis} of `{}`", info.name),
+            });
         }
     }
     // Params given as arrays fix their dims too; ranges (`0..K`) wait for the dims.
@@ -109,7 +131,9 @@ pub fn bind<'a>(
             _ => continue,
         };
         match src {
-            Some(ParamSource::Data(DataValue::Array(a))) if !(a.shape.is_empty() && matches!(info.kind, ParamKind::Tensor(_))) => {
+            Some(ParamSource::Data(DataValue::Array(a)))
+                if !(a.shape.is_empty() && matches!(info.kind, ParamKind::Tensor(_))) =>
+            {
                 if a.shape.len() != shape.len() {
                     return Err(BindError(format!(
                         "loss `{}`: param `{}` should have {} dimensions ({}), but the value has shape {:?}",
@@ -121,14 +145,27 @@ pub fn bind<'a>(
                     )));
                 }
                 for (axis, (d, n)) in shape.iter().zip(&a.shape).enumerate() {
-                    eqs.push(Equation { poly: d.clone(), size: *n as i64, what: format!("axis {axis} of param `{}`", info.name) });
+                    eqs.push(Equation {
+                        poly: d.clone(),
+                        size: *n as i64,
+                        what: format!("axis {axis} of param `{}`", info.name),
+                    });
                 }
             }
             Some(ParamSource::Source(ParamValue::List(v))) => {
                 if shape.len() != 1 {
-                    return Err(BindError(format!("loss `{}`: param `{}` has {} dimensions; a flat list cannot fill it", ir.name, info.name, shape.len())));
+                    return Err(BindError(format!(
+                        "loss `{}`: param `{}` has {} dimensions; a flat list cannot fill it",
+                        ir.name,
+                        info.name,
+                        shape.len()
+                    )));
                 }
-                eqs.push(Equation { poly: shape[0].clone(), size: v.len() as i64, what: format!("the length of param `{}`", info.name) });
+                eqs.push(Equation {
+                    poly: shape[0].clone(),
+                    size: v.len() as i64,
+                    what: format!("the length of param `{}`", info.name),
+                });
             }
             Some(ParamSource::Source(ParamValue::Range(_, _))) => deferred.push(p),
             _ => {}
@@ -140,24 +177,41 @@ pub fn bind<'a>(
     let mut eqs2 = Vec::new();
     for p in &deferred {
         let info = &ir.params[*p];
-        let Some(ParamSource::Source(ParamValue::Range(lo, hi))) = &params[*p] else { continue };
+        let Some(ParamSource::Source(ParamValue::Range(lo, hi))) = &params[*p] else {
+            continue;
+        };
         let (Some(lo), Some(hi)) = (lo.eval(&dims), hi.eval(&dims)) else {
-            return Err(BindError(format!("loss `{}`: the default of param `{}` needs dimensions that no input fixes", ir.name, info.name)));
+            return Err(BindError(format!(
+                "loss `{}`: the default of param `{}` needs dimensions that no input fixes",
+                ir.name, info.name
+            )));
         };
         if let ParamKind::Tensor(s) | ParamKind::Index(s) = &info.kind {
-            eqs2.push(Equation { poly: s[0].clone(), size: (hi - lo).max(0), what: format!("the length of param `{}`", info.name) });
+            eqs2.push(Equation {
+                poly: s[0].clone(),
+                size: (hi - lo).max(0),
+                what: format!("the length of param `{}`", info.name),
+            });
         }
     }
     solve_dims(&eqs2, &mut dims, &mut origin, &names, &ir.name)?;
     // A dimension that only absent optional inputs have is never used (their stages are
     // skipped): give it size 0.
     for (d, v) in dims.iter_mut().enumerate() {
-        let in_absent_only = ir.inputs.iter().zip(inputs).any(|(i, a)| a.is_none() && i.shape.iter().any(|p| p.symbols().any(|s| s == d)))
-            && !ir.inputs.iter().zip(inputs).any(|(i, a)| a.is_some() && i.shape.iter().any(|p| p.symbols().any(|s| s == d)))
-            && !ir.params.iter().any(|p| match &p.kind {
-                ParamKind::Tensor(s) | ParamKind::Index(s) => s.iter().any(|p| p.symbols().any(|x| x == d)),
-                _ => false,
-            });
+        let in_absent_only =
+            ir.inputs
+                .iter()
+                .zip(inputs)
+                .any(|(i, a)| a.is_none() && i.shape.iter().any(|p| p.symbols().any(|s| s == d)))
+                && !ir.inputs.iter().zip(inputs).any(|(i, a)| {
+                    a.is_some() && i.shape.iter().any(|p| p.symbols().any(|s| s == d))
+                })
+                && !ir.params.iter().any(|p| match &p.kind {
+                    ParamKind::Tensor(s) | ParamKind::Index(s) => {
+                        s.iter().any(|p| p.symbols().any(|x| x == d))
+                    }
+                    _ => false,
+                });
         if v.is_none() && in_absent_only {
             *v = Some(0);
         }
@@ -176,21 +230,36 @@ pub fn bind<'a>(
         .collect::<Result<_, _>>()?;
     // Sizes are i32 on the GPU; nothing real comes near, and a data file claiming more
     // (an empty array of shape [0, 10^12], say) must not make lossc allocate terabytes.
-    if let Some((d, v)) = dims.iter().enumerate().find(|(_, v)| !(0..=i32::MAX as i64).contains(*v)) {
-        return Err(BindError(format!("loss `{}`: `{}` = {v} is larger than lossc supports (2^31 - 1)", ir.name, names[d])));
+    if let Some((d, v)) = dims
+        .iter()
+        .enumerate()
+        .find(|(_, v)| !(0..=i32::MAX as i64).contains(*v))
+    {
+        return Err(BindError(format!(
+            "loss `{}`: `{}` = {v} is larger than lossc supports (2^31 - 1)",
+            ir.name, names[d]
+        )));
     }
     let known: Vec<Option<i64>> = dims.iter().copied().map(Some).collect();
 
     let inputs_bound: Vec<Option<TensorData>> = inputs
         .iter()
-        .map(|a| a.map(|a| TensorData { shape: a.shape.clone(), data: a.data.iter().map(|v| *v as f32).collect() }))
+        .map(|a| {
+            a.map(|a| TensorData {
+                shape: a.shape.clone(),
+                data: a.data.iter().map(|v| *v as f32).collect(),
+            })
+        })
         .collect();
 
     let mut params_bound = Vec::new();
     let mut enums = Vec::new();
     for (info, src) in ir.params.iter().zip(params) {
         let Some(src) = src else {
-            return Err(BindError(format!("loss `{}`: missing param `{}` (it has no default)", ir.name, info.name)));
+            return Err(BindError(format!(
+                "loss `{}`: missing param `{}` (it has no default)",
+                ir.name, info.name
+            )));
         };
         let (t, e) = bind_param(ir, info, src, &known)?;
         params_bound.push(t);
@@ -204,8 +273,20 @@ pub fn bind<'a>(
             None => (0, -1),
         })
         .collect();
-    let active_masks: Vec<bool> = ir.masks.iter().map(|m| m.needs.iter().all(|i| inputs[*i].is_some())).collect();
-    let b = Bound { ir, dims, ranges, inputs: inputs_bound, params: params_bound, enums, active_masks };
+    let active_masks: Vec<bool> = ir
+        .masks
+        .iter()
+        .map(|m| m.needs.iter().all(|i| inputs[*i].is_some()))
+        .collect();
+    let b = Bound {
+        ir,
+        dims,
+        ranges,
+        inputs: inputs_bound,
+        params: params_bound,
+        enums,
+        active_masks,
+    };
     check_subscripts(&b)?;
     Ok(b)
 }
@@ -218,7 +299,9 @@ fn check_subscripts(b: &Bound) -> Result<(), BindError> {
     use crate::ir::{IndexTerm, Op, Tensor};
     let known: Vec<Option<i64>> = b.dims.iter().copied().map(Some).collect();
     for n in b.ir.graph.node_indices() {
-        let Op::Read(t, idx) = &b.ir.graph[n].op else { continue };
+        let Op::Read(t, idx) = &b.ir.graph[n].op else {
+            continue;
+        };
         let (name, shape) = match t {
             Tensor::Input(i) => match &b.inputs[*i] {
                 Some(d) => (&b.ir.inputs[*i].name, &d.shape),
@@ -227,7 +310,10 @@ fn check_subscripts(b: &Bound) -> Result<(), BindError> {
             Tensor::Param(p) => (&b.ir.params[*p].name, &b.params[*p].shape),
         };
         for (axis, (e, size)) in idx.iter().zip(shape).enumerate() {
-            if e.terms.iter().any(|(_, t)| matches!(t, IndexTerm::Gather(..))) {
+            if e.terms
+                .iter()
+                .any(|(_, t)| matches!(t, IndexTerm::Gather(..)))
+            {
                 continue;
             }
             let offset = e.offset.eval(&known).unwrap_or(0);
@@ -248,7 +334,10 @@ fn check_subscripts(b: &Bound) -> Result<(), BindError> {
                 return Err(BindError(format!(
                     "loss `{}`: index {bad} is out of range for axis {axis} of `{name}` (size {size}), at `{name}[{}]` (at {})",
                     b.ir.name,
-                    idx.iter().map(|x| b.ir.show_index(x)).collect::<Vec<_>>().join(", "),
+                    idx.iter()
+                        .map(|x| b.ir.show_index(x))
+                        .collect::<Vec<_>>()
+                        .join(", "),
                     b.ir.origin.locate(b.ir.graph[n].span)
                 )));
             }
@@ -258,12 +347,25 @@ fn check_subscripts(b: &Bound) -> Result<(), BindError> {
 }
 
 fn show_shape(shape: &[Poly], names: &[String]) -> String {
-    format!("[{}]", shape.iter().map(|p| p.display(names).to_string()).collect::<Vec<_>>().join(", "))
+    format!(
+        "[{}]",
+        shape
+            .iter()
+            .map(|p| p.display(names).to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
 
 /// Solves equations with one unknown symbol appearing linearly, until none is left, then
 /// checks every equation.
-fn solve_dims(eqs: &[Equation], dims: &mut [Option<i64>], origin: &mut [String], names: &[String], loss: &str) -> Result<(), BindError> {
+fn solve_dims(
+    eqs: &[Equation],
+    dims: &mut [Option<i64>],
+    origin: &mut [String],
+    names: &[String],
+    loss: &str,
+) -> Result<(), BindError> {
     loop {
         let mut progress = false;
         for eq in eqs {
@@ -275,14 +377,21 @@ fn solve_dims(eqs: &[Equation], dims: &mut [Option<i64>], origin: &mut [String],
             };
             let [s] = unknown[..] else { continue };
             // Linear in s: exactly one monomial [s], no other monomial mentions s.
-            let mentions: Vec<_> = eq.poly.terms.iter().filter(|(m, _)| m.contains(&s)).collect();
+            let mentions: Vec<_> = eq
+                .poly
+                .terms
+                .iter()
+                .filter(|(m, _)| m.contains(&s))
+                .collect();
             let [(m, a)] = mentions[..] else { continue };
             if m.len() != 1 {
                 continue;
             }
             let mut rest = eq.poly.clone();
             rest.terms.remove(m);
-            let Some(rest) = rest.eval(dims) else { continue };
+            let Some(rest) = rest.eval(dims) else {
+                continue;
+            };
             let num = eq.size - rest;
             if num % a != 0 || num / a < 0 {
                 return Err(BindError(format!(
@@ -307,14 +416,29 @@ fn solve_dims(eqs: &[Equation], dims: &mut [Option<i64>], origin: &mut [String],
                 let from: Vec<String> = eq
                     .poly
                     .symbols()
-                    .map(|s| format!("{} = {} (from {})", names[s], dims[s].unwrap_or(0), origin[s]))
+                    .map(|s| {
+                        format!(
+                            "{} = {} (from {})",
+                            names[s],
+                            dims[s].unwrap_or(0),
+                            origin[s]
+                        )
+                    })
                     .collect();
-                let should = if eq.poly.as_constant().is_some() { format!("{v}") } else { format!("{} = {v}", eq.poly.display(names)) };
+                let should = if eq.poly.as_constant().is_some() {
+                    format!("{v}")
+                } else {
+                    format!("{} = {v}", eq.poly.display(names))
+                };
                 return Err(BindError(format!(
                     "loss `{loss}`: {} is {}, but it should be {should}{}",
                     eq.what,
                     eq.size,
-                    if from.is_empty() { String::new() } else { format!(", since {}", from.join(", ")) }
+                    if from.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", since {}", from.join(", "))
+                    }
                 )));
             }
         }
@@ -328,14 +452,27 @@ fn bind_param(
     src: &ParamSource,
     dims: &[Option<i64>],
 ) -> Result<(TensorData, Option<String>), BindError> {
-    let err = |m: String| Err(BindError(format!("loss `{}`: param `{}` {m}", ir.name, info.name)));
+    let err = |m: String| {
+        Err(BindError(format!(
+            "loss `{}`: param `{}` {m}",
+            ir.name, info.name
+        )))
+    };
     let shape: Vec<usize> = match &info.kind {
-        ParamKind::Tensor(s) | ParamKind::Index(s) => s.iter().map(|p| p.eval(dims).unwrap_or(0).max(0) as usize).collect(),
+        ParamKind::Tensor(s) | ParamKind::Index(s) => s
+            .iter()
+            .map(|p| p.eval(dims).unwrap_or(0).max(0) as usize)
+            .collect(),
         _ => vec![],
     };
-    let n = shape.iter().try_fold(1usize, |a, d| a.checked_mul(*d)).filter(|n| *n <= i32::MAX as usize);
+    let n = shape
+        .iter()
+        .try_fold(1usize, |a, d| a.checked_mul(*d))
+        .filter(|n| *n <= i32::MAX as usize);
     let Some(n) = n else {
-        return err(format!("would hold more than 2^31 - 1 values (shape {shape:?})"));
+        return err(format!(
+            "would hold more than 2^31 - 1 values (shape {shape:?})"
+        ));
     };
     if let ParamKind::Enum(variants) = &info.kind {
         let s = match src {
@@ -343,21 +480,32 @@ fn bind_param(
             _ => return err(format!("takes one of {}", quoted(variants))),
         };
         if !variants.contains(s) {
-            return err(format!("is \"{s}\", which is not one of {}", quoted(variants)));
+            return err(format!(
+                "is \"{s}\", which is not one of {}",
+                quoted(variants)
+            ));
         }
         return Ok((TensorData::default(), Some(s.clone())));
     }
     // Values as (shape, flat data).
     let (vshape, vdata, dtype): (Vec<usize>, Vec<f64>, DType) = match src {
-        ParamSource::Data(DataValue::Str(s)) => return err(format!("takes a number, not the string \"{s}\"")),
+        ParamSource::Data(DataValue::Str(s)) => {
+            return err(format!("takes a number, not the string \"{s}\""));
+        }
         ParamSource::Data(DataValue::Array(a)) => (a.shape.clone(), a.data.clone(), a.dtype),
         ParamSource::Source(ParamValue::Scalar(v)) => (vec![], vec![*v], DType::Float),
         ParamSource::Source(ParamValue::List(v)) => (vec![v.len()], v.clone(), DType::Float),
         ParamSource::Source(ParamValue::Range(lo, hi)) => {
             let (lo, hi) = (lo.eval(dims).unwrap_or(0), hi.eval(dims).unwrap_or(0));
-            ((vec![(hi - lo).max(0) as usize]), (lo..hi).map(|v| v as f64).collect(), DType::Int)
+            (
+                (vec![(hi - lo).max(0) as usize]),
+                (lo..hi).map(|v| v as f64).collect(),
+                DType::Int,
+            )
         }
-        ParamSource::Source(ParamValue::Str(s)) => return err(format!("takes a number, not the string \"{s}\"")),
+        ParamSource::Source(ParamValue::Str(s)) => {
+            return err(format!("takes a number, not the string \"{s}\""));
+        }
     };
     let _ = dtype;
     let data: Vec<f64> = match &info.kind {
@@ -370,19 +518,36 @@ fn bind_param(
         ParamKind::Tensor(_) if vshape.is_empty() => vec![vdata[0]; n],
         _ => {
             if vshape != shape {
-                return err(format!("should have shape {shape:?}, but the value has shape {vshape:?}"));
+                return err(format!(
+                    "should have shape {shape:?}, but the value has shape {vshape:?}"
+                ));
             }
             vdata
         }
     };
     if matches!(info.kind, ParamKind::Index(_)) {
         if let Some(bad) = data.iter().find(|v| v.fract() != 0.0 || !v.is_finite()) {
-            return err(format!("is an index list, but holds {bad}, which is not a whole number"));
+            return err(format!(
+                "is an index list, but holds {bad}, which is not a whole number"
+            ));
         }
     }
-    Ok((TensorData { shape: if matches!(info.kind, ParamKind::Scalar) { vec![] } else { shape }, data: data.iter().map(|v| *v as f32).collect() }, None))
+    Ok((
+        TensorData {
+            shape: if matches!(info.kind, ParamKind::Scalar) {
+                vec![]
+            } else {
+                shape
+            },
+            data: data.iter().map(|v| *v as f32).collect(),
+        },
+        None,
+    ))
 }
 
 fn quoted(v: &[String]) -> String {
-    v.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ")
+    v.iter()
+        .map(|s| format!("\"{s}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

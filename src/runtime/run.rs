@@ -25,7 +25,10 @@ pub struct RunOptions {
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions { stage: "train".into(), anneal: 1.0 }
+        RunOptions {
+            stage: "train".into(),
+            anneal: 1.0,
+        }
     }
 }
 
@@ -125,16 +128,22 @@ fn route_keys(
                 let hint = closest(param, losses[li].params.iter().map(|p| p.name.as_str()))
                     .map(|c| format!("; did you mean `{loss}.{c}`?"))
                     .unwrap_or_default();
-                return Err(BindError(format!("loss `{loss}` has no param `{param}`{hint}")));
+                return Err(BindError(format!(
+                    "loss `{loss}` has no param `{param}`{hint}"
+                )));
             }
             out.insert((li, param.to_string()), key.clone());
             continue;
         }
-        if losses.iter().any(|l| l.inputs.iter().any(|i| i.name == key)) {
+        if losses
+            .iter()
+            .any(|l| l.inputs.iter().any(|i| i.name == key))
+        {
             continue; // inputs are shared by name
         }
-        let owners: Vec<usize> =
-            (0..losses.len()).filter(|li| losses[*li].params.iter().any(|p| p.name == key)).collect();
+        let owners: Vec<usize> = (0..losses.len())
+            .filter(|li| losses[*li].params.iter().any(|p| p.name == key))
+            .collect();
         match owners[..] {
             [li] => {
                 out.insert((li, key.clone()), key.clone());
@@ -142,7 +151,12 @@ fn route_keys(
             [] => {
                 let all: Vec<String> = losses
                     .iter()
-                    .flat_map(|l| l.inputs.iter().map(|i| i.name.clone()).chain(l.params.iter().map(|p| p.name.clone())))
+                    .flat_map(|l| {
+                        l.inputs
+                            .iter()
+                            .map(|i| i.name.clone())
+                            .chain(l.params.iter().map(|p| p.name.clone()))
+                    })
                     .collect();
                 // A near miss of a declared name is a typo, and a typo must not pass
                 // silently; any other key may belong to losses not in this run.
@@ -153,14 +167,25 @@ fn route_keys(
                             names(losses)
                         )));
                     }
-                    None => unused.push(format!("`{key}` is neither an input nor a param of {}: ignored", names(losses))),
+                    None => unused.push(format!(
+                        "`{key}` is neither an input nor a param of {}: ignored",
+                        names(losses)
+                    )),
                 }
             }
             _ => {
                 return Err(BindError(format!(
                     "`{key}` is a param of several losses ({}): write `{}`",
-                    owners.iter().map(|li| losses[*li].name.as_str()).collect::<Vec<_>>().join(", "),
-                    owners.iter().map(|li| format!("{}.{key}", losses[*li].name)).collect::<Vec<_>>().join("` or `")
+                    owners
+                        .iter()
+                        .map(|li| losses[*li].name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    owners
+                        .iter()
+                        .map(|li| format!("{}.{key}", losses[*li].name))
+                        .collect::<Vec<_>>()
+                        .join("` or `")
                 )));
             }
         }
@@ -175,7 +200,11 @@ fn typo(key: &str, name: &str) -> bool {
     for (i, ca) in a.iter().enumerate() {
         let mut cur = vec![i + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur.push((prev[j] + usize::from(ca != cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
+            cur.push(
+                (prev[j] + usize::from(ca != cb))
+                    .min(prev[j + 1] + 1)
+                    .min(cur[j] + 1),
+            );
         }
         prev = cur;
     }
@@ -183,7 +212,11 @@ fn typo(key: &str, name: &str) -> bool {
 }
 
 fn names(losses: &[&LossIr]) -> String {
-    losses.iter().map(|l| format!("`{}`", l.name)).collect::<Vec<_>>().join(", ")
+    losses
+        .iter()
+        .map(|l| format!("`{}`", l.name))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// One loss of a run, bound and ready to evaluate by any back end.
@@ -207,15 +240,25 @@ pub fn prepare<'a>(
         .map(|t| {
             program.loss(&t.loss).ok_or_else(|| {
                 let known: Vec<&str> = program.losses.iter().map(|l| l.name.as_str()).collect();
-                let hint = closest(&t.loss, known.iter().copied()).map(|c| format!("; did you mean `{c}`?")).unwrap_or_default();
-                BindError(format!("no loss named `{}` (the files define {}){hint}", t.loss, known.join(", ")))
+                let hint = closest(&t.loss, known.iter().copied())
+                    .map(|c| format!("; did you mean `{c}`?"))
+                    .unwrap_or_default();
+                BindError(format!(
+                    "no loss named `{}` (the files define {}){hint}",
+                    t.loss,
+                    known.join(", ")
+                ))
             })
         })
         .collect::<Result<_, _>>()?;
     let mut warnings = Vec::new();
     let from_data = route_keys(&losses, data.keys().cloned(), &mut warnings)?;
     let mut unknown_set = Vec::new();
-    let from_set = route_keys(&losses, overrides.iter().map(|(k, _)| k.clone()), &mut unknown_set)?;
+    let from_set = route_keys(
+        &losses,
+        overrides.iter().map(|(k, _)| k.clone()),
+        &mut unknown_set,
+    )?;
     if let Some(first) = unknown_set.into_iter().next() {
         return Err(BindError(format!("--set: {first}")));
     }
@@ -225,10 +268,19 @@ pub fn prepare<'a>(
         let inputs: Vec<Option<&crate::runtime::data::Array>> = loss
             .inputs
             .iter()
-            .map(|i| match set.get(i.name.as_str()).copied().or_else(|| data.get(&i.name)) {
-                Some(DataValue::Array(a)) => Ok(Some(a)),
-                Some(DataValue::Str(_)) => Err(BindError(format!("input `{}` must be an array, not a string", i.name))),
-                None => Ok(None),
+            .map(|i| {
+                match set
+                    .get(i.name.as_str())
+                    .copied()
+                    .or_else(|| data.get(&i.name))
+                {
+                    Some(DataValue::Array(a)) => Ok(Some(a)),
+                    Some(DataValue::Str(_)) => Err(BindError(format!(
+                        "input `{}` must be an array, not a string",
+                        i.name
+                    ))),
+                    None => Ok(None),
+                }
             })
             .collect::<Result<_, _>>()?;
         let params: Vec<Option<ParamSource>> = loss
@@ -248,13 +300,21 @@ pub fn prepare<'a>(
                 p.default.clone().map(ParamSource::Source)
             })
             .collect();
-        out.push(Prepared { bound: bind(loss, &inputs, &params)?, annealed: term.annealed });
+        out.push(Prepared {
+            bound: bind(loss, &inputs, &params)?,
+            annealed: term.annealed,
+        });
     }
     Ok((out, warnings))
 }
 
 /// Combines per-loss values into the factory's result, in factory order, in f32.
-pub fn combine(names: &[&str], values: &[eval::LossValue], annealed: &[bool], opts: &RunOptions) -> (f32, Vec<(String, LossResult)>, Vec<(String, f32)>) {
+pub fn combine(
+    names: &[&str],
+    values: &[eval::LossValue],
+    annealed: &[bool],
+    opts: &RunOptions,
+) -> (f32, Vec<(String, LossResult)>, Vec<(String, f32)>) {
     let mut total = 0.0f32;
     let mut losses = Vec::new();
     let mut logs = Vec::new();
@@ -265,7 +325,14 @@ pub fn combine(names: &[&str], values: &[eval::LossValue], annealed: &[bool], op
         logs.push((format!("{}_{name}_loss", opts.stage), v.loss));
         logs.push((format!("{name}_weight"), v.weight));
         logs.push((format!("{}_{name}_loss_weighted", opts.stage), weighted));
-        losses.push((name.to_string(), LossResult { loss: v.loss, weight: v.weight, weighted }));
+        losses.push((
+            name.to_string(),
+            LossResult {
+                loss: v.loss,
+                weight: v.weight,
+                weighted,
+            },
+        ));
     }
     (total, losses, logs)
 }
@@ -279,18 +346,34 @@ pub fn run_cpu(
     opts: &RunOptions,
 ) -> Result<RunResult, Box<dyn std::error::Error>> {
     let (prepared, warnings) = prepare(program, terms, data, overrides)?;
-    let values: Vec<eval::LossValue> = prepared.iter().map(|p| eval::evaluate(&p.bound)).collect::<Result<_, _>>()?;
+    let values: Vec<eval::LossValue> = prepared
+        .iter()
+        .map(|p| eval::evaluate(&p.bound))
+        .collect::<Result<_, _>>()?;
     let names: Vec<&str> = prepared.iter().map(|p| p.bound.ir.name.as_str()).collect();
     let annealed: Vec<bool> = prepared.iter().map(|p| p.annealed).collect();
     let (total, losses, logs) = combine(&names, &values, &annealed, opts);
-    Ok(RunResult { total, losses, logs, dispatches: 0, backend: "cpu".into(), warnings })
+    Ok(RunResult {
+        total,
+        losses,
+        logs,
+        dispatches: 0,
+        backend: "cpu".into(),
+        warnings,
+    })
 }
 
 /// A `--set` value: JSON (a number, a list, a tensor object) or else a bare string.
 pub fn parse_override(s: &str) -> Result<(String, DataValue), String> {
-    let (k, v) = s.split_once('=').ok_or_else(|| format!("`--set {s}`: expected name=value"))?;
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`--set {s}`: expected name=value"))?;
     let value = match serde_json::from_str::<serde_json::Value>(v) {
-        Ok(serde_json::Value::Null) => return Err(format!("`--set {s}`: give a value (to leave a param at its default, leave out --set)")),
+        Ok(serde_json::Value::Null) => {
+            return Err(format!(
+                "`--set {s}`: give a value (to leave a param at its default, leave out --set)"
+            ));
+        }
         Ok(j) => crate::runtime::data::json_value(&j).map_err(|e| format!("`--set {s}`: {e}"))?,
         Err(_) => DataValue::Str(v.to_string()),
     };

@@ -122,8 +122,12 @@ impl<'a> Lowerer<'a> {
         if let Some((_, first)) = self.decls.get(&name.name) {
             let first = *first;
             self.diags.push(
-                Diagnostic::error(format!("`{}` is declared twice", name.name), name.span, "declared again here")
-                    .with_secondary(first, "first declared here"),
+                Diagnostic::error(
+                    format!("`{}` is declared twice", name.name),
+                    name.span,
+                    "declared again here",
+                )
+                .with_secondary(first, "first declared here"),
             );
             return false;
         }
@@ -156,16 +160,28 @@ impl<'a> Lowerer<'a> {
                     let mut seen = HashSet::new();
                     for (v, span) in vs {
                         if !seen.insert(v.clone()) {
-                            self.error(format!("enum value \"{v}\" is listed twice"), *span, "again here");
+                            self.error(
+                                format!("enum value \"{v}\" is listed twice"),
+                                *span,
+                                "again here",
+                            );
                         }
                     }
                     ParamKind::Enum(vs.iter().map(|(v, _)| v.clone()).collect())
                 }
             };
-            let default = param.default.as_ref().and_then(|v| self.param_value(v, &kind));
+            let default = param
+                .default
+                .as_ref()
+                .and_then(|v| self.param_value(v, &kind));
             let id = self.params.len();
             if self.declare(&param.name, Decl::Param(id)) {
-                self.params.push(ParamInfo { name: param.name.name.clone(), kind, default, span: param.span });
+                self.params.push(ParamInfo {
+                    name: param.name.name.clone(),
+                    kind,
+                    default,
+                    span: param.span,
+                });
             }
         }
         for (i, l) in def.lets.iter().enumerate() {
@@ -175,8 +191,12 @@ impl<'a> Lowerer<'a> {
                 for ix in idx {
                     if let Some(first) = seen.insert(&ix.name, ix.span) {
                         self.diags.push(
-                            Diagnostic::error(format!("index `{}` is listed twice", ix.name), ix.span, "again here")
-                                .with_secondary(first, "first here"),
+                            Diagnostic::error(
+                                format!("index `{}` is listed twice", ix.name),
+                                ix.span,
+                                "again here",
+                            )
+                            .with_secondary(first, "first here"),
                         );
                     }
                 }
@@ -205,7 +225,11 @@ impl<'a> Lowerer<'a> {
         match &e.kind {
             ExprKind::Number(v) => {
                 if v.fract() != 0.0 {
-                    self.error("a dimension must be a whole number", e.span, "not a whole number");
+                    self.error(
+                        "a dimension must be a whole number",
+                        e.span,
+                        "not a whole number",
+                    );
                     return Err(());
                 }
                 if v.abs() > 1e15 {
@@ -226,13 +250,20 @@ impl<'a> Lowerer<'a> {
                 }
                 None if declare => {
                     let d = self.dims.len();
-                    self.dims.push(DimSym { name: n.name.clone(), span: n.span });
+                    self.dims.push(DimSym {
+                        name: n.name.clone(),
+                        span: n.span,
+                    });
                     self.decls.insert(n.name.clone(), (Decl::Dim(d), n.span));
                     Ok(Poly::sym(d))
                 }
                 None => {
                     let names: Vec<String> = self.dims.iter().map(|d| d.name.clone()).collect();
-                    let mut d = Diagnostic::error(format!("unknown dimension `{}`", n.name), n.span, "not declared in any shape");
+                    let mut d = Diagnostic::error(
+                        format!("unknown dimension `{}`", n.name),
+                        n.span,
+                        "not declared in any shape",
+                    );
                     if let Some(c) = closest(&n.name, names.iter().map(String::as_str)) {
                         d = d.with_note(format!("did you mean `{c}`?"));
                     }
@@ -246,7 +277,11 @@ impl<'a> Lowerer<'a> {
                     BinOp::Add => Ok(a.add(&b)),
                     BinOp::Sub => Ok(a.sub(&b)),
                     BinOp::Mul => Ok(a.mul(&b)),
-                    BinOp::Div => match (b.as_constant(), b.as_constant().and_then(|k| (k > 0).then(|| a.floor_div(k)).flatten())) {
+                    BinOp::Div => match (
+                        b.as_constant(),
+                        b.as_constant()
+                            .and_then(|k| (k > 0).then(|| a.floor_div(k)).flatten()),
+                    ) {
                         (Some(k), Some(q)) if q.scale(k) == a => Ok(q),
                         _ => {
                             self.error("a dimension can be divided only by a constant that divides it exactly", e.span, "inexact division");
@@ -254,22 +289,34 @@ impl<'a> Lowerer<'a> {
                         }
                     },
                     _ => {
-                        self.error("dimensions allow only `+`, `-`, `*` and exact `/`", e.span, "not a dimension expression");
+                        self.error(
+                            "dimensions allow only `+`, `-`, `*` and exact `/`",
+                            e.span,
+                            "not a dimension expression",
+                        );
                         Err(())
                     }
                 }
             }
             ExprKind::Unary(UnOp::Neg, a) => Ok(self.dim_expr(a, declare)?.scale(-1)),
             _ => {
-                self.error("expected a dimension (a whole number, a name, or `+ - * /` of those)", e.span, "not a dimension");
+                self.error(
+                    "expected a dimension (a whole number, a name, or `+ - * /` of those)",
+                    e.span,
+                    "not a dimension",
+                );
                 Err(())
             }
         }
     }
 
     fn param_value(&mut self, v: &Value, kind: &ParamKind) -> Option<ParamValue> {
-        let dims: HashMap<String, DimId> =
-            self.dims.iter().enumerate().map(|(i, d)| (d.name.clone(), i)).collect();
+        let dims: HashMap<String, DimId> = self
+            .dims
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.name.clone(), i))
+            .collect();
         match lower_value(v, kind, &|n| dims.get(n).copied()) {
             Ok(v) => Some(v),
             Err(d) => {
@@ -299,19 +346,28 @@ impl<'a> Lowerer<'a> {
             if o != 1 {
                 if let Some(f) = first[o] {
                     self.diags.push(
-                        Diagnostic::error(format!("a loss has one `{}` stage", stage_name[o]), kw, "second one here")
-                            .with_secondary(f, "first one here"),
+                        Diagnostic::error(
+                            format!("a loss has one `{}` stage", stage_name[o]),
+                            kw,
+                            "second one here",
+                        )
+                        .with_secondary(f, "first one here"),
                     );
                 }
             }
             if o < last_order {
                 self.diags.push(
                     Diagnostic::error(
-                        format!("`{}` must come before `{}`", stage_name[o], stage_name[last_order]),
+                        format!(
+                            "`{}` must come before `{}`",
+                            stage_name[o], stage_name[last_order]
+                        ),
                         kw,
                         "out of order",
                     )
-                    .with_note("stages run in the order compute, remove_nans, rectify, reduce, weight"),
+                    .with_note(
+                        "stages run in the order compute, remove_nans, rectify, reduce, weight",
+                    ),
                 );
             }
             last_order = last_order.max(o);
@@ -321,12 +377,16 @@ impl<'a> Lowerer<'a> {
             if first[o].is_none() {
                 let name_span = def.name.span;
                 self.diags.push(
-                    Diagnostic::error(format!("loss `{}` has no `{what}` stage", def.name.name), name_span, format!("`{what}` missing"))
-                        .with_note(if o == 0 {
-                            "add `compute EXPR`, the element-wise loss"
-                        } else {
-                            "add `reduce mean` or `reduce sum`"
-                        }),
+                    Diagnostic::error(
+                        format!("loss `{}` has no `{what}` stage", def.name.name),
+                        name_span,
+                        format!("`{what}` missing"),
+                    )
+                    .with_note(if o == 0 {
+                        "add `compute EXPR`, the element-wise loss"
+                    } else {
+                        "add `reduce mean` or `reduce sum`"
+                    }),
                 );
             }
         }
@@ -341,23 +401,35 @@ impl<'a> Lowerer<'a> {
             self.optional_reads.clear();
             self.let_memo.clear();
             match s {
-                Stage::Compute(e, _) => compute = self.typed(e, &mut Vec::new(), Ctx::Domain, Ty::Num).ok(),
+                Stage::Compute(e, _) => {
+                    compute = self.typed(e, &mut Vec::new(), Ctx::Domain, Ty::Num).ok()
+                }
                 Stage::Mask(mode, e, span) => {
                     if let Ok(c) = self.typed(e, &mut Vec::new(), Ctx::Domain, Ty::Bool) {
-                        let mut needs: Vec<usize> = self.optional_reads.iter().map(|(i, _)| *i).collect();
+                        let mut needs: Vec<usize> =
+                            self.optional_reads.iter().map(|(i, _)| *i).collect();
                         needs.sort_unstable();
                         needs.dedup();
-                        masks.push(Mask { mode: *mode, cond: c, needs, span: *span });
+                        masks.push(Mask {
+                            mode: *mode,
+                            cond: c,
+                            needs,
+                            span: *span,
+                        });
                     }
                 }
-                Stage::Rectify(e, _) => rectify = self.typed(e, &mut Vec::new(), Ctx::Domain, Ty::Num).ok(),
+                Stage::Rectify(e, _) => {
+                    rectify = self.typed(e, &mut Vec::new(), Ctx::Domain, Ty::Num).ok()
+                }
                 Stage::Reduce(mode, e, _) => {
                     reduce = *mode;
                     if let Some(e) = e {
                         empty = self.typed(e, &mut Vec::new(), Ctx::Closed, Ty::Num).ok();
                     }
                 }
-                Stage::Weight(e, _) => weight = self.typed(e, &mut Vec::new(), Ctx::Closed, Ty::Num).ok(),
+                Stage::Weight(e, _) => {
+                    weight = self.typed(e, &mut Vec::new(), Ctx::Closed, Ty::Num).ok()
+                }
             }
             if !matches!(s, Stage::Mask(..)) {
                 for (i, at) in self.optional_reads.clone() {
@@ -383,13 +455,20 @@ impl<'a> Lowerer<'a> {
                     let var = &l.indices[v];
                     l.diags.push(
                         Diagnostic::error(
-                            format!("index `{}` in `{what}` is not an index of `compute`", var.name),
+                            format!(
+                                "index `{}` in `{what}` is not an index of `compute`",
+                                var.name
+                            ),
                             var.span,
                             "not in the loss's domain",
                         )
                         .with_note(format!(
                             "the domain is ({}); bind `{}` with a reduction such as `all({}: ...)`",
-                            domain.iter().map(|d| l.indices[*d].name.as_str()).collect::<Vec<_>>().join(", "),
+                            domain
+                                .iter()
+                                .map(|d| l.indices[*d].name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", "),
                             var.name,
                             var.name
                         )),
@@ -407,7 +486,12 @@ impl<'a> Lowerer<'a> {
             Some(w) => w,
             None => add_node(
                 &mut self.graph,
-                Node { op: Op::constant(1.0), ty: Ty::Num, free: vec![], span: def.name.span },
+                Node {
+                    op: Op::constant(1.0),
+                    ty: Ty::Num,
+                    free: vec![],
+                    span: def.name.span,
+                },
                 &[],
             ),
         };
@@ -434,7 +518,10 @@ impl<'a> Lowerer<'a> {
     // ------------------------------------------------------------------ expressions
 
     fn node(&mut self, op: Op, ty: Ty, args: &[NodeIndex], span: Span) -> NodeIndex {
-        let mut free: Vec<IndexId> = args.iter().flat_map(|a| self.graph[*a].free.clone()).collect();
+        let mut free: Vec<IndexId> = args
+            .iter()
+            .flat_map(|a| self.graph[*a].free.clone())
+            .collect();
         match &op {
             Op::Read(_, idx) => idx.iter().for_each(|e| e.vars(&mut free)),
             Op::IndexValue(e) => e.vars(&mut free),
@@ -455,11 +542,18 @@ impl<'a> Lowerer<'a> {
         let got = self.graph[n].ty;
         if got != want {
             let hint = match want {
-                Ty::Bool => "a condition is a comparison, `isnan(...)`, `all(...)`, `any(...)` or `&&`/`||` of those",
+                Ty::Bool => {
+                    "a condition is a comparison, `isnan(...)`, `all(...)`, `any(...)` or `&&`/`||` of those"
+                }
                 Ty::Num => "turn a condition into a number with `select(cond, 1, 0)`",
             };
             self.diags.push(
-                Diagnostic::error(format!("expected a {want}, found a {got}"), span, format!("this is a {got}")).with_note(hint),
+                Diagnostic::error(
+                    format!("expected a {want}, found a {got}"),
+                    span,
+                    format!("this is a {got}"),
+                )
+                .with_note(hint),
             );
             return Err(());
         }
@@ -470,7 +564,11 @@ impl<'a> Lowerer<'a> {
         match &e.kind {
             ExprKind::Number(v) => Ok(self.node(Op::constant(*v as f32), Ty::Num, &[], e.span)),
             ExprKind::Str(_) => {
-                self.error("a string can only be compared with an enum param", e.span, "unexpected string");
+                self.error(
+                    "a string can only be compared with an enum param",
+                    e.span,
+                    "unexpected string",
+                );
                 Err(())
             }
             ExprKind::Name(n) => self.name(n, scope, ctx),
@@ -485,11 +583,21 @@ impl<'a> Lowerer<'a> {
             }
             ExprKind::Binary(op, a, b) => self.binary(*op, a, b, scope, ctx, e.span),
             ExprKind::Call(f, args) => self.call(f, args, scope, ctx, e.span),
-            ExprKind::Reduction(f, binders, body) => self.reduction(f, binders, body, scope, ctx, e.span),
+            ExprKind::Reduction(f, binders, body) => {
+                self.reduction(f, binders, body, scope, ctx, e.span)
+            }
         }
     }
 
-    fn binary(&mut self, op: BinOp, a: &ast::Expr, b: &ast::Expr, scope: &mut Scope, ctx: Ctx, span: Span) -> Lowered {
+    fn binary(
+        &mut self,
+        op: BinOp,
+        a: &ast::Expr,
+        b: &ast::Expr,
+        scope: &mut Scope,
+        ctx: Ctx,
+        span: Span,
+    ) -> Lowered {
         if matches!(op, BinOp::Eq | BinOp::Ne) {
             if let Some(n) = self.enum_compare(op, a, b, span)? {
                 return Ok(n);
@@ -516,10 +624,18 @@ impl<'a> Lowerer<'a> {
     }
 
     /// `param == "value"` for enum params; `None` when neither side is an enum param.
-    fn enum_compare(&mut self, op: BinOp, a: &ast::Expr, b: &ast::Expr, span: Span) -> Result<Option<NodeIndex>, ()> {
+    fn enum_compare(
+        &mut self,
+        op: BinOp,
+        a: &ast::Expr,
+        b: &ast::Expr,
+        span: Span,
+    ) -> Result<Option<NodeIndex>, ()> {
         let as_enum = |l: &Self, e: &ast::Expr| match &e.kind {
             ExprKind::Name(n) => match l.decls.get(&n.name) {
-                Some((Decl::Param(p), _)) if matches!(l.params[*p].kind, ParamKind::Enum(_)) => Some(*p),
+                Some((Decl::Param(p), _)) if matches!(l.params[*p].kind, ParamKind::Enum(_)) => {
+                    Some(*p)
+                }
                 _ => None,
             },
             _ => None,
@@ -529,10 +645,15 @@ impl<'a> Lowerer<'a> {
             (_, Some(p)) => (p, a),
             _ => return Ok(None),
         };
-        let ParamKind::Enum(variants) = self.params[p].kind.clone() else { unreachable!("as_enum checked the kind") };
+        let ParamKind::Enum(variants) = self.params[p].kind.clone() else {
+            unreachable!("as_enum checked the kind")
+        };
         let ExprKind::Str(s) = &other.kind else {
             self.error(
-                format!("enum param `{}` can only be compared with a string", self.params[p].name),
+                format!(
+                    "enum param `{}` can only be compared with a string",
+                    self.params[p].name
+                ),
                 other.span,
                 format!("expected one of {}", quoted(&variants)),
             );
@@ -547,10 +668,21 @@ impl<'a> Lowerer<'a> {
             return Err(());
         }
         let n = self.node(Op::EnumIs(p, s.clone()), Ty::Bool, &[], span);
-        Ok(Some(if op == BinOp::Ne { self.node(Op::Unary(UnaryFn::Not), Ty::Bool, &[n], span) } else { n }))
+        Ok(Some(if op == BinOp::Ne {
+            self.node(Op::Unary(UnaryFn::Not), Ty::Bool, &[n], span)
+        } else {
+            n
+        }))
     }
 
-    fn call(&mut self, f: &Ident, args: &[ast::Expr], scope: &mut Scope, ctx: Ctx, span: Span) -> Lowered {
+    fn call(
+        &mut self,
+        f: &Ident,
+        args: &[ast::Expr],
+        scope: &mut Scope,
+        ctx: Ctx,
+        span: Span,
+    ) -> Lowered {
         let unary = match f.name.as_str() {
             "exp" => Some((UnaryFn::Exp, Ty::Num)),
             "log" => Some((UnaryFn::Log, Ty::Num)),
@@ -566,14 +698,26 @@ impl<'a> Lowerer<'a> {
             "select" | "clamp" => 3,
             name if ReduceFn::from_name(name).is_some() => {
                 self.diags.push(
-                    Diagnostic::error(format!("`{name}` is a reduction and binds indices"), f.span, "no indices bound")
-                        .with_note(format!("write `{name}(i, j: EXPR)` to reduce EXPR over i and j")),
+                    Diagnostic::error(
+                        format!("`{name}` is a reduction and binds indices"),
+                        f.span,
+                        "no indices bound",
+                    )
+                    .with_note(format!(
+                        "write `{name}(i, j: EXPR)` to reduce EXPR over i and j"
+                    )),
                 );
                 return Err(());
             }
             name => {
-                let known = ["exp", "log", "sqrt", "abs", "relu", "isnan", "min", "max", "select", "clamp"];
-                let mut d = Diagnostic::error(format!("unknown function `{name}`"), f.span, "not a function");
+                let known = [
+                    "exp", "log", "sqrt", "abs", "relu", "isnan", "min", "max", "select", "clamp",
+                ];
+                let mut d = Diagnostic::error(
+                    format!("unknown function `{name}`"),
+                    f.span,
+                    "not a function",
+                );
                 if let Some(c) = closest(name, known) {
                     d = d.with_note(format!("did you mean `{c}`?"));
                 } else {
@@ -585,7 +729,12 @@ impl<'a> Lowerer<'a> {
         };
         if args.len() != arity {
             self.error(
-                format!("`{}` takes {arity} argument{}, found {}", f.name, if arity == 1 { "" } else { "s" }, args.len()),
+                format!(
+                    "`{}` takes {arity} argument{}, found {}",
+                    f.name,
+                    if arity == 1 { "" } else { "s" },
+                    args.len()
+                ),
                 span,
                 "wrong number of arguments",
             );
@@ -599,7 +748,11 @@ impl<'a> Lowerer<'a> {
             "min" | "max" => {
                 let a = self.typed(&args[0], scope, ctx, Ty::Num);
                 let b = self.typed(&args[1], scope, ctx, Ty::Num);
-                let op = if f.name == "min" { BinaryFn::Min } else { BinaryFn::Max };
+                let op = if f.name == "min" {
+                    BinaryFn::Min
+                } else {
+                    BinaryFn::Max
+                };
                 Ok(self.node(Op::Binary(op), Ty::Num, &[a?, b?], span))
             }
             "clamp" => {
@@ -629,7 +782,11 @@ impl<'a> Lowerer<'a> {
     ) -> Lowered {
         let Some(kind) = ReduceFn::from_name(&f.name) else {
             let known = ["sum", "mean", "max", "min", "all", "any", "norm", "median"];
-            let mut d = Diagnostic::error(format!("unknown reduction `{}`", f.name), f.span, "not a reduction");
+            let mut d = Diagnostic::error(
+                format!("unknown reduction `{}`", f.name),
+                f.span,
+                "not a reduction",
+            );
             if let Some(c) = closest(&f.name, known) {
                 d = d.with_note(format!("did you mean `{c}`?"));
             } else {
@@ -644,13 +801,20 @@ impl<'a> Lowerer<'a> {
         for b in binders {
             if let Some(first) = names.insert(&b.name.name, b.name.span) {
                 self.diags.push(
-                    Diagnostic::error(format!("index `{}` is bound twice", b.name.name), b.name.span, "again here")
-                        .with_secondary(first, "first here"),
+                    Diagnostic::error(
+                        format!("index `{}` is bound twice", b.name.name),
+                        b.name.span,
+                        "again here",
+                    )
+                    .with_secondary(first, "first here"),
                 );
             }
             if matches!(self.decls.get(&b.name.name), Some(_)) {
                 self.error(
-                    format!("`{}` is already declared and cannot name an index", b.name.name),
+                    format!(
+                        "`{}` is already declared and cannot name an index",
+                        b.name.name
+                    ),
                     b.name.span,
                     "choose another index name",
                 );
@@ -663,11 +827,20 @@ impl<'a> Lowerer<'a> {
                 None => None,
             };
             let id = self.indices.len();
-            self.indices.push(IndexVar { name: b.name.name.clone(), span: b.name.span, explicit, range: None });
+            self.indices.push(IndexVar {
+                name: b.name.name.clone(),
+                span: b.name.span,
+                explicit,
+                range: None,
+            });
             scope.push((b.name.name.clone(), IndexExpr::var(id)));
             bound.push(id);
         }
-        let want = if matches!(kind, ReduceFn::All | ReduceFn::Any) { Ty::Bool } else { Ty::Num };
+        let want = if matches!(kind, ReduceFn::All | ReduceFn::Any) {
+            Ty::Bool
+        } else {
+            Ty::Num
+        };
         let result = self.typed(body, scope, ctx, want);
         scope.truncate(depth);
         let body = result?;
@@ -684,9 +857,20 @@ impl<'a> Lowerer<'a> {
                 let l = &self.def.lets[i];
                 if let Some(idx) = &l.indices {
                     self.error(
-                        format!("`{}` is an indexed let and needs {} indices", n.name, idx.len()),
+                        format!(
+                            "`{}` is an indexed let and needs {} indices",
+                            n.name,
+                            idx.len()
+                        ),
                         n.span,
-                        format!("write `{}[{}]`", n.name, idx.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ")),
+                        format!(
+                            "write `{}[{}]`",
+                            n.name,
+                            idx.iter()
+                                .map(|i| i.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
                     );
                     return Err(());
                 }
@@ -702,7 +886,9 @@ impl<'a> Lowerer<'a> {
                 Ok(r)
             }
             Some((Decl::Param(p), _)) => match &self.params[p].kind {
-                ParamKind::Scalar => Ok(self.node(Op::Read(Tensor::Param(p), vec![]), Ty::Num, &[], n.span)),
+                ParamKind::Scalar => {
+                    Ok(self.node(Op::Read(Tensor::Param(p), vec![]), Ty::Num, &[], n.span))
+                }
                 ParamKind::Enum(v) => {
                     let v = quoted(v);
                     self.error(
@@ -727,7 +913,12 @@ impl<'a> Lowerer<'a> {
                 self.rank_error(&n.name, rank, 0, n.span);
                 Err(())
             }
-            Some((Decl::Dim(d), _)) => Ok(self.node(Op::IndexValue(IndexExpr::poly(Poly::sym(d))), Ty::Num, &[], n.span)),
+            Some((Decl::Dim(d), _)) => Ok(self.node(
+                Op::IndexValue(IndexExpr::poly(Poly::sym(d))),
+                Ty::Num,
+                &[],
+                n.span,
+            )),
             None => {
                 let v = self.domain_index(n, ctx)?;
                 Ok(self.node(Op::IndexValue(IndexExpr::var(v)), Ty::Num, &[], n.span))
@@ -735,19 +926,32 @@ impl<'a> Lowerer<'a> {
         }
     }
 
-    fn expand_let(&mut self, i: usize, span: Span, f: impl FnOnce(&mut Self, usize) -> Lowered) -> Lowered {
+    fn expand_let(
+        &mut self,
+        i: usize,
+        span: Span,
+        f: impl FnOnce(&mut Self, usize) -> Lowered,
+    ) -> Lowered {
         if self.expanding.len() >= MAX_LET_DEPTH {
             self.diags.push(
-                Diagnostic::error(format!("lets refer to lets more than {MAX_LET_DEPTH} deep"), span, "too deep here")
-                    .with_note("shorten the chain of `let`s"),
+                Diagnostic::error(
+                    format!("lets refer to lets more than {MAX_LET_DEPTH} deep"),
+                    span,
+                    "too deep here",
+                )
+                .with_note("shorten the chain of `let`s"),
             );
             return Err(());
         }
         if self.expanding.contains(&i) {
             let name = self.def.lets[i].name.name.clone();
             self.diags.push(
-                Diagnostic::error(format!("`{name}` is defined in terms of itself"), span, "used here")
-                    .with_secondary(self.def.lets[i].span, "defined here"),
+                Diagnostic::error(
+                    format!("`{name}` is defined in terms of itself"),
+                    span,
+                    "used here",
+                )
+                .with_secondary(self.def.lets[i].span, "defined here"),
             );
             return Err(());
         }
@@ -764,11 +968,18 @@ impl<'a> Lowerer<'a> {
                 return Ok(*v);
             }
             let v = self.indices.len();
-            self.indices.push(IndexVar { name: n.name.clone(), span: n.span, explicit: None, range: None });
+            self.indices.push(IndexVar {
+                name: n.name.clone(),
+                span: n.span,
+                explicit: None,
+                range: None,
+            });
             self.domain_by_name.insert(n.name.clone(), v);
             return Ok(v);
         }
-        if ctx == Ctx::Closed && (self.subscript_names.contains(&n.name) || self.domain_by_name.contains_key(&n.name)) {
+        if ctx == Ctx::Closed
+            && (self.subscript_names.contains(&n.name) || self.domain_by_name.contains_key(&n.name))
+        {
             self.error(
                 format!("index `{}` is not bound here", n.name),
                 n.span,
@@ -793,9 +1004,16 @@ impl<'a> Lowerer<'a> {
 
     fn rank_error(&mut self, name: &str, rank: usize, given: usize, span: Span) {
         self.error(
-            format!("`{name}` has {rank} dimension{}, but {given} ind{} given", if rank == 1 { "" } else { "s" }, if given == 1 { "ex is" } else { "ices are" }),
+            format!(
+                "`{name}` has {rank} dimension{}, but {given} ind{} given",
+                if rank == 1 { "" } else { "s" },
+                if given == 1 { "ex is" } else { "ices are" }
+            ),
             span,
-            format!("expected {rank} ind{}", if rank == 1 { "ex" } else { "ices" }),
+            format!(
+                "expected {rank} ind{}",
+                if rank == 1 { "ex" } else { "ices" }
+            ),
         );
     }
 
@@ -806,7 +1024,14 @@ impl<'a> Lowerer<'a> {
         Ok(self.node(Op::Read(Tensor::Input(i), idx), Ty::Num, &[], span))
     }
 
-    fn access(&mut self, n: &Ident, args: &[ast::Expr], scope: &mut Scope, ctx: Ctx, span: Span) -> Lowered {
+    fn access(
+        &mut self,
+        n: &Ident,
+        args: &[ast::Expr],
+        scope: &mut Scope,
+        ctx: Ctx,
+        span: Span,
+    ) -> Lowered {
         let decl = self.decls.get(&n.name).copied();
         let rank = match decl {
             Some((Decl::Input(i), _)) => self.inputs[i].shape.len(),
@@ -824,16 +1049,30 @@ impl<'a> Lowerer<'a> {
             }
             Some((Decl::Input(_) | Decl::Param(_) | Decl::Let(_), _)) => {}
             Some((Decl::Dim(_), _)) => {
-                self.error(format!("`{}` is a dimension, not a tensor", n.name), n.span, "cannot be indexed");
+                self.error(
+                    format!("`{}` is a dimension, not a tensor", n.name),
+                    n.span,
+                    "cannot be indexed",
+                );
                 return Err(());
             }
-            None if scope.iter().any(|(s, _)| *s == n.name) || self.subscript_names.contains(&n.name) => {
-                self.error(format!("`{}` is an index, not a tensor", n.name), n.span, "cannot be indexed");
+            None if scope.iter().any(|(s, _)| *s == n.name)
+                || self.subscript_names.contains(&n.name) =>
+            {
+                self.error(
+                    format!("`{}` is an index, not a tensor", n.name),
+                    n.span,
+                    "cannot be indexed",
+                );
                 return Err(());
             }
             None => {
                 let names: Vec<&str> = self.decls.keys().map(String::as_str).collect();
-                let mut d = Diagnostic::error(format!("unknown tensor `{}`", n.name), n.span, "not declared");
+                let mut d = Diagnostic::error(
+                    format!("unknown tensor `{}`", n.name),
+                    n.span,
+                    "not declared",
+                );
                 if let Some(c) = closest(&n.name, names) {
                     d = d.with_note(format!("did you mean `{c}`?"));
                 }
@@ -856,14 +1095,22 @@ impl<'a> Lowerer<'a> {
             Some((Decl::Input(i), _)) => self.read_input(i, idx, span),
             Some((Decl::Param(p), _)) => {
                 if matches!(self.params[p].kind, ParamKind::Scalar | ParamKind::Enum(_)) {
-                    self.error(format!("`{}` is a scalar param and cannot be indexed", n.name), n.span, "not a tensor");
+                    self.error(
+                        format!("`{}` is a scalar param and cannot be indexed", n.name),
+                        n.span,
+                        "not a tensor",
+                    );
                     return Err(());
                 }
                 Ok(self.node(Op::Read(Tensor::Param(p), idx), Ty::Num, &[], span))
             }
             Some((Decl::Let(i), _)) => {
                 let Some(params) = self.def.lets[i].indices.clone() else {
-                    self.error(format!("`{}` is a plain let and cannot be indexed", n.name), n.span, "not indexed");
+                    self.error(
+                        format!("`{}` is a plain let and cannot be indexed", n.name),
+                        n.span,
+                        "not indexed",
+                    );
                     return Err(());
                 };
                 self.expand_let(i, span, |l, i| {
@@ -883,7 +1130,11 @@ impl<'a> Lowerer<'a> {
         match &e.kind {
             ExprKind::Number(v) => {
                 if v.fract() != 0.0 {
-                    self.error("an index must be a whole number", e.span, "not a whole number");
+                    self.error(
+                        "an index must be a whole number",
+                        e.span,
+                        "not a whole number",
+                    );
                     return Err(());
                 }
                 if v.abs() > 1e15 {
@@ -900,7 +1151,14 @@ impl<'a> Lowerer<'a> {
                     Some((Decl::Dim(d), _)) => Ok(IndexExpr::poly(Poly::sym(d))),
                     Some((Decl::Let(i), _)) if self.def.lets[i].indices.is_none() => {
                         if self.expanding.len() >= MAX_LET_DEPTH || self.expanding.contains(&i) {
-                            self.error(format!("`{}` is defined in terms of itself, or too deeply", n.name), n.span, "used here");
+                            self.error(
+                                format!(
+                                    "`{}` is defined in terms of itself, or too deeply",
+                                    n.name
+                                ),
+                                n.span,
+                                "used here",
+                            );
                             return Err(());
                         }
                         self.expanding.push(i);
@@ -922,23 +1180,39 @@ impl<'a> Lowerer<'a> {
             }
             ExprKind::Access(n, args) => {
                 let p = match self.decls.get(&n.name) {
-                    Some((Decl::Param(p), _)) if matches!(self.params[*p].kind, ParamKind::Index(_)) => *p,
+                    Some((Decl::Param(p), _))
+                        if matches!(self.params[*p].kind, ParamKind::Index(_)) =>
+                    {
+                        *p
+                    }
                     _ => {
                         self.diags.push(
-                            Diagnostic::error(format!("`{}` cannot be used in a subscript", n.name), n.span, "not an `index` param")
-                                .with_note("gathers go through params declared `index[...]`"),
+                            Diagnostic::error(
+                                format!("`{}` cannot be used in a subscript", n.name),
+                                n.span,
+                                "not an `index` param",
+                            )
+                            .with_note("gathers go through params declared `index[...]`"),
                         );
                         return Err(());
                     }
                 };
-                let ParamKind::Index(shape) = &self.params[p].kind else { unreachable!("checked above") };
+                let ParamKind::Index(shape) = &self.params[p].kind else {
+                    unreachable!("checked above")
+                };
                 if shape.len() != args.len() {
                     let r = shape.len();
                     self.rank_error(&n.name, r, args.len(), e.span);
                     return Err(());
                 }
-                let idx = args.iter().map(|a| self.index_expr(a, scope, ctx)).collect::<Result<Vec<_>, _>>()?;
-                Ok(IndexExpr { terms: vec![(1, IndexTerm::Gather(p, idx))], offset: Poly::default() })
+                let idx = args
+                    .iter()
+                    .map(|a| self.index_expr(a, scope, ctx))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(IndexExpr {
+                    terms: vec![(1, IndexTerm::Gather(p, idx))],
+                    offset: Poly::default(),
+                })
             }
             ExprKind::Unary(UnOp::Neg, a) => Ok(self.index_expr(a, scope, ctx)?.scale(-1)),
             ExprKind::Binary(op @ (BinOp::Add | BinOp::Sub), a, b) => {
@@ -947,7 +1221,10 @@ impl<'a> Lowerer<'a> {
                 Ok(a?.add_scaled(&b?, if *op == BinOp::Add { 1 } else { -1 }))
             }
             ExprKind::Binary(BinOp::Mul, a, b) => {
-                let (x, y) = (self.index_expr(a, scope, ctx)?, self.index_expr(b, scope, ctx)?);
+                let (x, y) = (
+                    self.index_expr(a, scope, ctx)?,
+                    self.index_expr(b, scope, ctx)?,
+                );
                 match (x.terms.is_empty(), y.terms.is_empty()) {
                     (true, true) => Ok(IndexExpr::poly(x.offset.mul(&y.offset))),
                     (true, false) | (false, true) => {
@@ -955,7 +1232,11 @@ impl<'a> Lowerer<'a> {
                         match k.offset.as_constant() {
                             Some(c) => Ok(v.scale(c)),
                             None => {
-                                self.error("an index may be multiplied only by a whole number", e.span, "not affine");
+                                self.error(
+                                    "an index may be multiplied only by a whole number",
+                                    e.span,
+                                    "not affine",
+                                );
                                 Err(())
                             }
                         }
@@ -967,10 +1248,20 @@ impl<'a> Lowerer<'a> {
                 }
             }
             ExprKind::Binary(BinOp::Div, a, b) => {
-                let (x, y) = (self.index_expr(a, scope, ctx)?, self.index_expr(b, scope, ctx)?);
-                let k = y.offset.as_constant().filter(|k| y.terms.is_empty() && *k > 0);
+                let (x, y) = (
+                    self.index_expr(a, scope, ctx)?,
+                    self.index_expr(b, scope, ctx)?,
+                );
+                let k = y
+                    .offset
+                    .as_constant()
+                    .filter(|k| y.terms.is_empty() && *k > 0);
                 match (k, x.terms.is_empty()) {
-                    (Some(k), true) if x.offset.floor_div(k).is_some_and(|q| q.scale(k) == x.offset) => {
+                    (Some(k), true)
+                        if x.offset
+                            .floor_div(k)
+                            .is_some_and(|q| q.scale(k) == x.offset) =>
+                    {
                         Ok(IndexExpr::poly(x.offset.floor_div(k).unwrap_or_default()))
                     }
                     _ => {
@@ -994,7 +1285,10 @@ impl<'a> Lowerer<'a> {
 }
 
 fn quoted(v: &[String]) -> String {
-    v.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ")
+    v.iter()
+        .map(|s| format!("\"{s}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A constant number (defaults and settings).
@@ -1002,7 +1296,11 @@ fn const_number(e: &ast::Expr) -> Result<f64, Diagnostic> {
     match &e.kind {
         ExprKind::Number(v) => Ok(*v),
         ExprKind::Unary(UnOp::Neg, a) => Ok(-const_number(a)?),
-        ExprKind::Binary(op @ (BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Pow), a, b) => {
+        ExprKind::Binary(
+            op @ (BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Pow),
+            a,
+            b,
+        ) => {
             let (a, b) = (const_number(a)?, const_number(b)?);
             Ok(match op {
                 BinOp::Add => a + b,
@@ -1012,7 +1310,11 @@ fn const_number(e: &ast::Expr) -> Result<f64, Diagnostic> {
                 _ => a.powf(b),
             })
         }
-        _ => Err(Diagnostic::error("expected a constant number", e.span, "not a constant")),
+        _ => Err(Diagnostic::error(
+            "expected a constant number",
+            e.span,
+            "not a constant",
+        )),
     }
 }
 
@@ -1021,7 +1323,11 @@ fn value_dim(e: &ast::Expr, dims: &dyn Fn(&str) -> Option<DimId>) -> Result<Poly
     match &e.kind {
         ExprKind::Number(v) if v.fract() == 0.0 && v.abs() < 1e15 => Ok(Poly::constant(*v as i64)),
         ExprKind::Name(n) => dims(&n.name).map(Poly::sym).ok_or_else(|| {
-            Diagnostic::error(format!("unknown dimension `{}`", n.name), n.span, "not a dimension of this loss")
+            Diagnostic::error(
+                format!("unknown dimension `{}`", n.name),
+                n.span,
+                "not a dimension of this loss",
+            )
         }),
         ExprKind::Unary(UnOp::Neg, a) => Ok(value_dim(a, dims)?.scale(-1)),
         ExprKind::Binary(op @ (BinOp::Add | BinOp::Sub | BinOp::Mul), a, b) => {
@@ -1032,30 +1338,58 @@ fn value_dim(e: &ast::Expr, dims: &dyn Fn(&str) -> Option<DimId>) -> Result<Poly
                 _ => a.mul(&b),
             })
         }
-        _ => Err(Diagnostic::error("expected a whole number or a dimension", e.span, "not a range bound")),
+        _ => Err(Diagnostic::error(
+            "expected a whole number or a dimension",
+            e.span,
+            "not a range bound",
+        )),
     }
 }
 
 /// A source value for a param of the given kind: shared by defaults and factory settings.
-pub fn lower_value(v: &Value, kind: &ParamKind, dims: &dyn Fn(&str) -> Option<DimId>) -> Result<ParamValue, Diagnostic> {
-    let mismatch = |what: String, span: Span| Err(Diagnostic::error(format!("expected {what}"), span, "wrong kind of value"));
+pub fn lower_value(
+    v: &Value,
+    kind: &ParamKind,
+    dims: &dyn Fn(&str) -> Option<DimId>,
+) -> Result<ParamValue, Diagnostic> {
+    let mismatch = |what: String, span: Span| {
+        Err(Diagnostic::error(
+            format!("expected {what}"),
+            span,
+            "wrong kind of value",
+        ))
+    };
     match (v, kind) {
         (Value::Str(s, span), ParamKind::Enum(vs)) => {
             if vs.contains(s) {
                 Ok(ParamValue::Str(s.clone()))
             } else {
-                Err(Diagnostic::error(format!("\"{s}\" is not one of {}", quoted(vs)), *span, "unknown value"))
+                Err(Diagnostic::error(
+                    format!("\"{s}\" is not one of {}", quoted(vs)),
+                    *span,
+                    "unknown value",
+                ))
             }
         }
         (_, ParamKind::Enum(vs)) => mismatch(format!("one of {}", quoted(vs)), v.span()),
         (Value::Str(_, span), _) => mismatch("a number, not a string".into(), *span),
-        (Value::Expr(e), ParamKind::Scalar | ParamKind::Tensor(_)) => const_number(e).map(ParamValue::Scalar),
-        (Value::Expr(e), ParamKind::Index(_)) => mismatch("a list or a range of indices".into(), e.span),
-        (Value::List(_, span), ParamKind::Scalar) => mismatch("a number, not a list".into(), *span),
-        (Value::List(items, _), _) => items.iter().map(const_number).collect::<Result<Vec<_>, _>>().map(ParamValue::List),
-        (Value::Range(lo, hi, _), ParamKind::Index(_) | ParamKind::Tensor(_)) => {
-            Ok(ParamValue::Range(value_dim(lo, dims)?, value_dim(hi, dims)?))
+        (Value::Expr(e), ParamKind::Scalar | ParamKind::Tensor(_)) => {
+            const_number(e).map(ParamValue::Scalar)
         }
-        (Value::Range(_, _, span), ParamKind::Scalar) => mismatch("a number, not a range".into(), *span),
+        (Value::Expr(e), ParamKind::Index(_)) => {
+            mismatch("a list or a range of indices".into(), e.span)
+        }
+        (Value::List(_, span), ParamKind::Scalar) => mismatch("a number, not a list".into(), *span),
+        (Value::List(items, _), _) => items
+            .iter()
+            .map(const_number)
+            .collect::<Result<Vec<_>, _>>()
+            .map(ParamValue::List),
+        (Value::Range(lo, hi, _), ParamKind::Index(_) | ParamKind::Tensor(_)) => Ok(
+            ParamValue::Range(value_dim(lo, dims)?, value_dim(hi, dims)?),
+        ),
+        (Value::Range(_, _, span), ParamKind::Scalar) => {
+            mismatch("a number, not a range".into(), *span)
+        }
     }
 }

@@ -26,7 +26,10 @@ impl Checked {
 
     /// Every diagnostic rendered against its source.
     pub fn render(&self, sources: &[Source]) -> String {
-        self.diagnostics.iter().map(|(f, d)| sources[*f].render(std::slice::from_ref(d))).collect()
+        self.diagnostics
+            .iter()
+            .map(|(f, d)| sources[*f].render(std::slice::from_ref(d)))
+            .collect()
     }
 }
 
@@ -41,7 +44,11 @@ pub fn check(sources: &[Source]) -> Checked {
         diagnostics.extend(diags.into_iter().map(|d| (fi, d)));
         for def in &ast.losses {
             if let Some((ff, first)) = loss_at.get(&def.name.name) {
-                let mut d = Diagnostic::error(format!("loss `{}` is defined twice", def.name.name), def.name.span, "defined again here");
+                let mut d = Diagnostic::error(
+                    format!("loss `{}` is defined twice", def.name.name),
+                    def.name.span,
+                    "defined again here",
+                );
                 if *ff == fi {
                     d = d.with_secondary(*first, "first defined here");
                 } else {
@@ -70,14 +77,25 @@ pub fn check(sources: &[Source]) -> Checked {
             if let Some(first) = seen.insert(&e.loss.name, e.loss.span) {
                 diagnostics.push((
                     fi,
-                    Diagnostic::error(format!("loss `{}` appears twice in factory `{}`", e.loss.name, f.name.name), e.loss.span, "again here")
-                        .with_secondary(first, "first here"),
+                    Diagnostic::error(
+                        format!(
+                            "loss `{}` appears twice in factory `{}`",
+                            e.loss.name, f.name.name
+                        ),
+                        e.loss.span,
+                        "again here",
+                    )
+                    .with_secondary(first, "first here"),
                 ));
                 continue;
             }
             let Some(loss) = program.loss(&e.loss.name) else {
                 if !loss_at.contains_key(&e.loss.name) {
-                    let mut d = Diagnostic::error(format!("unknown loss `{}`", e.loss.name), e.loss.span, "no loss of this name");
+                    let mut d = Diagnostic::error(
+                        format!("unknown loss `{}`", e.loss.name),
+                        e.loss.span,
+                        "no loss of this name",
+                    );
                     if let Some(c) = closest(&e.loss.name, loss_at.keys().map(String::as_str)) {
                         d = d.with_note(format!("did you mean `{c}`?"));
                     }
@@ -88,8 +106,13 @@ pub fn check(sources: &[Source]) -> Checked {
             let mut settings = Vec::new();
             for (key, value) in &e.settings {
                 let Some(p) = loss.params.iter().find(|p| p.name == key.name) else {
-                    let mut d = Diagnostic::error(format!("loss `{}` has no param `{}`", loss.name, key.name), key.span, "unknown param");
-                    if let Some(c) = closest(&key.name, loss.params.iter().map(|p| p.name.as_str())) {
+                    let mut d = Diagnostic::error(
+                        format!("loss `{}` has no param `{}`", loss.name, key.name),
+                        key.span,
+                        "unknown param",
+                    );
+                    if let Some(c) = closest(&key.name, loss.params.iter().map(|p| p.name.as_str()))
+                    {
                         d = d.with_note(format!("did you mean `{c}`?"));
                     }
                     diagnostics.push((fi, d));
@@ -101,9 +124,20 @@ pub fn check(sources: &[Source]) -> Checked {
                     Err(d) => diagnostics.push((fi, d)),
                 }
             }
-            terms.push(FactoryTerm { loss: loss.name.clone(), settings, annealed: e.annealed });
+            terms.push(FactoryTerm {
+                loss: loss.name.clone(),
+                settings,
+                annealed: e.annealed,
+            });
         }
-        program.factories.push(Factory { name: f.name.name.clone(), doc: f.doc.clone(), terms });
+        program.factories.push(Factory {
+            name: f.name.name.clone(),
+            doc: f.doc.clone(),
+            terms,
+        });
     }
-    Checked { program, diagnostics }
+    Checked {
+        program,
+        diagnostics,
+    }
 }

@@ -31,7 +31,10 @@ pub fn parse(text: &str) -> (File, Vec<Diagnostic>) {
         let chunk = &text[start..end];
         match LossParser::parse(Rule::file, chunk) {
             Ok(mut pairs) => {
-                let mut b = Builder { offset: start, diags: &mut diags };
+                let mut b = Builder {
+                    offset: start,
+                    diags: &mut diags,
+                };
                 let root = pairs.next().expect("pest returns the file rule");
                 for item in root.kids().filter(|p| p.as_rule() == Rule::item) {
                     b.item(item, &mut file);
@@ -51,7 +54,8 @@ fn split_items(text: &str) -> Vec<(usize, usize)> {
     let mut doc_start: Option<usize> = None;
     for line in text.split_inclusive('\n') {
         let starts_item = ["loss", "factory"].iter().any(|kw| {
-            line.strip_prefix(kw).is_some_and(|rest| rest.starts_with([' ', '\t']))
+            line.strip_prefix(kw)
+                .is_some_and(|rest| rest.starts_with([' ', '\t']))
         });
         if line.starts_with("///") {
             doc_start.get_or_insert(offset);
@@ -67,8 +71,7 @@ fn split_items(text: &str) -> Vec<(usize, usize)> {
         offset += line.len();
     }
     starts.dedup();
-    let mut out: Vec<(usize, usize)> =
-        starts.windows(2).map(|w| (w[0], w[1])).collect();
+    let mut out: Vec<(usize, usize)> = starts.windows(2).map(|w| (w[0], w[1])).collect();
     out.push((*starts.last().unwrap_or(&0), text.len()));
     out
 }
@@ -131,8 +134,15 @@ fn rule_name(rule: &Rule) -> Option<&'static str> {
         Rule::setting => "`name = value`",
         Rule::annealed_kw => "`annealed`",
         Rule::value | Rule::list | Rule::range => "a value",
-        Rule::expr | Rule::or_expr | Rule::and_expr | Rule::cmp_expr | Rule::add_expr
-        | Rule::mul_expr | Rule::unary | Rule::pow_expr | Rule::primary => "an expression",
+        Rule::expr
+        | Rule::or_expr
+        | Rule::and_expr
+        | Rule::cmp_expr
+        | Rule::add_expr
+        | Rule::mul_expr
+        | Rule::unary
+        | Rule::pow_expr
+        | Rule::primary => "an expression",
         Rule::or_op => "`||`",
         Rule::and_op => "`&&`",
         Rule::cmp_op => "a comparison",
@@ -173,9 +183,17 @@ fn syntax_error(text: &str, offset: usize, e: pest::error::Error<Rule>) -> Diagn
     };
     let end = pos + found.len().max(if pos < text.len() { 1 } else { 0 });
     let shown: String = found.chars().flat_map(char::escape_debug).collect();
-    let label = if found.is_empty() { "unexpected end of file".to_string() } else { format!("unexpected `{shown}`") };
+    let label = if found.is_empty() {
+        "unexpected end of file".to_string()
+    } else {
+        format!("unexpected `{shown}`")
+    };
     let message = if expected == "something else" {
-        if found.is_empty() { "syntax error: unexpected end of file".to_string() } else { format!("syntax error: unexpected `{shown}`") }
+        if found.is_empty() {
+            "syntax error: unexpected end of file".to_string()
+        } else {
+            format!("syntax error: unexpected `{shown}`")
+        }
     } else {
         format!("syntax error: expected {expected}")
     };
@@ -192,28 +210,46 @@ fn found_token(text: &str, pos: usize) -> String {
         Some(r) => r,
         None => return String::new(),
     };
-    let word: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').take(40).collect();
+    let word: String = rest
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
+        .take(40)
+        .collect();
     if !word.is_empty() {
         return word;
     }
-    rest.chars().next().map(|c| c.to_string()).unwrap_or_default()
+    rest.chars()
+        .next()
+        .map(|c| c.to_string())
+        .unwrap_or_default()
 }
 
 /// Children of a pair without the keyword tokens, which carry no information.
 trait Kids<'i> {
-    fn kids(self) -> std::iter::Filter<pest::iterators::Pairs<'i, Rule>, fn(&Pair<'i, Rule>) -> bool>;
+    fn kids(
+        self,
+    ) -> std::iter::Filter<pest::iterators::Pairs<'i, Rule>, fn(&Pair<'i, Rule>) -> bool>;
 }
 
 impl<'i> Kids<'i> for Pair<'i, Rule> {
-    fn kids(self) -> std::iter::Filter<pest::iterators::Pairs<'i, Rule>, fn(&Pair<'i, Rule>) -> bool> {
+    fn kids(
+        self,
+    ) -> std::iter::Filter<pest::iterators::Pairs<'i, Rule>, fn(&Pair<'i, Rule>) -> bool> {
         fn keep(p: &Pair<Rule>) -> bool {
             !matches!(
                 p.as_rule(),
-                Rule::kw_index | Rule::kw_compute | Rule::kw_remove_nans | Rule::kw_where
-                    | Rule::kw_rectify | Rule::kw_reduce | Rule::kw_weight | Rule::kw_in
+                Rule::kw_index
+                    | Rule::kw_compute
+                    | Rule::kw_remove_nans
+                    | Rule::kw_where
+                    | Rule::kw_rectify
+                    | Rule::kw_reduce
+                    | Rule::kw_weight
+                    | Rule::kw_in
             )
         }
-        self.into_inner().filter(keep as fn(&Pair<'i, Rule>) -> bool)
+        self.into_inner()
+            .filter(keep as fn(&Pair<'i, Rule>) -> bool)
     }
 }
 
@@ -234,7 +270,10 @@ impl Builder<'_> {
     }
 
     fn ident(&self, p: Pair<Rule>) -> Ident {
-        Ident { name: p.as_str().to_string(), span: self.span(&p) }
+        Ident {
+            name: p.as_str().to_string(),
+            span: self.span(&p),
+        }
     }
 
     fn item(&mut self, item: Pair<Rule>, file: &mut File) {
@@ -289,7 +328,12 @@ impl Builder<'_> {
                 let name = self.ident(it.next().ok_or(())?);
                 let shape = self.shape(it.next().ok_or(())?)?;
                 let optional = it.next().is_some();
-                loss.inputs.push(InputDecl { name, shape, optional, span });
+                loss.inputs.push(InputDecl {
+                    name,
+                    shape,
+                    optional,
+                    span,
+                });
             }
             Rule::param_decl => {
                 let mut it = decl.kids();
@@ -303,7 +347,12 @@ impl Builder<'_> {
                         _ => {}
                     }
                 }
-                loss.params.push(ParamDecl { name, ty, default, span });
+                loss.params.push(ParamDecl {
+                    name,
+                    ty,
+                    default,
+                    span,
+                });
             }
             Rule::let_decl => {
                 let mut it = decl.kids();
@@ -318,7 +367,12 @@ impl Builder<'_> {
                         _ => body = Some(self.expr(p)?.0),
                     }
                 }
-                loss.lets.push(LetDecl { name, indices, body: body.ok_or(())?, span });
+                loss.lets.push(LetDecl {
+                    name,
+                    indices,
+                    body: body.ok_or(())?,
+                    span,
+                });
             }
             Rule::stage => {
                 let s = decl.kids().next().ok_or(())?;
@@ -363,7 +417,9 @@ impl Builder<'_> {
         Ok(match t.as_rule() {
             Rule::index_type => ParamType::Index(self.shape(t.kids().next().ok_or(())?)?),
             Rule::enum_type => ParamType::Enum(
-                t.kids().map(|s| (unquote(s.as_str()), self.span(&s))).collect(),
+                t.kids()
+                    .map(|s| (unquote(s.as_str()), self.span(&s)))
+                    .collect(),
             ),
             _ => ParamType::Tensor(self.shape(t)?),
         })
@@ -375,7 +431,9 @@ impl Builder<'_> {
         Ok(match v.as_rule() {
             Rule::string => Value::Str(unquote(v.as_str()), span),
             Rule::list => Value::List(
-                v.kids().map(|e| self.expr(e).map(|(e, _)| e)).collect::<Result<_, _>>()?,
+                v.kids()
+                    .map(|e| self.expr(e).map(|(e, _)| e))
+                    .collect::<Result<_, _>>()?,
                 span,
             ),
             Rule::range => {
@@ -396,7 +454,11 @@ impl Builder<'_> {
         for e in inner {
             let mut it = e.kids();
             let loss = self.ident(it.next()?);
-            let mut entry = FactoryEntry { loss, settings: vec![], annealed: false };
+            let mut entry = FactoryEntry {
+                loss,
+                settings: vec![],
+                annealed: false,
+            };
             for p in it {
                 match p.as_rule() {
                     Rule::settings => {
@@ -412,7 +474,12 @@ impl Builder<'_> {
             }
             entries.push(entry);
         }
-        Some(FactoryDef { name, doc, entries, span })
+        Some(FactoryDef {
+            name,
+            doc,
+            entries,
+            span,
+        })
     }
 
     fn too_deep(&mut self, span: Span) {
@@ -455,7 +522,8 @@ impl Builder<'_> {
                     let op = bin_op(op.as_str());
                     let s = acc.span.to(rhs.span);
                     let d = depth.max(rd) + 1;
-                    (acc, depth) = self.make(ExprKind::Binary(op, Box::new(acc), Box::new(rhs)), s, d)?;
+                    (acc, depth) =
+                        self.make(ExprKind::Binary(op, Box::new(acc), Box::new(rhs)), s, d)?;
                 }
                 Ok((acc, depth))
             }
@@ -465,7 +533,11 @@ impl Builder<'_> {
                 let (mut acc, mut depth) = self.expr(operand[0].clone())?;
                 for op in ops.iter().rev() {
                     let s = self.span(op).to(acc.span);
-                    (acc, depth) = self.make(ExprKind::Unary(un_op(op.as_str()), Box::new(acc)), s, depth + 1)?;
+                    (acc, depth) = self.make(
+                        ExprKind::Unary(un_op(op.as_str()), Box::new(acc)),
+                        s,
+                        depth + 1,
+                    )?;
                 }
                 let _ = span;
                 Ok((acc, depth))
@@ -488,12 +560,20 @@ impl Builder<'_> {
                 while let Some((prefixes, base)) = groups.pop() {
                     for op in pending.iter().rev() {
                         let s = self.span(op).to(acc.span);
-                        (acc, depth) = self.make(ExprKind::Unary(un_op(op.as_str()), Box::new(acc)), s, depth + 1)?;
+                        (acc, depth) = self.make(
+                            ExprKind::Unary(un_op(op.as_str()), Box::new(acc)),
+                            s,
+                            depth + 1,
+                        )?;
                     }
                     let (b, bd) = self.expr(base)?;
                     let s = b.span.to(acc.span);
                     let d = depth.max(bd) + 1;
-                    (acc, depth) = self.make(ExprKind::Binary(BinOp::Pow, Box::new(b), Box::new(acc)), s, d)?;
+                    (acc, depth) = self.make(
+                        ExprKind::Binary(BinOp::Pow, Box::new(b), Box::new(acc)),
+                        s,
+                        d,
+                    )?;
                     pending = prefixes;
                 }
                 debug_assert!(pending.is_empty());
@@ -504,7 +584,8 @@ impl Builder<'_> {
                 match text.parse::<f64>() {
                     Ok(v) => self.make(ExprKind::Number(v), span, 1),
                     Err(_) => {
-                        self.diags.push(Diagnostic::error("malformed number", span, "here"));
+                        self.diags
+                            .push(Diagnostic::error("malformed number", span, "here"));
                         Err(())
                     }
                 }
@@ -525,7 +606,11 @@ impl Builder<'_> {
                     depth = depth.max(d);
                     args.push(e);
                 }
-                let kind = if rule == Rule::access { ExprKind::Access(name, args) } else { ExprKind::Call(name, args) };
+                let kind = if rule == Rule::access {
+                    ExprKind::Access(name, args)
+                } else {
+                    ExprKind::Call(name, args)
+                };
                 self.make(kind, span, depth + 1)
             }
             Rule::reduction => {
@@ -549,7 +634,11 @@ impl Builder<'_> {
                         body = Some(e);
                     }
                 }
-                self.make(ExprKind::Reduction(name, binders, Box::new(body.ok_or(())?)), span, depth + 1)
+                self.make(
+                    ExprKind::Reduction(name, binders, Box::new(body.ok_or(())?)),
+                    span,
+                    depth + 1,
+                )
             }
             _ => Err(()),
         }
@@ -632,14 +721,27 @@ mod tests {
             ExprKind::Number(v) => format!("{v}"),
             ExprKind::Str(s) => format!("{s:?}"),
             ExprKind::Name(n) => n.name.clone(),
-            ExprKind::Access(n, a) => format!("{}[{}]", n.name, a.iter().map(show).collect::<Vec<_>>().join(",")),
-            ExprKind::Call(n, a) => format!("{}({})", n.name, a.iter().map(show).collect::<Vec<_>>().join(",")),
-            ExprKind::Unary(op, x) => format!("({}{})", if *op == UnOp::Neg { "-" } else { "!" }, show(x)),
+            ExprKind::Access(n, a) => format!(
+                "{}[{}]",
+                n.name,
+                a.iter().map(show).collect::<Vec<_>>().join(",")
+            ),
+            ExprKind::Call(n, a) => format!(
+                "{}({})",
+                n.name,
+                a.iter().map(show).collect::<Vec<_>>().join(",")
+            ),
+            ExprKind::Unary(op, x) => {
+                format!("({}{})", if *op == UnOp::Neg { "-" } else { "!" }, show(x))
+            }
             ExprKind::Binary(op, a, b) => format!("({} {} {})", show(a), op.symbol(), show(b)),
             ExprKind::Reduction(n, bs, body) => format!(
                 "{}({}: {})",
                 n.name,
-                bs.iter().map(|b| b.name.name.clone()).collect::<Vec<_>>().join(","),
+                bs.iter()
+                    .map(|b| b.name.name.clone())
+                    .collect::<Vec<_>>()
+                    .join(","),
                 show(body)
             ),
         }
@@ -651,23 +753,36 @@ mod tests {
         assert_eq!(show(&expr_of("-x ^ 2")), "(-(x ^ 2))");
         assert_eq!(show(&expr_of("2 ^ 3 ^ 2")), "(2 ^ (3 ^ 2))");
         assert_eq!(show(&expr_of("2 ^ -x ^ 2")), "(2 ^ (-(x ^ 2)))");
-        assert_eq!(show(&expr_of("a < b || c == d && !e")), "((a < b) || ((c == d) && (!e)))");
+        assert_eq!(
+            show(&expr_of("a < b || c == d && !e")),
+            "((a < b) || ((c == d) && (!e)))"
+        );
     }
 
     #[test]
     fn reductions_calls_and_access() {
-        assert_eq!(show(&expr_of("sum(h, w: x[b, k, h + 1, w])")), "sum(h,w: x[b,k,(h + 1),w])");
+        assert_eq!(
+            show(&expr_of("sum(h, w: x[b, k, h + 1, w])")),
+            "sum(h,w: x[b,k,(h + 1),w])"
+        );
         assert_eq!(show(&expr_of("max(a, b)")), "max(a,b)");
         assert_eq!(show(&expr_of("norm(c in 0..2: y[c])")), "norm(c: y[c])");
     }
 
     #[test]
     fn deep_nesting_is_an_error_not_a_crash() {
-        let deep = format!("loss l {{ compute {}1{} reduce mean }}", "(".repeat(200_000), ")".repeat(200_000));
+        let deep = format!(
+            "loss l {{ compute {}1{} reduce mean }}",
+            "(".repeat(200_000),
+            ")".repeat(200_000)
+        );
         let (_, diags) = parse(&deep);
         assert_eq!(diags.len(), 1);
         assert!(diags[0].message.contains("nested"));
-        let chain = format!("loss l {{ compute 1{} reduce mean }}", " + 1".repeat(100_000));
+        let chain = format!(
+            "loss l {{ compute 1{} reduce mean }}",
+            " + 1".repeat(100_000)
+        );
         let (_, diags) = parse(&chain);
         assert!(diags[0].message.contains("nested more than"));
         let negs = format!("loss l {{ compute {}1 reduce mean }}", "-".repeat(100_000));

@@ -27,7 +27,11 @@ pub fn example_files() -> Vec<PathBuf> {
 
 /// Runs `lossc` with the arguments.
 pub fn lossc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lossc")).args(args).current_dir(root()).output().expect("lossc runs")
+    Command::new(env!("CARGO_BIN_EXE_lossc"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("lossc runs")
 }
 
 /// Reads a `.json` or `.json.gz` file.
@@ -35,7 +39,9 @@ pub fn read_json(path: &Path) -> Value {
     let bytes = std::fs::read(path).unwrap();
     let text = if path.extension().is_some_and(|e| e == "gz") {
         let mut s = String::new();
-        flate2::read::GzDecoder::new(&bytes[..]).read_to_string(&mut s).unwrap();
+        flate2::read::GzDecoder::new(&bytes[..])
+            .read_to_string(&mut s)
+            .unwrap();
         s
     } else {
         String::from_utf8(bytes).unwrap()

@@ -17,11 +17,18 @@ pub fn eliminate_common_subexpressions(ir: &mut LossIr) {
     let mut seen: HashMap<(Op, Ty, Vec<NodeIndex>), NodeIndex> = HashMap::new();
     let mut replaced: HashMap<NodeIndex, NodeIndex> = HashMap::new();
     for n in order {
-        let key = (ir.graph[n].op.clone(), ir.graph[n].ty, operands(&ir.graph, n));
+        let key = (
+            ir.graph[n].op.clone(),
+            ir.graph[n].ty,
+            operands(&ir.graph, n),
+        );
         match seen.get(&key) {
             Some(&keep) => {
-                let users: Vec<(NodeIndex, u8)> =
-                    ir.graph.edges_directed(n, Direction::Outgoing).map(|e| (e.target(), *e.weight())).collect();
+                let users: Vec<(NodeIndex, u8)> = ir
+                    .graph
+                    .edges_directed(n, Direction::Outgoing)
+                    .map(|e| (e.target(), *e.weight()))
+                    .collect();
                 for (user, slot) in users {
                     ir.graph.add_edge(keep, user, slot);
                 }

@@ -1,6 +1,6 @@
 //! Dead-node removal: nodes no stage depends on are dropped.
 
-use petgraph::visit::{Reversed, Walker, Dfs};
+use petgraph::visit::{Dfs, Reversed, Walker};
 
 use crate::ir::LossIr;
 
@@ -13,7 +13,11 @@ pub fn remove_dead_nodes(ir: &mut LossIr) {
             live.insert(n);
         }
     }
-    let dead: Vec<_> = ir.graph.node_indices().filter(|n| !live.contains(n)).collect();
+    let dead: Vec<_> = ir
+        .graph
+        .node_indices()
+        .filter(|n| !live.contains(n))
+        .collect();
     for n in dead {
         ir.graph.remove_node(n);
     }

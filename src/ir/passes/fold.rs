@@ -22,7 +22,9 @@ pub fn fold_constants(ir: &mut LossIr) {
             })
             .collect();
         let folded = match (&ir.graph[n].op, vals) {
-            (Op::IndexValue(e), _) if e.terms.is_empty() => e.offset.as_constant().map(|c| c as f32),
+            (Op::IndexValue(e), _) if e.terms.is_empty() => {
+                e.offset.as_constant().map(|c| c as f32)
+            }
             (Op::Unary(f), Some(v)) => Some(scalar::unary(*f, v[0])),
             (Op::Binary(f), Some(v)) => Some(scalar::binary(*f, v[0], v[1])),
             (Op::Select, Some(v)) => Some(if v[0] != 0.0 { v[1] } else { v[2] }),
@@ -31,8 +33,16 @@ pub fn fold_constants(ir: &mut LossIr) {
         };
         if let Some(v) = folded {
             let node = &mut ir.graph[n];
-            node.op = if node.ty == Ty::Bool { Op::BoolConst(v != 0.0) } else { Op::constant(v) };
-            let incoming: Vec<_> = ir.graph.edges_directed(n, Direction::Incoming).map(|e| e.id()).collect();
+            node.op = if node.ty == Ty::Bool {
+                Op::BoolConst(v != 0.0)
+            } else {
+                Op::constant(v)
+            };
+            let incoming: Vec<_> = ir
+                .graph
+                .edges_directed(n, Direction::Incoming)
+                .map(|e| e.id())
+                .collect();
             for e in incoming {
                 ir.graph.remove_edge(e);
             }
@@ -61,7 +71,14 @@ mod tests {
             .collect();
         // 2 * 3 + 1 folds to 7 and 1 + 1 to 2; dead intermediate constants are removed.
         assert!(consts.contains(&7.0) && consts.contains(&2.0), "{consts:?}");
-        assert!(!consts.contains(&3.0) && !consts.contains(&6.0), "{consts:?}");
-        assert!(ir.graph.node_weights().any(|n| matches!(n.op, Op::Read(crate::ir::Tensor::Param(_), _))));
+        assert!(
+            !consts.contains(&3.0) && !consts.contains(&6.0),
+            "{consts:?}"
+        );
+        assert!(
+            ir.graph
+                .node_weights()
+                .any(|n| matches!(n.op, Op::Read(crate::ir::Tensor::Param(_), _)))
+        );
     }
 }

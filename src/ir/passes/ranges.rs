@@ -49,7 +49,12 @@ pub fn constraints(ir: &LossIr) -> Vec<Constraint> {
     fn visit(ir: &LossIr, t: Tensor, idx: &[IndexExpr], span: Span, out: &mut Vec<Constraint>) {
         let shape = shape_of(ir, t);
         for (axis, (e, d)) in idx.iter().zip(shape).enumerate() {
-            out.push(Constraint { index: e.clone(), dim: d.clone(), tensor: (tensor_name(ir, t), axis), span });
+            out.push(Constraint {
+                index: e.clone(),
+                dim: d.clone(),
+                tensor: (tensor_name(ir, t), axis),
+                span,
+            });
             gathers(ir, e, span, out);
         }
     }
@@ -73,7 +78,12 @@ pub fn constraints(ir: &LossIr) -> Vec<Constraint> {
 }
 
 /// `[lo, hi]` for `v` from one constraint where it is the only unknown.
-fn solve(c: &Constraint, v: IndexId, a: i64, known: &HashMap<IndexId, (Poly, Poly)>) -> Option<(Poly, Poly)> {
+fn solve(
+    c: &Constraint,
+    v: IndexId,
+    a: i64,
+    known: &HashMap<IndexId, (Poly, Poly)>,
+) -> Option<(Poly, Poly)> {
     let (mut rmin, mut rmax) = (c.index.offset.clone(), c.index.offset.clone());
     for (k, t) in &c.index.terms {
         let IndexTerm::Var(u) = t else { return None };
@@ -147,10 +157,25 @@ pub fn infer_ranges(ir: &mut LossIr) -> Vec<Diagnostic> {
                                 c.tensor.0
                             ),
                             c.span,
-                            format!("axis {} of `{}` is {}", c.tensor.1, c.tensor.0, c.dim.display(&names)),
+                            format!(
+                                "axis {} of `{}` is {}",
+                                c.tensor.1,
+                                c.tensor.0,
+                                c.dim.display(&names)
+                            ),
                         )
-                        .with_secondary(first.span, format!("axis {} of `{}` is {}", first.tensor.1, first.tensor.0, first.dim.display(&names)))
-                        .with_note("use one dimension name for both, or give the sizes separate indices"),
+                        .with_secondary(
+                            first.span,
+                            format!(
+                                "axis {} of `{}` is {}",
+                                first.tensor.1,
+                                first.tensor.0,
+                                first.dim.display(&names)
+                            ),
+                        )
+                        .with_note(
+                            "use one dimension name for both, or give the sizes separate indices",
+                        ),
                     );
                     ok = false;
                     break;
@@ -213,7 +238,10 @@ mod tests {
             .iter()
             .map(|v| {
                 let (lo, hi) = v.range.clone().unwrap();
-                (v.name.clone(), format!("{}..={}", lo.display(&names), hi.display(&names)))
+                (
+                    v.name.clone(),
+                    format!("{}..={}", lo.display(&names), hi.display(&names)),
+                )
             })
             .collect())
     }
@@ -234,13 +262,21 @@ mod tests {
 
     #[test]
     fn mismatched_dimensions_are_an_error() {
-        let e = ranges("loss l { input x : [K]\n input y : [M]\n compute x[k] * y[k]\n reduce sum }").unwrap_err();
-        assert!(e.contains("runs over K values in `x` but M values in `y`"), "{e}");
+        let e =
+            ranges("loss l { input x : [K]\n input y : [M]\n compute x[k] * y[k]\n reduce sum }")
+                .unwrap_err();
+        assert!(
+            e.contains("runs over K values in `x` but M values in `y`"),
+            "{e}"
+        );
     }
 
     #[test]
     fn an_index_only_in_a_product_cannot_be_inferred() {
-        let e = ranges("loss l { input x : [B, 2 * K]\n compute sum(c: x[b, 2 * k + c])\n reduce sum }").unwrap_err();
+        let e = ranges(
+            "loss l { input x : [B, 2 * K]\n compute sum(c: x[b, 2 * k + c])\n reduce sum }",
+        )
+        .unwrap_err();
         assert!(e.contains("cannot infer the range of index"), "{e}");
     }
 }
