@@ -71,6 +71,9 @@ struct LossEmitter<'a> {
     slice: &'static str,
     /// The parameter block's values, when the kernel is specialised to them.
     values: Option<&'a [i32]>,
+    /// The loop being emitted: its indices (row-major) and the WGSL name of its linear
+    /// index, for contiguous reads.
+    linear: Option<(Vec<IndexId>, String)>,
 }
 
 impl LossEmitter<'_> {
@@ -307,14 +310,21 @@ impl LossEmitter<'_> {
         } else {
             0
         };
+        let shapes: Vec<String> = (0..idx.len())
+            .map(|axis| {
+                self.m(Slot::Shape {
+                    loss: self.li,
+                    tensor: name.clone(),
+                    axis,
+                })
+            })
+            .collect();
+        let tail = self.contiguous_tail(&name, idx);
+        let lead = idx.len() - tail;
         let mut lin = String::new();
-        for (axis, e) in idx.iter().enumerate() {
+        for (axis, e) in idx.iter().enumerate().take(lead) {
             let i = self.index(e);
-            let n = self.m(Slot::Shape {
-                loss: self.li,
-                tensor: name.clone(),
-                axis,
-            });
+            let n = shapes[axis].clone();
             let gathered = e
                 .terms
                 .iter()
@@ -330,7 +340,74 @@ impl LossEmitter<'_> {
                 format!("({lin}) * {n} + {checked}")
             };
         }
+        if tail > 0 {
+            // The trailing axes are exactly the loop's indices over their whole ranges:
+            // the address is the loop's linear index plus the row's base, which
+            // consecutive threads read consecutively.
+            let (_, linear) = self.linear.clone().unwrap_or_default();
+            let span = shapes[lead..].join(" * ");
+            lin = if lead == 0 {
+                linear
+            } else {
+                format!("({lin}) * {span} + {linear}")
+            };
+        }
         format!("lc_arena[{off} + {lin}]")
+    }
+
+    /// How many trailing subscripts of a read are exactly the indices of the loop being
+    /// emitted, in order, each over the whole axis (known only in a kernel specialised to
+    /// sizes); 0 when the read is not of that form.
+    fn contiguous_tail(&mut self, name: &str, idx: &[IndexExpr]) -> usize {
+        let (Some(values), Some((vars, _))) = (self.values, self.linear.clone()) else {
+            return 0;
+        };
+        let m = vars.len();
+        if m == 0 || idx.len() < m {
+            return 0;
+        }
+        let lead = idx.len() - m;
+        let mentions = |e: &IndexExpr| {
+            let mut vs = Vec::new();
+            e.vars(&mut vs);
+            vs.iter().any(|v| vars.contains(v))
+        };
+        if idx[..lead].iter().any(mentions) {
+            return 0;
+        }
+        let value = |layout: &Layout, s: Slot| layout.get(&s).and_then(|i| values.get(i).copied());
+        for (k, v) in vars.iter().enumerate() {
+            let e = &idx[lead + k];
+            if e.terms != [(1, IndexTerm::Var(*v))] || !e.offset.terms.is_empty() {
+                return 0;
+            }
+            let lo = value(
+                self.layout,
+                Slot::Lo {
+                    loss: self.li,
+                    index: *v,
+                },
+            );
+            let ext = value(
+                self.layout,
+                Slot::Extent {
+                    loss: self.li,
+                    index: *v,
+                },
+            );
+            let size = value(
+                self.layout,
+                Slot::Shape {
+                    loss: self.li,
+                    tensor: name.to_string(),
+                    axis: lead + k,
+                },
+            );
+            if lo != Some(0) || ext.is_none() || ext != size {
+                return 0;
+            }
+        }
+        m
     }
 
     /// The WGSL name holding node `n`'s value, emitting what it needs.
@@ -665,7 +742,9 @@ impl LossEmitter<'_> {
         }
         let advance = self.counters(&ev, "0", 1);
         self.open(format!("for (var e: i32 = 0; e < {elems}; e++)"));
+        self.linear = Some((ev.clone(), "e".into()));
         self.element();
+        self.linear = None;
         for line in advance {
             self.w.line(line);
         }
@@ -689,7 +768,9 @@ impl LossEmitter<'_> {
         self.open(format!(
             "for (var e: i32 = e0 + i32(lid); e < e1; e += {WORKGROUP})"
         ));
+        self.linear = Some((ev.clone(), "e".into()));
         self.element();
+        self.linear = None;
         for line in advance {
             self.w.line(line);
         }
@@ -775,7 +856,9 @@ impl LossEmitter<'_> {
             self.open(format!(
                 "for (var {x}: i32 = i32(lid); {x} < {xn}; {x} += {WORKGROUP})"
             ));
+            self.linear = Some((bound.clone(), x.clone()));
             let b = self.val(body);
+            self.linear = None;
             let as_f = if self.ir.graph[body].ty == Ty::Bool {
                 format!("select(0.0f, 1.0f, {b})")
             } else {
@@ -979,6 +1062,7 @@ pub fn generate(
             bug: None,
             slice: "slice",
             values,
+            linear: None,
         };
         e.loss_fn();
         bug = bug.or(e.bug.take());
@@ -1025,6 +1109,7 @@ pub fn generate(
             bug: None,
             slice: "slice",
             values,
+            linear: None,
         };
         e.finish();
         bug = bug.or(e.bug.take());
