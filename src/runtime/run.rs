@@ -308,13 +308,16 @@ pub fn prepare<'a>(
     Ok((out, warnings))
 }
 
+/// The factory total, each loss's result, and the logs.
+pub type Combined = (f32, Vec<(String, LossResult)>, Vec<(String, f32)>);
+
 /// Combines per-loss values into the factory's result, in factory order, in f32.
 pub fn combine(
     names: &[&str],
     values: &[eval::LossValue],
     annealed: &[bool],
     opts: &RunOptions,
-) -> (f32, Vec<(String, LossResult)>, Vec<(String, f32)>) {
+) -> Combined {
     let mut total = 0.0f32;
     let mut losses = Vec::new();
     let mut logs = Vec::new();

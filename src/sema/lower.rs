@@ -809,7 +809,7 @@ impl<'a> Lowerer<'a> {
                     .with_secondary(first, "first here"),
                 );
             }
-            if matches!(self.decls.get(&b.name.name), Some(_)) {
+            if self.decls.contains_key(&b.name.name) {
                 self.error(
                     format!(
                         "`{}` is already declared and cannot name an index",
@@ -985,9 +985,9 @@ impl<'a> Lowerer<'a> {
                 n.span,
                 "no free indices allowed here",
             );
-            self.diags.last_mut().map(|d| {
-                d.notes.push("`weight`, `empty:` and indexed `let` bodies are closed: bind indices with a reduction or a let parameter".into())
-            });
+            if let Some(d) = self.diags.last_mut() {
+                d.notes.push("`weight`, `empty:` and indexed `let` bodies are closed: bind indices with a reduction or a let parameter".into());
+            }
             return Err(());
         }
         let mut names: Vec<&str> = self.decls.keys().map(String::as_str).collect();

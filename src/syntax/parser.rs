@@ -225,16 +225,16 @@ fn found_token(text: &str, pos: usize) -> String {
 }
 
 /// Children of a pair without the keyword tokens, which carry no information.
+/// Children of a pair, keywords left out.
+type KidPairs<'i> =
+    std::iter::Filter<pest::iterators::Pairs<'i, Rule>, fn(&Pair<'i, Rule>) -> bool>;
+
 trait Kids<'i> {
-    fn kids(
-        self,
-    ) -> std::iter::Filter<pest::iterators::Pairs<'i, Rule>, fn(&Pair<'i, Rule>) -> bool>;
+    fn kids(self) -> KidPairs<'i>;
 }
 
 impl<'i> Kids<'i> for Pair<'i, Rule> {
-    fn kids(
-        self,
-    ) -> std::iter::Filter<pest::iterators::Pairs<'i, Rule>, fn(&Pair<'i, Rule>) -> bool> {
+    fn kids(self) -> KidPairs<'i> {
         fn keep(p: &Pair<Rule>) -> bool {
             !matches!(
                 p.as_rule(),

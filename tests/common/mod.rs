@@ -54,7 +54,7 @@ pub fn read_json(path: &Path) -> Value {
 pub fn close(a: &Value, b: &Value, rel: f64) -> bool {
     match (a.as_f64(), b.as_f64()) {
         (None, None) => a.is_null() && b.is_null(),
-        (Some(x), Some(y)) if y == 0.0 => x == 0.0,
+        (Some(x), Some(0.0)) => x == 0.0,
         (Some(x), Some(y)) => (x - y).abs() <= rel * y.abs(),
         _ => false,
     }

@@ -77,6 +77,9 @@ pub fn constraints(ir: &LossIr) -> Vec<Constraint> {
     out
 }
 
+/// A range `[lo, hi]` one constraint allows an index, with that constraint.
+type Candidate<'c> = ((Poly, Poly), &'c Constraint);
+
 /// `[lo, hi]` for `v` from one constraint where it is the only unknown.
 fn solve(
     c: &Constraint,
@@ -118,7 +121,7 @@ pub fn infer_ranges(ir: &mut LossIr) -> Vec<Diagnostic> {
         }
     }
     loop {
-        let mut found: HashMap<IndexId, Vec<((Poly, Poly), &Constraint)>> = HashMap::new();
+        let mut found: HashMap<IndexId, Vec<Candidate>> = HashMap::new();
         for c in &cons {
             let unknown: Vec<(i64, IndexId)> = c
                 .index
