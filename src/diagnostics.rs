@@ -162,7 +162,7 @@ fn clamp_to_char_boundary(text: &str, mut offset: usize) -> usize {
 pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let mut best: Option<(usize, &str)> = None;
     for c in candidates {
-        let d = levenshtein(name, c);
+        let d = edit_distance(name, c);
         // One-letter names are all one edit apart: suggesting among them misleads.
         if d <= (name.len().max(c.len()) / 3).max(1)
             && d < name.len()
@@ -174,7 +174,8 @@ pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
     best.map(|(_, c)| c)
 }
 
-fn levenshtein(a: &str, b: &str) -> usize {
+/// The edit (Levenshtein) distance between two names.
+pub fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut prev: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {

@@ -524,6 +524,36 @@ impl LossEmitter<'_> {
         }
     }
 
+    /// Opens one loop per index over its range, binding each; close with [`Self::close`].
+    fn open_loops(&mut self, vars: &[IndexId]) {
+        for v in vars {
+            let (lo, ext) = (self.lo(*v), self.ext(*v));
+            let x = self.name(&format!("i{v}_"));
+            self.open(format!(
+                "for (var {x}: i32 = {lo}; {x} < {lo} + {ext}; {x}++)"
+            ));
+            self.bind(*v, x);
+        }
+    }
+
+    /// Counts, over every value of `body` for the indices `bound`, those smaller than and
+    /// equal to `a`: a value's rank without sorting. Returns the two counters' names.
+    fn count_ranks(&mut self, a: &str, body: NodeIndex, bound: &[IndexId]) -> (String, String) {
+        let (less, equal) = (self.name("mless"), self.name("meq"));
+        self.w.line(format!("var {less}: i32 = 0;"));
+        self.w.line(format!("var {equal}: i32 = 0;"));
+        self.open_loops(bound);
+        let b = self.val(body);
+        self.w
+            .line(format!("if ({b} < {a}) {{ {less} = {less} + 1; }}"));
+        self.w
+            .line(format!("if ({b} == {a}) {{ {equal} = {equal} + 1; }}"));
+        for _ in bound {
+            self.close();
+        }
+        (less, equal)
+    }
+
     /// A reduction evaluated by the current thread alone, with loops over its indices.
     fn inline_reduce(&mut self, n: NodeIndex) -> String {
         let node = self.ir.graph[n].clone();
@@ -548,14 +578,7 @@ impl LossEmitter<'_> {
             if is_bool { "bool" } else { "f32" }
         ));
         let opened = bound.len();
-        for v in bound {
-            let (lo, ext) = (self.lo(*v), self.ext(*v));
-            let x = self.name(&format!("i{v}_"));
-            self.open(format!(
-                "for (var {x}: i32 = {lo}; {x} < {lo} + {ext}; {x}++)"
-            ));
-            self.bind(*v, x);
-        }
+        self.open_loops(bound);
         let b = self.val(body);
         let step = match kind {
             ReduceFn::Sum | ReduceFn::Mean => format!("{acc} = {acc} + {b};"),
@@ -600,34 +623,9 @@ impl LossEmitter<'_> {
         self.w.line(format!("var {lo_v}: f32 = lc_nan();"));
         self.w.line(format!("var {hi_v}: f32 = lc_nan();"));
         self.w.line(format!("var {nan}: bool = false;"));
-        for v in bound {
-            let (lo, ext) = (self.lo(*v), self.ext(*v));
-            let x = self.name(&format!("i{v}_"));
-            self.open(format!(
-                "for (var {x}: i32 = {lo}; {x} < {lo} + {ext}; {x}++)"
-            ));
-            self.bind(*v, x);
-        }
+        self.open_loops(bound);
         let a = self.val(body);
-        let (less, equal) = (self.name("mless"), self.name("meq"));
-        self.w.line(format!("var {less}: i32 = 0;"));
-        self.w.line(format!("var {equal}: i32 = 0;"));
-        for v in bound {
-            let (lo, ext) = (self.lo(*v), self.ext(*v));
-            let x = self.name(&format!("i{v}_"));
-            self.open(format!(
-                "for (var {x}: i32 = {lo}; {x} < {lo} + {ext}; {x}++)"
-            ));
-            self.bind(*v, x);
-        }
-        let b = self.val(body);
-        self.w
-            .line(format!("if ({b} < {a}) {{ {less} = {less} + 1; }}"));
-        self.w
-            .line(format!("if ({b} == {a}) {{ {equal} = {equal} + 1; }}"));
-        for _ in bound {
-            self.close();
-        }
+        let (less, equal) = self.count_ranks(&a, body, bound);
         self.w
             .line(format!("if (lc_isnan({a})) {{ {nan} = true; }}"));
         let (r1, r2) = (self.name("rank"), self.name("rank"));
@@ -920,25 +918,7 @@ impl LossEmitter<'_> {
         ));
         self.decompose(bound, &x);
         let a = self.val(body);
-        let (less, equal) = (self.name("mless"), self.name("meq"));
-        self.w.line(format!("var {less}: i32 = 0;"));
-        self.w.line(format!("var {equal}: i32 = 0;"));
-        for v in bound {
-            let (lo, ext) = (self.lo(*v), self.ext(*v));
-            let y = self.name(&format!("i{v}_"));
-            self.open(format!(
-                "for (var {y}: i32 = {lo}; {y} < {lo} + {ext}; {y}++)"
-            ));
-            self.bind(*v, y);
-        }
-        let b = self.val(body);
-        self.w
-            .line(format!("if ({b} < {a}) {{ {less} = {less} + 1; }}"));
-        self.w
-            .line(format!("if ({b} == {a}) {{ {equal} = {equal} + 1; }}"));
-        for _ in bound {
-            self.close();
-        }
+        let (less, equal) = self.count_ranks(&a, body, bound);
         self.w.line(format!("let r1 = ({cnt} - 1) / 2;"));
         self.w.line(format!("let r2 = {cnt} / 2;"));
         self.open(format!("if (lc_isnan({a}))"));

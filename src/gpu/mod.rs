@@ -12,7 +12,7 @@ use wgpu::util::DeviceExt;
 use crate::codegen::Kernel;
 use crate::codegen::emit::{CHUNK, SERIAL_TABLE, TIMEOUT_CODE, WORKGROUP};
 use crate::codegen::layout::Slot;
-use crate::ir::ParamKind;
+use crate::ir::{IndexId, ParamKind};
 use crate::runtime::bind::Bound;
 use crate::runtime::run::{RunOptions, RunResult, combine};
 
@@ -249,19 +249,12 @@ fn serial_row_cost(b: &Bound, s: &crate::codegen::schedule::LossSchedule) -> u64
     let mut memo = HashMap::new();
     let mut cost = 0u64;
     for h in &s.hoisted {
-        let t = h
-            .table_vars
-            .iter()
-            .map(|v| extent(b.ranges[*v]) as u64)
-            .fold(1u64, u64::saturating_mul);
+        let t = values_of(&h.table_vars, &b.ranges);
         // The table's reduction runs inline here; the tables it reads are already built.
         let crate::ir::Op::Reduce(kind, over) = &ir.graph[h.node].op else {
             continue;
         };
-        let x = over
-            .iter()
-            .map(|v| extent(b.ranges[*v]) as u64)
-            .fold(1u64, u64::saturating_mul);
+        let x = values_of(over, &b.ranges);
         let body = 1u64.saturating_add(inline_iterations(
             ir,
             s,
@@ -277,11 +270,7 @@ fn serial_row_cost(b: &Bound, s: &crate::codegen::schedule::LossSchedule) -> u64
         };
         cost = cost.saturating_add(t.saturating_mul(entry));
     }
-    let elems: u64 = s
-        .elem_vars
-        .iter()
-        .map(|v| extent(b.ranges[*v]) as u64)
-        .fold(1u64, u64::saturating_mul);
+    let elems: u64 = values_of(&s.elem_vars, &b.ranges);
     let mut per_elem =
         1u64.saturating_add(inline_iterations(ir, s, &b.ranges, ir.compute, &mut memo));
     for m in &ir.masks {
@@ -320,18 +309,11 @@ fn iterations_per_invocation(
             continue;
         }
         for h in &s.hoisted {
-            let t = h
-                .table_vars
-                .iter()
-                .map(|v| extent(b.ranges[*v]) as u64)
-                .fold(1u64, u64::saturating_mul);
+            let t = values_of(&h.table_vars, &b.ranges);
             let crate::ir::Op::Reduce(kind, over) = &ir.graph[h.node].op else {
                 continue;
             };
-            let x = over
-                .iter()
-                .map(|v| extent(b.ranges[*v]) as u64)
-                .fold(1u64, u64::saturating_mul);
+            let x = values_of(over, &b.ranges);
             let body = 1u64.saturating_add(inline_iterations(
                 ir,
                 s,
@@ -365,11 +347,7 @@ fn iterations_per_invocation(
             };
             item = item.saturating_add(cost);
         }
-        let elems: u64 = s
-            .elem_vars
-            .iter()
-            .map(|v| extent(b.ranges[*v]) as u64)
-            .fold(1u64, u64::saturating_mul);
+        let elems: u64 = values_of(&s.elem_vars, &b.ranges);
         let mut per_elem =
             1u64.saturating_add(inline_iterations(ir, s, &b.ranges, ir.compute, &mut memo));
         for m in &ir.masks {
@@ -397,6 +375,13 @@ fn iterations_per_invocation(
         .saturating_mul(worst_item.saturating_add(1))
         .saturating_add(finish)
         .saturating_add(per_thread(2 * total_items))
+}
+
+/// The number of assignments of `vars` (saturating).
+fn values_of(vars: &[IndexId], ranges: &[(i64, i64)]) -> u64 {
+    vars.iter()
+        .map(|v| extent(ranges[*v]) as u64)
+        .fold(1u64, u64::saturating_mul)
 }
 
 fn extent((lo, hi): (i64, i64)) -> i64 {

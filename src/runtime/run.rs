@@ -195,20 +195,7 @@ fn route_keys(
 
 /// Whether `key` is so close to `name` (two edits at most) that it must be a typo.
 fn typo(key: &str, name: &str) -> bool {
-    let (a, b): (Vec<char>, Vec<char>) = (key.chars().collect(), name.chars().collect());
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.iter().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur.push(
-                (prev[j] + usize::from(ca != cb))
-                    .min(prev[j + 1] + 1)
-                    .min(cur[j] + 1),
-            );
-        }
-        prev = cur;
-    }
-    prev[b.len()] <= 2
+    crate::diagnostics::edit_distance(key, name) <= 2
 }
 
 fn names(losses: &[&LossIr]) -> String {
