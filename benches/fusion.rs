@@ -12,7 +12,7 @@ use lossc::ir::{FactoryTerm, Program};
 use lossc::runtime::data::{Array, DType, Data, DataValue};
 use lossc::runtime::run::{RunOptions, prepare, run_cpu};
 
-const RUNS: usize = 15;
+const RUNS: usize = 31;
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -140,8 +140,17 @@ fn bench_case(program: &Program, title: &str, losses: &[&str], data: &Data) {
         fused.run(dev).unwrap();
         unfused.run(dev).unwrap();
     }
-    let tf = time(RUNS, || fused.run(dev).unwrap());
-    let tu = time(RUNS, || unfused.run(dev).unwrap());
+    // Interleaved, so that both see the same machine load.
+    let (mut fs, mut us) = (Vec::new(), Vec::new());
+    for _ in 0..RUNS {
+        let t = Instant::now();
+        std::hint::black_box(fused.run(dev).unwrap());
+        fs.push(t.elapsed());
+        let t = Instant::now();
+        std::hint::black_box(unfused.run(dev).unwrap());
+        us.push(t.elapsed());
+    }
+    let (tf, tu) = (median(fs), median(us));
     let bytes: usize = bound
         .iter()
         .flat_map(|b| b.inputs.iter().flatten().map(|t| t.data.len() * 4))

@@ -28,9 +28,6 @@ use crate::ir::{
 pub const WORKGROUP: usize = 64;
 /// Elements of a row one work item streams (64 per thread).
 pub const CHUNK: usize = WORKGROUP * 64;
-/// The most binder values a hoisted table entry reduces serially, one thread per entry;
-/// above it, the whole workgroup shares each entry. (A median ranks serially: squared.)
-pub const SERIAL_TABLE: usize = 256;
 /// The error word's value when a partial result never arrived.
 pub const TIMEOUT_CODE: u32 = 0xffff_fff0;
 
@@ -89,6 +86,35 @@ impl LossEmitter<'_> {
     fn open(&mut self, header: impl AsRef<str>) {
         self.w.open(header);
         self.cache.push(HashMap::new());
+    }
+
+    /// `if (cond) {`; in a kernel specialised to sizes where the condition is `known`,
+    /// a plain block, its contents dropped when the condition is false.
+    fn open_if(&mut self, cond: String, known: Option<bool>) {
+        match known {
+            None => self.open(format!("if ({cond})")),
+            Some(taken) => {
+                self.w.open_muted(!taken);
+                self.cache.push(HashMap::new());
+            }
+        }
+    }
+
+    /// The `else` of [`Self::open_if`] with the same `known`.
+    fn open_else(&mut self, known: Option<bool>) {
+        match known {
+            None => self.open("else"),
+            Some(taken) => {
+                self.w.open_muted(taken);
+                self.cache.push(HashMap::new());
+            }
+        }
+    }
+
+    /// A slot's value, in a kernel specialised to sizes (and once the slot exists).
+    fn known(&self, s: &Slot) -> Option<i64> {
+        let i = self.layout.get(s)?;
+        self.values?.get(i).map(|v| *v as i64)
     }
 
     fn close(&mut self) {
@@ -665,6 +691,24 @@ impl LossEmitter<'_> {
             }
             self.close();
         }
+        let mut roots = vec![self.ir.compute];
+        roots.extend(self.ir.rectify);
+        if roots.iter().all(|r| !self.reads_through_gather(*r)) {
+            // Without gathers every read is in bounds (checked on the host), so the value
+            // is computed whatever the masks say, and then selected: no loads under a
+            // branch, which SIMD back ends would have to mask. A masked NaN is not
+            // selected, so it still never reaches the result.
+            let v = self.val(self.ir.compute);
+            self.w
+                .line(format!("var x: f32 = select({v}, 0.0f, zeroed);"));
+            if let Some(r) = self.ir.rectify {
+                let eps = self.val(r);
+                self.w.line(format!("x = lc_relu(x - {eps}); // rectify"));
+            }
+            self.w.line("part = part + select(0.0f, x, keep);");
+            self.w.line("part_n = part_n + select(0u, 1u, keep);");
+            return;
+        }
         self.open("if (keep)");
         self.w.line("var x: f32 = 0.0f;");
         self.open("if (!zeroed)");
@@ -678,6 +722,25 @@ impl LossEmitter<'_> {
         self.w.line("part = part + x;");
         self.w.line("part_n = part_n + 1u;");
         self.close();
+    }
+
+    /// Whether evaluating `n` reads anything through a gather (whose index is data, and
+    /// checked as it is read).
+    fn reads_through_gather(&self, n: NodeIndex) -> bool {
+        use petgraph::visit::{Dfs, Reversed, Walker};
+        let rev = Reversed(&self.ir.graph);
+        let gathered = |e: &IndexExpr| {
+            e.terms
+                .iter()
+                .any(|(_, t)| matches!(t, IndexTerm::Gather(..)))
+        };
+        Dfs::new(rev, n)
+            .iter(rev)
+            .any(|m| match &self.ir.graph[m].op {
+                Op::Read(_, idx) => idx.iter().any(gathered),
+                Op::IndexValue(e) => gathered(e),
+                _ => false,
+            })
     }
 
     /// `fn loss_N(item, gitem, lid, slice)`: one work item of this loss. Two modes, chosen
@@ -707,7 +770,8 @@ impl LossEmitter<'_> {
         let n_rows = self.m(Slot::Rows { loss: li });
         let slice_size = self.m(Slot::SliceSize);
 
-        self.open(format!("if ({mode} != 0)"));
+        let known_mode = self.known(&Slot::RowPerThread { loss: li }).map(|m| m != 0);
+        self.open_if(format!("{mode} != 0"), known_mode);
         self.w
             .line(format!("let row = item * {WORKGROUP} + i32(lid);"));
         self.open(format!("if (row < {n_rows})"));
@@ -751,7 +815,7 @@ impl LossEmitter<'_> {
         self.slice = "slice";
         self.close();
 
-        self.open("else");
+        self.open_else(known_mode);
         let cpr = self.m(Slot::ChunksPerRow { loss: li });
         self.w.line(format!("let row = item / {cpr};"));
         self.w.line(format!("let chunk = item % {cpr};"));
@@ -775,15 +839,27 @@ impl LossEmitter<'_> {
         self.close();
         self.close();
 
-        self.w.line("lc_red[lid] = part;");
-        self.w.line("lc_cnt[lid] = part_n;");
-        self.w.line("let s = lc_tree_sum_count(lid);");
-        self.w.line("let c = lc_last_count;");
-        self.open("if (lid == 0u)");
-        self.w
-            .line("atomicStore(&lc_sync[2 + 2 * gitem], lc_publish(s));");
-        self.w.line("atomicStore(&lc_sync[3 + 2 * gitem], c);");
-        self.close();
+        // A row of one element shared by the workgroup (a heatmap's KL per keypoint):
+        // only thread 0 has a value, so no reduction is needed to publish it.
+        let single = self.known(&Slot::RowPerThread { loss: li }) == Some(0)
+            && self.known(&Slot::Elems { loss: li }) == Some(1);
+        if single {
+            self.open("if (lid == 0u)");
+            self.w
+                .line("atomicStore(&lc_sync[2 + 2 * gitem], lc_publish(part));");
+            self.w.line("atomicStore(&lc_sync[3 + 2 * gitem], part_n);");
+            self.close();
+        } else {
+            self.w.line("lc_red[lid] = part;");
+            self.w.line("lc_cnt[lid] = part_n;");
+            self.w.line("let s = lc_tree_sum_count(lid);");
+            self.w.line("let c = lc_last_count;");
+            self.open("if (lid == 0u)");
+            self.w
+                .line("atomicStore(&lc_sync[2 + 2 * gitem], lc_publish(s));");
+            self.w.line("atomicStore(&lc_sync[3 + 2 * gitem], c);");
+            self.close();
+        }
         self.close();
         self.w.blank();
     }
@@ -802,30 +878,23 @@ impl LossEmitter<'_> {
             loss: self.li,
             table: k,
         });
-        // Small tables: one thread per entry, reducing serially; no barrier per entry.
-        let xs = self.count(bound);
-        let serial = if *kind == ReduceFn::Median {
-            SERIAL_TABLE / 2
-        } else {
-            SERIAL_TABLE
-        };
-        self.open(format!("if ({size} <= {WORKGROUP} && {xs} <= {serial})"));
-        let t = self.name("t");
-        self.open(format!(
-            "for (var {t}: i32 = i32(lid); {t} < {size}; {t} += {WORKGROUP})"
-        ));
-        self.decompose(table_vars, &t);
-        let r = self.inline_reduce(n);
-        let r = if self.ir.graph[n].ty == Ty::Bool {
-            format!("select(0.0f, 1.0f, {r})")
-        } else {
-            r
-        };
-        self.w
-            .line(format!("lc_scratch[slice + {off} + {t}] = {r};"));
-        self.close();
-        self.close();
-        self.open("else");
+        // (Small tables of small rows are built one row per thread: see loss_fn.)
+        if self.values.is_some() && table_vars.is_empty() && *kind != ReduceFn::Median {
+            // One value, shared: every thread ends the tree holding it, so it stays in a
+            // register (no scratch, no barrier to publish it).
+            let r = self.cooperative_reduce(n, *kind, bound);
+            let name = self.name("h");
+            let value = if node.ty == Ty::Bool {
+                format!("({r} != 0.0)")
+            } else {
+                r
+            };
+            self.w
+                .line(format!("let {name} = {value}; {}", self.comment(n)));
+            let d = self.depth();
+            self.cache[d].insert(n, name);
+            return;
+        }
         let t = self.name("t");
         self.open(format!("for (var {t}: i32 = 0; {t} < {size}; {t}++)"));
         self.decompose(table_vars, &t);
@@ -835,70 +904,78 @@ impl LossEmitter<'_> {
             self.w.line(format!("let {r} = lc_median_result;"));
             r
         } else {
-            let body = operands(&self.ir.graph, n)[0];
-            let xs = self.count(bound);
-            let xn = self.name("xn");
-            self.w.line(format!("let {xn} = {xs};"));
-            let init = match kind {
-                ReduceFn::All => "1.0f",
-                ReduceFn::Max => "-lc_inf()",
-                ReduceFn::Min => "lc_inf()",
-                _ => "0.0f",
-            };
-            let bool_body = self.ir.graph[body].ty == Ty::Bool;
-            let acc = self.name("acc");
-            self.w.line(format!("var {acc}: f32 = {init};"));
-            let x = self.name("x");
-            self.open("");
-            let advance = self.counters(bound, "i32(lid)", WORKGROUP);
-            self.open(format!(
-                "for (var {x}: i32 = i32(lid); {x} < {xn}; {x} += {WORKGROUP})"
-            ));
-            self.linear = Some((bound.clone(), x.clone()));
-            let b = self.val(body);
-            self.linear = None;
-            let as_f = if self.ir.graph[body].ty == Ty::Bool {
-                format!("select(0.0f, 1.0f, {b})")
-            } else {
-                b
-            };
-            // Truth values are 0 or 1, never NaN: plain min/max suffice for all/any.
-            self.w.line(match kind {
-                ReduceFn::Sum | ReduceFn::Mean => format!("{acc} = {acc} + {as_f};"),
-                ReduceFn::Norm => format!("{acc} = {acc} + {as_f} * {as_f};"),
-                ReduceFn::Max | ReduceFn::Any if bool_body => {
-                    format!("{acc} = max({acc}, {as_f});")
-                }
-                ReduceFn::Max | ReduceFn::Any => format!("{acc} = lc_max({acc}, {as_f});"),
-                _ if bool_body => format!("{acc} = min({acc}, {as_f});"),
-                _ => format!("{acc} = lc_min({acc}, {as_f});"),
-            });
-            for line in advance {
-                self.w.line(line);
-            }
-            self.close();
-            self.close();
-            self.w.line(format!("lc_red[lid] = {acc};"));
-            let tk = match kind {
-                ReduceFn::Max | ReduceFn::Any => 1,
-                ReduceFn::Min | ReduceFn::All => 2,
-                _ => 0,
-            };
-            let r = self.name("r");
-            self.w.line(format!("let {r} = lc_tree(lid, {tk}u);"));
-            match kind {
-                ReduceFn::Mean => format!("{r} / f32({xn})"),
-                ReduceFn::Norm => format!("sqrt({r})"),
-                _ => r,
-            }
+            self.cooperative_reduce(n, *kind, bound)
         };
         self.w.line(format!(
             "if (lid == 0u) {{ lc_scratch[slice + {off} + {t}] = {result}; }}"
         ));
         self.close();
-        self.close();
         self.w.line("storageBarrier();");
         self.w.line("workgroupBarrier();");
+    }
+
+    /// A reduction shared by the workgroup: each thread folds the values `lid, lid + 64,
+    /// ...` of the binder space, then a tree combines the threads in a fixed order. Every
+    /// thread ends with the result (an expression returned); call from uniform control
+    /// flow.
+    fn cooperative_reduce(&mut self, n: NodeIndex, kind: ReduceFn, bound: &[IndexId]) -> String {
+        let bound = bound.to_vec();
+        let body = operands(&self.ir.graph, n)[0];
+        let xs = self.count(&bound);
+        let xn = self.name("xn");
+        self.w.line(format!("let {xn} = {xs};"));
+        let init = match kind {
+            ReduceFn::All => "1.0f",
+            ReduceFn::Max => "-lc_inf()",
+            ReduceFn::Min => "lc_inf()",
+            _ => "0.0f",
+        };
+        let bool_body = self.ir.graph[body].ty == Ty::Bool;
+        let acc = self.name("acc");
+        self.w.line(format!("var {acc}: f32 = {init};"));
+        let x = self.name("x");
+        self.open("");
+        let advance = self.counters(&bound, "i32(lid)", WORKGROUP);
+        self.open(format!(
+            "for (var {x}: i32 = i32(lid); {x} < {xn}; {x} += {WORKGROUP})"
+        ));
+        self.linear = Some((bound.clone(), x.clone()));
+        let b = self.val(body);
+        self.linear = None;
+        let as_f = if self.ir.graph[body].ty == Ty::Bool {
+            format!("select(0.0f, 1.0f, {b})")
+        } else {
+            b
+        };
+        // Truth values are 0 or 1, never NaN: plain min/max suffice for all/any.
+        self.w.line(match kind {
+            ReduceFn::Sum | ReduceFn::Mean => format!("{acc} = {acc} + {as_f};"),
+            ReduceFn::Norm => format!("{acc} = {acc} + {as_f} * {as_f};"),
+            ReduceFn::Max | ReduceFn::Any if bool_body => {
+                format!("{acc} = max({acc}, {as_f});")
+            }
+            ReduceFn::Max | ReduceFn::Any => format!("{acc} = lc_max({acc}, {as_f});"),
+            _ if bool_body => format!("{acc} = min({acc}, {as_f});"),
+            _ => format!("{acc} = lc_min({acc}, {as_f});"),
+        });
+        for line in advance {
+            self.w.line(line);
+        }
+        self.close();
+        self.close();
+        self.w.line(format!("lc_red[lid] = {acc};"));
+        let tk = match kind {
+            ReduceFn::Max | ReduceFn::Any => 1,
+            ReduceFn::Min | ReduceFn::All => 2,
+            _ => 0,
+        };
+        let r = self.name("r");
+        self.w.line(format!("let {r} = lc_tree(lid, {tk}u);"));
+        match kind {
+            ReduceFn::Mean => format!("{r} / f32({xn})"),
+            ReduceFn::Norm => format!("sqrt({r})"),
+            _ => r,
+        }
     }
 
     /// A hoisted median, shared by the workgroup: each thread ranks the candidates

@@ -6,11 +6,17 @@
 pub struct Writer {
     text: String,
     indent: usize,
+    /// Per open block: whether its contents are dropped (a branch a specialised kernel
+    /// knows it never takes, written only so that both variants allocate the same slots).
+    mutes: Vec<bool>,
 }
 
 impl Writer {
     /// One line at the current indentation.
     pub fn line(&mut self, s: impl AsRef<str>) {
+        if self.mutes.iter().any(|m| *m) {
+            return;
+        }
         for _ in 0..self.indent {
             self.text.push_str("    ");
         }
@@ -27,17 +33,26 @@ impl Writer {
             format!("{h} {{")
         });
         self.indent += 1;
+        self.mutes.push(false);
+    }
+
+    /// A block `{ ... }` whose contents are dropped when `mute` is set.
+    pub fn open_muted(&mut self, mute: bool) {
+        self.line("{");
+        self.indent += 1;
+        self.mutes.push(mute);
     }
 
     /// `}`
     pub fn close(&mut self) {
         self.indent = self.indent.saturating_sub(1);
+        self.mutes.pop();
         self.line("}");
     }
 
     /// A blank line.
     pub fn blank(&mut self) {
-        self.text.push('\n');
+        self.line("");
     }
 
     /// Hand-written WGSL, spliced verbatim (the `shaders/` pieces).

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use wgpu::util::DeviceExt;
 
 use crate::codegen::Kernel;
-use crate::codegen::emit::{CHUNK, SERIAL_TABLE, TIMEOUT_CODE, WORKGROUP};
+use crate::codegen::emit::{CHUNK, TIMEOUT_CODE, WORKGROUP};
 use crate::codegen::layout::Slot;
 use crate::ir::{IndexId, ParamKind};
 use crate::runtime::bind::Bound;
@@ -322,29 +322,14 @@ fn iterations_per_invocation(
                 &mut memo,
             ));
             let median = *kind == crate::ir::ReduceFn::Median;
-            let serial_limit = if median {
-                SERIAL_TABLE / 2
+            let per = if median {
+                per_thread(x)
+                    .saturating_mul(body.saturating_add(x.saturating_mul(body)))
+                    .saturating_add(2 * TREE)
             } else {
-                SERIAL_TABLE
-            } as u64;
-            let cost = if t <= wg && x <= serial_limit {
-                // One thread per entry, serially (see codegen::emit::SERIAL_TABLE).
-                let once = x.saturating_mul(body);
-                per_thread(t).saturating_mul(if median {
-                    once.saturating_add(x.saturating_mul(once))
-                } else {
-                    once
-                })
-            } else {
-                let per = if median {
-                    per_thread(x)
-                        .saturating_mul(body.saturating_add(x.saturating_mul(body)))
-                        .saturating_add(2 * TREE)
-                } else {
-                    per_thread(x).saturating_mul(body).saturating_add(TREE)
-                };
-                t.saturating_mul(per.saturating_add(1))
+                per_thread(x).saturating_mul(body).saturating_add(TREE)
             };
+            let cost = t.saturating_mul(per.saturating_add(1));
             item = item.saturating_add(cost);
         }
         let elems: u64 = values_of(&s.elem_vars, &b.ranges);
@@ -614,6 +599,10 @@ impl Dispatch {
         let d = &gpu.device;
         let losses: Vec<&crate::ir::LossIr> = bound.iter().map(|b| b.ir).collect();
         let wgsl = kernel.specialise(&losses, &meta)?;
+        // For debugging: the specialised kernel as run.
+        if let Some(path) = std::env::var_os("LOSSC_DUMP_KERNEL") {
+            std::fs::write(&path, &wgsl).map_err(|e| format!("LOSSC_DUMP_KERNEL: {e}"))?;
+        }
         let pipeline = gpu.pipeline(&wgsl)?;
         let bytes = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
         let meta_buf = d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
