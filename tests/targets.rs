@@ -97,3 +97,63 @@ fn spirv_val_accepts_every_kernel() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn spirv_val_accepts_a_kernel_specialised_to_sizes() {
+    // `lossc run` dispatches kernels specialised to the bound sizes; check one of them too.
+    let dir =
+        std::env::temp_dir().join(format!("lossc-targets-specialised-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let wgsl_path = dir.join("k.wgsl");
+    let mut args: Vec<String> = vec!["run".into()];
+    args.extend(
+        common::example_files()
+            .iter()
+            .map(|p| p.display().to_string()),
+    );
+    for a in [
+        "examples/factories.loss",
+        "--factory",
+        "heatmap_semisupervised",
+        "--data",
+        "examples/demo.json",
+        "--backend",
+        "gpu",
+    ] {
+        args.push(a.into());
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_lossc"))
+        .args(&args)
+        .current_dir(common::root())
+        .env("LOSSC_DUMP_KERNEL", &wgsl_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let wgsl = std::fs::read_to_string(&wgsl_path).unwrap();
+    assert!(
+        !wgsl.contains("lc_meta.m["),
+        "a specialised kernel reads no slot from the uniform block"
+    );
+    let v = lossc::codegen::validate::validate(&wgsl).unwrap();
+    let spv =
+        lossc::codegen::validate::translate(&v, &wgsl, lossc::codegen::validate::Target::Spirv)
+            .unwrap();
+    let spv_path = dir.join("k.spv");
+    std::fs::write(&spv_path, spv).unwrap();
+    let val = Command::new("spirv-val")
+        .args(["--target-env", "vulkan1.1"])
+        .arg(&spv_path)
+        .output()
+        .expect("spirv-val");
+    assert!(
+        val.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&val.stdout),
+        String::from_utf8_lossy(&val.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

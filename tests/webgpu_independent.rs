@@ -92,6 +92,31 @@ fn tint_in_chromium_accepts_every_generated_kernel() {
         })
         .count();
     assert!(kernels > 0, "lossc compile wrote no .wgsl file");
+    // And a kernel as `lossc run` dispatches it: specialised to the demo's sizes.
+    let mut run = Command::new(env!("CARGO_BIN_EXE_lossc"));
+    run.arg("run")
+        .args(loss_files(&root))
+        .arg(root.join("examples/factories.loss"));
+    run.args([
+        "--factory",
+        "heatmap_semisupervised",
+        "--backend",
+        "gpu",
+        "--data",
+    ])
+    .arg(root.join("examples/demo.json"));
+    let ran = run
+        .env(
+            "LOSSC_DUMP_KERNEL",
+            out.0.join("specialised_heatmap_semisupervised.wgsl"),
+        )
+        .output()
+        .expect("run lossc");
+    assert!(
+        ran.status.success(),
+        "lossc run failed: {}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
 
     let started = std::time::Instant::now();
     let validated = Command::new("python3")
@@ -113,6 +138,7 @@ fn tint_in_chromium_accepts_every_generated_kernel() {
          scripts/webgpu_validate.py exited with {}:\n{report}",
         validated.status
     );
+    let kernels = kernels + 1; // the specialised one
     let summary = format!("{kernels}/{kernels} modules accepted");
     assert!(
         report.contains(&summary),

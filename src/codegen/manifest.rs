@@ -51,7 +51,7 @@ pub fn manifest(program: &Program, k: &Kernel) -> Value {
             group: 0,
             binding: 3,
             name: "lc_sync",
-            role: "[0] finished-workgroup counter, [1] error word, then (sum bits, count) per work item; initialise to 0, 0, then 0xffffffff; the kernel restores that state itself",
+            role: "[0] finished-workgroup counter, [1] error word, then (sum bits, count) per work item; initialise to 0, 0, then 0xffffffff; the kernel restores the counter and the slots itself, the host zeroes the error word before each dispatch",
             ty: "storage, read_write: array<atomic<u32>>".into(),
         },
         Binding {
@@ -117,10 +117,14 @@ pub fn manifest(program: &Program, k: &Kernel) -> Value {
         "parameter_block": k.layout.slots,
         "work": {
             "chunk": CHUNK,
-            "items_per_loss": "rows × ceil(elements / chunk), rows and elements being the products of the extents of the schedule's row and element indices",
+            "rows_and_elements": "per loss, rows and elements are the products of the extents of the schedule's row and element indices",
+            "row_per_thread": "per loss (slot `row_per_thread`): 1 when rows > 1, elements <= 64, and one row's serial work (each hoisted table's entries times its reduction's values, plus the elements times their inline loops) is at most 2048 loop iterations; else 0",
+            "items_per_loss": "row_per_thread = 1: ceil(rows / 64); row_per_thread = 0: rows × ceil(elements / chunk)",
             "base": "the items of the losses, numbered loss after loss",
             "workgroups": "min(total_items, 65535), at least 1; dispatch (workgroups, 1, 1)",
-            "slice_size": "the largest, over the losses, of the summed sizes of its hoisted tables (products of the extents of each table's indices)",
+            "slice_size": "64 × the largest, over the losses, of the summed sizes of its hoisted tables (products of the extents of each table's indices): each of a workgroup's 64 threads may hold one row's tables",
+            "scratch": "slice_size × workgroups f32",
+            "before_each_dispatch": "write 0 to lc_sync[1] (the error word); the kernel itself restores the counter lc_sync[0] and every partial slot",
         },
         "error_word": {
             "0": "success",

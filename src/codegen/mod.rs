@@ -131,28 +131,77 @@ pub fn explain(program: &Program, k: &Kernel) -> String {
     out
 }
 
-/// How many times each input's elements are read: once per read site in the element
-/// phase, plus once per hoisted table that reads it.
+/// How many times each input's elements are read. Each read site reads its elements
+/// once per value of the indices in scope where it runs that its subscripts do not use
+/// (an enclosing reduction's, or a domain index); sites add up.
 fn reads(ir: &LossIr, s: &LossSchedule) -> String {
-    use petgraph::visit::{Dfs, Reversed, Walker};
+    use std::collections::{BTreeSet, HashMap};
+
+    use petgraph::algo::toposort;
+    use petgraph::stable_graph::NodeIndex;
+
+    use crate::ir::{Op, Tensor, operands};
+    // The indices in scope at each node, from the per-element stages down.
+    let mut scope: HashMap<NodeIndex, BTreeSet<usize>> = HashMap::new();
+    let mut roots = vec![ir.compute];
+    roots.extend(ir.masks.iter().map(|m| m.cond));
+    roots.extend(ir.rectify);
+    for r in roots {
+        scope
+            .entry(r)
+            .or_default()
+            .extend(ir.domain.iter().copied());
+    }
+    let mut order = toposort(&ir.graph, None).unwrap_or_default();
+    order.reverse(); // users before operands
+    for n in order {
+        let Some(here) = scope.get(&n).cloned() else {
+            continue;
+        };
+        let inner: BTreeSet<usize> = match &ir.graph[n].op {
+            // A hoisted table is computed once per value of its own free indices.
+            Op::Reduce(_, bound) if s.hoisted_index(n).is_some() => {
+                ir.graph[n].free.iter().chain(bound).copied().collect()
+            }
+            Op::Reduce(_, bound) => here.iter().chain(bound).copied().collect(),
+            _ => here,
+        };
+        for o in operands(&ir.graph, n) {
+            scope.entry(o).or_default().extend(inner.iter().copied());
+        }
+    }
     let mut out = String::new();
     for (i, input) in ir.inputs.iter().enumerate() {
-        let is_read = |n: petgraph::stable_graph::NodeIndex| matches!(&ir.graph[n].op, crate::ir::Op::Read(crate::ir::Tensor::Input(j), _) if *j == i);
-        let rev = Reversed(&ir.graph);
-        let mut in_tables = std::collections::HashSet::new();
-        for h in &s.hoisted {
-            in_tables.extend(Dfs::new(rev, h.node).iter(rev).filter(|n| is_read(*n)));
+        let mut sites = Vec::new();
+        for n in ir.graph.node_indices() {
+            if !matches!(&ir.graph[n].op, Op::Read(Tensor::Input(j), _) if *j == i) {
+                continue;
+            }
+            let extra: Vec<&str> = scope
+                .get(&n)
+                .map(|sc| {
+                    sc.iter()
+                        .filter(|v| !ir.graph[n].free.contains(v))
+                        .map(|v| ir.indices[*v].name.as_str())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let place = ir.origin.locate(ir.graph[n].span);
+            sites.push(if extra.is_empty() {
+                format!("once at {place}")
+            } else {
+                format!("once per value of ({}) at {place}", extra.join(", "))
+            });
         }
-        let hoisted_sites = in_tables.len();
-        let all_sites = ir.graph.node_indices().filter(|n| is_read(*n)).count();
-        let why = if all_sites > 1 {
-            "more than once: each read site (a shifted subscript such as t and t + 1, or a hoisted reduction and the element pass) reads it again"
+        let total = if sites.len() == 1 && !sites[0].contains("per value") {
+            "read once"
         } else {
-            "once"
+            "read more than once"
         };
         out.push_str(&format!(
-            "  reads    {}: {} site(s), {} in hoisted tables: {}\n",
-            input.name, all_sites, hoisted_sites, why
+            "  reads    {}: {total}: {}\n",
+            input.name,
+            sites.join("; ")
         ));
     }
     out

@@ -134,7 +134,7 @@ pub fn explain(ir: &LossIr, s: &LossSchedule) -> String {
     out.push_str(&format!("loss {}\n", ir.name));
     out.push_str(&format!("  domain   ({})\n", names(&ir.domain)));
     out.push_str(&format!(
-        "  rows     ({})   one workgroup item per row and chunk of elements\n",
+        "  rows     ({})   shared by a workgroup, or one per thread when rows are small (decided at run time)\n",
         names(&s.row_vars)
     ));
     out.push_str(&format!(
@@ -144,7 +144,7 @@ pub fn explain(ir: &LossIr, s: &LossSchedule) -> String {
     for h in &s.hoisted {
         let node = &ir.graph[h.node];
         out.push_str(&format!(
-            "  hoisted  {} at {}: once per row{}, cooperatively\n",
+            "  hoisted  {} at {}: once per row{}\n",
             crate::ir::dot::op_label(ir, &node.op),
             ir.origin.locate(node.span),
             if h.table_vars.is_empty() {
