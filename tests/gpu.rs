@@ -258,6 +258,23 @@ fn random_programs_and_shapes_agree_with_the_cpu_evaluator() {
                 g.loss, c.loss
             ));
         }
+        // The generic kernel (as `lossc compile` writes it, sizes read from the
+        // parameter block) must compute the same numbers as the specialised one.
+        if case % 2 == 1 {
+            let dev = lossc::gpu::gpu().unwrap();
+            let bound: Vec<_> = prepared.iter().map(|p| &p.bound).collect();
+            match lossc::gpu::Dispatch::generic(dev, &kernel, &bound, &[1.0])
+                .and_then(|d| d.run(dev))
+            {
+                Ok((out, _)) if close(out[0], c.loss) => {}
+                Ok((out, _)) => failures.push(format!(
+                    "case {case} ({n}x{m}): generic {} vs cpu {}\n{text}",
+                    out[0], c.loss
+                )),
+                Err(e) if e.contains("llvmpipe stops any thread") => {}
+                Err(e) => failures.push(format!("case {case}: generic kernel: {e}")),
+            }
+        }
         // The unfused baseline of the benchmark must compute the same numbers. (Its
         // one-thread median of hundreds of values would exceed llvmpipe's loop budget.)
         if case % 3 == 0 && !text.contains("median") {

@@ -77,6 +77,23 @@ fn check_factory(program: &Program, name: &str, data_json: &str, expected_total:
     let (prepared, _) = prepare(program, &f.terms, &data, &vec![]).unwrap();
     let gpu = lossc::gpu::run_gpu(&k, &prepared, &opts).unwrap();
     assert_eq!(gpu.dispatches, 1);
+    // The snapshotted (generic) kernel itself, its parameter block filled as a host
+    // following the manifest fills it.
+    let dev = lossc::gpu::gpu().unwrap();
+    let bound: Vec<_> = prepared.iter().map(|p| &p.bound).collect();
+    let anneal: Vec<f32> = prepared
+        .iter()
+        .map(|p| if p.annealed { opts.anneal } else { 1.0 })
+        .collect();
+    let (generic, _) = lossc::gpu::Dispatch::generic(dev, &k, &bound, &anneal)
+        .unwrap()
+        .run(dev)
+        .unwrap();
+    let total = generic[3 * prepared.len()];
+    assert!(
+        (total - expected_total).abs() <= 1e-5 * expected_total.abs(),
+        "{name} generic: {total} vs {expected_total}"
+    );
     for (got, what) in [(cpu.total, "cpu"), (gpu.total, "gpu")] {
         assert!(
             (got - expected_total).abs() <= 1e-5 * expected_total.abs(),

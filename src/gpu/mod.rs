@@ -403,6 +403,29 @@ impl Dispatch {
         anneal: &[f32],
         device_inputs: &[(&str, &wgpu::Buffer)],
     ) -> Result<Dispatch, String> {
+        Dispatch::build(gpu, kernel, bound, anneal, device_inputs, true)
+    }
+
+    /// Like [`Dispatch::new`], but runs the generic kernel (`kernel.wgsl`, as `lossc
+    /// compile` writes it) with its parameter block filled, as any WebGPU host following
+    /// the manifest would, instead of a kernel specialised to the sizes.
+    pub fn generic(
+        gpu: &Gpu,
+        kernel: &Kernel,
+        bound: &[&Bound],
+        anneal: &[f32],
+    ) -> Result<Dispatch, String> {
+        Dispatch::build(gpu, kernel, bound, anneal, &[], false)
+    }
+
+    fn build(
+        gpu: &Gpu,
+        kernel: &Kernel,
+        bound: &[&Bound],
+        anneal: &[f32],
+        device_inputs: &[(&str, &wgpu::Buffer)],
+        specialise: bool,
+    ) -> Result<Dispatch, String> {
         // The arena: every input (once per name) and every param, as f32.
         let mut arena: Vec<f32> = Vec::new();
         let mut input_at: HashMap<String, usize> = HashMap::new();
@@ -598,7 +621,11 @@ impl Dispatch {
 
         let d = &gpu.device;
         let losses: Vec<&crate::ir::LossIr> = bound.iter().map(|b| b.ir).collect();
-        let wgsl = kernel.specialise(&losses, &meta)?;
+        let wgsl = if specialise {
+            kernel.specialise(&losses, &meta)?
+        } else {
+            kernel.wgsl.clone()
+        };
         // For debugging: the specialised kernel as run.
         if let Some(path) = std::env::var_os("LOSSC_DUMP_KERNEL") {
             std::fs::write(&path, &wgsl).map_err(|e| format!("LOSSC_DUMP_KERNEL: {e}"))?;
