@@ -71,6 +71,8 @@ struct LossEmitter<'a> {
     /// The loop being emitted: its indices (row-major) and the WGSL name of its linear
     /// index, for contiguous reads.
     linear: Option<(Vec<IndexId>, String)>,
+    /// In the four-wide element loop: which of the four elements (`e4 + lane`).
+    lane: Option<usize>,
 }
 
 impl LossEmitter<'_> {
@@ -197,17 +199,33 @@ impl LossEmitter<'_> {
     /// returns how to advance them by `stride` (a multiple-digit add with carries, so that
     /// the loop does no division: GPUs and CPU SIMD lack fast integer division).
     fn counters(&mut self, vars: &[IndexId], start: &str, stride: usize) -> Vec<String> {
+        self.counters_by(vars, start, &[stride])
+            .pop()
+            .unwrap_or_default()
+    }
+
+    /// [`Self::counters`] with several strides: one list of advancing lines per stride.
+    fn counters_by(
+        &mut self,
+        vars: &[IndexId],
+        start: &str,
+        strides: &[usize],
+    ) -> Vec<Vec<String>> {
         if vars.is_empty() {
-            return vec![];
+            return strides.iter().map(|_| vec![]).collect();
         }
-        // The stride's digits in the mixed radix of the extents, once.
-        let digits: Vec<String> = vars.iter().map(|_| self.name("d")).collect();
-        let rest = self.name("r");
-        self.w.line(format!("var {rest}: i32 = {stride};"));
-        for (v, d) in vars.iter().zip(&digits).rev() {
-            let ext = self.ext(*v);
-            self.w.line(format!("let {d} = {rest} % max({ext}, 1);"));
-            self.w.line(format!("{rest} = {rest} / max({ext}, 1);"));
+        // Each stride's digits in the mixed radix of the extents, once.
+        let mut digits_by: Vec<Vec<String>> = Vec::new();
+        for stride in strides {
+            let digits: Vec<String> = vars.iter().map(|_| self.name("d")).collect();
+            let rest = self.name("r");
+            self.w.line(format!("var {rest}: i32 = {stride};"));
+            for (v, d) in vars.iter().zip(&digits).rev() {
+                let ext = self.ext(*v);
+                self.w.line(format!("let {d} = {rest} % max({ext}, 1);"));
+                self.w.line(format!("{rest} = {rest} / max({ext}, 1);"));
+            }
+            digits_by.push(digits);
         }
         let q = self.name("q");
         self.w.line(format!("var {q}: i32 = {start};"));
@@ -221,19 +239,25 @@ impl LossEmitter<'_> {
             names.push((*v, n));
         }
         names.reverse();
-        let mut advance = Vec::new();
-        let carry = self.name("carry");
-        advance.push(format!("var {carry}: i32 = 0;"));
-        for ((v, n), d) in names.iter().zip(&digits).rev() {
-            let (lo, ext) = (self.lo(*v), self.ext(*v));
-            advance.push(format!("{n} = {n} + {d} + {carry};"));
-            advance.push(format!("{carry} = select(0, 1, {n} >= {lo} + {ext});"));
-            advance.push(format!("{n} = {n} - {carry} * {ext};"));
+        let mut out = Vec::new();
+        for digits in &digits_by {
+            // In braces: the same advance may be written more than once in a block.
+            let mut advance = vec!["{".to_string()];
+            let carry = self.name("carry");
+            advance.push(format!("    var {carry}: i32 = 0;"));
+            for ((v, n), d) in names.iter().zip(digits).rev() {
+                let (lo, ext) = (self.lo(*v), self.ext(*v));
+                advance.push(format!("    {n} = {n} + {d} + {carry};"));
+                advance.push(format!("    {carry} = select(0, 1, {n} >= {lo} + {ext});"));
+                advance.push(format!("    {n} = {n} - {carry} * {ext};"));
+            }
+            advance.push("}".to_string());
+            out.push(advance);
         }
         for (v, n) in names {
             self.bind(v, n);
         }
-        advance
+        out
     }
 
     fn lookup(&self, n: NodeIndex) -> Option<String> {
@@ -372,6 +396,30 @@ impl LossEmitter<'_> {
             // consecutive threads read consecutively.
             let (_, linear) = self.linear.clone().unwrap_or_default();
             let span = shapes[lead..].join(" * ");
+            // In the four-wide element loop, an aligned row base makes it one vec4 load.
+            let known_span = (lead..idx.len())
+                .map(|axis| {
+                    self.known(&Slot::Shape {
+                        loss: self.li,
+                        tensor: name.clone(),
+                        axis,
+                    })
+                })
+                .try_fold(1i64, |a, n| n.map(|n| a * n));
+            let known_off = self.known(&Slot::Offset {
+                loss: self.li,
+                tensor: name.clone(),
+            });
+            if let (Some(u), Some(sp), Some(o)) = (self.lane, known_span, known_off) {
+                if sp % 4 == 0 && o % 4 == 0 {
+                    let base = if lead == 0 {
+                        format!("{off}")
+                    } else {
+                        format!("{off} + ({lin}) * {span}")
+                    };
+                    return format!("lc_arena4[({base} + e4) / 4][{u}]");
+                }
+            }
             lin = if lead == 0 {
                 linear
             } else {
@@ -826,17 +874,41 @@ impl LossEmitter<'_> {
         // Stream this chunk of the row's elements.
         self.w.line(format!("let e0 = chunk * {CHUNK};"));
         self.w.line(format!("let e1 = min(e0 + {CHUNK}, {elems});"));
-        let advance = self.counters(&ev, "e0 + i32(lid)", WORKGROUP);
-        self.open(format!(
-            "for (var e: i32 = e0 + i32(lid); e < e1; e += {WORKGROUP})"
-        ));
-        self.linear = Some((ev.clone(), "e".into()));
-        self.element();
-        self.linear = None;
-        for line in advance {
-            self.w.line(line);
+        let known_elems = self.known(&Slot::Elems { loss: li });
+        if !ev.is_empty() && known_elems.is_some_and(|n| n >= 4 && n % 4 == 0) {
+            // Four consecutive elements per thread and iteration, so that contiguous
+            // reads load a vec4 each: a quarter of the load instructions.
+            let adv = self.counters_by(&ev, "e0 + 4 * i32(lid)", &[1, 4 * WORKGROUP - 3]);
+            self.open(format!(
+                "for (var e4: i32 = e0 + 4 * i32(lid); e4 < e1; e4 += {})",
+                4 * WORKGROUP
+            ));
+            for u in 0..4 {
+                self.open("");
+                self.linear = Some((ev.clone(), format!("(e4 + {u})")));
+                self.lane = Some(u);
+                self.element();
+                self.lane = None;
+                self.linear = None;
+                self.close();
+                for line in &adv[if u < 3 { 0 } else { 1 }] {
+                    self.w.line(line);
+                }
+            }
+            self.close();
+        } else {
+            let advance = self.counters(&ev, "e0 + i32(lid)", WORKGROUP);
+            self.open(format!(
+                "for (var e: i32 = e0 + i32(lid); e < e1; e += {WORKGROUP})"
+            ));
+            self.linear = Some((ev.clone(), "e".into()));
+            self.element();
+            self.linear = None;
+            for line in advance {
+                self.w.line(line);
+            }
+            self.close();
         }
-        self.close();
         self.close();
 
         // A row of one element shared by the workgroup (a heatmap's KL per keypoint):
@@ -1120,6 +1192,7 @@ pub fn generate(
             slice: "slice",
             values,
             linear: None,
+            lane: None,
         };
         e.loss_fn();
         bug = bug.or(e.bug.take());
@@ -1167,6 +1240,7 @@ pub fn generate(
             slice: "slice",
             values,
             linear: None,
+            lane: None,
         };
         e.finish();
         bug = bug.or(e.bug.take());
@@ -1215,6 +1289,8 @@ pub fn generate(
     w.line("@group(0) @binding(2) var<storage, read_write> lc_scratch: array<f32>;");
     w.line("@group(0) @binding(3) var<storage, read_write> lc_sync: array<atomic<u32>>;");
     w.line("@group(0) @binding(4) var<storage, read_write> lc_out: array<f32>;");
+    w.line("// The arena again, four floats at a time (for aligned contiguous reads).");
+    w.line("@group(0) @binding(5) var<storage, read> lc_arena4: array<vec4<f32>>;");
     w.blank();
     w.line(
         "// A bounds-checked subscript: out of range raises `site` in the error word and reads 0.",

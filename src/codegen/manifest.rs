@@ -61,6 +61,13 @@ pub fn manifest(program: &Program, k: &Kernel) -> Value {
             role: "per loss i: loss at 3i, weight at 3i+1, weighted at 3i+2; the factory total at 3n",
             ty: "storage, read_write: array<f32>".into(),
         },
+        Binding {
+            group: 0,
+            binding: 5,
+            name: "lc_arena4",
+            role: "the same arena buffer again, as vec4s (pad the arena to a multiple of 4 floats)",
+            ty: "storage, read: array<vec4<f32>>".into(),
+        },
     ];
     let losses: Vec<Value> = k
         .terms
@@ -133,6 +140,6 @@ pub fn manifest(program: &Program, k: &Kernel) -> Value {
         },
         "sites": k.sites,
         "determinism": "bit-identical run to run on one adapter: every reduction (per thread, workgroup tree, and the last workgroup's combination of per-item partials) runs in a fixed order; partials pass between workgroups through atomics",
-        "limits": {"max_storage_buffers_per_stage": 4, "max_workgroup_invocations": WORKGROUP, "workgroup_storage_bytes": 2 * 4 * WORKGROUP + 4},
+        "limits": {"max_storage_buffers_per_stage": 5, "max_workgroup_invocations": WORKGROUP, "workgroup_storage_bytes": 2 * 4 * WORKGROUP + 4},
     })
 }

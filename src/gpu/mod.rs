@@ -147,6 +147,7 @@ impl Gpu {
                     entry(2, storage(false)),
                     entry(3, storage(false)),
                     entry(4, storage(false)),
+                    entry(5, storage(true)),
                 ],
             });
         let pl = self
@@ -640,9 +641,8 @@ impl Dispatch {
                 .collect::<Vec<u8>>(),
             usage: wgpu::BufferUsages::UNIFORM,
         });
-        if arena.is_empty() {
-            arena.push(0.0);
-        }
+        // At least one vec4, and whole vec4s (the arena is also bound as array<vec4<f32>>).
+        arena.resize(arena.len().max(4).div_ceil(4) * 4, 0.0);
         let arena_buf = d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("lossc arena"),
             contents: &bytes(&arena),
@@ -712,6 +712,10 @@ impl Dispatch {
                 wgpu::BindGroupEntry {
                     binding: 4,
                     resource: out.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 5,
+                    resource: arena_buf.as_entire_binding(),
                 },
             ],
         });
