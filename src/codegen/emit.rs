@@ -71,8 +71,8 @@ struct LossEmitter<'a> {
     /// The loop being emitted: its indices (row-major) and the WGSL name of its linear
     /// index, for contiguous reads.
     linear: Option<(Vec<IndexId>, String)>,
-    /// In the four-wide element loop: which of the four elements (`e4 + lane`).
-    lane: Option<usize>,
+    /// In a four-wide loop: its base index's name and which of the four elements.
+    lane: Option<(String, usize)>,
 }
 
 impl LossEmitter<'_> {
@@ -410,14 +410,14 @@ impl LossEmitter<'_> {
                 loss: self.li,
                 tensor: name.clone(),
             });
-            if let (Some(u), Some(sp), Some(o)) = (self.lane, known_span, known_off) {
+            if let (Some((x4, u)), Some(sp), Some(o)) = (self.lane.clone(), known_span, known_off) {
                 if sp % 4 == 0 && o % 4 == 0 {
                     let base = if lead == 0 {
                         format!("{off}")
                     } else {
                         format!("{off} + ({lin}) * {span}")
                     };
-                    return format!("lc_arena4[({base} + e4) / 4][{u}]");
+                    return format!("lc_arena4[({base} + {x4}) / 4][{u}]");
                 }
             }
             lin = if lead == 0 {
@@ -886,7 +886,7 @@ impl LossEmitter<'_> {
             for u in 0..4 {
                 self.open("");
                 self.linear = Some((ev.clone(), format!("(e4 + {u})")));
-                self.lane = Some(u);
+                self.lane = Some(("e4".into(), u));
                 self.element();
                 self.lane = None;
                 self.linear = None;
@@ -1005,35 +1005,71 @@ impl LossEmitter<'_> {
         let bool_body = self.ir.graph[body].ty == Ty::Bool;
         let acc = self.name("acc");
         self.w.line(format!("var {acc}: f32 = {init};"));
-        let x = self.name("x");
-        self.open("");
-        let advance = self.counters(&bound, "i32(lid)", WORKGROUP);
-        self.open(format!(
-            "for (var {x}: i32 = i32(lid); {x} < {xn}; {x} += {WORKGROUP})"
-        ));
-        self.linear = Some((bound.clone(), x.clone()));
-        let b = self.val(body);
-        self.linear = None;
-        let as_f = if self.ir.graph[body].ty == Ty::Bool {
-            format!("select(0.0f, 1.0f, {b})")
-        } else {
-            b
-        };
         // Truth values are 0 or 1, never NaN: plain min/max suffice for all/any.
-        self.w.line(match kind {
-            ReduceFn::Sum | ReduceFn::Mean => format!("{acc} = {acc} + {as_f};"),
-            ReduceFn::Norm => format!("{acc} = {acc} + {as_f} * {as_f};"),
-            ReduceFn::Max | ReduceFn::Any if bool_body => {
-                format!("{acc} = max({acc}, {as_f});")
+        let step = |b: String| {
+            let as_f = if bool_body {
+                format!("select(0.0f, 1.0f, {b})")
+            } else {
+                b
+            };
+            match kind {
+                ReduceFn::Sum | ReduceFn::Mean => format!("{acc} = {acc} + {as_f};"),
+                ReduceFn::Norm => format!("{acc} = {acc} + {as_f} * {as_f};"),
+                ReduceFn::Max | ReduceFn::Any if bool_body => {
+                    format!("{acc} = max({acc}, {as_f});")
+                }
+                ReduceFn::Max | ReduceFn::Any => format!("{acc} = lc_max({acc}, {as_f});"),
+                _ if bool_body => format!("{acc} = min({acc}, {as_f});"),
+                _ => format!("{acc} = lc_min({acc}, {as_f});"),
             }
-            ReduceFn::Max | ReduceFn::Any => format!("{acc} = lc_max({acc}, {as_f});"),
-            _ if bool_body => format!("{acc} = min({acc}, {as_f});"),
-            _ => format!("{acc} = lc_min({acc}, {as_f});"),
-        });
-        for line in advance {
-            self.w.line(line);
+        };
+        let known_values = bound
+            .iter()
+            .map(|v| {
+                self.known(&Slot::Extent {
+                    loss: self.li,
+                    index: *v,
+                })
+            })
+            .try_fold(1i64, |a, e| e.map(|e| a * e));
+        self.open("");
+        if known_values.is_some_and(|n| n >= 4 && n % 4 == 0) {
+            // Four consecutive values per thread and iteration: contiguous reads load vec4s.
+            let x4 = self.name("x");
+            let adv = self.counters_by(&bound, "4 * i32(lid)", &[1, 4 * WORKGROUP - 3]);
+            self.open(format!(
+                "for (var {x4}: i32 = 4 * i32(lid); {x4} < {xn}; {x4} += {})",
+                4 * WORKGROUP
+            ));
+            for u in 0..4 {
+                self.open("");
+                self.linear = Some((bound.clone(), format!("({x4} + {u})")));
+                self.lane = Some((x4.clone(), u));
+                let b = self.val(body);
+                self.lane = None;
+                self.linear = None;
+                self.w.line(step(b));
+                self.close();
+                for line in &adv[if u < 3 { 0 } else { 1 }] {
+                    self.w.line(line);
+                }
+            }
+            self.close();
+        } else {
+            let x = self.name("x");
+            let advance = self.counters(&bound, "i32(lid)", WORKGROUP);
+            self.open(format!(
+                "for (var {x}: i32 = i32(lid); {x} < {xn}; {x} += {WORKGROUP})"
+            ));
+            self.linear = Some((bound.clone(), x.clone()));
+            let b = self.val(body);
+            self.linear = None;
+            self.w.line(step(b));
+            for line in advance {
+                self.w.line(line);
+            }
+            self.close();
         }
-        self.close();
         self.close();
         self.w.line(format!("lc_red[lid] = {acc};"));
         let tk = match kind {
