@@ -222,6 +222,8 @@ fn random_programs_and_shapes_agree_with_the_cpu_evaluator() {
         (50, 50),
         (257, 17),
         (2, 4097),
+        (4, 64), // multiples of 4: the four-wide loops of specialised kernels
+        (3, 4100),
     ];
     let mut r = Rng(0x2545_f491_4f6c_dd1d);
     let mut failures = Vec::new();
