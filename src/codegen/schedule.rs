@@ -2,9 +2,11 @@
 //!
 //! A loss's domain splits into *row* indices and *element* indices. A reduction that
 //! does not depend on every domain index (a heatmap's validity mask over `(b, k)`, a PCA
-//! projection over `b`) is *hoisted*: a workgroup computes it once per row, cooperatively,
-//! into a table in its scratch slice, then streams the row's elements, each read once. The
-//! row indices are the domain indices the hoisted reductions depend on. A reduction over
+//! projection over `b`) is *hoisted*: computed once per work item (a row, or a 4096-element
+//! chunk of a longer row), by the workgroup together or by the thread that owns the row,
+//! into a table (in scratch memory, or a register for a single value); then the row's
+//! elements are streamed. The row indices are the domain indices the hoisted reductions
+//! depend on. A reduction over
 //! a dimension-sized range that depends on every domain index (a heatmap's KL sum per
 //! keypoint) is hoisted too, unless it sits inside another reduction: the domain itself
 //! becomes the rows, and the workgroup shares the long sum. Reductions over constant
@@ -19,7 +21,7 @@ use petgraph::visit::{Dfs, Reversed, Walker};
 
 use crate::ir::{IndexId, LossIr, Op};
 
-/// A reduction computed once per row into a scratch table.
+/// A reduction computed once per work item (row or chunk of a row) into a table.
 #[derive(Clone, Debug)]
 pub struct Hoisted {
     /// The reduction node.
@@ -144,7 +146,7 @@ pub fn explain(ir: &LossIr, s: &LossSchedule) -> String {
     for h in &s.hoisted {
         let node = &ir.graph[h.node];
         out.push_str(&format!(
-            "  hoisted  {} at {}: once per row{}\n",
+            "  hoisted  {} at {}: once per row (per 4096-element chunk of longer rows){}\n",
             crate::ir::dot::op_label(ir, &node.op),
             ir.origin.locate(node.span),
             if h.table_vars.is_empty() {
