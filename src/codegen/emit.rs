@@ -113,6 +113,59 @@ impl LossEmitter<'_> {
         }
     }
 
+    /// The value of an enum test (or its negation), in a kernel specialised to sizes.
+    fn known_truth(&mut self, n: NodeIndex) -> Option<bool> {
+        match &self.ir.graph[n].op {
+            Op::EnumIs(p, v) => {
+                let ParamKind::Enum(vs) = &self.ir.params[*p].kind else {
+                    return None;
+                };
+                let k = vs.iter().position(|x| x == v)? as i64;
+                let slot = Slot::Enum {
+                    loss: self.li,
+                    param: self.ir.params[*p].name.clone(),
+                };
+                self.known(&slot).map(|x| x == k)
+            }
+            Op::Unary(UnaryFn::Not) => self.known_truth(operands(&self.ir.graph, n)[0]).map(|b| !b),
+            _ => None,
+        }
+    }
+
+    /// Whether a hoisted reduction is needed at all: in a specialised kernel, tables only
+    /// reachable through the untaken branch of a known configuration choice are not.
+    fn needed(&mut self, h: NodeIndex) -> bool {
+        if self.values.is_none() {
+            return true;
+        }
+        let mut roots = vec![self.ir.compute];
+        roots.extend(self.ir.masks.iter().map(|m| m.cond));
+        roots.extend(self.ir.rectify);
+        let mut seen = std::collections::HashSet::new();
+        while let Some(n) = roots.pop() {
+            if n == h {
+                return true;
+            }
+            if !seen.insert(n) {
+                continue;
+            }
+            let args = operands(&self.ir.graph, n);
+            match (&self.ir.graph[n].op, self.known_truth_peek(n)) {
+                (Op::Select, Some(taken)) => roots.push(if taken { args[1] } else { args[2] }),
+                _ => roots.extend(args),
+            }
+        }
+        false
+    }
+
+    /// [`Self::known_truth`] of a select's condition.
+    fn known_truth_peek(&mut self, n: NodeIndex) -> Option<bool> {
+        match self.ir.graph[n].op {
+            Op::Select => self.known_truth(operands(&self.ir.graph, n)[0]),
+            _ => None,
+        }
+    }
+
     /// A slot's value, in a kernel specialised to sizes (and once the slot exists).
     fn known(&self, s: &Slot) -> Option<i64> {
         let i = self.layout.get(s)?;
@@ -550,6 +603,21 @@ impl LossEmitter<'_> {
                 }
             }
             Op::Select => {
+                if let Some(taken) = self.known_truth(args[0]) {
+                    // A configuration choice known in a specialised kernel: only the taken
+                    // branch runs (the other is walked muted, for the same slots).
+                    let (keep, skip) = if taken {
+                        (args[1], args[2])
+                    } else {
+                        (args[2], args[1])
+                    };
+                    self.w.open_muted(true);
+                    self.cache.push(HashMap::new());
+                    self.val(args[0]);
+                    self.val(skip);
+                    self.close();
+                    return self.val(keep);
+                }
                 let c = self.val(args[0]);
                 let a = self.val(args[1]);
                 let b = self.val(args[2]);
@@ -810,6 +878,16 @@ impl LossEmitter<'_> {
         ));
         self.w.line("var part: f32 = 0.0f;");
         self.w.line("var part_n: u32 = 0u;");
+        // Enum slots first, so that a specialised kernel knows every configuration choice
+        // before it decides which hoisted tables are needed.
+        for p in &self.ir.params {
+            if matches!(p.kind, ParamKind::Enum(_)) {
+                self.layout.slot(Slot::Enum {
+                    loss: li,
+                    param: p.name.clone(),
+                });
+            }
+        }
         let rows = self.sched.row_vars.clone();
         let hoisted = self.sched.hoisted.clone();
         let ev = self.sched.elem_vars.clone();
@@ -820,15 +898,17 @@ impl LossEmitter<'_> {
 
         let known_mode = self.known(&Slot::RowPerThread { loss: li }).map(|m| m != 0);
         self.open_if(format!("{mode} != 0"), known_mode);
-        self.w
-            .line(format!("let row = item * {WORKGROUP} + i32(lid);"));
-        self.open(format!("if (row < {n_rows})"));
+        self.w.line(format!("let row = item * {mode} + i32(lid);"));
+        self.open(format!("if (i32(lid) < {mode} && row < {n_rows})"));
         self.w.line(format!(
             "let tslice = slice + i32(lid) * ({slice_size} / {WORKGROUP});"
         ));
         self.slice = "tslice";
         self.decompose(&rows, "row");
         for (k, h) in hoisted.iter().enumerate() {
+            let needed = self.needed(h.node);
+            self.w.open_muted(!needed);
+            self.cache.push(HashMap::new());
             let node = self.ir.graph[h.node].clone();
             self.w.line(format!(
                 "// hoisted, this thread's row: {} {}",
@@ -848,6 +928,7 @@ impl LossEmitter<'_> {
             };
             self.w
                 .line(format!("lc_scratch[tslice + {off} + {t}] = {r};"));
+            self.close();
             self.close();
         }
         let advance = self.counters(&ev, "0", 1);
@@ -869,7 +950,14 @@ impl LossEmitter<'_> {
         self.w.line(format!("let chunk = item % {cpr};"));
         self.decompose(&rows, "row");
         for (k, h) in hoisted.iter().enumerate() {
-            self.table(k, h.node, &h.table_vars);
+            if self.needed(h.node) {
+                self.table(k, h.node, &h.table_vars);
+            } else {
+                self.w.open_muted(true);
+                self.cache.push(HashMap::new());
+                self.table(k, h.node, &h.table_vars);
+                self.close();
+            }
         }
         // Stream this chunk of the row's elements.
         self.w.line(format!("let e0 = chunk * {CHUNK};"));

@@ -31,7 +31,8 @@ pub enum Slot {
     MaskOn { loss: usize, mask: usize },
     /// The number of rows.
     Rows { loss: usize },
-    /// 1 when each thread takes a whole row (small rows), 0 when the workgroup shares it.
+    /// Rows per work item when each thread takes a whole row (small rows); 0 when the
+    /// workgroup shares each row.
     RowPerThread { loss: usize },
     /// The number of elements per row.
     Elems { loss: usize },

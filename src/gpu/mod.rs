@@ -520,10 +520,21 @@ impl Dispatch {
                     && row_cost[i] <= ROW_PER_THREAD_WORK
             })
             .collect();
+        // Rows per item in that mode: at least 8 (a SIMD group on CPUs), at most a
+        // workgroup, and otherwise enough items (16) to spread over many cores.
+        let rows_per_item: Vec<i64> = (0..bound.len())
+            .map(|i| {
+                if per_thread[i] {
+                    ((rows[i] + 15) / 16).clamp(8, wg)
+                } else {
+                    0
+                }
+            })
+            .collect();
         let items: Vec<i64> = (0..bound.len())
             .map(|i| {
                 if per_thread[i] {
-                    (rows[i] + wg - 1) / wg
+                    (rows[i] + rows_per_item[i] - 1) / rows_per_item[i]
                 } else {
                     rows[i] * cpr[i]
                 }
@@ -605,7 +616,7 @@ impl Dispatch {
                 }
                 Slot::MaskOn { loss, mask } => i64::from(bound[*loss].active_masks[*mask]),
                 Slot::Rows { loss } => rows[*loss],
-                Slot::RowPerThread { loss } => i64::from(per_thread[*loss]),
+                Slot::RowPerThread { loss } => rows_per_item[*loss],
                 Slot::Elems { loss } => elems[*loss],
                 Slot::ChunksPerRow { loss } => cpr[*loss].max(1),
                 Slot::Base { loss } => base[*loss],
