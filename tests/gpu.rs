@@ -457,3 +457,37 @@ fn inputs_already_on_the_gpu_are_used_without_a_host_copy() {
         "{err}"
     );
 }
+
+#[test]
+fn an_out_of_range_gather_in_a_four_wide_loop_names_its_read() {
+    // One frame, K = 8 (a row of 8 keypoints: the four-wide loops of specialised kernels).
+    let dir = std::env::temp_dir().join(format!("lossc-gather4-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kp: Vec<String> = (0..16).map(|i| format!("{}", i as f32 * 1.5)).collect();
+    let mean: Vec<&str> = vec!["0"; 16];
+    let ev: Vec<&str> = vec!["0.25"; 32];
+    let data = format!(
+        r#"{{"keypoints_pred": {{"shape": [1, 16], "data": [{}]}}, "mean": [{}], "kept_eigenvectors": {{"shape": [2, 16], "data": [{}]}}, "columns_for_singleview_pca": [0, 1, 2, 3, 4, 5, 6, 9]}}"#,
+        kp.join(", "),
+        mean.join(", "),
+        ev.join(", ")
+    );
+    std::fs::write(dir.join("d.json"), data).unwrap();
+    for backend in ["cpu", "gpu"] {
+        let out = common::lossc(&[
+            "run",
+            "examples/lightning_pose/pca_singleview.loss",
+            "--data",
+            dir.join("d.json").to_str().unwrap(),
+            "--backend",
+            backend,
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{backend}: {err}");
+        assert!(
+            err.contains("out of range") && err.contains("keypoints_pred["),
+            "{backend}: {err}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -404,12 +404,20 @@ impl LossEmitter<'_> {
             let place = at
                 .map(|n| self.ir.origin.locate(self.ir.graph[n].span))
                 .unwrap_or_else(|| self.ir.origin.locate(self.ir.span));
-            self.sites.push(format!(
+            // One number per read site, however often (four-wide loops, muted branches)
+            // its code is written, so that generic and specialised kernels agree.
+            let site = format!(
                 "loss `{}`: `{name}[{}]` at {place}",
                 self.ir.name,
                 shown.join(", ")
-            ));
-            self.sites.len()
+            );
+            match self.sites.iter().position(|s| *s == site) {
+                Some(i) => i + 1,
+                None => {
+                    self.sites.push(site);
+                    self.sites.len()
+                }
+            }
         } else {
             0
         };
@@ -1330,6 +1338,9 @@ pub fn generate(
     let nwg = meta_value(layout.slot(Slot::Workgroups), values);
     let total = meta_value(layout.slot(Slot::TotalItems), values);
     let slice_size = meta_value(layout.slot(Slot::SliceSize), values);
+    // A static use, so that a host building its pipeline with `layout: auto` gets the
+    // binding the manifest lists even when no read is aligned.
+    main.line("_ = lc_arena4[0];");
     main.line("let wid = i32(wg.x);");
     main.line(format!("let slice = wid * {slice_size};"));
     main.open(format!(

@@ -40,7 +40,8 @@ pub enum Slot {
     ChunksPerRow { loss: usize },
     /// The first work item of the loss.
     Base { loss: usize },
-    /// The number of work items of the loss (rows × chunks per row).
+    /// The number of work items of the loss (rows × chunks per row when the workgroup
+    /// shares rows; ceil(rows / rows per item) when each thread takes a row).
     Items { loss: usize },
     /// The offset of a hoisted table in a workgroup's scratch slice.
     Table { loss: usize, table: usize },

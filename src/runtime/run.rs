@@ -247,6 +247,7 @@ pub fn prepare<'a>(
         &mut unknown_set,
     )?;
     if let Some(first) = unknown_set.into_iter().next() {
+        let first = first.trim_end_matches(": ignored");
         return Err(BindError(format!("--set: {first}")));
     }
     let set: BTreeMap<&str, &DataValue> = overrides.iter().map(|(k, v)| (k.as_str(), v)).collect();
