@@ -474,7 +474,7 @@ impl LossEmitter<'_> {
             if let (Some((x4, u)), Some(sp), Some(o)) = (self.lane.clone(), known_span, known_off) {
                 if sp % 4 == 0 && o % 4 == 0 {
                     let base = if lead == 0 {
-                        format!("{off}")
+                        off.to_string()
                     } else {
                         format!("{off} + ({lin}) * {span}")
                     };
