@@ -848,6 +848,22 @@ impl LossEmitter<'_> {
         self.close();
     }
 
+    /// `for (e = start; e < end; e += stride)` over the elements, one at a time: the
+    /// stages for each, with the element indices advanced by carries.
+    fn element_loop(&mut self, ev: &[IndexId], start: &str, end: &str, stride: usize) {
+        let advance = self.counters(ev, start, stride);
+        self.open(format!(
+            "for (var e: i32 = {start}; e < {end}; e += {stride})"
+        ));
+        self.linear = Some((ev.to_vec(), "e".into()));
+        self.element();
+        self.linear = None;
+        for line in advance {
+            self.w.line(line);
+        }
+        self.close();
+    }
+
     /// Whether evaluating `n` reads anything through a gather (whose index is data, and
     /// checked as it is read).
     fn reads_through_gather(&self, n: NodeIndex) -> bool {
@@ -939,15 +955,7 @@ impl LossEmitter<'_> {
             self.close();
             self.close();
         }
-        let advance = self.counters(&ev, "0", 1);
-        self.open(format!("for (var e: i32 = 0; e < {elems}; e++)"));
-        self.linear = Some((ev.clone(), "e".into()));
-        self.element();
-        self.linear = None;
-        for line in advance {
-            self.w.line(line);
-        }
-        self.close();
+        self.element_loop(&ev, "0", &elems, 1);
         self.close();
         self.slice = "slice";
         self.close();
@@ -993,17 +1001,7 @@ impl LossEmitter<'_> {
             }
             self.close();
         } else {
-            let advance = self.counters(&ev, "e0 + i32(lid)", WORKGROUP);
-            self.open(format!(
-                "for (var e: i32 = e0 + i32(lid); e < e1; e += {WORKGROUP})"
-            ));
-            self.linear = Some((ev.clone(), "e".into()));
-            self.element();
-            self.linear = None;
-            for line in advance {
-                self.w.line(line);
-            }
-            self.close();
+            self.element_loop(&ev, "e0 + i32(lid)", "e1", WORKGROUP);
         }
         self.close();
 
