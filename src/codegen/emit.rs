@@ -848,6 +848,38 @@ impl LossEmitter<'_> {
         self.close();
     }
 
+    /// A loop over `vars` from the linear index `start` to `end` in which each thread
+    /// takes four consecutive values (`{x4} + 0..3`) per iteration, so that aligned
+    /// contiguous reads load one vec4 each; `each` writes the code for one value.
+    fn four_wide(
+        &mut self,
+        vars: &[IndexId],
+        x4: &str,
+        start: &str,
+        end: &str,
+        each: &mut dyn FnMut(&mut Self),
+    ) {
+        let first = format!("{start} + 4 * i32(lid)");
+        let adv = self.counters_by(vars, &first, &[1, 4 * WORKGROUP - 3]);
+        self.open(format!(
+            "for (var {x4}: i32 = {first}; {x4} < {end}; {x4} += {})",
+            4 * WORKGROUP
+        ));
+        for u in 0..4 {
+            self.open("");
+            self.linear = Some((vars.to_vec(), format!("({x4} + {u})")));
+            self.lane = Some((x4.to_string(), u));
+            each(self);
+            self.lane = None;
+            self.linear = None;
+            self.close();
+            for line in &adv[if u < 3 { 0 } else { 1 }] {
+                self.w.line(line);
+            }
+        }
+        self.close();
+    }
+
     /// `for (e = start; e < end; e += stride)` over the elements, one at a time: the
     /// stages for each, with the element indices advanced by carries.
     fn element_loop(&mut self, ev: &[IndexId], start: &str, end: &str, stride: usize) {
@@ -982,24 +1014,7 @@ impl LossEmitter<'_> {
         if !ev.is_empty() && known_elems.is_some_and(|n| n >= 4 && n % 4 == 0) {
             // Four consecutive elements per thread and iteration, so that contiguous
             // reads load a vec4 each: a quarter of the load instructions.
-            let adv = self.counters_by(&ev, "e0 + 4 * i32(lid)", &[1, 4 * WORKGROUP - 3]);
-            self.open(format!(
-                "for (var e4: i32 = e0 + 4 * i32(lid); e4 < e1; e4 += {})",
-                4 * WORKGROUP
-            ));
-            for u in 0..4 {
-                self.open("");
-                self.linear = Some((ev.clone(), format!("(e4 + {u})")));
-                self.lane = Some(("e4".into(), u));
-                self.element();
-                self.lane = None;
-                self.linear = None;
-                self.close();
-                for line in &adv[if u < 3 { 0 } else { 1 }] {
-                    self.w.line(line);
-                }
-            }
-            self.close();
+            self.four_wide(&ev, "e4", "e0", "e1", &mut |e: &mut Self| e.element());
         } else {
             self.element_loop(&ev, "e0 + i32(lid)", "e1", WORKGROUP);
         }
@@ -1130,25 +1145,10 @@ impl LossEmitter<'_> {
         if known_values.is_some_and(|n| n >= 4 && n % 4 == 0) {
             // Four consecutive values per thread and iteration: contiguous reads load vec4s.
             let x4 = self.name("x");
-            let adv = self.counters_by(&bound, "4 * i32(lid)", &[1, 4 * WORKGROUP - 3]);
-            self.open(format!(
-                "for (var {x4}: i32 = 4 * i32(lid); {x4} < {xn}; {x4} += {})",
-                4 * WORKGROUP
-            ));
-            for u in 0..4 {
-                self.open("");
-                self.linear = Some((bound.clone(), format!("({x4} + {u})")));
-                self.lane = Some((x4.clone(), u));
-                let b = self.val(body);
-                self.lane = None;
-                self.linear = None;
-                self.w.line(step(b));
-                self.close();
-                for line in &adv[if u < 3 { 0 } else { 1 }] {
-                    self.w.line(line);
-                }
-            }
-            self.close();
+            self.four_wide(&bound, &x4, "0", &xn, &mut |e: &mut Self| {
+                let b = e.val(body);
+                e.w.line(step(b));
+            });
         } else {
             let x = self.name("x");
             let advance = self.counters(&bound, "i32(lid)", WORKGROUP);

@@ -250,21 +250,12 @@ fn serial_row_cost(b: &Bound, s: &crate::codegen::schedule::LossSchedule) -> u64
     let mut memo = HashMap::new();
     let mut cost = 0u64;
     for h in &s.hoisted {
-        let t = values_of(&h.table_vars, &b.ranges);
         // The table's reduction runs inline here; the tables it reads are already built.
-        let crate::ir::Op::Reduce(kind, over) = &ir.graph[h.node].op else {
+        let Some((t, x, body, kind)) = table_sizes(b, s, h, &mut memo) else {
             continue;
         };
-        let x = values_of(over, &b.ranges);
-        let body = 1u64.saturating_add(inline_iterations(
-            ir,
-            s,
-            &b.ranges,
-            crate::ir::operands(&ir.graph, h.node)[0],
-            &mut memo,
-        ));
         let once = x.saturating_mul(body);
-        let entry = if *kind == crate::ir::ReduceFn::Median {
+        let entry = if kind == crate::ir::ReduceFn::Median {
             once.saturating_add(x.saturating_mul(once))
         } else {
             once
@@ -310,19 +301,10 @@ fn iterations_per_invocation(
             continue;
         }
         for h in &s.hoisted {
-            let t = values_of(&h.table_vars, &b.ranges);
-            let crate::ir::Op::Reduce(kind, over) = &ir.graph[h.node].op else {
+            let Some((t, x, body, kind)) = table_sizes(b, s, h, &mut memo) else {
                 continue;
             };
-            let x = values_of(over, &b.ranges);
-            let body = 1u64.saturating_add(inline_iterations(
-                ir,
-                s,
-                &b.ranges,
-                crate::ir::operands(&ir.graph, h.node)[0],
-                &mut memo,
-            ));
-            let median = *kind == crate::ir::ReduceFn::Median;
+            let median = kind == crate::ir::ReduceFn::Median;
             let per = if median {
                 per_thread(x)
                     .saturating_mul(body.saturating_add(x.saturating_mul(body)))
@@ -361,6 +343,27 @@ fn iterations_per_invocation(
         .saturating_mul(worst_item.saturating_add(1))
         .saturating_add(finish)
         .saturating_add(per_thread(2 * total_items))
+}
+
+/// A hoisted table's entries, its reduction's values, the loop iterations of one value
+/// (1 plus its body's inline loops), and the reduction's kind.
+fn table_sizes(
+    b: &Bound,
+    s: &crate::codegen::schedule::LossSchedule,
+    h: &crate::codegen::schedule::Hoisted,
+    memo: &mut HashMap<petgraph::stable_graph::NodeIndex, u64>,
+) -> Option<(u64, u64, u64, crate::ir::ReduceFn)> {
+    let crate::ir::Op::Reduce(kind, over) = &b.ir.graph[h.node].op else {
+        return None;
+    };
+    let body = crate::ir::operands(&b.ir.graph, h.node)[0];
+    let once = 1u64.saturating_add(inline_iterations(b.ir, s, &b.ranges, body, memo));
+    Some((
+        values_of(&h.table_vars, &b.ranges),
+        values_of(over, &b.ranges),
+        once,
+        *kind,
+    ))
 }
 
 /// The number of assignments of `vars` (saturating).
