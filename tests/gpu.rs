@@ -33,18 +33,21 @@ fn examples() -> Program {
     check(&refs)
 }
 
-#[test]
-fn twenty_runs_of_a_factory_are_bit_identical() {
-    let program = examples();
+/// The README's demo: its factory and its data.
+fn demo(program: &Program) -> (&lossc::ir::Factory, Data) {
     let f = program
         .factories
         .iter()
         .find(|f| f.name == "heatmap_semisupervised")
         .unwrap();
-    let data = parse_json_data(
-        &std::fs::read_to_string(common::root().join("examples/demo.json")).unwrap(),
-    )
-    .unwrap();
+    let text = std::fs::read_to_string(common::root().join("examples/demo.json")).unwrap();
+    (f, parse_json_data(&text).unwrap())
+}
+
+#[test]
+fn twenty_runs_of_a_factory_are_bit_identical() {
+    let program = examples();
+    let (f, data) = demo(&program);
     let opts = RunOptions {
         stage: "train".into(),
         anneal: 0.3,
@@ -363,15 +366,7 @@ fn data_that_does_not_fit_the_declarations_is_refused_before_the_gpu() {
 fn inputs_already_on_the_gpu_are_used_without_a_host_copy() {
     use wgpu::util::DeviceExt;
     let program = examples();
-    let f = program
-        .factories
-        .iter()
-        .find(|f| f.name == "heatmap_semisupervised")
-        .unwrap();
-    let data = parse_json_data(
-        &std::fs::read_to_string(common::root().join("examples/demo.json")).unwrap(),
-    )
-    .unwrap();
+    let (f, data) = demo(&program);
     let kernel = lossc::codegen::compile(&program, &f.name, &f.terms).unwrap();
     let gpu = lossc::gpu::gpu().unwrap();
     // The reference: everything from the host.

@@ -75,6 +75,39 @@ struct LossEmitter<'a> {
     lane: Option<(String, usize)>,
 }
 
+impl<'a> LossEmitter<'a> {
+    /// An emitter for loss `li`, writing to `w`, sharing the kernel's slots, read sites
+    /// and name counter with the other losses.
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        ir: &'a LossIr,
+        li: usize,
+        sched: &'a LossSchedule,
+        layout: &'a mut Layout,
+        sites: &'a mut Vec<String>,
+        w: &'a mut Writer,
+        fresh: &'a mut usize,
+        values: Option<&'a [i32]>,
+    ) -> LossEmitter<'a> {
+        LossEmitter {
+            ir,
+            li,
+            sched,
+            layout,
+            sites,
+            w,
+            cache: vec![HashMap::new()],
+            binds: HashMap::new(),
+            fresh,
+            bug: None,
+            slice: "slice",
+            values,
+            linear: None,
+            lane: None,
+        }
+    }
+}
+
 impl LossEmitter<'_> {
     fn depth(&self) -> usize {
         self.cache.len() - 1
@@ -1308,22 +1341,16 @@ pub fn generate(
     let mut body = Writer::default();
     let mut bug = None;
     for (li, (ir, sched)) in losses.iter().enumerate() {
-        let mut e = LossEmitter {
+        let mut e = LossEmitter::new(
             ir,
             li,
             sched,
-            layout: &mut layout,
-            sites: &mut sites,
-            w: &mut body,
-            cache: vec![HashMap::new()],
-            binds: HashMap::new(),
-            fresh: &mut fresh,
-            bug: None,
-            slice: "slice",
+            &mut layout,
+            &mut sites,
+            &mut body,
+            &mut fresh,
             values,
-            linear: None,
-            lane: None,
-        };
+        );
         e.loss_fn();
         bug = bug.or(e.bug.take());
     }
@@ -1359,22 +1386,16 @@ pub fn generate(
     main.line("let last = workgroupUniformLoad(&lc_last);");
     main.open("if (last == 1u)");
     for (li, (ir, sched)) in losses.iter().enumerate() {
-        let mut e = LossEmitter {
+        let mut e = LossEmitter::new(
             ir,
             li,
             sched,
-            layout: &mut layout,
-            sites: &mut sites,
-            w: &mut main,
-            cache: vec![HashMap::new()],
-            binds: HashMap::new(),
-            fresh: &mut fresh,
-            bug: None,
-            slice: "slice",
+            &mut layout,
+            &mut sites,
+            &mut main,
+            &mut fresh,
             values,
-            linear: None,
-            lane: None,
-        };
+        );
         e.finish();
         bug = bug.or(e.bug.take());
     }

@@ -51,6 +51,9 @@ struct Evaluator<'a, 'b> {
     /// Operands of every node, looked up once.
     args: HashMap<NodeIndex, Vec<NodeIndex>>,
     tables: HashMap<NodeIndex, Table>,
+    /// The dimension sizes, in the form polynomials evaluate against (built once, not
+    /// per subscript).
+    dims: Vec<Option<i64>>,
 }
 
 /// Evaluates a bound loss.
@@ -67,6 +70,7 @@ pub fn evaluate(b: &Bound) -> Result<LossValue, EvalError> {
         ir,
         args,
         tables: HashMap::new(),
+        dims: b.dims.iter().copied().map(Some).collect(),
     };
     let mut env = vec![0i64; ir.indices.len()];
     for n in &order {
@@ -257,10 +261,7 @@ impl Evaluator<'_, '_> {
     fn index(&self, e: &IndexExpr, env: &[i64]) -> Result<i64, EvalError> {
         // Saturating: a gathered value like 1e30 must end as an out-of-range error, not
         // as an overflow.
-        let mut v = e
-            .offset
-            .eval(&self.b.dims.iter().copied().map(Some).collect::<Vec<_>>())
-            .unwrap_or(0);
+        let mut v = e.offset.eval(&self.dims).unwrap_or(0);
         for (c, t) in &e.terms {
             let x = match t {
                 IndexTerm::Var(x) => env[*x],

@@ -135,6 +135,25 @@ impl LossPlan<'_> {
         }
     }
 
+    /// Opens a loop per index over its range, naming each `{prefix}{index}` in `names`.
+    fn open_loops(
+        &self,
+        w: &mut Writer,
+        vars: &[IndexId],
+        prefix: &str,
+        names: &mut HashMap<IndexId, String>,
+    ) {
+        for v in vars {
+            let name = format!("{prefix}{v}");
+            let lo = self.b.ranges[*v].0;
+            w.open(format!(
+                "for (var {name}: i32 = {lo}; {name} < {}; {name}++)",
+                lo + self.ext(*v)
+            ));
+            names.insert(*v, name);
+        }
+    }
+
     /// The WGSL of the kernel that materialises node `n`.
     fn node_kernel(&self, n: NodeIndex) -> String {
         let node = &self.ir.graph[n];
@@ -241,29 +260,13 @@ impl LossPlan<'_> {
                 w.line("var nan = false;");
                 let total: i64 = bound.iter().map(|v| self.ext(*v)).product();
                 let mut inner = names.clone();
-                for v in bound {
-                    let name = format!("b{v}");
-                    w.open(format!(
-                        "for (var {name}: i32 = {}; {name} < {}; {name}++)",
-                        self.b.ranges[*v].0,
-                        self.b.ranges[*v].0 + self.ext(*v)
-                    ));
-                    inner.insert(*v, name);
-                }
+                self.open_loops(&mut w, bound, "b", &mut inner);
                 w.line(format!("let x = {};", self.operand(args[0], &inner)));
                 if *kind == ReduceFn::Median {
                     w.line("var less = 0;");
                     w.line("var eq = 0;");
                     let mut other = inner.clone();
-                    for v in bound {
-                        let name = format!("c{v}");
-                        w.open(format!(
-                            "for (var {name}: i32 = {}; {name} < {}; {name}++)",
-                            self.b.ranges[*v].0,
-                            self.b.ranges[*v].0 + self.ext(*v)
-                        ));
-                        other.insert(*v, name);
-                    }
+                    self.open_loops(&mut w, bound, "c", &mut other);
                     w.line(format!("let y = {};", self.operand(args[0], &other)));
                     w.line("if (y < x) { less++; }");
                     w.line("if (y == x) { eq++; }");
