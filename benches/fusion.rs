@@ -108,6 +108,10 @@ fn data(b: usize, k: usize, hw: Option<usize>, pca: bool, targets: bool) -> Data
 }
 
 fn bench_case(program: &Program, title: &str, losses: &[&str], data: &Data) {
+    // `LOSSC_BENCH_ONLY=(c)`: just the cases whose title starts so.
+    if std::env::var("LOSSC_BENCH_ONLY").is_ok_and(|only| !title.starts_with(&only)) {
+        return;
+    }
     let dev = gpu().unwrap();
     let terms: Vec<FactoryTerm> = losses
         .iter()

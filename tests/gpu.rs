@@ -5,6 +5,7 @@
 mod common;
 
 use lossc::diagnostics::Source;
+use lossc::gpu::RowPlacement;
 use lossc::ir::{FactoryTerm, Program};
 use lossc::runtime::data::{Data, parse_json_data};
 use lossc::runtime::run::{RunOptions, prepare, run_cpu};
@@ -262,6 +263,25 @@ fn random_programs_and_shapes_agree_with_the_cpu_evaluator() {
                 "case {case} ({n}x{m}): gpu {} vs cpu {}\n{text}",
                 g.loss, c.loss
             ));
+        }
+        // Both row placements, whichever the adapter would choose: each has its own code
+        // (cooperative tables and a strided element stream, or serial per-thread loops).
+        {
+            let dev = lossc::gpu::gpu().unwrap();
+            let bound: Vec<_> = prepared.iter().map(|p| &p.bound).collect();
+            for placement in [RowPlacement::Shared, RowPlacement::PerThread] {
+                match lossc::gpu::Dispatch::with_placement(dev, &kernel, &bound, &[1.0], placement)
+                    .and_then(|d| d.run(dev))
+                {
+                    Ok((out, _)) if close(out[0], c.loss) => {}
+                    Ok((out, _)) => failures.push(format!(
+                        "case {case} ({n}x{m}): {placement:?} {} vs cpu {}\n{text}",
+                        out[0], c.loss
+                    )),
+                    Err(e) if e.contains("llvmpipe stops any thread") => {}
+                    Err(e) => failures.push(format!("case {case}: {placement:?}: {e}")),
+                }
+            }
         }
         // The generic kernel (as `lossc compile` writes it, sizes read from the
         // parameter block) must compute the same numbers as the specialised one.

@@ -73,6 +73,10 @@ struct LossEmitter<'a> {
     linear: Option<(Vec<IndexId>, String)>,
     /// In a four-wide loop: its base index's name and which of the four elements.
     lane: Option<(String, usize)>,
+    /// In a four-wide loop: the block depth of its body, and the vec4 loads its four
+    /// elements share (the load expression and the name of the `let` holding it), declared
+    /// at the top of the body once the elements are written.
+    shared_loads: Option<(usize, Vec<(String, String)>)>,
 }
 
 impl<'a> LossEmitter<'a> {
@@ -104,6 +108,7 @@ impl<'a> LossEmitter<'a> {
             values,
             linear: None,
             lane: None,
+            shared_loads: None,
         }
     }
 }
@@ -511,7 +516,23 @@ impl LossEmitter<'_> {
                     } else {
                         format!("{off} + ({lin}) * {span}")
                     };
-                    return format!("lc_arena4[({base} + {x4}) / 4][{u}]");
+                    let load = format!("lc_arena4[({base} + {x4}) / 4]");
+                    if !gathers && self.bound_outside_body(&idx[..lead]) {
+                        // One vec4 load for the four elements, at the top of the body.
+                        if let Some((_, loads)) = &mut self.shared_loads {
+                            let name = match loads.iter().find(|(l, _)| *l == load) {
+                                Some((_, name)) => name.clone(),
+                                None => {
+                                    *self.fresh += 1;
+                                    let name = format!("w{}", self.fresh);
+                                    loads.push((load, name.clone()));
+                                    name
+                                }
+                            };
+                            return format!("{name}[{u}]");
+                        }
+                    }
+                    return format!("{load}[{u}]");
                 }
             }
             lin = if lead == 0 {
@@ -521,6 +542,24 @@ impl LossEmitter<'_> {
             };
         }
         format!("lc_arena[{off} + {lin}]")
+    }
+
+    /// Whether every index the subscripts mention is bound outside the body of the
+    /// four-wide loop being written (so that a load through them can move to its top).
+    fn bound_outside_body(&self, idx: &[IndexExpr]) -> bool {
+        let Some((body, _)) = &self.shared_loads else {
+            return false;
+        };
+        let mut vs = Vec::new();
+        for e in idx {
+            e.vars(&mut vs);
+        }
+        vs.iter().all(|v| {
+            self.binds
+                .get(v)
+                .and_then(|s| s.last())
+                .is_some_and(|(d, _)| d < body)
+        })
     }
 
     /// How many trailing subscripts of a read are exactly the indices of the loop being
@@ -760,10 +799,7 @@ impl LossEmitter<'_> {
             "var {acc}: {} = {init}; {comment}",
             if is_bool { "bool" } else { "f32" }
         ));
-        let opened = bound.len();
-        self.open_loops(bound);
-        let b = self.val(body);
-        let step = match kind {
+        let step = |b: String| match kind {
             ReduceFn::Sum | ReduceFn::Mean => format!("{acc} = {acc} + {b};"),
             ReduceFn::Norm => format!("{acc} = {acc} + {b} * {b};"),
             ReduceFn::Max => format!("{acc} = lc_max({acc}, {b});"),
@@ -772,9 +808,24 @@ impl LossEmitter<'_> {
             ReduceFn::Any => format!("{acc} = {acc} || {b};"),
             ReduceFn::Median => unreachable!("handled above"),
         };
-        self.w.line(step);
-        for _ in 0..opened {
+        if self.known_multiple_of_4(bound) {
+            // Four consecutive values per iteration, in the same order as one at a time:
+            // contiguous reads load a vec4 each.
+            self.open("");
+            let (x4, xn) = (self.name("x"), self.count(bound));
+            self.four_wide(bound, &x4, "0", &xn, false, &mut |e: &mut Self| {
+                let b = e.val(body);
+                e.w.line(step(b));
+            });
             self.close();
+        } else {
+            let opened = bound.len();
+            self.open_loops(bound);
+            let b = self.val(body);
+            self.w.line(step(b));
+            for _ in 0..opened {
+                self.close();
+            }
         }
         let result = match kind {
             ReduceFn::Mean => {
@@ -883,21 +934,33 @@ impl LossEmitter<'_> {
 
     /// A loop over `vars` from the linear index `start` to `end` in which each thread
     /// takes four consecutive values (`{x4} + 0..3`) per iteration, so that aligned
-    /// contiguous reads load one vec4 each; `each` writes the code for one value.
+    /// contiguous reads load one vec4 each; `each` writes the code for one value. With
+    /// `shared`, the workgroup's threads interleave (thread `lid` starts at `4 * lid` and
+    /// steps by 256); otherwise the current thread walks every value alone.
     fn four_wide(
         &mut self,
         vars: &[IndexId],
         x4: &str,
         start: &str,
         end: &str,
+        shared: bool,
         each: &mut dyn FnMut(&mut Self),
     ) {
-        let first = format!("{start} + 4 * i32(lid)");
-        let adv = self.counters_by(vars, &first, &[1, 4 * WORKGROUP - 3]);
+        let (first, step) = if shared {
+            (format!("{start} + 4 * i32(lid)"), 4 * WORKGROUP)
+        } else {
+            (start.to_string(), 4)
+        };
+        let adv = self.counters_by(vars, &first, &[1, step - 3]);
         self.open(format!(
-            "for (var {x4}: i32 = {first}; {x4} < {end}; {x4} += {})",
-            4 * WORKGROUP
+            "for (var {x4}: i32 = {first}; {x4} < {end}; {x4} += {step})"
         ));
+        let top = self.w.mark();
+        let outer = (
+            self.linear.take(),
+            self.lane.take(),
+            self.shared_loads.replace((self.depth(), Vec::new())),
+        );
         for u in 0..4 {
             self.open("");
             self.linear = Some((vars.to_vec(), format!("({x4} + {u})")));
@@ -910,7 +973,32 @@ impl LossEmitter<'_> {
                 self.w.line(line);
             }
         }
+        let loads = self.shared_loads.take().map(|(_, l)| l).unwrap_or_default();
+        let lets: Vec<String> = loads
+            .iter()
+            .map(|(load, name)| format!("let {name} = {load};"))
+            .collect();
+        self.w.insert(top, &lets);
+        (self.linear, self.lane, self.shared_loads) = outer;
         self.close();
+    }
+
+    /// Whether, in a kernel specialised to sizes, the number of assignments of `vars` is a
+    /// positive multiple of 4 (a loop over them can be four-wide). Allocates the ranges'
+    /// slots in the generic kernel too, so that both lay out the same slots whichever
+    /// loop follows.
+    fn known_multiple_of_4(&mut self, vars: &[IndexId]) -> bool {
+        let mut known = Some(1i64);
+        for v in vars {
+            self.lo(*v);
+            self.ext(*v);
+            let e = self.known(&Slot::Extent {
+                loss: self.li,
+                index: *v,
+            });
+            known = known.zip(e).map(|(a, e)| a * e);
+        }
+        !vars.is_empty() && known.is_some_and(|n| n >= 4 && n % 4 == 0)
     }
 
     /// `for (e = start; e < end; e += stride)` over the elements, one at a time: the
@@ -1020,7 +1108,14 @@ impl LossEmitter<'_> {
             self.close();
             self.close();
         }
-        self.element_loop(&ev, "0", &elems, 1);
+        if self.known_multiple_of_4(&ev) {
+            // Four consecutive elements per iteration: contiguous reads load a vec4 each.
+            self.four_wide(&ev, "e4", "0", &elems, false, &mut |e: &mut Self| {
+                e.element()
+            });
+        } else {
+            self.element_loop(&ev, "0", &elems, 1);
+        }
         self.close();
         self.slice = "slice";
         self.close();
@@ -1043,11 +1138,10 @@ impl LossEmitter<'_> {
         // Stream this chunk of the row's elements.
         self.w.line(format!("let e0 = chunk * {CHUNK};"));
         self.w.line(format!("let e1 = min(e0 + {CHUNK}, {elems});"));
-        let known_elems = self.known(&Slot::Elems { loss: li });
-        if !ev.is_empty() && known_elems.is_some_and(|n| n >= 4 && n % 4 == 0) {
+        if self.known_multiple_of_4(&ev) {
             // Four consecutive elements per thread and iteration, so that contiguous
             // reads load a vec4 each: a quarter of the load instructions.
-            self.four_wide(&ev, "e4", "e0", "e1", &mut |e: &mut Self| e.element());
+            self.four_wide(&ev, "e4", "e0", "e1", true, &mut |e: &mut Self| e.element());
         } else {
             self.element_loop(&ev, "e0 + i32(lid)", "e1", WORKGROUP);
         }
@@ -1165,20 +1259,11 @@ impl LossEmitter<'_> {
                 _ => format!("{acc} = lc_min({acc}, {as_f});"),
             }
         };
-        let known_values = bound
-            .iter()
-            .map(|v| {
-                self.known(&Slot::Extent {
-                    loss: self.li,
-                    index: *v,
-                })
-            })
-            .try_fold(1i64, |a, e| e.map(|e| a * e));
         self.open("");
-        if known_values.is_some_and(|n| n >= 4 && n % 4 == 0) {
+        if self.known_multiple_of_4(&bound) {
             // Four consecutive values per thread and iteration: contiguous reads load vec4s.
             let x4 = self.name("x");
-            self.four_wide(&bound, &x4, "0", &xn, &mut |e: &mut Self| {
+            self.four_wide(&bound, &x4, "0", &xn, true, &mut |e: &mut Self| {
                 let b = e.val(body);
                 e.w.line(step(b));
             });

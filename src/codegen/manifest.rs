@@ -125,7 +125,7 @@ pub fn manifest(program: &Program, k: &Kernel) -> Value {
         "work": {
             "chunk": CHUNK,
             "rows_and_elements": "per loss, rows and elements are the products of the extents of the schedule's row and element indices",
-            "row_per_thread": "per loss (slot `row_per_thread`), the rows of one work item when each thread takes a whole row: clamp(ceil(rows / 16), 8, 64) when rows > 1, elements <= 64, and one row's serial loop iterations are at most 2048 (per hoisted table: entries × values × (1 + the body's inline iterations), × (values + 1) for a median; plus elements × (1 + the inline iterations of compute, masks and rectify)); else 0 (rows shared by the workgroup)",
+            "row_per_thread": "per loss (slot `row_per_thread`), the rows of one work item when each thread takes a whole row, else 0 (rows shared by the workgroup). Any R in 1..=64 is correct when rows > 1; lossc's host writes R = clamp(8 × ceil(ceil(rows / 16) / 8), 8, 64) when rows > 1 and either elements <= 64 and one row's serial loop iterations are at most 2048, or (on a CPU adapter) rows >= 64 and one row's serial loop iterations are at most 32767 (per hoisted table: entries × values × (1 + the body's inline iterations), × (values + 1) for a median; plus elements × (1 + the inline iterations of compute, masks and rectify))",
             "items_per_loss": "row_per_thread = R > 0: ceil(rows / R); row_per_thread = 0: rows × ceil(elements / chunk)",
             "base": "the items of the losses, numbered loss after loss",
             "workgroups": "min(total_items, 65535), at least 1; dispatch (workgroups, 1, 1)",

@@ -50,6 +50,27 @@ impl Writer {
         self.line("}");
     }
 
+    /// Where the next line will go, to [`Writer::insert`] lines there later; `None` inside
+    /// a muted block.
+    pub fn mark(&self) -> Option<(usize, usize)> {
+        (!self.mutes.iter().any(|m| *m)).then_some((self.text.len(), self.indent))
+    }
+
+    /// Lines inserted at a [`Writer::mark`], at its indentation (declarations a block
+    /// turns out to need once its body is written).
+    pub fn insert(&mut self, at: Option<(usize, usize)>, lines: &[String]) {
+        let Some((pos, indent)) = at else { return };
+        let mut text = String::new();
+        for l in lines {
+            for _ in 0..indent {
+                text.push_str("    ");
+            }
+            text.push_str(l);
+            text.push('\n');
+        }
+        self.text.insert_str(pos, &text);
+    }
+
     /// A blank line.
     pub fn blank(&mut self) {
         self.line("");

@@ -238,10 +238,53 @@ fn inline_iterations(
     v
 }
 
-/// At most this many elements per row for one thread to take a whole row.
+/// At most this many elements per row for one thread to take a whole row on a GPU.
 const ROW_PER_THREAD_ELEMS: i64 = 64;
-/// At most this many loop iterations for one thread to take a whole row.
+/// At most this many loop iterations for one thread to take a whole row on a GPU.
 const ROW_PER_THREAD_WORK: u64 = 2048;
+/// On a CPU adapter, at most this many loop iterations for one thread to take a whole
+/// row: half of llvmpipe's per-thread budget, whatever the row's element count.
+const CPU_ROW_PER_THREAD_WORK: u64 = LLVMPIPE_LOOP_LIMIT / 2;
+/// On a CPU adapter, at least this many rows for one thread to take a whole row: eight
+/// SIMD groups of eight lanes, so that the items still spread over the cores.
+const CPU_ROW_PER_THREAD_ROWS: i64 = 64;
+
+/// How the rows of a loss are placed on threads (see `docs/backend.md` §2). Both
+/// placements compute the same numbers; they differ in speed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RowPlacement {
+    /// Per loss, from its sizes and the adapter. A thread takes a whole row when there is
+    /// more than one row and rows are short (at most 64 elements and 2048 loop
+    /// iterations): on a GPU a workgroup barrier is cheap and sharing long rows keeps
+    /// thousands of threads busy. On a CPU adapter (llvmpipe, SwiftShader, WARP) a
+    /// barrier switches coroutines, so there a thread also takes a long row when there
+    /// are at least 64 rows and one row costs at most 32 767 loop iterations.
+    #[default]
+    Auto,
+    /// Every row shared by the threads of a workgroup.
+    Shared,
+    /// One row per thread for every loss with more than one row.
+    PerThread,
+}
+
+impl RowPlacement {
+    /// Whether a loss with these sizes takes a row per thread on `gpu`.
+    fn per_thread(self, gpu: &Gpu, rows: i64, elems: i64, row_cost: u64) -> bool {
+        match self {
+            RowPlacement::Shared => false,
+            RowPlacement::PerThread => rows > 1,
+            RowPlacement::Auto => {
+                let short = elems <= ROW_PER_THREAD_ELEMS && row_cost <= ROW_PER_THREAD_WORK;
+                let cpu = gpu.info.device_type == wgpu::DeviceType::Cpu;
+                rows > 1
+                    && (short
+                        || cpu
+                            && rows >= CPU_ROW_PER_THREAD_ROWS
+                            && row_cost <= CPU_ROW_PER_THREAD_WORK)
+            }
+        }
+    }
+}
 
 /// The loop iterations of one row done by one thread: its hoisted tables serially, then
 /// its elements.
@@ -407,7 +450,27 @@ impl Dispatch {
         anneal: &[f32],
         device_inputs: &[(&str, &wgpu::Buffer)],
     ) -> Result<Dispatch, String> {
-        Dispatch::build(gpu, kernel, bound, anneal, device_inputs, true)
+        Dispatch::build(
+            gpu,
+            kernel,
+            bound,
+            anneal,
+            device_inputs,
+            true,
+            RowPlacement::Auto,
+        )
+    }
+
+    /// Like [`Dispatch::new`], with the rows placed as `placement` says instead of
+    /// [`RowPlacement::Auto`] (to compare placements, or to test both on one adapter).
+    pub fn with_placement(
+        gpu: &Gpu,
+        kernel: &Kernel,
+        bound: &[&Bound],
+        anneal: &[f32],
+        placement: RowPlacement,
+    ) -> Result<Dispatch, String> {
+        Dispatch::build(gpu, kernel, bound, anneal, &[], true, placement)
     }
 
     /// Like [`Dispatch::new`], but runs the generic kernel (`kernel.wgsl`, as `lossc
@@ -419,7 +482,7 @@ impl Dispatch {
         bound: &[&Bound],
         anneal: &[f32],
     ) -> Result<Dispatch, String> {
-        Dispatch::build(gpu, kernel, bound, anneal, &[], false)
+        Dispatch::build(gpu, kernel, bound, anneal, &[], false, RowPlacement::Auto)
     }
 
     fn build(
@@ -429,6 +492,7 @@ impl Dispatch {
         anneal: &[f32],
         device_inputs: &[(&str, &wgpu::Buffer)],
         specialise: bool,
+        placement: RowPlacement,
     ) -> Result<Dispatch, String> {
         // The arena: every input (once per name) and every param, as f32.
         let mut arena: Vec<f32> = Vec::new();
@@ -517,18 +581,14 @@ impl Dispatch {
             .map(|(b, s)| serial_row_cost(b, s))
             .collect();
         let per_thread: Vec<bool> = (0..bound.len())
-            .map(|i| {
-                rows[i] > 1
-                    && elems[i] <= ROW_PER_THREAD_ELEMS
-                    && row_cost[i] <= ROW_PER_THREAD_WORK
-            })
+            .map(|i| placement.per_thread(gpu, rows[i], elems[i], row_cost[i]))
             .collect();
-        // Rows per item in that mode: at least 8 (a SIMD group on CPUs), at most a
+        // Rows per item in that mode: whole SIMD groups of 8 (on CPUs), at most a
         // workgroup, and otherwise enough items (16) to spread over many cores.
         let rows_per_item: Vec<i64> = (0..bound.len())
             .map(|i| {
                 if per_thread[i] {
-                    ((rows[i] + 15) / 16).clamp(8, wg)
+                    (((rows[i] + 15) / 16 + 7) / 8 * 8).clamp(8, wg)
                 } else {
                     0
                 }
