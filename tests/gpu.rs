@@ -506,3 +506,55 @@ fn an_out_of_range_gather_in_a_four_wide_loop_names_its_read() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A `let` holding a reduction, used in two scopes, is one table built once (the second
+/// use reads the first's table under renamed indices); over other ranges it is two.
+/// Either way, under both row placements, the GPU gives the CPU evaluator's numbers.
+#[test]
+fn a_table_equal_up_to_renaming_is_built_once_and_read_correctly() {
+    let text = |name: &str, hi: u32| {
+        format!(
+            "loss {name} {{\n    input x : [R, C]\n    let center[r, j] = mean(m: x[r, m] * (j + 1))\n    compute sum(j in 0..2: x[r, c] - center[r, j]) + norm(i in 0..{hi}: center[r, i])\n    reduce mean\n}}\n"
+        )
+    };
+    // Two table indices, used in the other order: the renaming must keep the layout.
+    let swapped = "loss swapped {\n    input x : [R, C]\n    let t[r, a, b] = mean(m: x[r, m] * (a + 3 * b + 1))\n    compute x[r, c] * sum(i in 0..2, j in 0..3: t[r, i, j] * (i + 1)) - sum(p in 0..3, q in 0..2: t[r, q, p] * p)\n    reduce mean\n}\n";
+    let program = check(&[
+        ("shared.loss", text("shared", 2)),
+        ("different.loss", text("different", 3)),
+        ("swapped.loss", swapped.to_string()),
+    ]);
+    let dev = lossc::gpu::gpu().unwrap();
+    for (name, shared) in [("shared", true), ("different", false), ("swapped", true)] {
+        let terms = [FactoryTerm {
+            loss: name.into(),
+            settings: vec![],
+            annealed: false,
+        }];
+        let kernel = lossc::codegen::compile(&program, name, &terms).unwrap();
+        let same: Vec<Option<usize>> = kernel.schedules[0]
+            .hoisted
+            .iter()
+            .map(|h| h.same_as)
+            .collect();
+        assert_eq!(same.iter().any(Option::is_some), shared, "{name}: {same:?}");
+        for (n, m) in [(3, 50), (100, 8)] {
+            let data = random_data(&mut Rng(7), n, m, false);
+            let cpu = run_cpu(&program, &terms, &data, &vec![], &RunOptions::default()).unwrap();
+            let (prepared, _) = prepare(&program, &terms, &data, &vec![]).unwrap();
+            let bound: Vec<_> = prepared.iter().map(|p| &p.bound).collect();
+            for placement in [RowPlacement::Shared, RowPlacement::PerThread] {
+                let (out, _) =
+                    lossc::gpu::Dispatch::with_placement(dev, &kernel, &bound, &[1.0], placement)
+                        .and_then(|d| d.run(dev))
+                        .unwrap();
+                let want = cpu.losses[0].1.loss;
+                assert!(
+                    close(out[0], want),
+                    "{name} {n}x{m} {placement:?}: {} vs {want}",
+                    out[0]
+                );
+            }
+        }
+    }
+}

@@ -196,6 +196,20 @@ impl LossEmitter<'_> {
         false
     }
 
+    /// Whether hoisted table `k` must be built: some per-element stage reaches it, or a
+    /// reduction that reads it in its place ([`crate::codegen::schedule::Hoisted::same_as`]).
+    fn table_needed(&mut self, k: usize) -> bool {
+        let nodes: Vec<NodeIndex> = self
+            .sched
+            .hoisted
+            .iter()
+            .enumerate()
+            .filter(|(j, h)| *j == k || h.same_as == Some(k))
+            .map(|(_, h)| h.node)
+            .collect();
+        nodes.into_iter().any(|n| self.needed(n))
+    }
+
     /// [`Self::known_truth`] of a select's condition.
     fn known_truth_peek(&mut self, n: NodeIndex) -> Option<bool> {
         match self.ir.graph[n].op {
@@ -725,6 +739,17 @@ impl LossEmitter<'_> {
     /// The entry of hoisted table `k` for the current table indices.
     fn table_read(&mut self, k: usize, n: NodeIndex) -> String {
         let vars = self.sched.hoisted[k].table_vars.clone();
+        // A table shared with an earlier reduction is read where that one was built; a
+        // single shared value may be in a register.
+        let k = match self.sched.hoisted[k].same_as {
+            Some(src) => {
+                if let Some(x) = self.lookup(self.sched.hoisted[src].node) {
+                    return x;
+                }
+                src
+            }
+            None => k,
+        };
         let mut lin = String::from("0");
         for (i, v) in vars.iter().enumerate() {
             let (x, lo, ext) = (self.var(*v), self.lo(*v), self.ext(*v));
@@ -1083,7 +1108,10 @@ impl LossEmitter<'_> {
         self.slice = "tslice";
         self.decompose(&rows, "row");
         for (k, h) in hoisted.iter().enumerate() {
-            let needed = self.needed(h.node);
+            if h.same_as.is_some() {
+                continue;
+            }
+            let needed = self.table_needed(k);
             self.w.open_muted(!needed);
             self.cache.push(HashMap::new());
             let node = self.ir.graph[h.node].clone();
@@ -1126,7 +1154,10 @@ impl LossEmitter<'_> {
         self.w.line(format!("let chunk = item % {cpr};"));
         self.decompose(&rows, "row");
         for (k, h) in hoisted.iter().enumerate() {
-            if self.needed(h.node) {
+            if h.same_as.is_some() {
+                continue;
+            }
+            if self.table_needed(k) {
                 self.table(k, h.node, &h.table_vars);
             } else {
                 self.w.open_muted(true);

@@ -109,6 +109,7 @@ pub fn manifest(program: &Program, k: &Kernel) -> Value {
                     "hoisted": s.hoisted.iter().map(|h| json!({
                         "reduction": crate::ir::dot::op_label(ir, &ir.graph[h.node].op),
                         "table_over": idx(&h.table_vars),
+                        "same_as": h.same_as,
                     })).collect::<Vec<_>>(),
                 },
                 "logs": logs,
@@ -129,7 +130,8 @@ pub fn manifest(program: &Program, k: &Kernel) -> Value {
             "items_per_loss": "row_per_thread = R > 0: ceil(rows / R); row_per_thread = 0: rows × ceil(elements / chunk)",
             "base": "the items of the losses, numbered loss after loss",
             "workgroups": "min(total_items, 65535), at least 1; dispatch (workgroups, 1, 1)",
-            "slice_size": "64 × the largest, over the losses, of the summed sizes of its hoisted tables (products of the extents of each table's indices): each of a workgroup's 64 threads may hold one row's tables",
+            "tables": "per loss, slot `table` k: the summed sizes of its hoisted tables before k that are built; a table whose `same_as` is a number is not built (it is that earlier table up to renaming its indices, with `table_over` in that table's order) and has no slot",
+            "slice_size": "64 × the largest, over the losses, of the summed sizes of its built hoisted tables (products of the extents of each table's indices): each of a workgroup's 64 threads may hold one row's tables",
             "scratch": "slice_size × workgroups f32",
             "before_each_dispatch": "write 0 to lc_sync[1] (the error word); the kernel itself restores the counter lc_sync[0] and every partial slot",
         },

@@ -159,6 +159,13 @@ fn reads(ir: &LossIr, s: &LossSchedule) -> String {
             continue;
         };
         let inner: BTreeSet<usize> = match &ir.graph[n].op {
+            // A table equal to an earlier one is not built: nothing under it is read.
+            Op::Reduce(..)
+                if s.hoisted_index(n)
+                    .is_some_and(|k| s.hoisted[k].same_as.is_some()) =>
+            {
+                continue;
+            }
             // A hoisted table is computed once per value of its own free indices.
             Op::Reduce(_, bound) if s.hoisted_index(n).is_some() => {
                 ir.graph[n].free.iter().chain(bound).copied().collect()
@@ -174,7 +181,9 @@ fn reads(ir: &LossIr, s: &LossSchedule) -> String {
     for (i, input) in ir.inputs.iter().enumerate() {
         let mut sites = Vec::new();
         for n in ir.graph.node_indices() {
-            if !matches!(&ir.graph[n].op, Op::Read(Tensor::Input(j), _) if *j == i) {
+            if !matches!(&ir.graph[n].op, Op::Read(Tensor::Input(j), _) if *j == i)
+                || !scope.contains_key(&n)
+            {
                 continue;
             }
             let extra: Vec<&str> = scope

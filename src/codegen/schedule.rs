@@ -29,6 +29,11 @@ pub struct Hoisted {
     /// Its free indices that are not row indices (bound by enclosing reductions): the
     /// table has one entry per assignment of them.
     pub table_vars: Vec<IndexId>,
+    /// An earlier hoisted reduction that computes the same table up to a renaming of
+    /// its indices (a `let` used in two scopes, as `pca_singleview`'s `center`): this
+    /// one is not built, its reads read that table, and `table_vars` are in the order
+    /// of that table's.
+    pub same_as: Option<usize>,
 }
 
 /// How one loss is laid out in the kernel.
@@ -105,23 +110,137 @@ pub fn schedule(ir: &LossIr) -> LossSchedule {
         .copied()
         .filter(|v| !row.contains(v))
         .collect();
-    let hoisted = hoisted_nodes
-        .into_iter()
-        .map(|n| Hoisted {
-            node: n,
-            table_vars: ir.graph[n]
-                .free
-                .iter()
-                .copied()
-                .filter(|v| !row.contains(v))
-                .collect(),
-        })
-        .collect();
+    let mut hoisted: Vec<Hoisted> = Vec::new();
+    let mut shapes: Vec<(String, Vec<IndexId>)> = Vec::new();
+    for n in hoisted_nodes {
+        let (shape, vars) = shape_of(ir, n, &row);
+        let table_vars: Vec<IndexId> = ir.graph[n]
+            .free
+            .iter()
+            .copied()
+            .filter(|v| !row.contains(v))
+            .collect();
+        let earlier = shapes
+            .iter()
+            .position(|(s, _)| *s == shape)
+            .filter(|k| hoisted[*k].same_as.is_none());
+        let h = match earlier {
+            Some(k) => {
+                // The renaming maps the earlier table's indices, in its order, to ours.
+                let rename = |v: &IndexId| {
+                    let at = shapes[k].1.iter().position(|w| w == v);
+                    at.map(|i| vars[i])
+                };
+                let mapped: Option<Vec<IndexId>> =
+                    hoisted[k].table_vars.iter().map(rename).collect();
+                match mapped {
+                    Some(table_vars) => Hoisted {
+                        node: n,
+                        table_vars,
+                        same_as: Some(k),
+                    },
+                    None => Hoisted {
+                        node: n,
+                        table_vars,
+                        same_as: None,
+                    },
+                }
+            }
+            None => Hoisted {
+                node: n,
+                table_vars,
+                same_as: None,
+            },
+        };
+        hoisted.push(h);
+        shapes.push((shape, vars));
+    }
     LossSchedule {
         row_vars,
         elem_vars,
         hoisted,
     }
+}
+
+/// The expression under `n` with every index other than the row indices renamed by
+/// order of first appearance (each with its range), as text, and those indices in that
+/// order: two reductions with the same text compute the same table up to that renaming.
+/// Each node is written once, operands by number, so a shared node costs one line.
+fn shape_of(ir: &LossIr, n: NodeIndex, row: &HashSet<IndexId>) -> (String, Vec<IndexId>) {
+    use std::collections::HashMap;
+    use std::fmt::Write;
+
+    use crate::ir::{IndexExpr, IndexTerm};
+    struct Shape<'a> {
+        ir: &'a LossIr,
+        row: &'a HashSet<IndexId>,
+        vars: Vec<IndexId>,
+        numbers: HashMap<NodeIndex, usize>,
+        text: String,
+    }
+    impl Shape<'_> {
+        fn var(&mut self, v: IndexId) -> String {
+            if self.row.contains(&v) {
+                return format!("r{v}");
+            }
+            match self.vars.iter().position(|w| *w == v) {
+                Some(i) => format!("v{i}"),
+                None => {
+                    self.vars.push(v);
+                    format!("v{}{:?}", self.vars.len() - 1, self.ir.indices[v].range)
+                }
+            }
+        }
+        fn index(&mut self, e: &IndexExpr) -> String {
+            let mut out = format!("{:?}", e.offset);
+            for (c, t) in &e.terms {
+                let term = match t {
+                    IndexTerm::Var(v) => self.var(*v),
+                    IndexTerm::Gather(p, idx) => {
+                        let args: Vec<String> = idx.iter().map(|e| self.index(e)).collect();
+                        format!("g{p}[{}]", args.join(","))
+                    }
+                };
+                let _ = write!(out, "+{c}*{term}");
+            }
+            out
+        }
+        fn node(&mut self, n: NodeIndex) -> usize {
+            if let Some(k) = self.numbers.get(&n) {
+                return *k;
+            }
+            let args: Vec<usize> = crate::ir::operands(&self.ir.graph, n)
+                .into_iter()
+                .map(|a| self.node(a))
+                .collect();
+            let node = &self.ir.graph[n];
+            let op = match &node.op {
+                Op::Read(t, idx) => {
+                    let idx: Vec<String> = idx.iter().map(|e| self.index(e)).collect();
+                    format!("read {t:?}[{}]", idx.join(","))
+                }
+                Op::IndexValue(e) => format!("index {}", self.index(e)),
+                Op::Reduce(kind, bound) => {
+                    let bound: Vec<String> = bound.iter().map(|v| self.var(*v)).collect();
+                    format!("{kind:?}({})", bound.join(","))
+                }
+                other => format!("{other:?}"),
+            };
+            let k = self.numbers.len();
+            let _ = writeln!(self.text, "{k}: {op} {:?} {args:?}", node.ty);
+            self.numbers.insert(n, k);
+            k
+        }
+    }
+    let mut shape = Shape {
+        ir,
+        row,
+        vars: Vec::new(),
+        numbers: HashMap::new(),
+        text: String::new(),
+    };
+    shape.node(n);
+    (shape.text, shape.vars)
 }
 
 /// A human-readable account of the schedule (`lossc explain`).
@@ -143,17 +262,25 @@ pub fn explain(ir: &LossIr, s: &LossSchedule) -> String {
         "  elements ({})   streamed by the workgroup's threads\n",
         names(&s.elem_vars)
     ));
-    for h in &s.hoisted {
+    for (k, h) in s.hoisted.iter().enumerate() {
         let node = &ir.graph[h.node];
+        let table = if h.table_vars.is_empty() {
+            String::new()
+        } else {
+            format!(", a table over ({})", names(&h.table_vars))
+        };
+        let how = match h.same_as {
+            Some(j) => format!(
+                "the same table as hoisted #{} up to renaming its indices, not built again",
+                j + 1
+            ),
+            None => format!("once per row (per 4096-element chunk of longer rows){table}"),
+        };
         out.push_str(&format!(
-            "  hoisted  {} at {}: once per row (per 4096-element chunk of longer rows){}\n",
+            "  hoisted  #{} {} at {}: {how}\n",
+            k + 1,
             crate::ir::dot::op_label(ir, &node.op),
             ir.origin.locate(node.span),
-            if h.table_vars.is_empty() {
-                String::new()
-            } else {
-                format!(", a table over ({})", names(&h.table_vars))
-            }
         ));
     }
     if s.hoisted.is_empty() {

@@ -389,7 +389,8 @@ fn iterations_per_invocation(
 }
 
 /// A hoisted table's entries, its reduction's values, the loop iterations of one value
-/// (1 plus its body's inline loops), and the reduction's kind.
+/// (1 plus its body's inline loops), and the reduction's kind; `None` for a table that
+/// is not built (one that reads an earlier, equal table).
 fn table_sizes(
     b: &Bound,
     s: &crate::codegen::schedule::LossSchedule,
@@ -399,6 +400,9 @@ fn table_sizes(
     let crate::ir::Op::Reduce(kind, over) = &b.ir.graph[h.node].op else {
         return None;
     };
+    if h.same_as.is_some() {
+        return None;
+    }
     let body = crate::ir::operands(&b.ir.graph, h.node)[0];
     let once = 1u64.saturating_add(inline_iterations(b.ir, s, &b.ranges, body, memo));
     Some((
@@ -564,7 +568,9 @@ impl Dispatch {
             let mut at = 0i64;
             for h in &s.hoisted {
                 offs.push(at);
-                at += product(h.table_vars.iter().map(|v| extent(b.ranges[*v])))?;
+                if h.same_as.is_none() {
+                    at += product(h.table_vars.iter().map(|v| extent(b.ranges[*v])))?;
+                }
             }
             offs.push(at);
             tables.push(offs);
