@@ -159,13 +159,17 @@ fn bench_case(program: &Program, title: &str, losses: &[&str], data: &Data) {
         .iter()
         .flat_map(|b| b.inputs.iter().flatten().map(|t| t.data.len() * 4))
         .sum::<usize>();
+    let size = if bytes >= 100_000 {
+        format!("{:.1} MB", bytes as f64 / 1e6)
+    } else {
+        format!("{:.1} kB", bytes as f64 / 1e3)
+    };
     println!(
-        "{title:<48} fused {:>8.2} ms (1 dispatch)   unfused {:>8.2} ms ({} dispatches)   unfused/fused {:>6.1}x   fused reads {:.1} MB at {:.2} GB/s",
+        "{title:<48} fused {:>8.2} ms (1 dispatch)   unfused {:>8.2} ms ({} dispatches)   unfused/fused {:>6.1}x   fused reads {size} at {:.2} GB/s",
         ms(tf),
         ms(tu),
         unfused.dispatches(),
         tu.as_secs_f64() / tf.as_secs_f64(),
-        bytes as f64 / 1e6,
         bytes as f64 / tf.as_secs_f64() / 1e9
     );
 }

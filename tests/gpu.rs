@@ -264,47 +264,34 @@ fn random_programs_and_shapes_agree_with_the_cpu_evaluator() {
                 g.loss, c.loss
             ));
         }
+        let dev = lossc::gpu::gpu().unwrap();
+        let bound: Vec<_> = prepared.iter().map(|p| &p.bound).collect();
+        let mut compare = |what: &str, run: Result<(Vec<f32>, u32), String>| match run {
+            Ok((out, _)) if close(out[0], c.loss) => {}
+            Ok((out, _)) => failures.push(format!(
+                "case {case} ({n}x{m}): {what} {} vs cpu {}\n{text}",
+                out[0], c.loss
+            )),
+            Err(e) if e.contains("llvmpipe stops any thread") => {}
+            Err(e) => failures.push(format!("case {case}: {what}: {e}")),
+        };
         // Both row placements, whichever the adapter would choose: each has its own code
         // (cooperative tables and a strided element stream, or serial per-thread loops).
-        {
-            let dev = lossc::gpu::gpu().unwrap();
-            let bound: Vec<_> = prepared.iter().map(|p| &p.bound).collect();
-            for placement in [RowPlacement::Shared, RowPlacement::PerThread] {
-                match lossc::gpu::Dispatch::with_placement(dev, &kernel, &bound, &[1.0], placement)
-                    .and_then(|d| d.run(dev))
-                {
-                    Ok((out, _)) if close(out[0], c.loss) => {}
-                    Ok((out, _)) => failures.push(format!(
-                        "case {case} ({n}x{m}): {placement:?} {} vs cpu {}\n{text}",
-                        out[0], c.loss
-                    )),
-                    Err(e) if e.contains("llvmpipe stops any thread") => {}
-                    Err(e) => failures.push(format!("case {case}: {placement:?}: {e}")),
-                }
-            }
+        for placement in [RowPlacement::Shared, RowPlacement::PerThread] {
+            let run = lossc::gpu::Dispatch::with_placement(dev, &kernel, &bound, &[1.0], placement)
+                .and_then(|d| d.run(dev));
+            compare(&format!("{placement:?}"), run);
         }
         // The generic kernel (as `lossc compile` writes it, sizes read from the
         // parameter block) must compute the same numbers as the specialised one.
         if case % 2 == 1 {
-            let dev = lossc::gpu::gpu().unwrap();
-            let bound: Vec<_> = prepared.iter().map(|p| &p.bound).collect();
-            match lossc::gpu::Dispatch::generic(dev, &kernel, &bound, &[1.0])
-                .and_then(|d| d.run(dev))
-            {
-                Ok((out, _)) if close(out[0], c.loss) => {}
-                Ok((out, _)) => failures.push(format!(
-                    "case {case} ({n}x{m}): generic {} vs cpu {}\n{text}",
-                    out[0], c.loss
-                )),
-                Err(e) if e.contains("llvmpipe stops any thread") => {}
-                Err(e) => failures.push(format!("case {case}: generic kernel: {e}")),
-            }
+            let run = lossc::gpu::Dispatch::generic(dev, &kernel, &bound, &[1.0])
+                .and_then(|d| d.run(dev));
+            compare("generic kernel", run);
         }
         // The unfused baseline of the benchmark must compute the same numbers. (Its
         // one-thread median of hundreds of values would exceed llvmpipe's loop budget.)
         if case % 3 == 0 && !text.contains("median") {
-            let dev = lossc::gpu::gpu().unwrap();
-            let bound: Vec<_> = prepared.iter().map(|p| &p.bound).collect();
             let out = lossc::gpu::unfused::UnfusedPlan::new(dev, &bound, &[1.0])
                 .unwrap()
                 .run(dev)
