@@ -274,7 +274,7 @@ impl RowPlacement {
             RowPlacement::Shared => false,
             RowPlacement::PerThread => rows > 1,
             RowPlacement::Auto => {
-                let short = elems <= ROW_PER_THREAD_ELEMS && row_cost <= ROW_PER_THREAD_WORK;
+                let short = short_rows(elems, row_cost);
                 let cpu = gpu.info.device_type == wgpu::DeviceType::Cpu;
                 rows > 1
                     && (short
@@ -283,6 +283,74 @@ impl RowPlacement {
                             && row_cost <= CPU_ROW_PER_THREAD_WORK)
             }
         }
+    }
+}
+
+/// Whether a row is short enough for one thread on any adapter.
+fn short_rows(elems: i64, row_cost: u64) -> bool {
+    elems <= ROW_PER_THREAD_ELEMS && row_cost <= ROW_PER_THREAD_WORK
+}
+
+/// How a dispatch's work items are laid out, per loss and in all.
+struct WorkPlan {
+    /// Per loss: whether each thread takes a whole row.
+    per_thread: Vec<bool>,
+    /// Per loss: rows per work item when `per_thread`, else 0.
+    rows_per_item: Vec<i64>,
+    /// Per loss: its work items.
+    items: Vec<i64>,
+    /// Per loss: the number of the items before its own, then the total.
+    base: Vec<i64>,
+    /// The work items of all losses.
+    total_items: i64,
+    /// The workgroups dispatched.
+    workgroups: i64,
+}
+
+impl WorkPlan {
+    fn new(
+        per_thread: Vec<bool>,
+        rows: &[i64],
+        chunks_per_row: &[i64],
+        max_workgroups: i64,
+    ) -> Result<WorkPlan, String> {
+        let wg = WORKGROUP as i64;
+        // Rows per item in that mode: whole SIMD groups of 8 (on CPUs), at most a
+        // workgroup, and otherwise enough items (16) to spread over many cores.
+        let rows_per_item: Vec<i64> = (0..rows.len())
+            .map(|i| {
+                if per_thread[i] {
+                    (((rows[i] + 15) / 16 + 7) / 8 * 8).clamp(8, wg)
+                } else {
+                    0
+                }
+            })
+            .collect();
+        let items: Vec<i64> = (0..rows.len())
+            .map(|i| {
+                if per_thread[i] {
+                    (rows[i] + rows_per_item[i] - 1) / rows_per_item[i]
+                } else {
+                    rows[i] * chunks_per_row[i]
+                }
+            })
+            .collect();
+        let mut base = vec![0i64];
+        for i in &items {
+            base.push(base.last().copied().unwrap_or(0) + i);
+        }
+        let total_items = *base.last().unwrap_or(&0);
+        if total_items > (i32::MAX as i64 - 4) / 2 {
+            return Err("the problem is too large for one kernel".into());
+        }
+        Ok(WorkPlan {
+            per_thread,
+            rows_per_item,
+            items,
+            base,
+            total_items,
+            workgroups: total_items.clamp(1, max_workgroups),
+        })
     }
 }
 
@@ -586,60 +654,55 @@ impl Dispatch {
             .zip(&kernel.schedules)
             .map(|(b, s)| serial_row_cost(b, s))
             .collect();
-        let per_thread: Vec<bool> = (0..bound.len())
-            .map(|i| placement.per_thread(gpu, rows[i], elems[i], row_cost[i]))
-            .collect();
-        // Rows per item in that mode: whole SIMD groups of 8 (on CPUs), at most a
-        // workgroup, and otherwise enough items (16) to spread over many cores.
-        let rows_per_item: Vec<i64> = (0..bound.len())
-            .map(|i| {
-                if per_thread[i] {
-                    (((rows[i] + 15) / 16 + 7) / 8 * 8).clamp(8, wg)
-                } else {
-                    0
-                }
-            })
-            .collect();
-        let items: Vec<i64> = (0..bound.len())
-            .map(|i| {
-                if per_thread[i] {
-                    (rows[i] + rows_per_item[i] - 1) / rows_per_item[i]
-                } else {
-                    rows[i] * cpr[i]
-                }
-            })
-            .collect();
-        let mut base = vec![0i64];
-        for i in &items {
-            base.push(base.last().copied().unwrap_or(0) + i);
-        }
-        let total_items = *base.last().unwrap_or(&0);
-        if total_items > (i32::MAX as i64 - 4) / 2 {
-            return Err("the problem is too large for one kernel".into());
-        }
         let slice = tables
             .iter()
             .map(|t| *t.last().unwrap_or(&0))
             .max()
             .unwrap_or(0);
         let max_wg = gpu.limits.max_compute_workgroups_per_dimension.min(65_535) as i64;
-        let workgroups = total_items.clamp(1, max_wg);
+        let per_thread: Vec<bool> = (0..bound.len())
+            .map(|i| placement.per_thread(gpu, rows[i], elems[i], row_cost[i]))
+            .collect();
+        let mut work = WorkPlan::new(per_thread, &rows, &cpr, max_wg)?;
         if gpu.is_llvmpipe() {
-            let needed = iterations_per_invocation(
-                kernel,
-                bound,
-                &items,
-                &per_thread,
-                &row_cost,
-                workgroups,
-            );
-            if needed > LLVMPIPE_LOOP_LIMIT {
+            let needed = |w: &WorkPlan| {
+                iterations_per_invocation(
+                    kernel,
+                    bound,
+                    &w.items,
+                    &w.per_thread,
+                    &row_cost,
+                    w.workgroups,
+                )
+            };
+            let mut worst = needed(&work);
+            if worst > LLVMPIPE_LOOP_LIMIT && placement == RowPlacement::Auto {
+                // Long rows one per thread (the CPU rule) may exceed the budget where
+                // shared rows fit: keep only short rows per thread.
+                let short: Vec<bool> = (0..bound.len())
+                    .map(|i| work.per_thread[i] && short_rows(elems[i], row_cost[i]))
+                    .collect();
+                let retry = WorkPlan::new(short, &rows, &cpr, max_wg)?;
+                let again = needed(&retry);
+                if again < worst {
+                    (work, worst) = (retry, again);
+                }
+            }
+            if worst > LLVMPIPE_LOOP_LIMIT {
                 return Err(format!(
-                    "this run needs up to {needed} loop iterations per GPU thread, and Mesa's llvmpipe stops any thread \
+                    "this run needs up to {worst} loop iterations per GPU thread, and Mesa's llvmpipe stops any thread \
                      after {LLVMPIPE_LOOP_LIMIT}, which would give wrong numbers; use --backend cpu (or a real GPU)"
                 ));
             }
         }
+        let WorkPlan {
+            rows_per_item,
+            items,
+            base,
+            total_items,
+            workgroups,
+            ..
+        } = work;
 
         let mut meta = vec![0i32; kernel.layout.vec4s() * 4];
         for (i, slot) in kernel.layout.slots.iter().enumerate() {
