@@ -545,3 +545,71 @@ fn a_table_equal_up_to_renaming_is_built_once_and_read_correctly() {
         }
     }
 }
+
+/// An input larger than the device binds in one buffer is refused before anything is
+/// dispatched, with the sizes in the message: a device opened with a 1 MiB binding limit
+/// gets a 2.4 MB input.
+#[test]
+fn an_input_over_the_binding_size_is_a_clear_error() {
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
+        power_preference: wgpu::PowerPreference::HighPerformance,
+        force_fallback_adapter: false,
+        compatible_surface: None,
+        apply_limit_buckets: false,
+    }))
+    .unwrap();
+    let limits = wgpu::Limits {
+        max_storage_buffer_binding_size: 1 << 20,
+        ..adapter.limits()
+    };
+    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        label: Some("small bindings"),
+        required_features: wgpu::Features::empty(),
+        required_limits: limits,
+        experimental_features: wgpu::ExperimentalFeatures::disabled(),
+        memory_hints: wgpu::MemoryHints::Performance,
+        trace: wgpu::Trace::Off,
+    }))
+    .unwrap();
+    let small = lossc::gpu::Gpu::from_device(device, queue, adapter.get_info());
+    let program = check(&[(
+        "big.loss",
+        "loss big {\n    input x : [N]\n    compute x[n] ^ 2\n    reduce mean\n}\n".to_string(),
+    )]);
+    let terms = [FactoryTerm {
+        loss: "big".into(),
+        settings: vec![],
+        annealed: false,
+    }];
+    let mut data = Data::new();
+    data.insert(
+        "x".into(),
+        lossc::runtime::data::DataValue::Array(lossc::runtime::data::Array {
+            shape: vec![600_000],
+            data: vec![0.5; 600_000],
+            dtype: lossc::runtime::data::DType::Float,
+        }),
+    );
+    let kernel = lossc::codegen::compile(&program, "big", &terms).unwrap();
+    let (prepared, _) = prepare(&program, &terms, &data, &vec![]).unwrap();
+    let bound: Vec<_> = prepared.iter().map(|p| &p.bound).collect();
+    let err = match lossc::gpu::Dispatch::new(&small, &kernel, &bound, &[1.0]) {
+        Ok(_) => panic!("a 2.4 MB input was accepted by a device that binds 1 MiB"),
+        Err(e) => e,
+    };
+    assert!(
+        err.contains("take 2400000 bytes")
+            && err.contains("`x` of shape [600000]")
+            && err.contains("(1048576 bytes)")
+            && err.contains("split the batch"),
+        "{err}"
+    );
+    // The same data on the shared device (which binds far more) runs.
+    let dev = lossc::gpu::gpu().unwrap();
+    let (out, _) = lossc::gpu::Dispatch::new(dev, &kernel, &bound, &[1.0])
+        .and_then(|d| d.run(dev))
+        .unwrap();
+    assert_eq!(out[0], 0.25);
+}

@@ -621,8 +621,25 @@ impl Dispatch {
             .max_storage_buffer_binding_size
             .min(gpu.limits.max_buffer_size);
         if arena_bytes > max {
+            // Name the largest input, the likeliest one to split.
+            let largest = bound
+                .iter()
+                .flat_map(|b| b.ir.inputs.iter().zip(&b.inputs))
+                .filter_map(|(info, d)| d.as_ref().map(|d| (info, d)))
+                .max_by_key(|(_, d)| d.shape.iter().product::<usize>());
+            let which = largest
+                .map(|(info, d)| {
+                    let n: usize = d.shape.iter().product();
+                    format!(
+                        " (the largest, `{}` of shape {:?}, takes {} bytes)",
+                        info.name,
+                        d.shape,
+                        n * 4
+                    )
+                })
+                .unwrap_or_default();
             return Err(format!(
-                "the inputs and params take {arena_bytes} bytes, more than this adapter binds in one buffer ({max} bytes); split the batch"
+                "the inputs and params take {arena_bytes} bytes{which}, more than this adapter binds in one buffer ({max} bytes); split the batch"
             ));
         }
         // Work counts per loss.
