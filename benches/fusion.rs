@@ -174,6 +174,70 @@ fn bench_case(program: &Program, title: &str, losses: &[&str], data: &Data) {
     );
 }
 
+/// `heatmap_mse` on 64 × 64 heatmaps for several row counts (B × K), its kernel run with
+/// rows shared by a workgroup and with one row per thread, interleaved: where the
+/// adapter's placement rule (`RowPlacement::Auto`) should switch.
+fn placement_sweep(program: &Program) {
+    use lossc::gpu::RowPlacement;
+    let dev = gpu().unwrap();
+    let terms = [FactoryTerm {
+        loss: "heatmap_mse".into(),
+        settings: vec![],
+        annealed: false,
+    }];
+    let kernel = lossc::codegen::compile(program, "heatmap_mse", &terms).unwrap();
+    println!("placement sweep, heatmap_mse 64x64 (rows = B x K; 4096 elements per row):");
+    for (b, k) in [
+        (1, 2),
+        (1, 4),
+        (1, 8),
+        (1, 17),
+        (2, 17),
+        (4, 17),
+        (8, 17),
+        (16, 17),
+    ] {
+        let data = data(b, k, Some(64), false, true);
+        let (prepared, _) = prepare(program, &terms, &data, &vec![]).unwrap();
+        let bound: Vec<_> = prepared.iter().map(|p| &p.bound).collect();
+        let make = |p| Dispatch::with_placement(dev, &kernel, &bound, &[1.0], p).unwrap();
+        let (shared, per_thread, auto) = (
+            make(RowPlacement::Shared),
+            make(RowPlacement::PerThread),
+            make(RowPlacement::Auto),
+        );
+        let (mut ts, mut tp) = (Vec::new(), Vec::new());
+        for _ in 0..3 {
+            shared.run(dev).unwrap();
+            per_thread.run(dev).unwrap();
+        }
+        for _ in 0..RUNS {
+            let t = Instant::now();
+            std::hint::black_box(shared.run(dev).unwrap());
+            ts.push(t.elapsed());
+            let t = Instant::now();
+            std::hint::black_box(per_thread.run(dev).unwrap());
+            tp.push(t.elapsed());
+        }
+        let (ts, tp) = (median(ts), median(tp));
+        // Auto made the same kernel as one of the two: compare their workgroup counts.
+        let chosen = if auto.workgroups() == per_thread.workgroups()
+            && auto.workgroups() != shared.workgroups()
+        {
+            "one row per thread"
+        } else {
+            "shared"
+        };
+        println!(
+            "  rows {:>4}: shared {:>7.2} ms   one row per thread {:>7.2} ms   shared/per-thread {:>5.2}   auto: {chosen}",
+            b * k,
+            ms(ts),
+            ms(tp),
+            ts.as_secs_f64() / tp.as_secs_f64()
+        );
+    }
+}
+
 /// A plain copy kernel over `n` floats: the adapter's best read bandwidth we can measure.
 fn copy_bandwidth(n: usize) -> f64 {
     let dev = gpu().unwrap();
@@ -315,6 +379,9 @@ fn main() {
                 &data(16, 17, Some(64), false, true),
             );
         }
+    }
+    if std::env::var("LOSSC_BENCH_PLACEMENT").is_ok() {
+        placement_sweep(&program);
     }
     if std::env::var("LOSSC_BENCH_PARTS").is_ok() {
         bench_case(

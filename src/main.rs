@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use lossc::diagnostics::{Diagnostic, Source, Span};
+use lossc::gpu::RowPlacement;
 use lossc::ir::{FactoryTerm, Program};
 use lossc::runtime::data::{Data, read_data};
 use lossc::runtime::run::{RunOptions, parse_override, run_cpu};
@@ -52,6 +53,10 @@ enum Command {
         /// (default: the GPU when an adapter exists).
         #[arg(long, value_enum, default_value_t = Backend::Auto)]
         backend: Backend,
+        /// How the GPU kernel places each loss's rows on threads (the numbers are the
+        /// same; the speed is not): auto chooses per loss from the sizes and the adapter.
+        #[arg(long, value_enum, default_value_t = Rows::Auto)]
+        rows: Rows,
         /// Set a param: name=value or loss.name=value (JSON, or a bare string).
         #[arg(long = "set", value_name = "NAME=VALUE")]
         set: Vec<String>,
@@ -101,6 +106,16 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         losses: Vec<String>,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum Rows {
+    /// Per loss, from its sizes and the adapter.
+    Auto,
+    /// Every row shared by the threads of a workgroup.
+    Shared,
+    /// One row per thread wherever a loss has more than one row.
+    PerThread,
 }
 
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
@@ -196,14 +211,24 @@ fn main() -> ExitCode {
             anneal,
             stage,
             backend,
+            rows,
             set,
             json,
         } => {
             let Some(program) = load(&files) else {
                 return ExitCode::FAILURE;
             };
+            let opts = RunOptions {
+                stage,
+                anneal,
+                rows: match rows {
+                    Rows::Auto => RowPlacement::Auto,
+                    Rows::Shared => RowPlacement::Shared,
+                    Rows::PerThread => RowPlacement::PerThread,
+                },
+            };
             match run(
-                &program, losses, factory, data, annealed, anneal, stage, set, json, backend,
+                &program, losses, factory, data, annealed, opts, set, json, backend,
             ) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -222,8 +247,7 @@ fn run(
     factory: Option<String>,
     data: Option<PathBuf>,
     annealed: Vec<String>,
-    anneal: f32,
-    stage: String,
+    opts: RunOptions,
     set: Vec<String>,
     json: bool,
     backend: Backend,
@@ -291,7 +315,6 @@ fn run(
         .iter()
         .map(|s| parse_override(s))
         .collect::<Result<Vec<_>, _>>()?;
-    let opts = RunOptions { stage, anneal };
     let gpu = match backend {
         Backend::Cpu => None,
         Backend::Gpu => Some(lossc::gpu::gpu()?),

@@ -1298,3 +1298,48 @@ fn bad_npz_files_are_clear_errors() {
     );
     expect_error(&["run", &ex("temporal"), "--data", &short], &["s.npz"]);
 }
+
+/// `--rows` changes how the GPU kernel places rows on threads, not the numbers: the demo
+/// gives Lightning Pose's total (6.134348, from its conformance vector
+/// `loss_factory/heatmap_mse+temporal+pca_singleview`) in one dispatch with each.
+#[test]
+fn every_row_placement_gives_the_demo_total_in_one_dispatch() {
+    let mut args: Vec<String> = vec!["run".into()];
+    args.extend(
+        common::example_files()
+            .iter()
+            .map(|p| p.display().to_string()),
+    );
+    args.extend(
+        [
+            "examples/factories.loss",
+            "--factory",
+            "heatmap_semisupervised",
+            "--data",
+            "examples/demo.json",
+            "--backend",
+            "gpu",
+            "--json",
+            "--rows",
+        ]
+        .map(String::from),
+    );
+    for rows in ["auto", "shared", "per-thread"] {
+        let mut argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        argv.push(rows);
+        let out = run(&argv);
+        assert_eq!(out.code, Some(0), "--rows {rows}: {}", out.stderr);
+        let v: Value = serde_json::from_str(&out.stdout).unwrap();
+        assert_num(&v["total"], 6.134348, &format!("--rows {rows}: total"));
+        assert_eq!(v["dispatches"], 1, "--rows {rows}");
+    }
+    // A usage error, as clap reports them: status 2, the valid values listed.
+    let out = run(&["run", &ex("temporal"), "--rows", "diagonal"]);
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("invalid value 'diagonal' for '--rows")
+            && out.stderr.contains("per-thread"),
+        "{}",
+        out.stderr
+    );
+}

@@ -52,6 +52,7 @@ fn twenty_runs_of_a_factory_are_bit_identical() {
     let opts = RunOptions {
         stage: "train".into(),
         anneal: 0.3,
+        ..RunOptions::default()
     };
     let kernel = lossc::codegen::compile(&program, &f.name, &f.terms).unwrap();
     let (prepared, _) = prepare(&program, &f.terms, &data, &vec![]).unwrap();

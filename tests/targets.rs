@@ -100,11 +100,19 @@ fn spirv_val_accepts_every_kernel() {
 
 #[test]
 fn spirv_val_accepts_a_kernel_specialised_to_sizes() {
-    // `lossc run` dispatches kernels specialised to the bound sizes; check one of them too.
+    // `lossc run` dispatches kernels specialised to the bound sizes; check the demo's,
+    // with each row placement (their code differs).
     let dir =
         std::env::temp_dir().join(format!("lossc-targets-specialised-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let wgsl_path = dir.join("k.wgsl");
+    for rows in ["shared", "per-thread"] {
+        spirv_val_specialised(&dir, rows);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn spirv_val_specialised(dir: &std::path::Path, rows: &str) {
+    let wgsl_path = dir.join(format!("k_{rows}.wgsl"));
     let mut args: Vec<String> = vec!["run".into()];
     args.extend(
         common::example_files()
@@ -119,6 +127,8 @@ fn spirv_val_accepts_a_kernel_specialised_to_sizes() {
         "examples/demo.json",
         "--backend",
         "gpu",
+        "--rows",
+        rows,
     ] {
         args.push(a.into());
     }
@@ -142,7 +152,7 @@ fn spirv_val_accepts_a_kernel_specialised_to_sizes() {
     let spv =
         lossc::codegen::validate::translate(&v, &wgsl, lossc::codegen::validate::Target::Spirv)
             .unwrap();
-    let spv_path = dir.join("k.spv");
+    let spv_path = dir.join(format!("k_{rows}.spv"));
     std::fs::write(&spv_path, spv).unwrap();
     let val = Command::new("spirv-val")
         .args(["--target-env", "vulkan1.1"])
@@ -151,9 +161,8 @@ fn spirv_val_accepts_a_kernel_specialised_to_sizes() {
         .expect("spirv-val");
     assert!(
         val.status.success(),
-        "{}{}",
+        "--rows {rows}: {}{}",
         String::from_utf8_lossy(&val.stdout),
         String::from_utf8_lossy(&val.stderr)
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

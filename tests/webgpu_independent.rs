@@ -92,31 +92,37 @@ fn tint_in_chromium_accepts_every_generated_kernel() {
         })
         .count();
     assert!(kernels > 0, "lossc compile wrote no .wgsl file");
-    // And a kernel as `lossc run` dispatches it: specialised to the demo's sizes.
-    let mut run = Command::new(env!("CARGO_BIN_EXE_lossc"));
-    run.arg("run")
-        .args(loss_files(&root))
-        .arg(root.join("examples/factories.loss"));
-    run.args([
-        "--factory",
-        "heatmap_semisupervised",
-        "--backend",
-        "gpu",
-        "--data",
-    ])
-    .arg(root.join("examples/demo.json"));
-    let ran = run
-        .env(
-            "LOSSC_DUMP_KERNEL",
-            out.0.join("specialised_heatmap_semisupervised.wgsl"),
-        )
-        .output()
-        .expect("run lossc");
-    assert!(
-        ran.status.success(),
-        "lossc run failed: {}",
-        String::from_utf8_lossy(&ran.stderr)
-    );
+    // And kernels as `lossc run` dispatches them: specialised to the demo's sizes, with
+    // each row placement (their code differs: per-thread and cooperative loops).
+    for rows in ["shared", "per-thread"] {
+        let mut run = Command::new(env!("CARGO_BIN_EXE_lossc"));
+        run.arg("run")
+            .args(loss_files(&root))
+            .arg(root.join("examples/factories.loss"));
+        run.args([
+            "--factory",
+            "heatmap_semisupervised",
+            "--backend",
+            "gpu",
+            "--rows",
+            rows,
+            "--data",
+        ])
+        .arg(root.join("examples/demo.json"));
+        let ran = run
+            .env(
+                "LOSSC_DUMP_KERNEL",
+                out.0
+                    .join(format!("specialised_{rows}_heatmap_semisupervised.wgsl")),
+            )
+            .output()
+            .expect("run lossc");
+        assert!(
+            ran.status.success(),
+            "lossc run failed: {}",
+            String::from_utf8_lossy(&ran.stderr)
+        );
+    }
 
     let started = std::time::Instant::now();
     let validated = Command::new("python3")
@@ -138,7 +144,7 @@ fn tint_in_chromium_accepts_every_generated_kernel() {
          scripts/webgpu_validate.py exited with {}:\n{report}",
         validated.status
     );
-    let kernels = kernels + 1; // the specialised one
+    let kernels = kernels + 2; // the specialised ones
     let summary = format!("{kernels}/{kernels} modules accepted");
     assert!(
         report.contains(&summary),

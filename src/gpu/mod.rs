@@ -245,9 +245,10 @@ const ROW_PER_THREAD_WORK: u64 = 2048;
 /// On a CPU adapter, at most this many loop iterations for one thread to take a whole
 /// row: half of llvmpipe's per-thread budget, whatever the row's element count.
 const CPU_ROW_PER_THREAD_WORK: u64 = LLVMPIPE_LOOP_LIMIT / 2;
-/// On a CPU adapter, at least this many rows for one thread to take a whole row: eight
-/// SIMD groups of eight lanes, so that the items still spread over the cores.
-const CPU_ROW_PER_THREAD_ROWS: i64 = 64;
+/// On a CPU adapter, at least this many rows for one thread to take a long row: one
+/// SIMD group of eight lanes (`cargo bench --bench fusion` with
+/// `LOSSC_BENCH_PLACEMENT=1` measures both placements over row counts).
+const CPU_ROW_PER_THREAD_ROWS: i64 = 8;
 
 /// How the rows of a loss are placed on threads (see `docs/backend.md` §2). Both
 /// placements compute the same numbers; they differ in speed.
@@ -258,7 +259,7 @@ pub enum RowPlacement {
     /// iterations): on a GPU a workgroup barrier is cheap and sharing long rows keeps
     /// thousands of threads busy. On a CPU adapter (llvmpipe, SwiftShader, WARP) a
     /// barrier switches coroutines, so there a thread also takes a long row when there
-    /// are at least 64 rows and one row costs at most 32 767 loop iterations.
+    /// are at least 8 rows and one row costs at most 32 767 loop iterations.
     #[default]
     Auto,
     /// Every row shared by the threads of a workgroup.
@@ -979,7 +980,7 @@ pub fn run_gpu(
         .iter()
         .map(|p| if p.annealed { opts.anneal } else { 1.0 })
         .collect();
-    let dispatch = Dispatch::new(gpu, kernel, &bound, &anneal)?;
+    let dispatch = Dispatch::with_placement(gpu, kernel, &bound, &anneal, opts.rows)?;
     let (out, dispatches) = dispatch.run(gpu)?;
     let values: Vec<crate::eval::LossValue> = (0..prepared.len())
         .map(|i| crate::eval::LossValue {

@@ -21,6 +21,8 @@ pub struct RunOptions {
     pub stage: String,
     /// The anneal factor for annealed terms.
     pub anneal: f32,
+    /// How the GPU kernel places rows on threads (the CPU evaluator ignores it).
+    pub rows: crate::gpu::RowPlacement,
 }
 
 impl Default for RunOptions {
@@ -28,6 +30,7 @@ impl Default for RunOptions {
         RunOptions {
             stage: "train".into(),
             anneal: 1.0,
+            rows: crate::gpu::RowPlacement::Auto,
         }
     }
 }
