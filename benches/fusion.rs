@@ -31,6 +31,25 @@ fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> Duration {
     )
 }
 
+/// The median times of `a` and `b`, after 3 warm-up runs each, over `RUNS` runs each,
+/// interleaved (a, b, a, b, ...) so that both see the same machine load.
+fn interleaved<A, B>(mut a: impl FnMut() -> A, mut b: impl FnMut() -> B) -> (Duration, Duration) {
+    for _ in 0..3 {
+        a();
+        b();
+    }
+    let (mut ta, mut tb) = (Vec::new(), Vec::new());
+    for _ in 0..RUNS {
+        let t = Instant::now();
+        std::hint::black_box(a());
+        ta.push(t.elapsed());
+        let t = Instant::now();
+        std::hint::black_box(b());
+        tb.push(t.elapsed());
+    }
+    (median(ta), median(tb))
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -140,21 +159,7 @@ fn bench_case(program: &Program, title: &str, losses: &[&str], data: &Data) {
             cpu.total
         );
     }
-    for _ in 0..3 {
-        fused.run(dev).unwrap();
-        unfused.run(dev).unwrap();
-    }
-    // Interleaved, so that both see the same machine load.
-    let (mut fs, mut us) = (Vec::new(), Vec::new());
-    for _ in 0..RUNS {
-        let t = Instant::now();
-        std::hint::black_box(fused.run(dev).unwrap());
-        fs.push(t.elapsed());
-        let t = Instant::now();
-        std::hint::black_box(unfused.run(dev).unwrap());
-        us.push(t.elapsed());
-    }
-    let (tf, tu) = (median(fs), median(us));
+    let (tf, tu) = interleaved(|| fused.run(dev).unwrap(), || unfused.run(dev).unwrap());
     let bytes: usize = bound
         .iter()
         .flat_map(|b| b.inputs.iter().flatten().map(|t| t.data.len() * 4))
@@ -206,20 +211,7 @@ fn placement_sweep(program: &Program) {
             make(RowPlacement::PerThread),
             make(RowPlacement::Auto),
         );
-        let (mut ts, mut tp) = (Vec::new(), Vec::new());
-        for _ in 0..3 {
-            shared.run(dev).unwrap();
-            per_thread.run(dev).unwrap();
-        }
-        for _ in 0..RUNS {
-            let t = Instant::now();
-            std::hint::black_box(shared.run(dev).unwrap());
-            ts.push(t.elapsed());
-            let t = Instant::now();
-            std::hint::black_box(per_thread.run(dev).unwrap());
-            tp.push(t.elapsed());
-        }
-        let (ts, tp) = (median(ts), median(tp));
+        let (ts, tp) = interleaved(|| shared.run(dev).unwrap(), || per_thread.run(dev).unwrap());
         // Auto made the same kernel as one of the two: compare their workgroup counts.
         let chosen = if auto.workgroups() == per_thread.workgroups()
             && auto.workgroups() != shared.workgroups()

@@ -1056,22 +1056,7 @@ fn runs_are_deterministic() {
     let tmp = Tmp::new("determinism");
     let data = temporal_data(&tmp);
     // The README's main command.
-    let mut demo: Vec<String> = vec!["run".into()];
-    demo.extend(
-        common::example_files()
-            .iter()
-            .map(|p| p.display().to_string()),
-    );
-    demo.extend(
-        [
-            "examples/factories.loss",
-            "--factory",
-            "heatmap_semisupervised",
-            "--data",
-            "examples/demo.json",
-        ]
-        .map(String::from),
-    );
+    let demo = common::demo_run_args();
     let demo: Vec<&str> = demo.iter().map(String::as_str).collect();
     let small = [
         "run",
@@ -1304,26 +1289,8 @@ fn bad_npz_files_are_clear_errors() {
 /// `loss_factory/heatmap_mse+temporal+pca_singleview`) in one dispatch with each.
 #[test]
 fn every_row_placement_gives_the_demo_total_in_one_dispatch() {
-    let mut args: Vec<String> = vec!["run".into()];
-    args.extend(
-        common::example_files()
-            .iter()
-            .map(|p| p.display().to_string()),
-    );
-    args.extend(
-        [
-            "examples/factories.loss",
-            "--factory",
-            "heatmap_semisupervised",
-            "--data",
-            "examples/demo.json",
-            "--backend",
-            "gpu",
-            "--json",
-            "--rows",
-        ]
-        .map(String::from),
-    );
+    let mut args = common::demo_run_args();
+    args.extend(["--backend", "gpu", "--json", "--rows"].map(String::from));
     for rows in ["auto", "shared", "per-thread"] {
         let mut argv: Vec<&str> = args.iter().map(String::as_str).collect();
         argv.push(rows);

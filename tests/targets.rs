@@ -113,25 +113,8 @@ fn spirv_val_accepts_a_kernel_specialised_to_sizes() {
 
 fn spirv_val_specialised(dir: &std::path::Path, rows: &str) {
     let wgsl_path = dir.join(format!("k_{rows}.wgsl"));
-    let mut args: Vec<String> = vec!["run".into()];
-    args.extend(
-        common::example_files()
-            .iter()
-            .map(|p| p.display().to_string()),
-    );
-    for a in [
-        "examples/factories.loss",
-        "--factory",
-        "heatmap_semisupervised",
-        "--data",
-        "examples/demo.json",
-        "--backend",
-        "gpu",
-        "--rows",
-        rows,
-    ] {
-        args.push(a.into());
-    }
+    let mut args = common::demo_run_args();
+    args.extend(["--backend", "gpu", "--rows", rows].map(String::from));
     let out = Command::new(env!("CARGO_BIN_EXE_lossc"))
         .args(&args)
         .current_dir(common::root())

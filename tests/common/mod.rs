@@ -25,6 +25,24 @@ pub fn example_files() -> Vec<PathBuf> {
     v
 }
 
+/// `lossc run` of the README's demo: the example losses and factories, the
+/// `heatmap_semisupervised` factory, `examples/demo.json` (paths relative to the root).
+pub fn demo_run_args() -> Vec<String> {
+    let mut args: Vec<String> = vec!["run".into()];
+    args.extend(example_files().iter().map(|p| p.display().to_string()));
+    args.extend(
+        [
+            "examples/factories.loss",
+            "--factory",
+            "heatmap_semisupervised",
+            "--data",
+            "examples/demo.json",
+        ]
+        .map(String::from),
+    );
+    args
+}
+
 /// Runs `lossc` with the arguments.
 pub fn lossc(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_lossc"))
