@@ -74,9 +74,10 @@ struct LossEmitter<'a> {
     /// In a four-wide loop: its base index's name and which of the four elements.
     lane: Option<(String, usize)>,
     /// In a four-wide loop: the block depth of its body, and the vec4 loads its four
-    /// elements share (the load expression and the name of the `let` holding it), declared
-    /// at the top of the body once the elements are written.
-    shared_loads: Option<(usize, Vec<(String, String)>)>,
+    /// elements share (the load expression, the name of the `let` holding it, and the
+    /// source location of the first read through it), declared at the top of the body
+    /// once the elements are written.
+    shared_loads: Option<(usize, Vec<(String, String, String)>)>,
 }
 
 impl<'a> LossEmitter<'a> {
@@ -533,13 +534,14 @@ impl LossEmitter<'_> {
                     let load = format!("lc_arena4[({base} + {x4}) / 4]");
                     if !gathers && self.bound_outside_body(&idx[..lead]) {
                         // One vec4 load for the four elements, at the top of the body.
+                        let comment = at.map(|n| self.comment(n)).unwrap_or_default();
                         if let Some((_, loads)) = &mut self.shared_loads {
-                            let name = match loads.iter().find(|(l, _)| *l == load) {
-                                Some((_, name)) => name.clone(),
+                            let name = match loads.iter().find(|(l, _, _)| *l == load) {
+                                Some((_, name, _)) => name.clone(),
                                 None => {
                                     *self.fresh += 1;
                                     let name = format!("w{}", self.fresh);
-                                    loads.push((load, name.clone()));
+                                    loads.push((load, name.clone(), comment));
                                     name
                                 }
                             };
@@ -1001,7 +1003,7 @@ impl LossEmitter<'_> {
         let loads = self.shared_loads.take().map(|(_, l)| l).unwrap_or_default();
         let lets: Vec<String> = loads
             .iter()
-            .map(|(load, name)| format!("let {name} = {load};"))
+            .map(|(load, name, comment)| format!("let {name} = {load}; {comment}"))
             .collect();
         self.w.insert(top, &lets);
         (self.linear, self.lane, self.shared_loads) = outer;
