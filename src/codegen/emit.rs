@@ -74,10 +74,18 @@ struct LossEmitter<'a> {
     /// In a four-wide loop: its base index's name and which of the four elements.
     lane: Option<(String, usize)>,
     /// In a four-wide loop: the block depth of its body, and the vec4 loads its four
-    /// elements share (the load expression, the name of the `let` holding it, and the
-    /// source location of the first read through it), declared at the top of the body
-    /// once the elements are written.
-    shared_loads: Option<(usize, Vec<(String, String, String)>)>,
+    /// elements share, declared at the top of the body once the elements are written.
+    shared_loads: Option<(usize, Vec<SharedLoad>)>,
+}
+
+/// A vec4 load the four values of a four-wide loop's iteration share.
+struct SharedLoad {
+    /// The load expression.
+    load: String,
+    /// The `let` holding it.
+    name: String,
+    /// The source location of the first read through it, as a comment.
+    comment: String,
 }
 
 impl<'a> LossEmitter<'a> {
@@ -536,12 +544,16 @@ impl LossEmitter<'_> {
                         // One vec4 load for the four elements, at the top of the body.
                         let comment = at.map(|n| self.comment(n)).unwrap_or_default();
                         if let Some((_, loads)) = &mut self.shared_loads {
-                            let name = match loads.iter().find(|(l, _, _)| *l == load) {
-                                Some((_, name, _)) => name.clone(),
+                            let name = match loads.iter().find(|l| l.load == load) {
+                                Some(l) => l.name.clone(),
                                 None => {
                                     *self.fresh += 1;
                                     let name = format!("w{}", self.fresh);
-                                    loads.push((load, name.clone(), comment));
+                                    loads.push(SharedLoad {
+                                        load,
+                                        name: name.clone(),
+                                        comment,
+                                    });
                                     name
                                 }
                             };
@@ -1003,7 +1015,7 @@ impl LossEmitter<'_> {
         let loads = self.shared_loads.take().map(|(_, l)| l).unwrap_or_default();
         let lets: Vec<String> = loads
             .iter()
-            .map(|(load, name, comment)| format!("let {name} = {load}; {comment}"))
+            .map(|l| format!("let {} = {}; {}", l.name, l.load, l.comment))
             .collect();
         self.w.insert(top, &lets);
         (self.linear, self.lane, self.shared_loads) = outer;

@@ -10,13 +10,17 @@ use std::sync::{Arc, Mutex, OnceLock};
 use wgpu::util::DeviceExt;
 
 use crate::codegen::Kernel;
-use crate::codegen::emit::{CHUNK, TIMEOUT_CODE, WORKGROUP};
+use crate::codegen::emit::{TIMEOUT_CODE, WORKGROUP};
 use crate::codegen::layout::Slot;
-use crate::ir::{IndexId, ParamKind};
+use crate::ir::ParamKind;
 use crate::runtime::bind::Bound;
 use crate::runtime::run::{RunOptions, RunResult, combine};
 
+pub mod plan;
 pub mod unfused;
+
+pub use plan::{Adapter, LLVMPIPE_LOOP_LIMIT, Plan, RowPlacement};
+use plan::{WorkPlan, extent};
 
 /// The process's GPU device.
 pub struct Gpu {
@@ -197,309 +201,6 @@ pub struct Dispatch {
     sites: Vec<String>,
 }
 
-/// Mesa's llvmpipe (lavapipe) silently stops every shader invocation after this many
-/// loop iterations in total (measured: a 70 000-term sum comes back as its first 65 535
-/// terms), so a dispatch that needs more would return wrong numbers there.
-pub const LLVMPIPE_LOOP_LIMIT: u64 = 65_535;
-
-/// Loop iterations of the inline reductions evaluated for one evaluation of `n`.
-fn inline_iterations(
-    ir: &crate::ir::LossIr,
-    sched: &crate::codegen::schedule::LossSchedule,
-    ranges: &[(i64, i64)],
-    n: petgraph::stable_graph::NodeIndex,
-    memo: &mut HashMap<petgraph::stable_graph::NodeIndex, u64>,
-) -> u64 {
-    if let Some(v) = memo.get(&n) {
-        return *v;
-    }
-    let args = crate::ir::operands(&ir.graph, n);
-    let v = match &ir.graph[n].op {
-        crate::ir::Op::Reduce(kind, bound) if sched.hoisted_index(n).is_none() => {
-            let count = bound
-                .iter()
-                .map(|v| extent(ranges[*v]) as u64)
-                .fold(1u64, u64::saturating_mul);
-            let body = 1u64.saturating_add(inline_iterations(ir, sched, ranges, args[0], memo));
-            let once = count.saturating_mul(body);
-            if *kind == crate::ir::ReduceFn::Median {
-                once.saturating_add(count.saturating_mul(once))
-            } else {
-                once
-            }
-        }
-        crate::ir::Op::Reduce(..) => 0,
-        _ => args
-            .iter()
-            .map(|a| inline_iterations(ir, sched, ranges, *a, memo))
-            .fold(0u64, u64::saturating_add),
-    };
-    memo.insert(n, v);
-    v
-}
-
-/// At most this many elements per row for one thread to take a whole row on a GPU.
-const ROW_PER_THREAD_ELEMS: i64 = 64;
-/// At most this many loop iterations for one thread to take a whole row on a GPU.
-const ROW_PER_THREAD_WORK: u64 = 2048;
-/// On a CPU adapter, at most this many loop iterations for one thread to take a whole
-/// row: half of llvmpipe's per-thread budget, whatever the row's element count.
-const CPU_ROW_PER_THREAD_WORK: u64 = LLVMPIPE_LOOP_LIMIT / 2;
-/// On a CPU adapter, at least this many rows for one thread to take a long row: one
-/// SIMD group of eight lanes (`cargo bench --bench fusion` with
-/// `LOSSC_BENCH_PLACEMENT=1` measures both placements over row counts).
-const CPU_ROW_PER_THREAD_ROWS: i64 = 8;
-
-/// How the rows of a loss are placed on threads (see `docs/backend.md` §2). Both
-/// placements compute the same numbers; they differ in speed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum RowPlacement {
-    /// Per loss, from its sizes and the adapter. A thread takes a whole row when there is
-    /// more than one row and rows are short (at most 64 elements and 2048 loop
-    /// iterations): on a GPU a workgroup barrier is cheap and sharing long rows keeps
-    /// thousands of threads busy. On a CPU adapter (llvmpipe, SwiftShader, WARP) a
-    /// barrier switches coroutines, so there a thread also takes a long row when there
-    /// are at least 8 rows and one row costs at most 32 767 loop iterations.
-    #[default]
-    Auto,
-    /// Every row shared by the threads of a workgroup.
-    Shared,
-    /// One row per thread for every loss with more than one row.
-    PerThread,
-}
-
-impl RowPlacement {
-    /// Whether a loss with these sizes takes a row per thread on `gpu`.
-    fn per_thread(self, gpu: &Gpu, rows: i64, elems: i64, row_cost: u64) -> bool {
-        match self {
-            RowPlacement::Shared => false,
-            RowPlacement::PerThread => rows > 1,
-            RowPlacement::Auto => {
-                let short = short_rows(elems, row_cost);
-                let cpu = gpu.info.device_type == wgpu::DeviceType::Cpu;
-                rows > 1
-                    && (short
-                        || cpu
-                            && rows >= CPU_ROW_PER_THREAD_ROWS
-                            && row_cost <= CPU_ROW_PER_THREAD_WORK)
-            }
-        }
-    }
-}
-
-/// Whether a row is short enough for one thread on any adapter.
-fn short_rows(elems: i64, row_cost: u64) -> bool {
-    elems <= ROW_PER_THREAD_ELEMS && row_cost <= ROW_PER_THREAD_WORK
-}
-
-/// How a dispatch's work items are laid out, per loss and in all.
-struct WorkPlan {
-    /// Per loss: whether each thread takes a whole row.
-    per_thread: Vec<bool>,
-    /// Per loss: rows per work item when `per_thread`, else 0.
-    rows_per_item: Vec<i64>,
-    /// Per loss: its work items.
-    items: Vec<i64>,
-    /// Per loss: the number of the items before its own, then the total.
-    base: Vec<i64>,
-    /// The work items of all losses.
-    total_items: i64,
-    /// The workgroups dispatched.
-    workgroups: i64,
-}
-
-impl WorkPlan {
-    fn new(
-        per_thread: Vec<bool>,
-        rows: &[i64],
-        chunks_per_row: &[i64],
-        max_workgroups: i64,
-    ) -> Result<WorkPlan, String> {
-        let wg = WORKGROUP as i64;
-        // Rows per item in that mode: whole SIMD groups of 8 (on CPUs), at most a
-        // workgroup, and otherwise enough items (16) to spread over many cores.
-        let rows_per_item: Vec<i64> = (0..rows.len())
-            .map(|i| {
-                if per_thread[i] {
-                    (((rows[i] + 15) / 16 + 7) / 8 * 8).clamp(8, wg)
-                } else {
-                    0
-                }
-            })
-            .collect();
-        let items: Vec<i64> = (0..rows.len())
-            .map(|i| {
-                if per_thread[i] {
-                    (rows[i] + rows_per_item[i] - 1) / rows_per_item[i]
-                } else {
-                    rows[i] * chunks_per_row[i]
-                }
-            })
-            .collect();
-        let mut base = vec![0i64];
-        for i in &items {
-            base.push(base.last().copied().unwrap_or(0) + i);
-        }
-        let total_items = *base.last().unwrap_or(&0);
-        if total_items > (i32::MAX as i64 - 4) / 2 {
-            return Err("the problem is too large for one kernel".into());
-        }
-        Ok(WorkPlan {
-            per_thread,
-            rows_per_item,
-            items,
-            base,
-            total_items,
-            workgroups: total_items.clamp(1, max_workgroups),
-        })
-    }
-}
-
-/// The loop iterations of one row done by one thread: its hoisted tables serially, then
-/// its elements.
-fn serial_row_cost(b: &Bound, s: &crate::codegen::schedule::LossSchedule) -> u64 {
-    let ir = b.ir;
-    let mut memo = HashMap::new();
-    let mut cost = 0u64;
-    for h in &s.hoisted {
-        // The table's reduction runs inline here; the tables it reads are already built.
-        let Some((t, x, body, kind)) = table_sizes(b, s, h, &mut memo) else {
-            continue;
-        };
-        let once = x.saturating_mul(body);
-        let entry = if kind == crate::ir::ReduceFn::Median {
-            once.saturating_add(x.saturating_mul(once))
-        } else {
-            once
-        };
-        cost = cost.saturating_add(t.saturating_mul(entry));
-    }
-    let elems: u64 = values_of(&s.elem_vars, &b.ranges);
-    let mut per_elem =
-        1u64.saturating_add(inline_iterations(ir, s, &b.ranges, ir.compute, &mut memo));
-    for m in &ir.masks {
-        per_elem = per_elem.saturating_add(inline_iterations(ir, s, &b.ranges, m.cond, &mut memo));
-    }
-    if let Some(r) = ir.rectify {
-        per_elem = per_elem.saturating_add(inline_iterations(ir, s, &b.ranges, r, &mut memo));
-    }
-    cost.saturating_add(elems.saturating_mul(per_elem))
-}
-
-/// An upper bound of the loop iterations one invocation of the kernel runs.
-fn iterations_per_invocation(
-    kernel: &Kernel,
-    bound: &[&Bound],
-    items: &[i64],
-    per_thread_rows: &[bool],
-    row_cost: &[u64],
-    workgroups: i64,
-) -> u64 {
-    const TREE: u64 = 16; // the loops of one workgroup reduction (two levels of 8)
-    let wg = crate::codegen::emit::WORKGROUP as u64;
-    let per_thread = |n: u64| n.div_ceil(wg);
-    let mut worst_item = 0u64;
-    let mut finish = 0u64;
-    let total_items: u64 = items.iter().map(|i| *i as u64).sum();
-    for (li, ((b, s), n_items)) in bound.iter().zip(&kernel.schedules).zip(items).enumerate() {
-        let ir = b.ir;
-        let mut memo = HashMap::new();
-        let mut item = 0u64;
-        if per_thread_rows[li] {
-            worst_item = worst_item.max(row_cost[li].saturating_add(2 * TREE));
-            finish = finish
-                .saturating_add(per_thread(*n_items as u64).saturating_mul(2))
-                .saturating_add(2 * TREE);
-            continue;
-        }
-        for h in &s.hoisted {
-            let Some((t, x, body, kind)) = table_sizes(b, s, h, &mut memo) else {
-                continue;
-            };
-            let median = kind == crate::ir::ReduceFn::Median;
-            let per = if median {
-                per_thread(x)
-                    .saturating_mul(body.saturating_add(x.saturating_mul(body)))
-                    .saturating_add(2 * TREE)
-            } else {
-                per_thread(x).saturating_mul(body).saturating_add(TREE)
-            };
-            let cost = t.saturating_mul(per.saturating_add(1));
-            item = item.saturating_add(cost);
-        }
-        let elems: u64 = values_of(&s.elem_vars, &b.ranges);
-        let mut per_elem =
-            1u64.saturating_add(inline_iterations(ir, s, &b.ranges, ir.compute, &mut memo));
-        for m in &ir.masks {
-            per_elem =
-                per_elem.saturating_add(inline_iterations(ir, s, &b.ranges, m.cond, &mut memo));
-        }
-        if let Some(r) = ir.rectify {
-            per_elem = per_elem.saturating_add(inline_iterations(ir, s, &b.ranges, r, &mut memo));
-        }
-        item = item
-            .saturating_add(per_thread(elems.min(CHUNK as u64)).saturating_mul(per_elem))
-            .saturating_add(2 * TREE);
-        worst_item = worst_item.max(item);
-        let mut closing = inline_iterations(ir, s, &b.ranges, ir.weight, &mut memo);
-        if let Some(e) = ir.empty {
-            closing = closing.saturating_add(inline_iterations(ir, s, &b.ranges, e, &mut memo));
-        }
-        finish = finish
-            .saturating_add(per_thread(*n_items as u64).saturating_mul(2))
-            .saturating_add(2 * TREE)
-            .saturating_add(closing);
-    }
-    let items_per_workgroup = total_items.div_ceil(workgroups.max(1) as u64).max(1);
-    items_per_workgroup
-        .saturating_mul(worst_item.saturating_add(1))
-        .saturating_add(finish)
-        .saturating_add(per_thread(2 * total_items))
-}
-
-/// A hoisted table's entries, its reduction's values, the loop iterations of one value
-/// (1 plus its body's inline loops), and the reduction's kind; `None` for a table that
-/// is not built (one that reads an earlier, equal table).
-fn table_sizes(
-    b: &Bound,
-    s: &crate::codegen::schedule::LossSchedule,
-    h: &crate::codegen::schedule::Hoisted,
-    memo: &mut HashMap<petgraph::stable_graph::NodeIndex, u64>,
-) -> Option<(u64, u64, u64, crate::ir::ReduceFn)> {
-    let crate::ir::Op::Reduce(kind, over) = &b.ir.graph[h.node].op else {
-        return None;
-    };
-    if h.same_as.is_some() {
-        return None;
-    }
-    let body = crate::ir::operands(&b.ir.graph, h.node)[0];
-    let once = 1u64.saturating_add(inline_iterations(b.ir, s, &b.ranges, body, memo));
-    Some((
-        values_of(&h.table_vars, &b.ranges),
-        values_of(over, &b.ranges),
-        once,
-        *kind,
-    ))
-}
-
-/// The number of assignments of `vars` (saturating).
-fn values_of(vars: &[IndexId], ranges: &[(i64, i64)]) -> u64 {
-    vars.iter()
-        .map(|v| extent(ranges[*v]) as u64)
-        .fold(1u64, u64::saturating_mul)
-}
-
-fn extent((lo, hi): (i64, i64)) -> i64 {
-    if hi < lo { 0 } else { hi - lo + 1 }
-}
-
-fn product(vals: impl IntoIterator<Item = i64>) -> Result<i64, String> {
-    vals.into_iter()
-        .try_fold(1i64, |a, b| a.checked_mul(b))
-        .filter(|v| *v <= i32::MAX as i64)
-        .ok_or_else(|| "the problem is too large for one kernel (over 2^31 elements)".to_string())
-}
-
 impl Dispatch {
     /// Lays out the arena and fills the parameter block for `kernel` on bound data.
     pub fn new(
@@ -643,84 +344,25 @@ impl Dispatch {
                 "the inputs and params take {arena_bytes} bytes{which}, more than this adapter binds in one buffer ({max} bytes); split the batch"
             ));
         }
-        // Work counts per loss.
-        let mut rows = Vec::new();
-        let mut elems = Vec::new();
-        let mut tables: Vec<Vec<i64>> = Vec::new();
-        for (b, s) in bound.iter().zip(&kernel.schedules) {
-            rows.push(product(s.row_vars.iter().map(|v| extent(b.ranges[*v])))?);
-            elems.push(product(s.elem_vars.iter().map(|v| extent(b.ranges[*v])))?);
-            let mut offs = Vec::new();
-            let mut at = 0i64;
-            for h in &s.hoisted {
-                offs.push(at);
-                if h.same_as.is_none() {
-                    at += product(h.table_vars.iter().map(|v| extent(b.ranges[*v])))?;
-                }
-            }
-            offs.push(at);
-            tables.push(offs);
-        }
-        let cpr: Vec<i64> = elems
-            .iter()
-            .map(|e| (e + CHUNK as i64 - 1) / CHUNK as i64)
-            .collect();
-        // Small rows go one per thread: no barrier per table, none per chunk.
-        let wg = WORKGROUP as i64;
-        let row_cost: Vec<u64> = bound
-            .iter()
-            .zip(&kernel.schedules)
-            .map(|(b, s)| serial_row_cost(b, s))
-            .collect();
-        let slice = tables
-            .iter()
-            .map(|t| *t.last().unwrap_or(&0))
-            .max()
-            .unwrap_or(0);
-        let max_wg = gpu.limits.max_compute_workgroups_per_dimension.min(65_535) as i64;
-        let per_thread: Vec<bool> = (0..bound.len())
-            .map(|i| placement.per_thread(gpu, rows[i], elems[i], row_cost[i]))
-            .collect();
-        let mut work = WorkPlan::new(per_thread, &rows, &cpr, max_wg)?;
-        if gpu.is_llvmpipe() {
-            let needed = |w: &WorkPlan| {
-                iterations_per_invocation(
-                    kernel,
-                    bound,
-                    &w.items,
-                    &w.per_thread,
-                    &row_cost,
-                    w.workgroups,
-                )
-            };
-            let mut worst = needed(&work);
-            if worst > LLVMPIPE_LOOP_LIMIT && placement == RowPlacement::Auto {
-                // Long rows one per thread (the CPU rule) may exceed the budget where
-                // shared rows fit: keep only short rows per thread.
-                let short: Vec<bool> = (0..bound.len())
-                    .map(|i| work.per_thread[i] && short_rows(elems[i], row_cost[i]))
-                    .collect();
-                let retry = WorkPlan::new(short, &rows, &cpr, max_wg)?;
-                let again = needed(&retry);
-                if again < worst {
-                    (work, worst) = (retry, again);
-                }
-            }
-            if worst > LLVMPIPE_LOOP_LIMIT {
-                return Err(format!(
-                    "this run needs up to {worst} loop iterations per GPU thread, and Mesa's llvmpipe stops any thread \
-                     after {LLVMPIPE_LOOP_LIMIT}, which would give wrong numbers; use --backend cpu (or a real GPU)"
-                ));
-            }
-        }
-        let WorkPlan {
-            rows_per_item,
-            items,
-            base,
-            total_items,
-            workgroups,
+        let plan = plan::plan(&Adapter::of(gpu), kernel, bound, placement)?;
+        let Plan {
+            rows,
+            elems,
+            chunks_per_row: cpr,
+            tables,
+            slice,
+            work:
+                WorkPlan {
+                    rows_per_item,
+                    items,
+                    base,
+                    total_items,
+                    workgroups,
+                    ..
+                },
             ..
-        } = work;
+        } = plan;
+        let wg = WORKGROUP as i64;
 
         let mut meta = vec![0i32; kernel.layout.vec4s() * 4];
         for (i, slot) in kernel.layout.slots.iter().enumerate() {
