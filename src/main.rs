@@ -85,7 +85,8 @@ enum Command {
         #[arg(long)]
         explain: bool,
     },
-    /// Print how each loss of a factory is scheduled in its fused kernel.
+    /// Print how each loss of a factory is scheduled in its fused kernel; with --data,
+    /// also how a dispatch on that data is laid out and how many bytes it loads.
     Explain {
         /// The .loss files.
         #[arg(required = true)]
@@ -96,6 +97,15 @@ enum Command {
         /// This factory.
         #[arg(long)]
         factory: Option<String>,
+        /// Data (.npz or .json) to lay the dispatch out on.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Set a param: name=value or loss.name=value (JSON, or a bare string).
+        #[arg(long = "set", value_name = "NAME=VALUE", requires = "data")]
+        set: Vec<String>,
+        /// How the rows are placed on threads, as for `run`.
+        #[arg(long, value_enum, default_value_t = Rows::Auto)]
+        rows: Rows,
     },
     /// Print the IR as Graphviz DOT.
     Graph {
@@ -116,6 +126,16 @@ enum Rows {
     Shared,
     /// One row per thread wherever a loss has more than one row.
     PerThread,
+}
+
+impl From<Rows> for RowPlacement {
+    fn from(r: Rows) -> RowPlacement {
+        match r {
+            Rows::Auto => RowPlacement::Auto,
+            Rows::Shared => RowPlacement::Shared,
+            Rows::PerThread => RowPlacement::PerThread,
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
@@ -183,14 +203,24 @@ fn main() -> ExitCode {
             files,
             losses,
             factory,
+            data,
+            set,
+            rows,
         } => {
             let Some(program) = load(&files) else {
                 return ExitCode::FAILURE;
             };
             let result = kernels(&program, losses, factory).and_then(|ks| {
+                let on = match &data {
+                    Some(path) => Some(explain_data(path, &set)?),
+                    None => None,
+                };
                 for (name, terms) in ks {
                     let k = lossc::codegen::compile(&program, &name, &terms)?;
                     print_out(&lossc::codegen::explain(&program, &k));
+                    if let (Some((data, overrides)), Some(path)) = (&on, &data) {
+                        print_out(&layout(&program, &k, data, overrides, path, rows.into()));
+                    }
                 }
                 Ok(())
             });
@@ -221,11 +251,7 @@ fn main() -> ExitCode {
             let opts = RunOptions {
                 stage,
                 anneal,
-                rows: match rows {
-                    Rows::Auto => RowPlacement::Auto,
-                    Rows::Shared => RowPlacement::Shared,
-                    Rows::PerThread => RowPlacement::PerThread,
-                },
+                rows: rows.into(),
             };
             match run(
                 &program, losses, factory, data, annealed, opts, set, json, backend,
@@ -375,6 +401,56 @@ fn run(
 
 /// The kernels a command asks for: one for `--losses`, one for `--factory`, else one per
 /// factory and one per loss.
+/// The data and param overrides of `lossc explain --data`.
+fn explain_data(
+    path: &std::path::Path,
+    set: &[String],
+) -> Result<(Data, lossc::runtime::run::Overrides), String> {
+    let data = read_data(path).map_err(|e| e.to_string())?;
+    let overrides = set
+        .iter()
+        .map(|s| parse_override(s))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    Ok((data, overrides))
+}
+
+/// How a dispatch of kernel `k` on `data` is laid out, on this machine's adapter (or, with
+/// none, a GPU's), as `lossc explain --data` prints it.
+fn layout(
+    program: &Program,
+    k: &lossc::codegen::Kernel,
+    data: &Data,
+    overrides: &lossc::runtime::run::Overrides,
+    path: &std::path::Path,
+    rows: RowPlacement,
+) -> String {
+    let (adapter, which) = match lossc::gpu::gpu() {
+        Ok(g) => (lossc::gpu::Adapter::of(g), g.describe()),
+        Err(_) => (
+            lossc::gpu::Adapter::a_gpu(),
+            "none found, so as a GPU would".to_string(),
+        ),
+    };
+    let mut out = format!(
+        "layout on {} (adapter: {which}; --rows {}):\n",
+        path.display(),
+        rows.name()
+    );
+    let laid = lossc::runtime::run::prepare(program, &k.terms, data, overrides)
+        .map_err(|e| e.to_string())
+        .and_then(|(prepared, _)| {
+            let bound: Vec<_> = prepared.iter().map(|p| &p.bound).collect();
+            let plan = lossc::gpu::plan::plan(&adapter, k, &bound, rows)?;
+            Ok(lossc::gpu::plan::describe(&plan, k, &bound))
+        });
+    match laid {
+        Ok(text) => out.push_str(&text),
+        Err(e) => out.push_str(&format!("  not laid out: {e}\n")),
+    }
+    out
+}
+
 fn kernels(
     program: &Program,
     losses: Vec<String>,

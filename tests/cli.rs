@@ -1310,3 +1310,41 @@ fn every_row_placement_gives_the_demo_total_in_one_dispatch() {
         out.stderr
     );
 }
+
+/// `lossc explain --data` lays the dispatch out on the data: rows and elements per loss,
+/// work items, and the bytes each input has and the read sites load, here checked against
+/// hand counts on the demo (B = 6, K = 10, 12 × 12 heatmaps, 5 PCA components,
+/// `centering_method` "none", so no centring tables).
+#[test]
+fn explain_with_data_lays_the_demo_out() {
+    let mut args = common::demo_run_args();
+    args[0] = "explain".into();
+    args.push("--rows".into());
+    // heatmap_mse's work items, and all of them: shared, 60 rows, then temporal's one
+    // and pca_singleview's 6; one row per thread, 8 rows per item, then 1 and 1.
+    for (rows, first, all) in [("shared", "0..60", "67"), ("per-thread", "0..8", "10")] {
+        let mut argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        argv.push(rows);
+        let out = run(&argv);
+        assert_eq!(out.code, Some(0), "--rows {rows}: {}", out.stderr);
+        let text = &out.stdout;
+        let expect = [
+            // 6 · 10 rows of 12 · 12 elements.
+            "loss heatmap_mse     60 row(s) x 144 element(s)".to_string(),
+            format!("work items {first}"),
+            format!("{all} work item(s)"),
+            // 6 · 10 · 12 · 12 floats, read by the mask and by compute.
+            "input heatmaps_targ   [6, 10, 12, 12]: 34560 bytes, loaded 69120 bytes (2.00x)".into(),
+            "input heatmaps_pred   [6, 10, 12, 12]: 34560 bytes, loaded 34560 bytes (1.00x)".into(),
+            // temporal: 2 sites × 5 pairs of frames × 10 keypoints × 2 coordinates = 200;
+            // pca_singleview: the projection z, 6 frames × 5 components × 10 keypoints
+            // × 2 coordinates = 600, and compute 6 × 10 × 2 = 120: 920 loads.
+            "input keypoints_pred  [6, 20]: 480 bytes, loaded 3680 bytes (7.67x)".into(),
+            // temporal's two masks, 5 × 10 each.
+            "input confidences     [6, 10]: 240 bytes, loaded 400 bytes (1.67x)".into(),
+        ];
+        for e in expect {
+            assert!(text.contains(&e), "--rows {rows}: no `{e}` in\n{text}");
+        }
+    }
+}

@@ -222,6 +222,15 @@ pub enum RowPlacement {
 }
 
 impl RowPlacement {
+    /// Its name on the command line (`--rows`).
+    pub fn name(self) -> &'static str {
+        match self {
+            RowPlacement::Auto => "auto",
+            RowPlacement::Shared => "shared",
+            RowPlacement::PerThread => "per-thread",
+        }
+    }
+
     /// Whether a loss with these sizes takes a row per thread on `adapter`.
     fn per_thread(self, adapter: &Adapter, rows: i64, elems: i64, row_cost: u64) -> bool {
         match self {
@@ -453,4 +462,65 @@ pub fn product(vals: impl IntoIterator<Item = i64>) -> Result<i64, String> {
         .try_fold(1i64, |a, b| a.checked_mul(b))
         .filter(|v| *v <= i32::MAX as i64)
         .ok_or_else(|| "the problem is too large for one kernel (over 2^31 elements)".to_string())
+}
+
+/// The layout in words (`lossc explain --data`): per loss its rows, elements, placement
+/// and work items; the workgroups; per input its bytes and the bytes the dispatch loads
+/// of it (the rule is once: more means some site reads it again).
+pub fn describe(plan: &Plan, kernel: &Kernel, bound: &[&Bound]) -> String {
+    let mut out = String::new();
+    let width = bound.iter().map(|b| b.ir.name.len()).max().unwrap_or(0);
+    let w = &plan.work;
+    for (i, b) in bound.iter().enumerate() {
+        let (rows, elems) = (plan.rows[i], plan.elems[i]);
+        let placement = if w.per_thread[i] {
+            format!(
+                "one row per thread, {} rows per work item",
+                w.rows_per_item[i]
+            )
+        } else if plan.chunks_per_row[i] > 1 {
+            format!(
+                "shared by a workgroup, {} chunks of up to {CHUNK} elements per row",
+                plan.chunks_per_row[i]
+            )
+        } else {
+            "shared by a workgroup".to_string()
+        };
+        out.push_str(&format!(
+            "  loss {:<width$}  {rows} row(s) x {elems} element(s): {placement}; work items {}..{}\n",
+            b.ir.name,
+            w.base[i],
+            w.base[i] + w.items[i],
+        ));
+    }
+    out.push_str(&format!(
+        "  {} work item(s) on {} workgroup(s) of {WORKGROUP} threads\n",
+        w.total_items, w.workgroups
+    ));
+    // Inputs by name, once each (losses of a factory share them), in first-use order.
+    let mut inputs: Vec<(String, Vec<usize>, u64)> = Vec::new();
+    for (b, s) in bound.iter().zip(&kernel.schedules) {
+        let loads = crate::codegen::input_loads(b.ir, s, &b.ranges, &b.enums);
+        for ((info, data), n) in b.ir.inputs.iter().zip(&b.inputs).zip(loads) {
+            let Some(data) = data else { continue };
+            match inputs.iter_mut().find(|(name, _, _)| *name == info.name) {
+                Some(entry) => entry.2 = entry.2.saturating_add(n),
+                None => inputs.push((info.name.clone(), data.shape.clone(), n)),
+            }
+        }
+    }
+    let width = inputs.iter().map(|(n, _, _)| n.len()).max().unwrap_or(0);
+    for (name, shape, loads) in inputs {
+        let bytes = 4 * shape.iter().product::<usize>() as u64;
+        let loaded = loads.saturating_mul(4);
+        let ratio = if bytes == 0 {
+            String::new()
+        } else {
+            format!(" ({:.2}x)", loaded as f64 / bytes as f64)
+        };
+        out.push_str(&format!(
+            "  input {name:<width$}  {shape:?}: {bytes} bytes, loaded {loaded} bytes{ratio}\n"
+        ));
+    }
+    out
 }
