@@ -230,16 +230,30 @@ fn placement_sweep(program: &Program) {
     }
 }
 
-/// A plain copy kernel over `n` floats: the adapter's best read bandwidth we can measure.
-fn copy_bandwidth(n: usize) -> f64 {
+/// A plain copy kernel over `n` floats, the read bandwidth the issue asks to compare
+/// with; it also writes as much as it reads.
+const COPY: &str = "@group(0) @binding(0) var<storage, read> a: array<vec4<f32>>;\n\
+    @group(0) @binding(1) var<storage, read_write> b: array<vec4<f32>>;\n\
+    @compute @workgroup_size(256) fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {\n\
+      let stride = nw.x * 256u;\n\
+      for (var i = g.x; i < arrayLength(&a); i += stride) { b[i] = a[i]; }\n\
+    }";
+
+/// A read-only kernel over `n` floats: each thread sums its share and writes one vec4,
+/// so nearly all the traffic is reads (a loss kernel's pattern).
+const SUM: &str = "@group(0) @binding(0) var<storage, read> a: array<vec4<f32>>;\n\
+    @group(0) @binding(1) var<storage, read_write> b: array<vec4<f32>>;\n\
+    @compute @workgroup_size(256) fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {\n\
+      let stride = nw.x * 256u;\n\
+      var s = vec4<f32>(0.0);\n\
+      for (var i = g.x; i < arrayLength(&a); i += stride) { s = s + a[i]; }\n\
+      b[g.x] = s;\n\
+    }";
+
+/// The read bandwidth of `wgsl` (one of the kernels above) over `n` floats, in GB/s.
+fn read_bandwidth(wgsl: &str, n: usize) -> f64 {
     let dev = gpu().unwrap();
     let d = &dev.device;
-    let wgsl = "@group(0) @binding(0) var<storage, read> a: array<vec4<f32>>;\n\
-                @group(0) @binding(1) var<storage, read_write> b: array<vec4<f32>>;\n\
-                @compute @workgroup_size(256) fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {\n\
-                  let stride = nw.x * 256u;\n\
-                  for (var i = g.x; i < arrayLength(&a); i += stride) { b[i] = a[i]; }\n\
-                }";
     let module = d.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: None,
         source: wgpu::ShaderSource::Wgsl(wgsl.into()),
@@ -339,8 +353,11 @@ fn main() {
             .join(", ")
     );
     println!("slowest example compile: {:.2} ms", ms(worst));
-    let bw = copy_bandwidth(16 << 20);
-    println!("copy kernel (64 MiB): {bw:.2} GB/s read");
+    let bw = read_bandwidth(COPY, 16 << 20);
+    let sum = read_bandwidth(SUM, 16 << 20);
+    println!(
+        "copy kernel (64 MiB): {bw:.2} GB/s read (and as much written); read-only sum kernel: {sum:.2} GB/s"
+    );
     bench_case(
         &program,
         "(a) heatmap_mse B=16 K=17 64x64",
