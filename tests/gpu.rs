@@ -614,3 +614,47 @@ fn an_input_over_the_binding_size_is_a_clear_error() {
         .unwrap();
     assert_eq!(out[0], 0.25);
 }
+
+/// On llvmpipe, a row per thread by request that would exceed the loop budget (a median
+/// of 300 values ranks each against all: 300 · 301 iterations per row) is refused with a
+/// hint to share the rows, and shared rows compute the CPU evaluator's number.
+#[test]
+fn rows_per_thread_over_the_llvmpipe_budget_suggest_shared_rows() {
+    let program = check(&[(
+        "med.loss",
+        "loss med {\n    input x : [R, C]\n    compute (x[r, c] - median(d: x[r, d])) ^ 2\n    reduce mean\n}\n"
+            .to_string(),
+    )]);
+    let terms = [FactoryTerm {
+        loss: "med".into(),
+        settings: vec![],
+        annealed: false,
+    }];
+    let data = random_data(&mut Rng(11), 10, 300, false);
+    let cpu = run_cpu(&program, &terms, &data, &vec![], &RunOptions::default()).unwrap();
+    let kernel = lossc::codegen::compile(&program, "med", &terms).unwrap();
+    let (prepared, _) = prepare(&program, &terms, &data, &vec![]).unwrap();
+    let bound: Vec<_> = prepared.iter().map(|p| &p.bound).collect();
+    let dev = lossc::gpu::gpu().unwrap();
+    let per_thread =
+        lossc::gpu::Dispatch::with_placement(dev, &kernel, &bound, &[1.0], RowPlacement::PerThread);
+    if dev.is_llvmpipe() {
+        let err = per_thread.err().expect("refused on llvmpipe");
+        assert!(
+            err.contains("loop iterations") && err.contains("--rows shared"),
+            "{err}"
+        );
+    }
+    for placement in [RowPlacement::Shared, RowPlacement::Auto] {
+        let (out, _) =
+            lossc::gpu::Dispatch::with_placement(dev, &kernel, &bound, &[1.0], placement)
+                .and_then(|d| d.run(dev))
+                .unwrap();
+        assert!(
+            close(out[0], cpu.losses[0].1.loss),
+            "{placement:?}: {} vs {}",
+            out[0],
+            cpu.losses[0].1.loss
+        );
+    }
+}

@@ -133,9 +133,15 @@ pub fn plan(
             }
         }
         if worst > LLVMPIPE_LOOP_LIMIT {
+            // With rows one per thread by request, shared rows may still fit.
+            let shared = if placement == RowPlacement::PerThread {
+                ", or --rows shared"
+            } else {
+                ""
+            };
             return Err(format!(
                 "this run needs up to {worst} loop iterations per GPU thread, and Mesa's llvmpipe stops any thread \
-                 after {LLVMPIPE_LOOP_LIMIT}, which would give wrong numbers; use --backend cpu (or a real GPU)"
+                 after {LLVMPIPE_LOOP_LIMIT}, which would give wrong numbers; use --backend cpu (or a real GPU){shared}"
             ));
         }
     }
