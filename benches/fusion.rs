@@ -185,11 +185,7 @@ fn bench_case(program: &Program, title: &str, losses: &[&str], data: &Data) {
 fn placement_sweep(program: &Program) {
     use lossc::gpu::RowPlacement;
     let dev = gpu().unwrap();
-    let terms = [FactoryTerm {
-        loss: "heatmap_mse".into(),
-        settings: vec![],
-        annealed: false,
-    }];
+    let terms = [FactoryTerm::plain("heatmap_mse")];
     let kernel = lossc::codegen::compile(program, "heatmap_mse", &terms).unwrap();
     println!("placement sweep, heatmap_mse 64x64 (rows = B x K; 4096 elements per row):");
     for (b, k) in [
@@ -332,11 +328,7 @@ fn main() {
             .find(|l| s.text.contains(&format!("loss {} ", l.name)))
             .map(|l| l.name.clone())
             .unwrap();
-        let term = [FactoryTerm {
-            loss: name.clone(),
-            settings: vec![],
-            annealed: false,
-        }];
+        let term = [FactoryTerm::plain(name.clone())];
         let t = time(20, || {
             let c = lossc::sema::check(&one);
             lossc::codegen::compile(&c.program, &name, &term).unwrap()

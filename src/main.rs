@@ -212,7 +212,7 @@ fn main() -> ExitCode {
             };
             let result = kernels(&program, losses, factory).and_then(|ks| {
                 let on = match &data {
-                    Some(path) => Some(explain_data(path, &set)?),
+                    Some(path) => Some(data_and_overrides(Some(path), &set)?),
                     None => None,
                 };
                 for (name, terms) in ks {
@@ -319,28 +319,14 @@ fn run(
         )
     } else if program.losses.len() == 1 {
         let l = &program.losses[0];
-        (
-            l.name.clone(),
-            vec![FactoryTerm {
-                loss: l.name.clone(),
-                settings: vec![],
-                annealed: false,
-            }],
-        )
+        (l.name.clone(), vec![FactoryTerm::plain(l.name.clone())])
     } else {
         return Err(
             "several losses are defined: choose with --losses NAME[,NAME...] or --factory NAME"
                 .into(),
         );
     };
-    let data: Data = match data {
-        Some(p) => read_data(&p)?,
-        None => Data::new(),
-    };
-    let overrides = set
-        .iter()
-        .map(|s| parse_override(s))
-        .collect::<Result<Vec<_>, _>>()?;
+    let (data, overrides) = data_and_overrides(data.as_deref(), &set)?;
     let gpu = match backend {
         Backend::Cpu => None,
         Backend::Gpu => Some(lossc::gpu::gpu()?),
@@ -399,19 +385,20 @@ fn run(
     Ok(())
 }
 
-/// The kernels a command asks for: one for `--losses`, one for `--factory`, else one per
-/// factory and one per loss.
-/// The data and param overrides of `lossc explain --data`.
-fn explain_data(
-    path: &std::path::Path,
+/// The arrays of `--data` (none without it) and the param overrides of `--set`, as `run`
+/// and `explain` read them.
+fn data_and_overrides(
+    path: Option<&std::path::Path>,
     set: &[String],
 ) -> Result<(Data, lossc::runtime::run::Overrides), String> {
-    let data = read_data(path).map_err(|e| e.to_string())?;
+    let data = match path {
+        Some(p) => read_data(p).map_err(|e| e.to_string())?,
+        None => Data::new(),
+    };
     let overrides = set
         .iter()
         .map(|s| parse_override(s))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
+        .collect::<Result<Vec<_>, _>>()?;
     Ok((data, overrides))
 }
 
@@ -451,20 +438,17 @@ fn layout(
     out
 }
 
+/// The kernels a command asks for: one for `--losses`, one for `--factory`, else one per
+/// factory and one per loss.
 fn kernels(
     program: &Program,
     losses: Vec<String>,
     factory: Option<String>,
 ) -> Result<Vec<(String, Vec<FactoryTerm>)>, String> {
-    let term = |l: &str| FactoryTerm {
-        loss: l.to_string(),
-        settings: vec![],
-        annealed: false,
-    };
     if !losses.is_empty() {
         return Ok(vec![(
             losses.join("+"),
-            losses.iter().map(|l| term(l)).collect(),
+            losses.iter().map(FactoryTerm::plain).collect(),
         )]);
     }
     if let Some(name) = factory {
@@ -484,7 +468,7 @@ fn kernels(
         program
             .losses
             .iter()
-            .map(|l| (l.name.clone(), vec![term(&l.name)])),
+            .map(|l| (l.name.clone(), vec![FactoryTerm::plain(&l.name)])),
     );
     Ok(out)
 }

@@ -515,12 +515,9 @@ fn an_out_of_range_gather_index() {
     );
 }
 
-/// The CPU evaluator multiplies a gathered index by its coefficient in i64 without a
-/// check: `columns_for_singleview_pca = [0, 1e30]` panics ("attempt to multiply with
-/// overflow", src/eval/mod.rs) instead of reporting an out-of-range index. The GPU back
-/// end reports it.
+/// A gathered index far out of range (`columns_for_singleview_pca = [0, 1e30]`) is an
+/// out-of-range error on every back end, not an overflow in the index arithmetic.
 #[test]
-
 fn a_huge_gather_index_is_out_of_range_on_the_cpu() {
     let tmp = Tmp::new("gather-huge");
     let data = tmp.file(
@@ -533,11 +530,9 @@ fn a_huge_gather_index_is_out_of_range_on_the_cpu() {
     );
 }
 
-/// The number of values a JSON tensor's shape holds is a product without an overflow
-/// check: `{"shape": [4294967296, 4294967296, 2], "data": []}` panics in
-/// `runtime::data::json_value` (a release build would wrap to 0 and accept it).
+/// A JSON tensor whose shape's product overflows (`{"shape": [4294967296, 4294967296,
+/// 2], "data": []}`) is an error naming the input, not a panic or a wrapped size.
 #[test]
-
 fn a_json_shape_too_large_is_an_error() {
     let tmp = Tmp::new("shape-overflow");
     let data = tmp.file(
@@ -550,12 +545,11 @@ fn a_json_shape_too_large_is_an_error() {
     );
 }
 
-/// A 60-byte data file declaring an empty `[0, 10^12]` array makes K = 5·10^11, and the
-/// scalar default of `epsilon : [K]` is broadcast to 5·10^11 values: lossc aborts with
-/// "memory allocation of 4000000000000 bytes failed" instead of an error. Run under a
-/// 4 GB address-space limit.
+/// A 60-byte data file declaring an empty `[0, 10^12]` array makes K = 5·10^11; the
+/// scalar default of `epsilon : [K]` must not be broadcast to 5·10^11 values (4 TB).
+/// Run under a 4 GB address-space limit, lossc answers (a result or an error), with no
+/// allocation abort.
 #[test]
-
 fn a_huge_empty_array_is_not_an_abort() {
     let tmp = Tmp::new("huge-empty");
     let data = tmp.file(
@@ -657,10 +651,9 @@ fn unknown_losses_factories_and_annealed_names() {
     );
 }
 
-/// On the CPU an unknown `--losses` name gets the list of losses and a hint; on the GPU
-/// path (the default when an adapter exists) only "no loss named `temporl`".
+/// An unknown `--losses` name gets a "did you mean" hint on every back end (the default
+/// one included, which takes the GPU path when an adapter exists).
 #[test]
-
 fn an_unknown_loss_name_gets_a_hint_on_every_backend() {
     let tmp = Tmp::new("names-hint");
     let data = tmp.file("d.json", format!(r#"{{"keypoints_pred": {KP}}}"#));

@@ -360,7 +360,7 @@ fn well_formed_expressions_check_and_evaluate() {
             return Ok(());
         }
         clean.set(clean.get() + 1);
-        let terms = [FactoryTerm { loss: "l".into(), settings: vec![], annealed: false }];
+        let terms = [FactoryTerm::plain("l")];
         let data = tiny_data();
         let run = || run_cpu(&checked.program, &terms, &data, &vec![], &RunOptions::default()).map_err(|e| e.to_string());
         match (run(), run()) {
@@ -635,11 +635,7 @@ fn random_data_never_panics_the_runtime() {
             }
             slot += 1;
         }
-        let terms = [FactoryTerm {
-            loss: loss.name.clone(),
-            settings: vec![],
-            annealed: false,
-        }];
+        let terms = [FactoryTerm::plain(loss.name.clone())];
         let run = || {
             run_cpu(program, &terms, &data, &vec![], &RunOptions::default())
                 .map_err(|e| e.to_string())

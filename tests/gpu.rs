@@ -239,11 +239,7 @@ fn random_programs_and_shapes_agree_with_the_cpu_evaluator() {
         let (n, m) = shapes[case % shapes.len()];
         let data = random_data(&mut r, n, m, nans);
         let program = check(&[("random.loss", text.clone())]);
-        let terms = [FactoryTerm {
-            loss: "random".into(),
-            settings: vec![],
-            annealed: false,
-        }];
+        let terms = [FactoryTerm::plain("random")];
         let opts = RunOptions::default();
         let cpu = run_cpu(&program, &terms, &data, &vec![], &opts).unwrap();
         let kernel = lossc::codegen::compile(&program, "random", &terms).unwrap();
@@ -314,6 +310,27 @@ fn random_programs_and_shapes_agree_with_the_cpu_evaluator() {
     );
 }
 
+/// `lossc run LOSS --data DATA` fails with status 1 on the CPU and on the GPU, saying
+/// "out of range" and naming the read (`read`).
+fn out_of_range_on_both_back_ends(loss: &str, data: &std::path::Path, read: &str) {
+    for backend in ["cpu", "gpu"] {
+        let out = common::lossc(&[
+            "run",
+            loss,
+            "--data",
+            data.to_str().unwrap(),
+            "--backend",
+            backend,
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{backend}: {err}");
+        assert!(
+            err.contains("out of range") && err.contains(read),
+            "{backend}: {err}"
+        );
+    }
+}
+
 #[test]
 fn an_out_of_range_gather_is_an_error_on_both_back_ends() {
     let text = "loss g {\n    input x : [N]\n    param pick : index[S]\n    compute x[pick[s]]\n    reduce sum\n}\n";
@@ -321,22 +338,11 @@ fn an_out_of_range_gather_is_an_error_on_both_back_ends() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("g.loss"), text).unwrap();
     std::fs::write(dir.join("d.json"), r#"{"x": [1, 2, 3], "pick": [0, 7]}"#).unwrap();
-    for backend in ["cpu", "gpu"] {
-        let out = common::lossc(&[
-            "run",
-            dir.join("g.loss").to_str().unwrap(),
-            "--data",
-            dir.join("d.json").to_str().unwrap(),
-            "--backend",
-            backend,
-        ]);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{backend}: {err}");
-        assert!(
-            err.contains("out of range") && err.contains("x[pick[s]]"),
-            "{backend}: {err}"
-        );
-    }
+    out_of_range_on_both_back_ends(
+        dir.join("g.loss").to_str().unwrap(),
+        &dir.join("d.json"),
+        "x[pick[s]]",
+    );
     std::fs::write(dir.join("ok.json"), r#"{"x": [1, 2, 3], "pick": [2, 0]}"#).unwrap();
     let out = common::lossc(&[
         "run",
@@ -476,22 +482,11 @@ fn an_out_of_range_gather_in_a_four_wide_loop_names_its_read() {
         ev.join(", ")
     );
     std::fs::write(dir.join("d.json"), data).unwrap();
-    for backend in ["cpu", "gpu"] {
-        let out = common::lossc(&[
-            "run",
-            "examples/lightning_pose/pca_singleview.loss",
-            "--data",
-            dir.join("d.json").to_str().unwrap(),
-            "--backend",
-            backend,
-        ]);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{backend}: {err}");
-        assert!(
-            err.contains("out of range") && err.contains("keypoints_pred["),
-            "{backend}: {err}"
-        );
-    }
+    out_of_range_on_both_back_ends(
+        "examples/lightning_pose/pca_singleview.loss",
+        &dir.join("d.json"),
+        "keypoints_pred[",
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -514,11 +509,7 @@ fn a_table_equal_up_to_renaming_is_built_once_and_read_correctly() {
     ]);
     let dev = lossc::gpu::gpu().unwrap();
     for (name, shared) in [("shared", true), ("different", false), ("swapped", true)] {
-        let terms = [FactoryTerm {
-            loss: name.into(),
-            settings: vec![],
-            annealed: false,
-        }];
+        let terms = [FactoryTerm::plain(name)];
         let kernel = lossc::codegen::compile(&program, name, &terms).unwrap();
         let same: Vec<Option<usize>> = kernel.schedules[0]
             .hoisted
@@ -579,11 +570,7 @@ fn an_input_over_the_binding_size_is_a_clear_error() {
         "big.loss",
         "loss big {\n    input x : [N]\n    compute x[n] ^ 2\n    reduce mean\n}\n".to_string(),
     )]);
-    let terms = [FactoryTerm {
-        loss: "big".into(),
-        settings: vec![],
-        annealed: false,
-    }];
+    let terms = [FactoryTerm::plain("big")];
     let mut data = Data::new();
     data.insert(
         "x".into(),
@@ -625,11 +612,7 @@ fn rows_per_thread_over_the_llvmpipe_budget_suggest_shared_rows() {
         "loss med {\n    input x : [R, C]\n    compute (x[r, c] - median(d: x[r, d])) ^ 2\n    reduce mean\n}\n"
             .to_string(),
     )]);
-    let terms = [FactoryTerm {
-        loss: "med".into(),
-        settings: vec![],
-        annealed: false,
-    }];
+    let terms = [FactoryTerm::plain("med")];
     let data = random_data(&mut Rng(11), 10, 300, false);
     let cpu = run_cpu(&program, &terms, &data, &vec![], &RunOptions::default()).unwrap();
     let kernel = lossc::codegen::compile(&program, "med", &terms).unwrap();

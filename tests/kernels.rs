@@ -41,11 +41,7 @@ fn program() -> Program {
 fn wgsl_and_manifest_of_every_example_loss() {
     let program = program();
     for l in &program.losses {
-        let terms = [FactoryTerm {
-            loss: l.name.clone(),
-            settings: vec![],
-            annealed: false,
-        }];
+        let terms = [FactoryTerm::plain(l.name.clone())];
         let k = codegen::compile(&program, &l.name, &terms).unwrap();
         insta::assert_snapshot!(format!("{}.wgsl", l.name), k.wgsl);
         let manifest =

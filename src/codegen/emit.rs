@@ -22,6 +22,46 @@ use crate::ir::{
     Tensor, Ty, UnaryFn, operands,
 };
 
+/// WGSL for an element-wise function of one operand, `a` a WGSL expression (a `bool` for
+/// `!`; `isnan` gives one). The unfused baseline spells its operations the same way.
+pub fn unary_wgsl(f: UnaryFn, a: &str) -> String {
+    match f {
+        UnaryFn::Neg => format!("(-{a})"),
+        UnaryFn::Not => format!("(!{a})"),
+        UnaryFn::Exp => format!("exp({a})"),
+        UnaryFn::Log => format!("log({a})"),
+        UnaryFn::Sqrt => format!("sqrt({a})"),
+        UnaryFn::Abs => format!("abs({a})"),
+        UnaryFn::Relu => format!("lc_relu({a})"),
+        UnaryFn::IsNan => format!("lc_isnan({a})"),
+    }
+}
+
+/// WGSL for an element-wise function of two operands (`bool`s for `&&` and `||`;
+/// comparisons give one).
+pub fn binary_wgsl(f: BinaryFn, a: &str, b: &str) -> String {
+    let infix = |op: &str| format!("({a} {op} {b})");
+    match f {
+        BinaryFn::Add => infix("+"),
+        BinaryFn::Sub => infix("-"),
+        BinaryFn::Mul => infix("*"),
+        BinaryFn::Div => infix("/"),
+        BinaryFn::Pow => format!("lc_pow({a}, {b})"),
+        BinaryFn::Min => format!("lc_min({a}, {b})"),
+        BinaryFn::Max => format!("lc_max({a}, {b})"),
+        BinaryFn::Eq => infix("=="),
+        // SPIR-V back ends may emit an ordered `!=`, false when either side is NaN; IEEE
+        // (and the CPU evaluator) say true.
+        BinaryFn::Ne => format!("(!({a} == {b}))"),
+        BinaryFn::Lt => infix("<"),
+        BinaryFn::Le => infix("<="),
+        BinaryFn::Gt => infix(">"),
+        BinaryFn::Ge => infix(">="),
+        BinaryFn::And => infix("&&"),
+        BinaryFn::Or => infix("||"),
+    }
+}
+
 /// Threads per workgroup. 64 fills a warp or wavefront or two on real GPUs, and keeps
 /// barriers cheap on software rasterisers (llvmpipe runs a workgroup's SIMD groups as
 /// coroutines, and a barrier switches through all of them).
@@ -671,43 +711,19 @@ impl LossEmitter<'_> {
             }
             Op::Unary(f) => {
                 let a = self.val(args[0]);
-                match f {
-                    UnaryFn::Neg => format!("(-{a})"),
-                    UnaryFn::Not => format!("(!{a})"),
-                    UnaryFn::Exp => format!("exp({a})"),
-                    UnaryFn::Log => format!("log({a})"),
-                    UnaryFn::Sqrt => format!("sqrt({a})"),
-                    UnaryFn::Abs => format!("abs({a})"),
-                    UnaryFn::Relu => format!("lc_relu({a})"),
-                    UnaryFn::IsNan => format!("lc_isnan({a})"),
-                }
+                unary_wgsl(*f, &a)
             }
             Op::Binary(f) => {
                 let a = self.val(args[0]);
-                let b = self.val(args[1]);
-                let infix = |op: &str| format!("({a} {op} {b})");
                 match f {
-                    BinaryFn::Add => infix("+"),
-                    BinaryFn::Sub => infix("-"),
-                    BinaryFn::Mul => infix("*"),
-                    BinaryFn::Div => infix("/"),
                     BinaryFn::Pow if matches!(self.ir.graph[args[1]].op, Op::Const(c) if f32::from_bits(c) == 2.0) =>
                     {
                         format!("({a} * {a})")
                     }
-                    BinaryFn::Pow => format!("lc_pow({a}, {b})"),
-                    BinaryFn::Min => format!("lc_min({a}, {b})"),
-                    BinaryFn::Max => format!("lc_max({a}, {b})"),
-                    BinaryFn::Eq => infix("=="),
-                    // SPIR-V back ends may emit an ordered `!=`, false when either side
-                    // is NaN; IEEE (and the CPU evaluator) say true.
-                    BinaryFn::Ne => format!("(!({a} == {b}))"),
-                    BinaryFn::Lt => infix("<"),
-                    BinaryFn::Le => infix("<="),
-                    BinaryFn::Gt => infix(">"),
-                    BinaryFn::Ge => infix(">="),
-                    BinaryFn::And => infix("&&"),
-                    BinaryFn::Or => infix("||"),
+                    _ => {
+                        let b = self.val(args[1]);
+                        binary_wgsl(*f, &a, &b)
+                    }
                 }
             }
             Op::Select => {

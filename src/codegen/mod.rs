@@ -100,11 +100,7 @@ mod tests {
     fn every_example_compiles_to_valid_wgsl() {
         let program = examples();
         for l in &program.losses {
-            let term = FactoryTerm {
-                loss: l.name.clone(),
-                settings: vec![],
-                annealed: false,
-            };
+            let term = FactoryTerm::plain(l.name.clone());
             if let Err(e) = super::compile(&program, &l.name, &[term]) {
                 panic!("{}: {}", l.name, &e[..e.len().min(4000)]);
             }
@@ -227,11 +223,7 @@ pub fn input_loads(
         };
         let times = sc
             .iter()
-            .map(|v| {
-                ranges
-                    .get(*v)
-                    .map_or(0, |(lo, hi)| (hi - lo + 1).max(0) as u64)
-            })
+            .map(|v| ranges.get(*v).map_or(0, |r| crate::ir::extent(*r) as u64))
             .fold(1u64, u64::saturating_mul);
         loads[*i] = loads[*i].saturating_add(times);
     }

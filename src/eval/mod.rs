@@ -183,7 +183,10 @@ impl Evaluator<'_, '_> {
             unreachable!("called on reductions only")
         };
         let vars = node.free.clone();
-        let extents: Vec<usize> = vars.iter().map(|v| extent(self.b.ranges[*v])).collect();
+        let extents: Vec<usize> = vars
+            .iter()
+            .map(|v| crate::ir::extent(self.b.ranges[*v]) as usize)
+            .collect();
         let mut strides = vec![1usize; vars.len()];
         for i in (0..vars.len().saturating_sub(1)).rev() {
             strides[i] = strides[i + 1] * extents[i + 1];
@@ -311,10 +314,6 @@ impl Evaluator<'_, '_> {
         }
         Ok(data.data[at])
     }
-}
-
-fn extent((lo, hi): (i64, i64)) -> usize {
-    if hi < lo { 0 } else { (hi - lo + 1) as usize }
 }
 
 /// Reduces the items of one reduction.

@@ -19,8 +19,9 @@ use crate::runtime::run::{RunOptions, RunResult, combine};
 pub mod plan;
 pub mod unfused;
 
+use crate::ir::extent;
+use plan::WorkPlan;
 pub use plan::{Adapter, LLVMPIPE_LOOP_LIMIT, Plan, RowPlacement};
-use plan::{WorkPlan, extent};
 
 /// The process's GPU device.
 pub struct Gpu {

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use crate::codegen::Kernel;
 use crate::codegen::emit::{CHUNK, WORKGROUP};
-use crate::ir::IndexId;
+use crate::ir::{IndexId, extent};
 use crate::runtime::bind::Bound;
 
 use super::Gpu;
@@ -455,11 +455,6 @@ fn values_of(vars: &[IndexId], ranges: &[(i64, i64)]) -> u64 {
     vars.iter()
         .map(|v| extent(ranges[*v]) as u64)
         .fold(1u64, u64::saturating_mul)
-}
-
-/// The number of values of an inclusive range.
-pub fn extent((lo, hi): (i64, i64)) -> i64 {
-    if hi < lo { 0 } else { hi - lo + 1 }
 }
 
 /// A product of sizes, refused past what the kernel's 32-bit indices hold.

@@ -11,11 +11,11 @@ use petgraph::stable_graph::NodeIndex;
 use wgpu::util::DeviceExt;
 
 use super::Gpu;
-use crate::codegen::emit::f32_lit;
+use crate::codegen::emit::{binary_wgsl, f32_lit, unary_wgsl};
 use crate::codegen::writer::Writer;
 use crate::ir::{
     BinaryFn, IndexExpr, IndexId, IndexTerm, LossIr, MaskMode, Op, ParamKind, ReduceFn, ReduceMode,
-    Tensor, UnaryFn, operands,
+    Tensor, UnaryFn, extent, operands,
 };
 use crate::runtime::bind::Bound;
 
@@ -37,8 +37,19 @@ pub struct UnfusedPlan {
     n_losses: usize,
 }
 
-fn extent((lo, hi): (i64, i64)) -> i64 {
-    if hi < lo { 0 } else { hi - lo + 1 }
+/// A kernel over the arena (binding 0) and the value buffer (binding 1), one invocation
+/// per value: the prelude, the bindings, and `main` opened with `g`, the invocation's
+/// index, returning at `n` and beyond.
+fn elementwise_kernel(n: usize) -> Writer {
+    let mut w = Writer::default();
+    w.splice(PRELUDE);
+    w.line("@group(0) @binding(0) var<storage, read> arena: array<f32>;");
+    w.line("@group(0) @binding(1) var<storage, read_write> vals: array<f32>;");
+    w.line(format!("@compute @workgroup_size({WG})"));
+    w.open("fn main(@builtin(global_invocation_id) gid: vec3<u32>)");
+    w.line("let g = i32(gid.x);");
+    w.line(format!("if (g >= {n}) {{ return; }}"));
+    w
 }
 
 /// Where each materialised node lives in the value buffer, and over which indices.
@@ -159,17 +170,7 @@ impl LossPlan<'_> {
         let node = &self.ir.graph[n];
         let slab = &self.slabs[&n];
         let mut names: HashMap<IndexId, String> = HashMap::new();
-        let mut w = Writer::default();
-        w.splice(PRELUDE);
-        w.line("@group(0) @binding(0) var<storage, read> arena: array<f32>;");
-        w.line("@group(0) @binding(1) var<storage, read_write> vals: array<f32>;");
-        w.line(format!("@compute @workgroup_size({WG})"));
-        w.open("fn main(@builtin(global_invocation_id) gid: vec3<u32>)");
-        w.line("let g = i32(gid.x);");
-        w.line(format!(
-            "if (g >= {}) {{ return; }}",
-            self.size(&slab.vars).max(1)
-        ));
+        let mut w = elementwise_kernel(self.size(&slab.vars).max(1));
         w.line("var q = g;");
         for v in slab.vars.iter().rev() {
             let name = format!("i{v}");
@@ -191,37 +192,27 @@ impl LossPlan<'_> {
                 let on = self.b.enums[*p].as_deref() == Some(v.as_str());
                 if on { "1.0f".into() } else { "0.0f".into() }
             }
+            // Truth values are stored as 0.0 or 1.0: converted to `bool` for the
+            // operations that take one, and back for those that give one.
             Op::Unary(f) => {
                 let a = self.operand(args[0], &names);
                 match f {
-                    UnaryFn::Neg => format!("-{a}"),
-                    UnaryFn::Not => bool_f(format!("!{}", truth(a))),
-                    UnaryFn::Exp => format!("exp({a})"),
-                    UnaryFn::Log => format!("log({a})"),
-                    UnaryFn::Sqrt => format!("sqrt({a})"),
-                    UnaryFn::Abs => format!("abs({a})"),
-                    UnaryFn::Relu => format!("lc_relu({a})"),
-                    UnaryFn::IsNan => bool_f(format!("lc_isnan({a})")),
+                    UnaryFn::Not => bool_f(unary_wgsl(*f, &truth(a))),
+                    UnaryFn::IsNan => bool_f(unary_wgsl(*f, &a)),
+                    _ => unary_wgsl(*f, &a),
                 }
             }
             Op::Binary(f) => {
                 let (a, b) = (self.operand(args[0], &names), self.operand(args[1], &names));
                 match f {
-                    BinaryFn::Add => format!("{a} + {b}"),
-                    BinaryFn::Sub => format!("{a} - {b}"),
-                    BinaryFn::Mul => format!("{a} * {b}"),
-                    BinaryFn::Div => format!("{a} / {b}"),
-                    BinaryFn::Pow => format!("lc_pow({a}, {b})"),
-                    BinaryFn::Min => format!("lc_min({a}, {b})"),
-                    BinaryFn::Max => format!("lc_max({a}, {b})"),
-                    BinaryFn::Eq => bool_f(format!("{a} == {b}")),
-                    BinaryFn::Ne => bool_f(format!("!({a} == {b})")),
-                    BinaryFn::Lt => bool_f(format!("{a} < {b}")),
-                    BinaryFn::Le => bool_f(format!("{a} <= {b}")),
-                    BinaryFn::Gt => bool_f(format!("{a} > {b}")),
-                    BinaryFn::Ge => bool_f(format!("{a} >= {b}")),
-                    BinaryFn::And => bool_f(format!("{} && {}", truth(a), truth(b))),
-                    BinaryFn::Or => bool_f(format!("{} || {}", truth(a), truth(b))),
+                    BinaryFn::And | BinaryFn::Or => bool_f(binary_wgsl(*f, &truth(a), &truth(b))),
+                    BinaryFn::Eq
+                    | BinaryFn::Ne
+                    | BinaryFn::Lt
+                    | BinaryFn::Le
+                    | BinaryFn::Gt
+                    | BinaryFn::Ge => bool_f(binary_wgsl(*f, &a, &b)),
+                    _ => binary_wgsl(*f, &a, &b),
                 }
             }
             Op::Select => {
@@ -458,14 +449,7 @@ impl UnfusedPlan {
             // The stages over the domain: value and keep flag per element.
             let ir = p.ir;
             let mut names = HashMap::new();
-            let mut w = Writer::default();
-            w.splice(PRELUDE);
-            w.line("@group(0) @binding(0) var<storage, read> arena: array<f32>;");
-            w.line("@group(0) @binding(1) var<storage, read_write> vals: array<f32>;");
-            w.line(format!("@compute @workgroup_size({WG})"));
-            w.open("fn main(@builtin(global_invocation_id) gid: vec3<u32>)");
-            w.line("let g = i32(gid.x);");
-            w.line(format!("if (g >= {}) {{ return; }}", p.size(&ir.domain)));
+            let mut w = elementwise_kernel(p.size(&ir.domain));
             w.line("var q = g;");
             for v in ir.domain.iter().rev() {
                 w.line(format!(

@@ -46,6 +46,12 @@ pub struct DimSym {
     pub span: Span,
 }
 
+/// The number of values of an inclusive index range `(lo, hi)` as bound to sizes (0 when
+/// `hi < lo`).
+pub fn extent((lo, hi): (i64, i64)) -> i64 {
+    if hi < lo { 0 } else { hi - lo + 1 }
+}
+
 /// An index variable: a free index of the loss's domain, or one bound by a reduction.
 #[derive(Clone, Debug)]
 pub struct IndexVar {
@@ -509,6 +515,18 @@ pub struct FactoryTerm {
     pub settings: Vec<(String, ParamValue)>,
     /// Whether the anneal factor applies.
     pub annealed: bool,
+}
+
+impl FactoryTerm {
+    /// The loss `loss` as it is: no settings, not annealed (`--losses`, one kernel per
+    /// loss).
+    pub fn plain(loss: impl Into<String>) -> FactoryTerm {
+        FactoryTerm {
+            loss: loss.into(),
+            settings: vec![],
+            annealed: false,
+        }
+    }
 }
 
 /// A checked factory.
