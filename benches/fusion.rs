@@ -9,7 +9,7 @@ use lossc::diagnostics::Source;
 use lossc::gpu::unfused::UnfusedPlan;
 use lossc::gpu::{Dispatch, gpu};
 use lossc::ir::{FactoryTerm, Program};
-use lossc::runtime::data::{Array, DType, Data, DataValue};
+use lossc::runtime::data::{Array, Data, DataValue};
 use lossc::runtime::run::{RunOptions, prepare, run_cpu};
 
 const RUNS: usize = 31;
@@ -87,7 +87,6 @@ fn array(shape: &[usize], r: &mut Rng, f: impl Fn(f64) -> f64) -> DataValue {
     DataValue::Array(Array {
         shape: shape.to_vec(),
         data: (0..n).map(|_| f(r.unit())).collect(),
-        dtype: DType::Float,
     })
 }
 
@@ -145,7 +144,7 @@ fn bench_case(program: &Program, title: &str, losses: &[&str], data: &Data) {
     let bound: Vec<_> = prepared.iter().map(|p| &p.bound).collect();
     let anneal = vec![1.0f32; bound.len()];
     let kernel = lossc::codegen::compile(program, title, &terms).unwrap();
-    let fused = Dispatch::new(dev, &kernel, &bound, &anneal).unwrap();
+    let fused = Dispatch::new(dev, &kernel, &bound, &anneal, &Default::default()).unwrap();
     let unfused = UnfusedPlan::new(dev, &bound, &anneal).unwrap();
     // Both must agree with the CPU evaluator before they are timed.
     let cpu = run_cpu(program, &terms, data, &vec![], &opts).unwrap();
@@ -201,7 +200,19 @@ fn placement_sweep(program: &Program) {
         let data = data(b, k, Some(64), false, true);
         let (prepared, _) = prepare(program, &terms, &data, &vec![]).unwrap();
         let bound: Vec<_> = prepared.iter().map(|p| &p.bound).collect();
-        let make = |p| Dispatch::with_placement(dev, &kernel, &bound, &[1.0], p).unwrap();
+        let make = |p| {
+            Dispatch::new(
+                dev,
+                &kernel,
+                &bound,
+                &[1.0],
+                &lossc::gpu::DispatchOptions {
+                    placement: p,
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+        };
         let (shared, per_thread, auto) = (
             make(RowPlacement::Shared),
             make(RowPlacement::PerThread),

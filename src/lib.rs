@@ -1,14 +1,24 @@
 //! lossc: a compiler for training losses.
 //!
-//! `.loss` text → [`syntax`] (pest parse tree → AST with spans) → [`sema`] (name
-//! resolution, typing, index binding) → [`ir`] (a petgraph graph in index notation, with
-//! its passes) → [`eval`] (the CPU reference evaluator), driven by [`runtime`] (binding
-//! arrays to declarations, running a factory) and the `lossc` command line.
+//! The layers, each using only those listed before it (see `docs/architecture.md`):
+//!
+//! - [`diagnostics`]: source files, spans and located diagnostics, rendered with carets.
+//! - [`ice`]: internal compiler errors, lossc's own bugs found by its own checks.
+//! - [`syntax`]: the pest grammar's parse tree turned into an AST with spans.
+//! - [`ir`]: the graph IR in index notation, its verifier and its passes.
+//! - [`sema`]: name resolution and typing, lowering the AST to the IR.
+//! - [`bind`]: arrays and values bound to a loss's declarations, the data both back ends read.
+//! - [`eval`]: the CPU reference evaluator of a bound loss.
+//! - [`codegen`]: the fused WGSL kernel of a factory, its parameter block and manifest.
+//! - [`gpu`]: the wgpu device, the layout of a dispatch, and the dispatch itself.
+//! - [`runtime`]: data files, which back end runs a factory, and its total and logs.
 
+pub mod bind;
 pub mod codegen;
 pub mod diagnostics;
 pub mod eval;
 pub mod gpu;
+pub mod ice;
 pub mod ir;
 pub mod runtime;
 pub mod sema;

@@ -6,10 +6,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use lossc::diagnostics::{Diagnostic, Source, Span};
-use lossc::gpu::RowPlacement;
-use lossc::ir::{FactoryTerm, Program};
+use lossc::gpu::{Adapter, RowPlacement};
+use lossc::ir::Program;
 use lossc::runtime::data::{Data, read_data};
-use lossc::runtime::run::{RunOptions, parse_override, run_cpu};
+use lossc::runtime::run::{Overrides, RunOptions, RunResult, parse_override};
+use lossc::runtime::select::{describe_layout, kernel_terms, run_terms};
+use lossc::runtime::{self, RunError};
 
 #[derive(Parser)]
 #[command(name = "lossc", version, about = "A compiler for training losses")]
@@ -128,6 +130,16 @@ enum Rows {
     PerThread,
 }
 
+impl From<Backend> for runtime::Backend {
+    fn from(b: Backend) -> runtime::Backend {
+        match b {
+            Backend::Auto => runtime::Backend::Auto,
+            Backend::Gpu => runtime::Backend::Gpu,
+            Backend::Cpu => runtime::Backend::Cpu,
+        }
+    }
+}
+
 impl From<Rows> for RowPlacement {
     fn from(r: Rows) -> RowPlacement {
         match r {
@@ -210,27 +222,23 @@ fn main() -> ExitCode {
             let Some(program) = load(&files) else {
                 return ExitCode::FAILURE;
             };
-            let result = kernels(&program, losses, factory).and_then(|ks| {
+            let result = (|| -> Result<(), RunError> {
+                let ks = kernel_terms(&program, &losses, factory.as_deref())?;
                 let on = match &data {
                     Some(path) => Some(data_and_overrides(Some(path), &set)?),
                     None => None,
                 };
                 for (name, terms) in ks {
-                    let k = lossc::codegen::compile(&program, &name, &terms)?;
+                    let k = lossc::codegen::compile(&program, &name, &terms)
+                        .map_err(RunError::Compile)?;
                     print_out(&lossc::codegen::explain(&program, &k));
                     if let (Some((data, overrides)), Some(path)) = (&on, &data) {
                         print_out(&layout(&program, &k, data, overrides, path, rows.into()));
                     }
                 }
                 Ok(())
-            });
-            match result {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            })();
+            exit_with(result)
         }
         Command::Run {
             files,
@@ -252,113 +260,39 @@ fn main() -> ExitCode {
                 stage,
                 anneal,
                 rows: rows.into(),
+                backend: backend.into(),
             };
-            match run(
-                &program, losses, factory, data, annealed, opts, set, json, backend,
-            ) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            let result = run_terms(&program, &losses, &annealed, factory.as_deref())
+                .and_then(|(name, terms)| {
+                    let (data, overrides) = data_and_overrides(data.as_deref(), &set)?;
+                    runtime::run(&program, &name, &terms, &data, &overrides, &opts)
+                })
+                .map(|result| print_result(&result, json));
+            exit_with(result)
         }
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run(
-    program: &Program,
-    losses: Vec<String>,
-    factory: Option<String>,
-    data: Option<PathBuf>,
-    annealed: Vec<String>,
-    opts: RunOptions,
-    set: Vec<String>,
-    json: bool,
-    backend: Backend,
-) -> Result<(), Box<dyn std::error::Error>> {
-    for a in &annealed {
-        if !losses.contains(a) {
-            return Err(format!("--annealed names `{a}`, which is not in --losses").into());
-        }
-    }
-    let (kernel_name, terms): (String, Vec<FactoryTerm>) = if !losses.is_empty() {
-        (
-            losses.join("+"),
-            losses
-                .iter()
-                .map(|l| FactoryTerm {
-                    loss: l.clone(),
-                    settings: vec![],
-                    annealed: annealed.contains(l),
-                })
-                .collect(),
-        )
-    } else if let Some(name) = factory {
-        let f = program
-            .factories
-            .iter()
-            .find(|f| f.name == name)
-            .ok_or_else(|| {
-                let known: Vec<&str> = program.factories.iter().map(|f| f.name.as_str()).collect();
-                format!(
-                    "no factory named `{name}` (the files define: {})",
-                    if known.is_empty() {
-                        "none".into()
-                    } else {
-                        known.join(", ")
-                    }
-                )
-            })?;
-        (f.name.clone(), f.terms.clone())
-    } else if program.factories.len() == 1 {
-        (
-            program.factories[0].name.clone(),
-            program.factories[0].terms.clone(),
-        )
-    } else if program.losses.len() == 1 {
-        let l = &program.losses[0];
-        (l.name.clone(), vec![FactoryTerm::plain(l.name.clone())])
-    } else {
-        return Err(
-            "several losses are defined: choose with --losses NAME[,NAME...] or --factory NAME"
-                .into(),
-        );
-    };
-    let (data, overrides) = data_and_overrides(data.as_deref(), &set)?;
-    let gpu = match backend {
-        Backend::Cpu => None,
-        Backend::Gpu => Some(lossc::gpu::gpu()?),
-        Backend::Auto => lossc::gpu::gpu().ok(),
-    };
-    let result = match gpu {
-        None => run_cpu(program, &terms, &data, &overrides, &opts)?,
-        Some(_) => {
-            let (prepared, warnings) =
-                lossc::runtime::run::prepare(program, &terms, &data, &overrides)?;
-            let kernel = lossc::codegen::compile(program, &kernel_name, &terms)?;
-            match lossc::gpu::run_gpu(&kernel, &prepared, &opts) {
-                Ok(mut r) => {
-                    r.warnings = warnings;
-                    r
-                }
-                // llvmpipe's loop budget is a property of the adapter, not of the data:
-                // when the user did not ask for the GPU, the CPU answers instead.
-                Err(e) if backend == Backend::Auto && e.contains("llvmpipe stops any thread") => {
-                    eprintln!("note: {e}; running on the CPU");
-                    run_cpu(program, &terms, &data, &overrides, &opts)?
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    };
+/// Prints a run's warnings and notes on stderr, its result on stdout; writes the kernel
+/// it ran where `LOSSC_DUMP_KERNEL` says (for debugging: the specialised kernel as run).
+fn print_result(result: &RunResult, json: bool) {
     for w in &result.warnings {
         eprintln!("warning: {w}");
     }
+    for n in &result.notes {
+        eprintln!("note: {n}");
+    }
+    if let (Some(path), Some(wgsl)) = (std::env::var_os("LOSSC_DUMP_KERNEL"), &result.kernel) {
+        if let Err(e) = std::fs::write(&path, wgsl) {
+            eprintln!(
+                "warning: LOSSC_DUMP_KERNEL: cannot write {}: {e}",
+                path.display()
+            );
+        }
+    }
     let mut text = String::new();
     if json {
-        text = serde_json::to_string(&result)? + "\n";
+        text = serde_json::to_string(result).expect("a run result serialises") + "\n";
     } else {
         use std::fmt::Write as _;
         let _ = writeln!(text, "total {}", fmt(result.total));
@@ -382,17 +316,24 @@ fn run(
         );
     }
     print_out(&text);
-    Ok(())
+}
+
+/// The exit code of a command, printing its error.
+fn exit_with(result: Result<(), RunError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// The arrays of `--data` (none without it) and the param overrides of `--set`, as `run`
 /// and `explain` read them.
-fn data_and_overrides(
-    path: Option<&std::path::Path>,
-    set: &[String],
-) -> Result<(Data, lossc::runtime::run::Overrides), String> {
+fn data_and_overrides(path: Option<&Path>, set: &[String]) -> Result<(Data, Overrides), RunError> {
     let data = match path {
-        Some(p) => read_data(p).map_err(|e| e.to_string())?,
+        Some(p) => read_data(p)?,
         None => Data::new(),
     };
     let overrides = set
@@ -408,14 +349,14 @@ fn layout(
     program: &Program,
     k: &lossc::codegen::Kernel,
     data: &Data,
-    overrides: &lossc::runtime::run::Overrides,
-    path: &std::path::Path,
+    overrides: &Overrides,
+    path: &Path,
     rows: RowPlacement,
 ) -> String {
     let (adapter, which) = match lossc::gpu::gpu() {
-        Ok(g) => (lossc::gpu::Adapter::of(g), g.describe()),
+        Ok(g) => (Adapter::of(g), g.describe()),
         Err(_) => (
-            lossc::gpu::Adapter::a_gpu(),
+            Adapter::a_gpu(),
             "none found, so as a GPU would".to_string(),
         ),
     };
@@ -424,53 +365,11 @@ fn layout(
         path.display(),
         rows.name()
     );
-    let laid = lossc::runtime::run::prepare(program, &k.terms, data, overrides)
-        .map_err(|e| e.to_string())
-        .and_then(|(prepared, _)| {
-            let bound: Vec<_> = prepared.iter().map(|p| &p.bound).collect();
-            let plan = lossc::gpu::plan::plan(&adapter, k, &bound, rows)?;
-            Ok(lossc::gpu::plan::describe(&plan, k, &bound))
-        });
-    match laid {
+    match describe_layout(program, k, data, overrides, &adapter, rows) {
         Ok(text) => out.push_str(&text),
         Err(e) => out.push_str(&format!("  not laid out: {e}\n")),
     }
     out
-}
-
-/// The kernels a command asks for: one for `--losses`, one for `--factory`, else one per
-/// factory and one per loss.
-fn kernels(
-    program: &Program,
-    losses: Vec<String>,
-    factory: Option<String>,
-) -> Result<Vec<(String, Vec<FactoryTerm>)>, String> {
-    if !losses.is_empty() {
-        return Ok(vec![(
-            losses.join("+"),
-            losses.iter().map(FactoryTerm::plain).collect(),
-        )]);
-    }
-    if let Some(name) = factory {
-        let f = program
-            .factories
-            .iter()
-            .find(|f| f.name == name)
-            .ok_or_else(|| format!("no factory named `{name}`"))?;
-        return Ok(vec![(f.name.clone(), f.terms.clone())]);
-    }
-    let mut out: Vec<_> = program
-        .factories
-        .iter()
-        .map(|f| (f.name.clone(), f.terms.clone()))
-        .collect();
-    out.extend(
-        program
-            .losses
-            .iter()
-            .map(|l| (l.name.clone(), vec![FactoryTerm::plain(&l.name)])),
-    );
-    Ok(out)
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -504,7 +403,7 @@ fn compile(
         TargetArg::Glsl => Target::Glsl,
     };
     std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
-    for (name, terms) in kernels(program, losses, factory)? {
+    for (name, terms) in kernel_terms(program, &losses, factory.as_deref())? {
         let k = lossc::codegen::compile(program, &name, &terms)?;
         let code = lossc::codegen::validate::translate(&k.validated, &k.wgsl, target)?;
         let path = out.join(format!("{name}.{}", target.extension()));

@@ -22,7 +22,7 @@ use proptest::test_runner::RngSeed;
 
 use lossc::diagnostics::Source;
 use lossc::ir::FactoryTerm;
-use lossc::runtime::data::{Array, DType, DataValue};
+use lossc::runtime::data::{Array, DataValue};
 use lossc::runtime::run::{RunOptions, run_cpu};
 
 fn config(cases: u32, seed: u64) -> ProptestConfig {
@@ -301,7 +301,6 @@ fn tiny_data() -> BTreeMap<String, DataValue> {
         DataValue::Array(Array {
             shape: vec![3],
             data: vec![0.0, 1.0, f64::NAN],
-            dtype: DType::Float,
         }),
     );
     let x = vec![0.5, -1.0, 2.0, f64::NAN, 3.0, 0.25];
@@ -310,7 +309,6 @@ fn tiny_data() -> BTreeMap<String, DataValue> {
         DataValue::Array(Array {
             shape: vec![3, 2],
             data: x,
-            dtype: DType::Float,
         }),
     );
     data.insert(
@@ -318,7 +316,6 @@ fn tiny_data() -> BTreeMap<String, DataValue> {
         DataValue::Array(Array {
             shape: vec![3],
             data: vec![1.0, f64::NAN, -2.0],
-            dtype: DType::Float,
         }),
     );
     data
@@ -562,11 +559,7 @@ fn array(shape: Vec<usize>, values: &[f64], index: bool) -> DataValue {
             }
         })
         .collect();
-    DataValue::Array(Array {
-        shape,
-        data,
-        dtype: if index { DType::Int } else { DType::Float },
-    })
+    DataValue::Array(Array { shape, data })
 }
 
 #[test]

@@ -5,8 +5,9 @@
 mod common;
 
 use lossc::diagnostics::Source;
-use lossc::gpu::RowPlacement;
+use lossc::gpu::{GpuError, PlanError, RowPlacement};
 use lossc::ir::{FactoryTerm, Program};
+use lossc::runtime::RunError;
 use lossc::runtime::data::{Data, parse_json_data};
 use lossc::runtime::run::{RunOptions, prepare, run_cpu};
 
@@ -57,10 +58,13 @@ fn twenty_runs_of_a_factory_are_bit_identical() {
     let kernel = lossc::codegen::compile(&program, &f.name, &f.terms).unwrap();
     let (prepared, _) = prepare(&program, &f.terms, &data, &vec![]).unwrap();
     let first =
-        serde_json::to_string(&lossc::gpu::run_gpu(&kernel, &prepared, &opts).unwrap()).unwrap();
-    for _ in 1..20 {
-        let again = serde_json::to_string(&lossc::gpu::run_gpu(&kernel, &prepared, &opts).unwrap())
+        serde_json::to_string(&lossc::runtime::run::run_gpu(&kernel, &prepared, &opts).unwrap())
             .unwrap();
+    for _ in 1..20 {
+        let again = serde_json::to_string(
+            &lossc::runtime::run::run_gpu(&kernel, &prepared, &opts).unwrap(),
+        )
+        .unwrap();
         assert_eq!(first, again);
     }
     // One set of buffers dispatched 20 times: the kernel must restore its own
@@ -71,7 +75,7 @@ fn twenty_runs_of_a_factory_are_bit_identical() {
         .iter()
         .map(|p| if p.annealed { 0.3 } else { 1.0 })
         .collect();
-    let d = lossc::gpu::Dispatch::new(gpu, &kernel, &bound, &anneal).unwrap();
+    let d = lossc::gpu::Dispatch::new(gpu, &kernel, &bound, &anneal, &Default::default()).unwrap();
     let (out0, n) = d.run(gpu).unwrap();
     assert_eq!(n, 1);
     for _ in 1..20 {
@@ -244,11 +248,13 @@ fn random_programs_and_shapes_agree_with_the_cpu_evaluator() {
         let cpu = run_cpu(&program, &terms, &data, &vec![], &opts).unwrap();
         let kernel = lossc::codegen::compile(&program, "random", &terms).unwrap();
         let (prepared, _) = prepare(&program, &terms, &data, &vec![]).unwrap();
-        let gpu = match lossc::gpu::run_gpu(&kernel, &prepared, &opts) {
+        let gpu = match lossc::runtime::run::run_gpu(&kernel, &prepared, &opts) {
             Ok(g) => g,
             // The one refusal allowed: a median over thousands of values would exceed
             // llvmpipe's per-thread loop budget (see lossc::gpu::LLVMPIPE_LOOP_LIMIT).
-            Err(e) if e.contains("llvmpipe stops any thread") && text.contains("median") => {
+            Err(RunError::Gpu(GpuError::Plan(PlanError::LoopBudget { .. })))
+                if text.contains("median") =>
+            {
                 refused += 1;
                 continue;
             }
@@ -263,27 +269,45 @@ fn random_programs_and_shapes_agree_with_the_cpu_evaluator() {
         }
         let dev = lossc::gpu::gpu().unwrap();
         let bound: Vec<_> = prepared.iter().map(|p| &p.bound).collect();
-        let mut compare = |what: &str, run: Result<(Vec<f32>, u32), String>| match run {
+        let mut compare = |what: &str, run: Result<(Vec<f32>, u32), GpuError>| match run {
             Ok((out, _)) if close(out[0], c.loss) => {}
             Ok((out, _)) => failures.push(format!(
                 "case {case} ({n}x{m}): {what} {} vs cpu {}\n{text}",
                 out[0], c.loss
             )),
-            Err(e) if e.contains("llvmpipe stops any thread") => {}
+            Err(GpuError::Plan(PlanError::LoopBudget { .. })) => {}
             Err(e) => failures.push(format!("case {case}: {what}: {e}")),
         };
         // Both row placements, whichever the adapter would choose: each has its own code
         // (cooperative tables and a strided element stream, or serial per-thread loops).
         for placement in [RowPlacement::Shared, RowPlacement::PerThread] {
-            let run = lossc::gpu::Dispatch::with_placement(dev, &kernel, &bound, &[1.0], placement)
-                .and_then(|d| d.run(dev));
+            let run = lossc::gpu::Dispatch::new(
+                dev,
+                &kernel,
+                &bound,
+                &[1.0],
+                &lossc::gpu::DispatchOptions {
+                    placement,
+                    ..Default::default()
+                },
+            )
+            .and_then(|d| d.run(dev));
             compare(&format!("{placement:?}"), run);
         }
         // The generic kernel (as `lossc compile` writes it, sizes read from the
         // parameter block) must compute the same numbers as the specialised one.
         if case % 2 == 1 {
-            let run = lossc::gpu::Dispatch::generic(dev, &kernel, &bound, &[1.0])
-                .and_then(|d| d.run(dev));
+            let run = lossc::gpu::Dispatch::new(
+                dev,
+                &kernel,
+                &bound,
+                &[1.0],
+                &lossc::gpu::DispatchOptions {
+                    form: lossc::gpu::KernelForm::Generic,
+                    ..Default::default()
+                },
+            )
+            .and_then(|d| d.run(dev));
             compare("generic kernel", run);
         }
         // The unfused baseline of the benchmark must compute the same numbers. (Its
@@ -387,7 +411,7 @@ fn inputs_already_on_the_gpu_are_used_without_a_host_copy() {
     let (prepared, _) = prepare(&program, &f.terms, &data, &vec![]).unwrap();
     let bound: Vec<_> = prepared.iter().map(|p| &p.bound).collect();
     let ones = vec![1.0f32; bound.len()];
-    let (host, _) = lossc::gpu::Dispatch::new(gpu, &kernel, &bound, &ones)
+    let (host, _) = lossc::gpu::Dispatch::new(gpu, &kernel, &bound, &ones, &Default::default())
         .unwrap()
         .run(gpu)
         .unwrap();
@@ -431,8 +455,17 @@ fn inputs_already_on_the_gpu_are_used_without_a_host_copy() {
     let bound: Vec<_> = prepared.iter().map(|p| &p.bound).collect();
     let device_inputs: Vec<(&str, &wgpu::Buffer)> =
         inputs.iter().copied().zip(buffers.iter()).collect();
-    let d = lossc::gpu::Dispatch::with_device_inputs(gpu, &kernel, &bound, &ones, &device_inputs)
-        .unwrap();
+    let d = lossc::gpu::Dispatch::new(
+        gpu,
+        &kernel,
+        &bound,
+        &ones,
+        &lossc::gpu::DispatchOptions {
+            device_inputs: &device_inputs,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let (dev, n) = d.run(gpu).unwrap();
     assert_eq!(n, 1);
     assert_eq!(
@@ -523,10 +556,18 @@ fn a_table_equal_up_to_renaming_is_built_once_and_read_correctly() {
             let (prepared, _) = prepare(&program, &terms, &data, &vec![]).unwrap();
             let bound: Vec<_> = prepared.iter().map(|p| &p.bound).collect();
             for placement in [RowPlacement::Shared, RowPlacement::PerThread] {
-                let (out, _) =
-                    lossc::gpu::Dispatch::with_placement(dev, &kernel, &bound, &[1.0], placement)
-                        .and_then(|d| d.run(dev))
-                        .unwrap();
+                let (out, _) = lossc::gpu::Dispatch::new(
+                    dev,
+                    &kernel,
+                    &bound,
+                    &[1.0],
+                    &lossc::gpu::DispatchOptions {
+                        placement,
+                        ..Default::default()
+                    },
+                )
+                .and_then(|d| d.run(dev))
+                .unwrap();
                 let want = cpu.losses[0].1.loss;
                 assert!(
                     close(out[0], want),
@@ -577,16 +618,21 @@ fn an_input_over_the_binding_size_is_a_clear_error() {
         lossc::runtime::data::DataValue::Array(lossc::runtime::data::Array {
             shape: vec![600_000],
             data: vec![0.5; 600_000],
-            dtype: lossc::runtime::data::DType::Float,
         }),
     );
     let kernel = lossc::codegen::compile(&program, "big", &terms).unwrap();
     let (prepared, _) = prepare(&program, &terms, &data, &vec![]).unwrap();
     let bound: Vec<_> = prepared.iter().map(|p| &p.bound).collect();
-    let err = match lossc::gpu::Dispatch::new(&small, &kernel, &bound, &[1.0]) {
+    let err = match lossc::gpu::Dispatch::new(&small, &kernel, &bound, &[1.0], &Default::default())
+    {
         Ok(_) => panic!("a 2.4 MB input was accepted by a device that binds 1 MiB"),
         Err(e) => e,
     };
+    assert!(
+        matches!(&err, GpuError::ArenaTooLarge { largest: Some((name, _, 2_400_000)), .. } if name == "x"),
+        "{err}"
+    );
+    let err = err.to_string();
     assert!(
         err.contains("take 2400000 bytes")
             && err.contains("`x` of shape [600000]")
@@ -596,7 +642,7 @@ fn an_input_over_the_binding_size_is_a_clear_error() {
     );
     // The same data on the shared device (which binds far more) runs.
     let dev = lossc::gpu::gpu().unwrap();
-    let (out, _) = lossc::gpu::Dispatch::new(dev, &kernel, &bound, &[1.0])
+    let (out, _) = lossc::gpu::Dispatch::new(dev, &kernel, &bound, &[1.0], &Default::default())
         .and_then(|d| d.run(dev))
         .unwrap();
     assert_eq!(out[0], 0.25);
@@ -619,20 +665,47 @@ fn rows_per_thread_over_the_llvmpipe_budget_suggest_shared_rows() {
     let (prepared, _) = prepare(&program, &terms, &data, &vec![]).unwrap();
     let bound: Vec<_> = prepared.iter().map(|p| &p.bound).collect();
     let dev = lossc::gpu::gpu().unwrap();
-    let per_thread =
-        lossc::gpu::Dispatch::with_placement(dev, &kernel, &bound, &[1.0], RowPlacement::PerThread);
+    let per_thread = lossc::gpu::Dispatch::new(
+        dev,
+        &kernel,
+        &bound,
+        &[1.0],
+        &lossc::gpu::DispatchOptions {
+            placement: RowPlacement::PerThread,
+            ..Default::default()
+        },
+    );
     if dev.is_llvmpipe() {
         let err = per_thread.err().expect("refused on llvmpipe");
+        assert!(
+            matches!(
+                err,
+                GpuError::Plan(PlanError::LoopBudget {
+                    shared_would_fit: true,
+                    ..
+                })
+            ),
+            "{err}"
+        );
+        let err = err.to_string();
         assert!(
             err.contains("loop iterations") && err.contains("--rows shared"),
             "{err}"
         );
     }
     for placement in [RowPlacement::Shared, RowPlacement::Auto] {
-        let (out, _) =
-            lossc::gpu::Dispatch::with_placement(dev, &kernel, &bound, &[1.0], placement)
-                .and_then(|d| d.run(dev))
-                .unwrap();
+        let (out, _) = lossc::gpu::Dispatch::new(
+            dev,
+            &kernel,
+            &bound,
+            &[1.0],
+            &lossc::gpu::DispatchOptions {
+                placement,
+                ..Default::default()
+            },
+        )
+        .and_then(|d| d.run(dev))
+        .unwrap();
         assert!(
             close(out[0], cpu.losses[0].1.loss),
             "{placement:?}: {} vs {}",

@@ -71,7 +71,7 @@ fn check_factory(program: &Program, name: &str, data_json: &str, expected_total:
     let cpu = run_cpu(program, &f.terms, &data, &vec![], &opts).unwrap();
     let k = codegen::compile(program, name, &f.terms).unwrap();
     let (prepared, _) = prepare(program, &f.terms, &data, &vec![]).unwrap();
-    let gpu = lossc::gpu::run_gpu(&k, &prepared, &opts).unwrap();
+    let gpu = lossc::runtime::run::run_gpu(&k, &prepared, &opts).unwrap();
     assert_eq!(gpu.dispatches, 1);
     // The snapshotted (generic) kernel itself, its parameter block filled as a host
     // following the manifest fills it.
@@ -81,10 +81,19 @@ fn check_factory(program: &Program, name: &str, data_json: &str, expected_total:
         .iter()
         .map(|p| if p.annealed { opts.anneal } else { 1.0 })
         .collect();
-    let (generic, _) = lossc::gpu::Dispatch::generic(dev, &k, &bound, &anneal)
-        .unwrap()
-        .run(dev)
-        .unwrap();
+    let (generic, _) = lossc::gpu::Dispatch::new(
+        dev,
+        &k,
+        &bound,
+        &anneal,
+        &lossc::gpu::DispatchOptions {
+            form: lossc::gpu::KernelForm::Generic,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+    .run(dev)
+    .unwrap();
     let total = generic[3 * prepared.len()];
     assert!(
         (total - expected_total).abs() <= 1e-5 * expected_total.abs(),

@@ -5,37 +5,40 @@
 //! and every sum is a pairwise sum in f32 in row-major order of its indices.
 
 use std::collections::HashMap;
-use std::fmt;
 
 use petgraph::algo::toposort;
 use petgraph::stable_graph::NodeIndex;
 
-use crate::ir::passes::ranges::shape_of;
+use crate::bind::{Bound, LossValue};
+use crate::ice::InternalError;
 use crate::ir::{
     IndexExpr, IndexId, IndexTerm, LossIr, MaskMode, Op, ReduceFn, ReduceMode, Tensor, operands,
     scalar,
 };
-use crate::runtime::bind::Bound;
 
-/// An error while evaluating (an out-of-range gather, for instance).
-#[derive(Clone, Debug, PartialEq)]
-pub struct EvalError(pub String);
-
-impl fmt::Display for EvalError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for EvalError {}
-
-/// A loss's value and weight.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct LossValue {
-    /// The reduced (unweighted) loss.
-    pub loss: f32,
-    /// The weight.
-    pub weight: f32,
+/// An error while evaluating.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum EvalError {
+    /// A read through a gather (an `index` param's value) leaves its axis.
+    #[error(
+        "loss `{loss}`: index {index} is out of range for axis {axis} of `{tensor}` (size {size}), at `{tensor}[{subscript}]`"
+    )]
+    OutOfRange {
+        loss: String,
+        index: i64,
+        axis: usize,
+        tensor: String,
+        size: usize,
+        subscript: String,
+    },
+    /// An input bound by shape alone (its data in a GPU buffer) was read on the CPU.
+    #[error(
+        "loss `{loss}`: an input bound by shape alone (its data on a GPU) cannot be read on the CPU"
+    )]
+    NoHostData { loss: String },
+    /// A broken invariant of the IR.
+    #[error(transparent)]
+    Internal(#[from] InternalError),
 }
 
 /// A reduction's result over all values of its free indices.
@@ -60,7 +63,7 @@ struct Evaluator<'a, 'b> {
 pub fn evaluate(b: &Bound) -> Result<LossValue, EvalError> {
     let ir = b.ir;
     let order = toposort(&ir.graph, None)
-        .map_err(|_| EvalError("the IR has a cycle (a compiler bug)".into()))?;
+        .map_err(|_| InternalError::in_loss(&ir.name, None, "the IR has a cycle"))?;
     let args = order
         .iter()
         .map(|n| (*n, operands(&ir.graph, *n)))
@@ -278,18 +281,19 @@ impl Evaluator<'_, '_> {
     fn read(&self, t: Tensor, idx: &[IndexExpr], env: &[i64]) -> Result<f32, EvalError> {
         let data = match t {
             Tensor::Input(i) => self.b.inputs[i].as_ref().ok_or_else(|| {
-                EvalError(format!(
-                    "loss `{}`: input `{}` is absent",
-                    self.ir.name, self.ir.inputs[i].name
-                ))
+                // The stage reading it is skipped when an optional input is absent.
+                InternalError::in_loss(
+                    &self.ir.name,
+                    None,
+                    format!("input `{}` is absent but read", self.ir.inputs[i].name),
+                )
             })?,
             Tensor::Param(p) => &self.b.params[p],
         };
         if data.data.is_empty() && data.shape.iter().product::<usize>() > 0 {
-            return Err(EvalError(format!(
-                "loss `{}`: an input bound by shape alone (its data on a GPU) cannot be read on the CPU",
-                self.ir.name
-            )));
+            return Err(EvalError::NoHostData {
+                loss: self.ir.name.clone(),
+            });
         }
         let mut at = 0usize;
         for (axis, (e, n)) in idx.iter().zip(&data.shape).enumerate() {
@@ -299,16 +303,18 @@ impl Evaluator<'_, '_> {
                     Tensor::Input(i) => &self.ir.inputs[i].name,
                     Tensor::Param(p) => &self.ir.params[p].name,
                 };
-                let _ = shape_of;
-                return Err(EvalError(format!(
-                    "loss `{}`: index {i} is out of range for axis {axis} of `{name}` (size {n}), at `{}[{}]`",
-                    self.ir.name,
-                    name,
-                    idx.iter()
+                return Err(EvalError::OutOfRange {
+                    loss: self.ir.name.clone(),
+                    index: i,
+                    axis,
+                    tensor: name.clone(),
+                    size: *n,
+                    subscript: idx
+                        .iter()
                         .map(|x| self.ir.show_index(x))
                         .collect::<Vec<_>>()
-                        .join(", ")
-                )));
+                        .join(", "),
+                });
             }
             at = at * n + i as usize;
         }

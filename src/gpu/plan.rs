@@ -6,12 +6,14 @@
 
 use std::collections::HashMap;
 
+use petgraph::stable_graph::NodeIndex;
+
+use super::{Gpu, PlanError};
+use crate::bind::Bound;
 use crate::codegen::Kernel;
 use crate::codegen::emit::{CHUNK, WORKGROUP};
-use crate::ir::{IndexId, extent};
-use crate::runtime::bind::Bound;
-
-use super::Gpu;
+use crate::codegen::schedule::{Hoisted, LossSchedule};
+use crate::ir::{IndexId, LossIr, Op, ReduceFn, extent, operands};
 
 /// What the layout needs to know about an adapter.
 #[derive(Clone, Copy, Debug)]
@@ -69,7 +71,7 @@ pub fn plan(
     kernel: &Kernel,
     bound: &[&Bound],
     placement: RowPlacement,
-) -> Result<Plan, String> {
+) -> Result<Plan, PlanError> {
     // Work counts per loss.
     let mut rows = Vec::new();
     let mut elems = Vec::new();
@@ -133,16 +135,12 @@ pub fn plan(
             }
         }
         if worst > LLVMPIPE_LOOP_LIMIT {
-            // With rows one per thread by request, shared rows may still fit.
-            let shared = if placement == RowPlacement::PerThread {
-                ", or --rows shared"
-            } else {
-                ""
-            };
-            return Err(format!(
-                "this run needs up to {worst} loop iterations per GPU thread, and Mesa's llvmpipe stops any thread \
-                 after {LLVMPIPE_LOOP_LIMIT}, which would give wrong numbers; use --backend cpu (or a real GPU){shared}"
-            ));
+            return Err(PlanError::LoopBudget {
+                needed: worst,
+                limit: LLVMPIPE_LOOP_LIMIT,
+                // With rows one per thread by request, shared rows may still fit.
+                shared_would_fit: placement == RowPlacement::PerThread,
+            });
         }
     }
     Ok(Plan {
@@ -163,31 +161,22 @@ pub const LLVMPIPE_LOOP_LIMIT: u64 = 65_535;
 
 /// Loop iterations of the inline reductions evaluated for one evaluation of `n`.
 fn inline_iterations(
-    ir: &crate::ir::LossIr,
-    sched: &crate::codegen::schedule::LossSchedule,
+    ir: &LossIr,
+    sched: &LossSchedule,
     ranges: &[(i64, i64)],
-    n: petgraph::stable_graph::NodeIndex,
-    memo: &mut HashMap<petgraph::stable_graph::NodeIndex, u64>,
+    n: NodeIndex,
+    memo: &mut HashMap<NodeIndex, u64>,
 ) -> u64 {
     if let Some(v) = memo.get(&n) {
         return *v;
     }
-    let args = crate::ir::operands(&ir.graph, n);
+    let args = operands(&ir.graph, n);
     let v = match &ir.graph[n].op {
-        crate::ir::Op::Reduce(kind, bound) if sched.hoisted_index(n).is_none() => {
-            let count = bound
-                .iter()
-                .map(|v| extent(ranges[*v]) as u64)
-                .fold(1u64, u64::saturating_mul);
+        Op::Reduce(kind, bound) if sched.hoisted_index(n).is_none() => {
             let body = 1u64.saturating_add(inline_iterations(ir, sched, ranges, args[0], memo));
-            let once = count.saturating_mul(body);
-            if *kind == crate::ir::ReduceFn::Median {
-                once.saturating_add(count.saturating_mul(once))
-            } else {
-                once
-            }
+            reduction_iterations(*kind, values_of(bound, ranges), body)
         }
-        crate::ir::Op::Reduce(..) => 0,
+        Op::Reduce(..) => 0,
         _ => args
             .iter()
             .map(|a| inline_iterations(ir, sched, ranges, *a, memo))
@@ -195,6 +184,34 @@ fn inline_iterations(
     };
     memo.insert(n, v);
     v
+}
+
+/// Loop iterations of one reduction over `count` values whose body costs `body`
+/// iterations each, done by one thread: one pass, and for a median a second pass per
+/// value (the rank count).
+fn reduction_iterations(kind: ReduceFn, count: u64, body: u64) -> u64 {
+    let once = count.saturating_mul(body);
+    if kind == ReduceFn::Median {
+        once.saturating_add(count.saturating_mul(once))
+    } else {
+        once
+    }
+}
+
+/// Loop iterations of one element of a loss: 1, plus the inline reductions of its
+/// per-element roots (`compute`, each mask's condition, `rectify`).
+fn element_iterations(
+    ir: &LossIr,
+    sched: &LossSchedule,
+    ranges: &[(i64, i64)],
+    memo: &mut HashMap<NodeIndex, u64>,
+) -> u64 {
+    let mut roots = vec![ir.compute];
+    roots.extend(ir.masks.iter().map(|m| m.cond));
+    roots.extend(ir.rectify);
+    roots.iter().fold(1u64, |acc, r| {
+        acc.saturating_add(inline_iterations(ir, sched, ranges, *r, memo))
+    })
 }
 
 /// At most this many elements per row for one thread to take a whole row on a GPU.
@@ -282,7 +299,7 @@ impl WorkPlan {
         rows: &[i64],
         chunks_per_row: &[i64],
         max_workgroups: i64,
-    ) -> Result<WorkPlan, String> {
+    ) -> Result<WorkPlan, PlanError> {
         let wg = WORKGROUP as i64;
         // Rows per item in that mode: whole SIMD groups of 8 (on CPUs), at most a
         // workgroup, and otherwise enough items (16) to spread over many cores.
@@ -310,7 +327,7 @@ impl WorkPlan {
         }
         let total_items = *base.last().unwrap_or(&0);
         if total_items > (i32::MAX as i64 - 4) / 2 {
-            return Err("the problem is too large for one kernel".into());
+            return Err(PlanError::TooManyItems);
         }
         Ok(WorkPlan {
             per_thread,
@@ -325,8 +342,7 @@ impl WorkPlan {
 
 /// The loop iterations of one row done by one thread: its hoisted tables serially, then
 /// its elements.
-fn serial_row_cost(b: &Bound, s: &crate::codegen::schedule::LossSchedule) -> u64 {
-    let ir = b.ir;
+fn serial_row_cost(b: &Bound, s: &LossSchedule) -> u64 {
     let mut memo = HashMap::new();
     let mut cost = 0u64;
     for h in &s.hoisted {
@@ -334,23 +350,10 @@ fn serial_row_cost(b: &Bound, s: &crate::codegen::schedule::LossSchedule) -> u64
         let Some((t, x, body, kind)) = table_sizes(b, s, h, &mut memo) else {
             continue;
         };
-        let once = x.saturating_mul(body);
-        let entry = if kind == crate::ir::ReduceFn::Median {
-            once.saturating_add(x.saturating_mul(once))
-        } else {
-            once
-        };
-        cost = cost.saturating_add(t.saturating_mul(entry));
+        cost = cost.saturating_add(t.saturating_mul(reduction_iterations(kind, x, body)));
     }
     let elems: u64 = values_of(&s.elem_vars, &b.ranges);
-    let mut per_elem =
-        1u64.saturating_add(inline_iterations(ir, s, &b.ranges, ir.compute, &mut memo));
-    for m in &ir.masks {
-        per_elem = per_elem.saturating_add(inline_iterations(ir, s, &b.ranges, m.cond, &mut memo));
-    }
-    if let Some(r) = ir.rectify {
-        per_elem = per_elem.saturating_add(inline_iterations(ir, s, &b.ranges, r, &mut memo));
-    }
+    let per_elem = element_iterations(b.ir, s, &b.ranges, &mut memo);
     cost.saturating_add(elems.saturating_mul(per_elem))
 }
 
@@ -364,7 +367,7 @@ fn iterations_per_invocation(
     workgroups: i64,
 ) -> u64 {
     const TREE: u64 = 16; // the loops of one workgroup reduction (two levels of 8)
-    let wg = crate::codegen::emit::WORKGROUP as u64;
+    let wg = WORKGROUP as u64;
     let per_thread = |n: u64| n.div_ceil(wg);
     let mut worst_item = 0u64;
     let mut finish = 0u64;
@@ -384,7 +387,7 @@ fn iterations_per_invocation(
             let Some((t, x, body, kind)) = table_sizes(b, s, h, &mut memo) else {
                 continue;
             };
-            let median = kind == crate::ir::ReduceFn::Median;
+            let median = kind == ReduceFn::Median;
             let per = if median {
                 per_thread(x)
                     .saturating_mul(body.saturating_add(x.saturating_mul(body)))
@@ -396,15 +399,7 @@ fn iterations_per_invocation(
             item = item.saturating_add(cost);
         }
         let elems: u64 = values_of(&s.elem_vars, &b.ranges);
-        let mut per_elem =
-            1u64.saturating_add(inline_iterations(ir, s, &b.ranges, ir.compute, &mut memo));
-        for m in &ir.masks {
-            per_elem =
-                per_elem.saturating_add(inline_iterations(ir, s, &b.ranges, m.cond, &mut memo));
-        }
-        if let Some(r) = ir.rectify {
-            per_elem = per_elem.saturating_add(inline_iterations(ir, s, &b.ranges, r, &mut memo));
-        }
+        let per_elem = element_iterations(ir, s, &b.ranges, &mut memo);
         item = item
             .saturating_add(per_thread(elems.min(CHUNK as u64)).saturating_mul(per_elem))
             .saturating_add(2 * TREE);
@@ -430,17 +425,17 @@ fn iterations_per_invocation(
 /// is not built (one that reads an earlier, equal table).
 fn table_sizes(
     b: &Bound,
-    s: &crate::codegen::schedule::LossSchedule,
-    h: &crate::codegen::schedule::Hoisted,
-    memo: &mut HashMap<petgraph::stable_graph::NodeIndex, u64>,
-) -> Option<(u64, u64, u64, crate::ir::ReduceFn)> {
-    let crate::ir::Op::Reduce(kind, over) = &b.ir.graph[h.node].op else {
+    s: &LossSchedule,
+    h: &Hoisted,
+    memo: &mut HashMap<NodeIndex, u64>,
+) -> Option<(u64, u64, u64, ReduceFn)> {
+    let Op::Reduce(kind, over) = &b.ir.graph[h.node].op else {
         return None;
     };
     if h.same_as.is_some() {
         return None;
     }
-    let body = crate::ir::operands(&b.ir.graph, h.node)[0];
+    let body = operands(&b.ir.graph, h.node)[0];
     let once = 1u64.saturating_add(inline_iterations(b.ir, s, &b.ranges, body, memo));
     Some((
         values_of(&h.table_vars, &b.ranges),
@@ -458,11 +453,11 @@ fn values_of(vars: &[IndexId], ranges: &[(i64, i64)]) -> u64 {
 }
 
 /// A product of sizes, refused past what the kernel's 32-bit indices hold.
-pub fn product(vals: impl IntoIterator<Item = i64>) -> Result<i64, String> {
+pub fn product(vals: impl IntoIterator<Item = i64>) -> Result<i64, PlanError> {
     vals.into_iter()
         .try_fold(1i64, |a, b| a.checked_mul(b))
         .filter(|v| *v <= i32::MAX as i64)
-        .ok_or_else(|| "the problem is too large for one kernel (over 2^31 elements)".to_string())
+        .ok_or(PlanError::TooManyElements)
 }
 
 /// The layout in words (`lossc explain --data`): per loss its rows, elements, placement

@@ -11,13 +11,13 @@ use petgraph::stable_graph::NodeIndex;
 use wgpu::util::DeviceExt;
 
 use super::Gpu;
+use crate::bind::Bound;
 use crate::codegen::emit::{binary_wgsl, f32_lit, unary_wgsl};
 use crate::codegen::writer::Writer;
 use crate::ir::{
     BinaryFn, IndexExpr, IndexId, IndexTerm, LossIr, MaskMode, Op, ParamKind, ReduceFn, ReduceMode,
     Tensor, UnaryFn, extent, operands,
 };
-use crate::runtime::bind::Bound;
 
 const PRELUDE: &str = include_str!("../../shaders/prelude.wgsl");
 const WG: u32 = 64;
@@ -593,7 +593,7 @@ impl UnfusedPlan {
         }
         enc.copy_buffer_to_buffer(&self.out, 0, &self.staging, 0, None);
         gpu.queue.submit([enc.finish()]);
-        let v = super::read_back(gpu, &self.staging)?;
+        let v = super::dispatch::read_back(gpu, &self.staging).map_err(|e| e.to_string())?;
         debug_assert_eq!(v.len(), 3 * self.n_losses + 1);
         Ok(v)
     }

@@ -3,65 +3,67 @@
 //! of numbers, or strings.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::Path;
 
 use serde_json::Value as Json;
+use thiserror::Error;
 
-/// The element type an array was stored with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DType {
-    /// Floating point (f32/f64 in `.npz`; every JSON number).
-    Float,
-    /// Integers or booleans.
-    Int,
-}
-
-/// A dense row-major array; values are kept as f64 until bound.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Array {
-    /// Its shape (empty for a scalar).
-    pub shape: Vec<usize>,
-    /// Its elements, row-major.
-    pub data: Vec<f64>,
-    /// How it was stored.
-    pub dtype: DType,
-}
-
-impl Array {
-    /// A scalar.
-    pub fn scalar(v: f64) -> Array {
-        Array {
-            shape: vec![],
-            data: vec![v],
-            dtype: DType::Float,
-        }
-    }
-}
-
-/// One named value of a data file.
-#[derive(Clone, Debug, PartialEq)]
-pub enum DataValue {
-    /// An array (or a scalar, of shape `[]`).
-    Array(Array),
-    /// A string (an enum param's value).
-    Str(String),
-}
+pub use crate::bind::value::{Array, DataValue};
 
 /// Named values, as read from a file.
 pub type Data = BTreeMap<String, DataValue>;
 
-/// A data file that could not be read.
-#[derive(Debug)]
-pub struct DataError(pub String);
-
-impl fmt::Display for DataError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
+/// A data file, or a value in it, that could not be read.
+#[derive(Debug, Error)]
+pub enum DataError {
+    /// The file could not be opened or read.
+    #[error("cannot read {path}: {reason}")]
+    Io { path: String, reason: String },
+    /// The file is not JSON.
+    #[error("invalid JSON: {0}")]
+    InvalidJson(String),
+    /// The JSON is not an object of named values.
+    #[error("the data must be a JSON object mapping names to values")]
+    NotAnObject,
+    /// The value of one key is malformed.
+    #[error("`{key}`: {source}")]
+    Key {
+        key: String,
+        #[source]
+        source: Box<DataError>,
+    },
+    /// An error inside a file, prefixed with the file's path.
+    #[error("{path}: {source}")]
+    InFile {
+        path: String,
+        #[source]
+        source: Box<DataError>,
+    },
+    /// An error in one array of an `.npz` file.
+    #[error("{path}: array `{name}`: {source}")]
+    InArray {
+        path: String,
+        name: String,
+        #[source]
+        source: Box<DataError>,
+    },
+    /// An `.npz` entry listed but absent.
+    #[error("{name}: missing")]
+    Missing { name: String },
+    /// A value whose structure is wrong (a ragged list, a shape that does not match).
+    #[error("{0}")]
+    Malformed(String),
+    /// A value of a kind lossc does not read (a dtype, a memory order).
+    #[error("{0}")]
+    Unsupported(String),
+    /// A `--set name=value` argument that cannot be read.
+    #[error("`--set {arg}`: {reason}")]
+    Set { arg: String, reason: String },
 }
 
-impl std::error::Error for DataError {}
+fn malformed(m: impl Into<String>) -> DataError {
+    DataError::Malformed(m.into())
+}
 
 /// Reads `.npz` (by extension) or JSON.
 pub fn read_data(path: &Path) -> Result<Data, DataError> {
@@ -71,20 +73,23 @@ pub fn read_data(path: &Path) -> Result<Data, DataError> {
     {
         read_npz(path)
     } else {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| DataError(format!("cannot read {}: {e}", path.display())))?;
-        parse_json_data(&text).map_err(|e| DataError(format!("{}: {}", path.display(), e.0)))
+        let text = std::fs::read_to_string(path).map_err(|e| DataError::Io {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        parse_json_data(&text).map_err(|e| DataError::InFile {
+            path: path.display().to_string(),
+            source: Box::new(e),
+        })
     }
 }
 
 /// Parses a JSON data object.
 pub fn parse_json_data(text: &str) -> Result<Data, DataError> {
     let json: Json =
-        serde_json::from_str(text).map_err(|e| DataError(format!("invalid JSON: {e}")))?;
+        serde_json::from_str(text).map_err(|e| DataError::InvalidJson(e.to_string()))?;
     let Json::Object(map) = json else {
-        return Err(DataError(
-            "the data must be a JSON object mapping names to values".into(),
-        ));
+        return Err(DataError::NotAnObject);
     };
     let mut out = Data::new();
     for (k, v) in map {
@@ -93,7 +98,10 @@ pub fn parse_json_data(text: &str) -> Result<Data, DataError> {
         }
         out.insert(
             k.clone(),
-            json_value(&v).map_err(|e| DataError(format!("`{k}`: {}", e.0)))?,
+            json_value(&v).map_err(|e| DataError::Key {
+                key: k.clone(),
+                source: Box::new(e),
+            })?,
         );
     }
     Ok(out)
@@ -107,12 +115,12 @@ pub fn json_value(v: &Json) -> Result<DataValue, DataError> {
             let shape: Vec<usize> = o
                 .get("shape")
                 .and_then(Json::as_array)
-                .ok_or_else(|| DataError("a tensor object needs \"shape\": [...]".into()))?
+                .ok_or_else(|| malformed("a tensor object needs \"shape\": [...]"))?
                 .iter()
                 .map(|d| {
                     d.as_u64()
                         .map(|d| d as usize)
-                        .ok_or_else(|| DataError("a shape holds whole numbers".into()))
+                        .ok_or_else(|| malformed("a shape holds whole numbers"))
                 })
                 .collect::<Result<_, _>>()?;
             let data = match o.get("data") {
@@ -121,37 +129,29 @@ pub fn json_value(v: &Json) -> Result<DataValue, DataError> {
                     flatten(items, &mut flat, &mut vec![], 0)?;
                     flat
                 }
-                _ => return Err(DataError("a tensor object needs \"data\": [...]".into())),
+                _ => return Err(malformed("a tensor object needs \"data\": [...]")),
             };
             let n = shape
                 .iter()
                 .try_fold(1usize, |a, d| a.checked_mul(*d))
                 .ok_or_else(|| {
-                    DataError(format!(
+                    malformed(format!(
                         "shape {shape:?} holds more values than this machine can address"
                     ))
                 })?;
             if data.len() != n {
-                return Err(DataError(format!(
+                return Err(malformed(format!(
                     "shape {shape:?} holds {n} values but \"data\" has {}",
                     data.len()
                 )));
             }
-            Ok(DataValue::Array(Array {
-                shape,
-                data,
-                dtype: DType::Float,
-            }))
+            Ok(DataValue::Array(Array { shape, data }))
         }
         Json::Array(items) => {
             let mut data = Vec::new();
             let mut shape = Vec::new();
             flatten(items, &mut data, &mut shape, 0)?;
-            Ok(DataValue::Array(Array {
-                shape,
-                data,
-                dtype: DType::Float,
-            }))
+            Ok(DataValue::Array(Array { shape, data }))
         }
         _ => Ok(DataValue::Array(Array::scalar(number(v)?))),
     }
@@ -161,16 +161,16 @@ fn number(v: &Json) -> Result<f64, DataError> {
     match v {
         Json::Number(n) => n
             .as_f64()
-            .ok_or_else(|| DataError(format!("{n} is not a number"))),
+            .ok_or_else(|| malformed(format!("{n} is not a number"))),
         Json::Null => Ok(f64::NAN),
         Json::String(s) => match s.as_str() {
             "NaN" | "nan" => Ok(f64::NAN),
             "Infinity" | "inf" => Ok(f64::INFINITY),
             "-Infinity" | "-inf" => Ok(f64::NEG_INFINITY),
-            _ => Err(DataError(format!("\"{s}\" is not a number"))),
+            _ => Err(malformed(format!("\"{s}\" is not a number"))),
         },
         Json::Bool(b) => Ok(if *b { 1.0 } else { 0.0 }),
-        _ => Err(DataError("expected a number".into())),
+        _ => Err(malformed("expected a number")),
     }
 }
 
@@ -182,11 +182,11 @@ fn flatten(
     depth: usize,
 ) -> Result<(), DataError> {
     if depth > 32 {
-        return Err(DataError("lists nested more than 32 deep".into()));
+        return Err(malformed("lists nested more than 32 deep"));
     }
     match shape.get(depth) {
         Some(&n) if n != items.len() => {
-            return Err(DataError(format!(
+            return Err(malformed(format!(
                 "ragged nested lists: {} items where {n} were expected",
                 items.len()
             )));
@@ -199,7 +199,7 @@ fn flatten(
             Json::Array(inner) => flatten(inner, out, shape, depth + 1)?,
             _ => {
                 if shape.len() > depth + 1 {
-                    return Err(DataError("ragged nested lists".into()));
+                    return Err(malformed("ragged nested lists"));
                 }
                 out.push(number(it)?)
             }
@@ -209,7 +209,10 @@ fn flatten(
 }
 
 fn read_npz(path: &Path) -> Result<Data, DataError> {
-    let err = |e: std::io::Error| DataError(format!("cannot read {}: {e}", path.display()));
+    let err = |e: std::io::Error| DataError::Io {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    };
     let mut archive = npyz::npz::NpzArchive::open(path).map_err(err)?;
     let names: Vec<String> = archive.array_names().map(str::to_string).collect();
     let mut out = Data::new();
@@ -217,11 +220,14 @@ fn read_npz(path: &Path) -> Result<Data, DataError> {
         let npy = archive
             .by_name(&name)
             .map_err(err)?
-            .ok_or_else(|| DataError(format!("{name}: missing")))?;
+            .ok_or_else(|| DataError::Missing { name: name.clone() })?;
         out.insert(
             name.clone(),
-            npy_array(npy)
-                .map_err(|e| DataError(format!("{}: array `{name}`: {}", path.display(), e.0)))?,
+            npy_array(npy).map_err(|e| DataError::InArray {
+                path: path.display().to_string(),
+                name: name.clone(),
+                source: Box::new(e),
+            })?,
         );
     }
     Ok(out)
@@ -230,68 +236,60 @@ fn read_npz(path: &Path) -> Result<Data, DataError> {
 fn npy_array<R: std::io::Read>(npy: npyz::NpyFile<R>) -> Result<DataValue, DataError> {
     use npyz::TypeChar;
     if npy.order() == npyz::Order::Fortran {
-        return Err(DataError(
+        return Err(DataError::Unsupported(
             "Fortran-ordered arrays are not supported: save with np.ascontiguousarray".into(),
         ));
     }
     let shape: Vec<usize> = npy.shape().iter().map(|d| *d as usize).collect();
     let npyz::DType::Plain(ts) = npy.dtype() else {
-        return Err(DataError("structured arrays are not supported".into()));
+        return Err(DataError::Unsupported(
+            "structured arrays are not supported".into(),
+        ));
     };
-    let io = |e: std::io::Error| DataError(e.to_string());
-    let (data, dtype) = match (ts.type_char(), ts.size_field()) {
-        (TypeChar::Float, 4) => (
-            npy.into_vec::<f32>()
-                .map_err(io)?
-                .into_iter()
-                .map(f64::from)
-                .collect(),
-            DType::Float,
-        ),
-        (TypeChar::Float, 8) => (npy.into_vec::<f64>().map_err(io)?, DType::Float),
-        (TypeChar::Int, 8) => (
-            npy.into_vec::<i64>()
-                .map_err(io)?
-                .into_iter()
-                .map(|v| v as f64)
-                .collect(),
-            DType::Int,
-        ),
-        (TypeChar::Int, 4) => (
-            npy.into_vec::<i32>()
-                .map_err(io)?
-                .into_iter()
-                .map(f64::from)
-                .collect(),
-            DType::Int,
-        ),
-        (TypeChar::Uint, 1) => (
-            npy.into_vec::<u8>()
-                .map_err(io)?
-                .into_iter()
-                .map(f64::from)
-                .collect(),
-            DType::Int,
-        ),
-        (TypeChar::Bool, 1) => (
-            npy.into_vec::<bool>()
-                .map_err(io)?
-                .into_iter()
-                .map(|b| if b { 1.0 } else { 0.0 })
-                .collect(),
-            DType::Int,
-        ),
+    let io = |e: std::io::Error| malformed(e.to_string());
+    let data: Vec<f64> = match (ts.type_char(), ts.size_field()) {
+        (TypeChar::Float, 4) => npy
+            .into_vec::<f32>()
+            .map_err(io)?
+            .into_iter()
+            .map(f64::from)
+            .collect(),
+        (TypeChar::Float, 8) => npy.into_vec::<f64>().map_err(io)?,
+        (TypeChar::Int, 8) => npy
+            .into_vec::<i64>()
+            .map_err(io)?
+            .into_iter()
+            .map(|v| v as f64)
+            .collect(),
+        (TypeChar::Int, 4) => npy
+            .into_vec::<i32>()
+            .map_err(io)?
+            .into_iter()
+            .map(f64::from)
+            .collect(),
+        (TypeChar::Uint, 1) => npy
+            .into_vec::<u8>()
+            .map_err(io)?
+            .into_iter()
+            .map(f64::from)
+            .collect(),
+        (TypeChar::Bool, 1) => npy
+            .into_vec::<bool>()
+            .map_err(io)?
+            .into_iter()
+            .map(|b| if b { 1.0 } else { 0.0 })
+            .collect(),
         (TypeChar::UnicodeStr, _) if shape.is_empty() => {
             let v = npy.into_vec::<String>().map_err(io)?;
             return Ok(DataValue::Str(v.into_iter().next().unwrap_or_default()));
         }
         (c, s) => {
-            return Err(DataError(format!(
+            return Err(DataError::Unsupported(format!(
                 "unsupported dtype {c:?}{s}: use float32, float64, int32, int64, uint8 or bool"
             )));
         }
     };
-    Ok(DataValue::Array(Array { shape, data, dtype }))
+    Ok(DataValue::Array(Array { shape, data }))
 }
 
 #[cfg(test)]
@@ -323,9 +321,9 @@ mod tests {
     #[test]
     fn json_errors_are_clear() {
         let e = parse_json_data(r#"{"x": {"shape": [3], "data": [1, 2]}}"#).unwrap_err();
-        assert!(e.0.contains("holds 3 values"), "{e}");
+        assert!(e.to_string().contains("holds 3 values"), "{e}");
         let e = parse_json_data(r#"{"x": [[1, 2], [3]]}"#).unwrap_err();
-        assert!(e.0.contains("ragged"), "{e}");
+        assert!(e.to_string().contains("ragged"), "{e}");
         assert!(parse_json_data("[1]").is_err());
     }
 }

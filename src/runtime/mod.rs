@@ -1,7 +1,12 @@
-//! Running losses on data: reading arrays ([`data`]), binding them to declarations
-//! ([`bind`]), and evaluating a factory with its weights, anneal factors and logs
-//! ([`run`]).
+//! Running losses on data: reading arrays ([`data`]), choosing what a command runs
+//! ([`select`]), and evaluating a factory on a back end with its weights, anneal factors
+//! and logs ([`run`]). The one entry point is [`run::run`]; every failure is a
+//! [`RunError`].
 
-pub mod bind;
 pub mod data;
+mod error;
 pub mod run;
+pub mod select;
+
+pub use error::RunError;
+pub use run::{Backend, RunOptions, RunResult, run};

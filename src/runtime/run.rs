@@ -1,18 +1,35 @@
-//! Running a factory: resolving which value each param takes, binding and evaluating
-//! each loss, and combining them as Lightning Pose's `LossFactory` does:
-//! `total = Σ anneal_i · (weight_i · loss_i)`, accumulated in f32 in factory order, with
-//! the logs `{stage}_{name}_loss`, `{name}_weight`, `{stage}_{name}_loss_weighted`.
+//! Running a factory: resolving which value each param takes, binding each loss,
+//! evaluating them on the chosen back end (with the CPU fallback), and combining them as
+//! Lightning Pose's `LossFactory` does: `total = Σ anneal_i · (weight_i · loss_i)`,
+//! accumulated in f32 in factory order, with the logs `{stage}_{name}_loss`,
+//! `{name}_weight`, `{stage}_{name}_loss_weighted`.
 
 use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 use serde::ser::SerializeMap;
 
+use super::RunError;
+use crate::bind::{Array, Bound, DataValue, LossValue, ParamSource, bind};
+use crate::codegen::Kernel;
 use crate::diagnostics::closest;
 use crate::eval;
+use crate::gpu::{Dispatch, DispatchOptions, GpuError, PlanError, RowPlacement};
 use crate::ir::{FactoryTerm, LossIr, ParamValue, Program};
-use crate::runtime::bind::{BindError, ParamSource, bind};
-use crate::runtime::data::{Data, DataValue};
+use crate::runtime::data::{Data, DataError};
+
+/// Where a run evaluates its losses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Backend {
+    /// The GPU when wgpu finds an adapter, else the CPU; also the CPU when the adapter
+    /// cannot run this dispatch exactly (llvmpipe's loop budget).
+    #[default]
+    Auto,
+    /// The fused kernel through wgpu; any GPU error is the run's error.
+    Gpu,
+    /// The CPU reference evaluator.
+    Cpu,
+}
 
 /// The options of one run.
 #[derive(Clone, Debug)]
@@ -22,7 +39,9 @@ pub struct RunOptions {
     /// The anneal factor for annealed terms.
     pub anneal: f32,
     /// How the GPU kernel places rows on threads (the CPU evaluator ignores it).
-    pub rows: crate::gpu::RowPlacement,
+    pub rows: RowPlacement,
+    /// Where to evaluate.
+    pub backend: Backend,
 }
 
 impl Default for RunOptions {
@@ -30,7 +49,8 @@ impl Default for RunOptions {
         RunOptions {
             stage: "train".into(),
             anneal: 1.0,
-            rows: crate::gpu::RowPlacement::Auto,
+            rows: RowPlacement::Auto,
+            backend: Backend::Auto,
         }
     }
 }
@@ -95,6 +115,12 @@ pub struct RunResult {
     /// Warnings for the user (data keys no loss uses).
     #[serde(skip)]
     pub warnings: Vec<String>,
+    /// Notes for the user (why the run fell back to the CPU).
+    #[serde(skip)]
+    pub notes: Vec<String>,
+    /// The kernel text the GPU ran (specialised to the sizes), when it ran on one.
+    #[serde(skip)]
+    pub kernel: Option<String>,
 }
 
 fn ordered<S: serde::Serializer>(v: &[(String, LossResult)], s: S) -> Result<S::Ok, S::Error> {
@@ -116,24 +142,25 @@ pub type Overrides = Vec<(String, DataValue)>;
 fn route_keys(
     losses: &[&LossIr],
     keys: impl IntoIterator<Item = String>,
-    unused: &mut Vec<String>,
-) -> Result<HashMap<(usize, String), String>, BindError> {
+    unused: &mut Vec<(String, String)>,
+) -> Result<HashMap<(usize, String), String>, RunError> {
     let mut out = HashMap::new();
     for key in keys {
         if let Some((loss, param)) = key.split_once('.') {
             let Some(li) = losses.iter().position(|l| l.name == loss) else {
-                return Err(BindError(format!(
-                    "`{key}` names loss `{loss}`, which is not in this run (the losses are {})",
-                    names(losses)
-                )));
+                return Err(RunError::KeyNamesOtherLoss {
+                    key: key.clone(),
+                    loss: loss.to_string(),
+                    losses: names(losses),
+                });
             };
             if !losses[li].params.iter().any(|p| p.name == param) {
-                let hint = closest(param, losses[li].params.iter().map(|p| p.name.as_str()))
-                    .map(|c| format!("; did you mean `{loss}.{c}`?"))
-                    .unwrap_or_default();
-                return Err(BindError(format!(
-                    "loss `{loss}` has no param `{param}`{hint}"
-                )));
+                return Err(RunError::NoSuchParam {
+                    loss: loss.to_string(),
+                    param: param.to_string(),
+                    hint: closest(param, losses[li].params.iter().map(|p| p.name.as_str()))
+                        .map(str::to_string),
+                });
             }
             out.insert((li, param.to_string()), key.clone());
             continue;
@@ -165,31 +192,29 @@ fn route_keys(
                 // silently; any other key may belong to losses not in this run.
                 match closest(&key, all.iter().map(String::as_str)).filter(|c| typo(&key, c)) {
                     Some(c) => {
-                        return Err(BindError(format!(
-                            "`{key}` is neither an input nor a param of {}; did you mean `{c}`?",
-                            names(losses)
-                        )));
+                        return Err(RunError::Typo {
+                            key: key.clone(),
+                            losses: names(losses),
+                            suggestion: c.to_string(),
+                        });
                     }
-                    None => unused.push(format!(
-                        "`{key}` is neither an input nor a param of {}: ignored",
-                        names(losses)
-                    )),
+                    None => unused.push((key.clone(), names(losses))),
                 }
             }
             _ => {
-                return Err(BindError(format!(
-                    "`{key}` is a param of several losses ({}): write `{}`",
-                    owners
+                return Err(RunError::AmbiguousKey {
+                    key: key.clone(),
+                    owners: owners
                         .iter()
                         .map(|li| losses[*li].name.as_str())
                         .collect::<Vec<_>>()
                         .join(", "),
-                    owners
+                    choices: owners
                         .iter()
                         .map(|li| format!("{}.{key}", losses[*li].name))
                         .collect::<Vec<_>>()
-                        .join("` or `")
-                )));
+                        .join("` or `"),
+                });
             }
         }
     }
@@ -212,7 +237,7 @@ fn names(losses: &[&LossIr]) -> String {
 /// One loss of a run, bound and ready to evaluate by any back end.
 pub struct Prepared<'a> {
     /// The bound loss.
-    pub bound: crate::runtime::bind::Bound<'a>,
+    pub bound: Bound<'a>,
     /// Whether the anneal factor applies.
     pub annealed: bool,
 }
@@ -224,39 +249,32 @@ pub fn prepare<'a>(
     terms: &[FactoryTerm],
     data: &Data,
     overrides: &Overrides,
-) -> Result<(Vec<Prepared<'a>>, Vec<String>), BindError> {
+) -> Result<(Vec<Prepared<'a>>, Vec<String>), RunError> {
     let losses: Vec<&LossIr> = terms
         .iter()
-        .map(|t| {
-            program.loss(&t.loss).ok_or_else(|| {
-                let known: Vec<&str> = program.losses.iter().map(|l| l.name.as_str()).collect();
-                let hint = closest(&t.loss, known.iter().copied())
-                    .map(|c| format!("; did you mean `{c}`?"))
-                    .unwrap_or_default();
-                BindError(format!(
-                    "no loss named `{}` (the files define {}){hint}",
-                    t.loss,
-                    known.join(", ")
-                ))
-            })
-        })
+        .map(|t| find_loss(program, &t.loss))
         .collect::<Result<_, _>>()?;
-    let mut warnings = Vec::new();
-    let from_data = route_keys(&losses, data.keys().cloned(), &mut warnings)?;
+    let mut unused = Vec::new();
+    let from_data = route_keys(&losses, data.keys().cloned(), &mut unused)?;
+    let warnings = unused
+        .into_iter()
+        .map(|(key, losses)| {
+            format!("`{key}` is neither an input nor a param of {losses}: ignored")
+        })
+        .collect();
     let mut unknown_set = Vec::new();
     let from_set = route_keys(
         &losses,
         overrides.iter().map(|(k, _)| k.clone()),
         &mut unknown_set,
     )?;
-    if let Some(first) = unknown_set.into_iter().next() {
-        let first = first.trim_end_matches(": ignored");
-        return Err(BindError(format!("--set: {first}")));
+    if let Some((key, losses)) = unknown_set.into_iter().next() {
+        return Err(RunError::SetNamesNothing { key, losses });
     }
     let set: BTreeMap<&str, &DataValue> = overrides.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let mut out = Vec::new();
     for (li, (loss, term)) in losses.iter().zip(terms).enumerate() {
-        let inputs: Vec<Option<&crate::runtime::data::Array>> = loss
+        let inputs: Vec<Option<&Array>> = loss
             .inputs
             .iter()
             .map(|i| {
@@ -266,10 +284,9 @@ pub fn prepare<'a>(
                     .or_else(|| data.get(&i.name))
                 {
                     Some(DataValue::Array(a)) => Ok(Some(a)),
-                    Some(DataValue::Str(_)) => Err(BindError(format!(
-                        "input `{}` must be an array, not a string",
-                        i.name
-                    ))),
+                    Some(DataValue::Str(_)) => Err(RunError::InputIsString {
+                        input: i.name.clone(),
+                    }),
                     None => Ok(None),
                 }
             })
@@ -302,10 +319,22 @@ pub fn prepare<'a>(
 /// The factory total, each loss's result, and the logs.
 pub type Combined = (f32, Vec<(String, LossResult)>, Vec<(String, f32)>);
 
+/// The loss called `name`, or an error that lists the losses the files define.
+fn find_loss<'a>(program: &'a Program, name: &str) -> Result<&'a LossIr, RunError> {
+    program.loss(name).ok_or_else(|| {
+        let known: Vec<&str> = program.losses.iter().map(|l| l.name.as_str()).collect();
+        RunError::NoSuchLoss {
+            name: name.to_string(),
+            known: known.join(", "),
+            hint: closest(name, known.iter().copied()).map(str::to_string),
+        }
+    })
+}
+
 /// Combines per-loss values into the factory's result, in factory order, in f32.
 pub fn combine(
     names: &[&str],
-    values: &[eval::LossValue],
+    values: &[LossValue],
     annealed: &[bool],
     opts: &RunOptions,
 ) -> Combined {
@@ -331,6 +360,51 @@ pub fn combine(
     (total, losses, logs)
 }
 
+/// Runs a factory's terms on `data`: binds every loss, evaluates them where
+/// `opts.backend` says, and combines them. `kernel_name` names the fused kernel (the
+/// factory's name, or the losses joined by `+`).
+///
+/// With [`Backend::Auto`], a machine without a GPU adapter runs on the CPU, and so does a
+/// dispatch that the adapter cannot run exactly ([`PlanError::LoopBudget`]: llvmpipe's
+/// loop budget is a property of the adapter, not of the data); the result's `notes` say
+/// so. Any other GPU error is the run's error: a wrong number is worse than a refusal.
+pub fn run(
+    program: &Program,
+    kernel_name: &str,
+    terms: &[FactoryTerm],
+    data: &Data,
+    overrides: &Overrides,
+    opts: &RunOptions,
+) -> Result<RunResult, RunError> {
+    let (prepared, warnings) = prepare(program, terms, data, overrides)?;
+    let gpu_found = match opts.backend {
+        Backend::Cpu => false,
+        Backend::Gpu => {
+            crate::gpu::gpu()?;
+            true
+        }
+        Backend::Auto => crate::gpu::gpu().is_ok(),
+    };
+    let mut result = if gpu_found {
+        let kernel =
+            crate::codegen::compile(program, kernel_name, terms).map_err(RunError::Compile)?;
+        match run_gpu(&kernel, &prepared, opts) {
+            Err(RunError::Gpu(GpuError::Plan(e @ PlanError::LoopBudget { .. })))
+                if opts.backend == Backend::Auto =>
+            {
+                let mut r = run_prepared_cpu(&prepared, opts)?;
+                r.notes.push(format!("{e}; running on the CPU"));
+                r
+            }
+            other => other?,
+        }
+    } else {
+        run_prepared_cpu(&prepared, opts)?
+    };
+    result.warnings = warnings;
+    Ok(result)
+}
+
 /// Runs the factory on the CPU reference evaluator.
 pub fn run_cpu(
     program: &Program,
@@ -338,9 +412,16 @@ pub fn run_cpu(
     data: &Data,
     overrides: &Overrides,
     opts: &RunOptions,
-) -> Result<RunResult, Box<dyn std::error::Error>> {
+) -> Result<RunResult, RunError> {
     let (prepared, warnings) = prepare(program, terms, data, overrides)?;
-    let values: Vec<eval::LossValue> = prepared
+    let mut result = run_prepared_cpu(&prepared, opts)?;
+    result.warnings = warnings;
+    Ok(result)
+}
+
+/// Evaluates prepared losses on the CPU and combines them.
+fn run_prepared_cpu(prepared: &[Prepared], opts: &RunOptions) -> Result<RunResult, RunError> {
+    let values: Vec<LossValue> = prepared
         .iter()
         .map(|p| eval::evaluate(&p.bound))
         .collect::<Result<_, _>>()?;
@@ -353,22 +434,72 @@ pub fn run_cpu(
         logs,
         dispatches: 0,
         backend: "cpu".into(),
-        warnings,
+        warnings: vec![],
+        notes: vec![],
+        kernel: None,
+    })
+}
+
+/// Runs prepared losses through their fused kernel on the process's GPU, in one
+/// dispatch. The kernel computes each loss's weighted value and the total itself: the
+/// result reports those, which are what any GPU host reads.
+pub fn run_gpu(
+    kernel: &Kernel,
+    prepared: &[Prepared],
+    opts: &RunOptions,
+) -> Result<RunResult, RunError> {
+    let gpu = crate::gpu::gpu()?;
+    let bound: Vec<&Bound> = prepared.iter().map(|p| &p.bound).collect();
+    let anneal: Vec<f32> = prepared
+        .iter()
+        .map(|p| if p.annealed { opts.anneal } else { 1.0 })
+        .collect();
+    let options = DispatchOptions {
+        placement: opts.rows,
+        ..DispatchOptions::default()
+    };
+    let dispatch = Dispatch::new(gpu, kernel, &bound, &anneal, &options)?;
+    let (out, dispatches) = dispatch.run(gpu)?;
+    let values: Vec<LossValue> = (0..prepared.len())
+        .map(|i| LossValue {
+            loss: out[3 * i],
+            weight: out[3 * i + 1],
+        })
+        .collect();
+    let names: Vec<&str> = prepared.iter().map(|p| p.bound.ir.name.as_str()).collect();
+    let annealed: Vec<bool> = prepared.iter().map(|p| p.annealed).collect();
+    let (_, mut losses, logs) = combine(&names, &values, &annealed, opts);
+    for (i, (_, r)) in losses.iter_mut().enumerate() {
+        r.weighted = out[3 * i + 2];
+    }
+    Ok(RunResult {
+        total: out[3 * prepared.len()],
+        losses,
+        logs,
+        dispatches,
+        backend: format!("gpu: {}", gpu.describe()),
+        warnings: vec![],
+        notes: vec![],
+        kernel: Some(dispatch.wgsl().to_string()),
     })
 }
 
 /// A `--set` value: JSON (a number, a list, a tensor object) or else a bare string.
-pub fn parse_override(s: &str) -> Result<(String, DataValue), String> {
+pub fn parse_override(s: &str) -> Result<(String, DataValue), DataError> {
+    let set_error = |reason: String| DataError::Set {
+        arg: s.to_string(),
+        reason,
+    };
     let (k, v) = s
         .split_once('=')
-        .ok_or_else(|| format!("`--set {s}`: expected name=value"))?;
+        .ok_or_else(|| set_error("expected name=value".into()))?;
     let value = match serde_json::from_str::<serde_json::Value>(v) {
         Ok(serde_json::Value::Null) => {
-            return Err(format!(
-                "`--set {s}`: give a value (to leave a param at its default, leave out --set)"
+            return Err(set_error(
+                "give a value (to leave a param at its default, leave out --set)".into(),
             ));
         }
-        Ok(j) => crate::runtime::data::json_value(&j).map_err(|e| format!("`--set {s}`: {e}"))?,
+        Ok(j) => crate::runtime::data::json_value(&j).map_err(|e| set_error(e.to_string()))?,
         Err(_) => DataValue::Str(v.to_string()),
     };
     Ok((k.trim().to_string(), value))

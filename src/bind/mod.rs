@@ -3,23 +3,17 @@
 //! shape is checked against them, params are broadcast or checked, and every index
 //! variable's symbolic range becomes a concrete one. Every failure is a [`BindError`]
 //! that names the arrays involved.
+//!
+//! This layer sits below both back ends: the CPU evaluator ([`crate::eval`]) and the GPU
+//! runtime ([`crate::gpu`]) read a [`Bound`] loss and return a [`LossValue`]; neither
+//! knows where the arrays came from ([`crate::runtime`] reads data files).
 
-use std::fmt;
+pub mod error;
+pub mod value;
 
-use crate::ir::{DimId, LossIr, ParamKind, ParamValue, Poly};
-use crate::runtime::data::{Array, DType, DataValue};
-
-/// Why arrays could not be bound to a loss.
-#[derive(Clone, Debug, PartialEq)]
-pub struct BindError(pub String);
-
-impl fmt::Display for BindError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for BindError {}
+use crate::ir::{DimId, LossIr, ParamInfo, ParamKind, ParamValue, Poly};
+pub use error::{BindError, ParamProblem};
+pub use value::{Array, DataValue};
 
 /// A param's value before binding, with where it came from (for messages).
 #[derive(Clone, Debug)]
@@ -37,6 +31,15 @@ pub struct TensorData {
     pub shape: Vec<usize>,
     /// Its elements, row-major.
     pub data: Vec<f32>,
+}
+
+/// A loss's value and weight, as a back end computes them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LossValue {
+    /// The reduced (unweighted) loss.
+    pub loss: f32,
+    /// The weight.
+    pub weight: f32,
 }
 
 /// A loss with everything it reads bound to concrete values.
@@ -78,10 +81,10 @@ pub fn bind<'a>(
         .zip(params)
         .find_map(|(info, p)| p.is_none().then_some(info))
     {
-        return Err(BindError(format!(
-            "loss `{}`: missing param `{}` (it has no default)",
-            ir.name, info.name
-        )));
+        return Err(BindError::MissingParam {
+            loss: ir.name.clone(),
+            param: info.name.clone(),
+        });
     }
     let mut eqs = Vec::new();
     for (info, arr) in ir.inputs.iter().zip(inputs) {
@@ -89,31 +92,29 @@ pub fn bind<'a>(
             if info.optional {
                 continue;
             }
-            return Err(BindError(format!(
-                "loss `{}`: missing input `{}` of shape {}",
-                ir.name,
-                info.name,
-                show_shape(&info.shape, &names)
-            )));
+            return Err(BindError::MissingInput {
+                loss: ir.name.clone(),
+                input: info.name.clone(),
+                shape: show_shape(&info.shape, &names),
+            });
         };
         if arr.shape.len() != info.shape.len() {
-            return Err(BindError(format!(
-                "loss `{}`: input `{}` should have {} dimensions ({}), but the array has shape {:?}",
-                ir.name,
-                info.name,
-                info.shape.len(),
-                show_shape(&info.shape, &names),
-                arr.shape
-            )));
+            return Err(BindError::InputRank {
+                loss: ir.name.clone(),
+                input: info.name.clone(),
+                rank: info.shape.len(),
+                shape: show_shape(&info.shape, &names),
+                actual: arr.shape.clone(),
+            });
         }
         let n: usize = arr.shape.iter().product();
         if arr.data.len() != n && !arr.data.is_empty() {
-            return Err(BindError(format!(
-                "input `{}`: shape {:?} needs {n} values, the array has {}",
-                info.name,
-                arr.shape,
-                arr.data.len()
-            )));
+            return Err(BindError::InputLength {
+                input: info.name.clone(),
+                shape: arr.shape.clone(),
+                needs: n,
+                has: arr.data.len(),
+            });
         }
         for (axis, (p, n)) in info.shape.iter().zip(&arr.shape).enumerate() {
             eqs.push(Equation {
@@ -135,14 +136,13 @@ pub fn bind<'a>(
                 if !(a.shape.is_empty() && matches!(info.kind, ParamKind::Tensor(_))) =>
             {
                 if a.shape.len() != shape.len() {
-                    return Err(BindError(format!(
-                        "loss `{}`: param `{}` should have {} dimensions ({}), but the value has shape {:?}",
-                        ir.name,
-                        info.name,
-                        shape.len(),
-                        show_shape(shape, &names),
-                        a.shape
-                    )));
+                    return Err(BindError::ParamRank {
+                        loss: ir.name.clone(),
+                        param: info.name.clone(),
+                        rank: shape.len(),
+                        shape: show_shape(shape, &names),
+                        actual: a.shape.clone(),
+                    });
                 }
                 for (axis, (d, n)) in shape.iter().zip(&a.shape).enumerate() {
                     eqs.push(Equation {
@@ -154,12 +154,11 @@ pub fn bind<'a>(
             }
             Some(ParamSource::Source(ParamValue::List(v))) => {
                 if shape.len() != 1 {
-                    return Err(BindError(format!(
-                        "loss `{}`: param `{}` has {} dimensions; a flat list cannot fill it",
-                        ir.name,
-                        info.name,
-                        shape.len()
-                    )));
+                    return Err(BindError::ListForTensor {
+                        loss: ir.name.clone(),
+                        param: info.name.clone(),
+                        rank: shape.len(),
+                    });
                 }
                 eqs.push(Equation {
                     poly: shape[0].clone(),
@@ -181,10 +180,10 @@ pub fn bind<'a>(
             continue;
         };
         let (Some(lo), Some(hi)) = (lo.eval(&dims), hi.eval(&dims)) else {
-            return Err(BindError(format!(
-                "loss `{}`: the default of param `{}` needs dimensions that no input fixes",
-                ir.name, info.name
-            )));
+            return Err(BindError::RangeNeedsDims {
+                loss: ir.name.clone(),
+                param: info.name.clone(),
+            });
         };
         if let ParamKind::Tensor(s) | ParamKind::Index(s) = &info.kind {
             eqs2.push(Equation {
@@ -220,11 +219,9 @@ pub fn bind<'a>(
         .iter()
         .enumerate()
         .map(|(d, v)| {
-            v.ok_or_else(|| {
-                BindError(format!(
-                    "loss `{}`: cannot tell the size of `{}`: no input or param given has it in its shape",
-                    ir.name, names[d]
-                ))
+            v.ok_or_else(|| BindError::UnknownDim {
+                loss: ir.name.clone(),
+                dim: names[d].clone(),
             })
         })
         .collect::<Result<_, _>>()?;
@@ -235,10 +232,11 @@ pub fn bind<'a>(
         .enumerate()
         .find(|(_, v)| !(0..=i32::MAX as i64).contains(*v))
     {
-        return Err(BindError(format!(
-            "loss `{}`: `{}` = {v} is larger than lossc supports (2^31 - 1)",
-            ir.name, names[d]
-        )));
+        return Err(BindError::DimTooLarge {
+            loss: ir.name.clone(),
+            dim: names[d].clone(),
+            value: *v,
+        });
     }
     let known: Vec<Option<i64>> = dims.iter().copied().map(Some).collect();
 
@@ -256,10 +254,10 @@ pub fn bind<'a>(
     let mut enums = Vec::new();
     for (info, src) in ir.params.iter().zip(params) {
         let Some(src) = src else {
-            return Err(BindError(format!(
-                "loss `{}`: missing param `{}` (it has no default)",
-                ir.name, info.name
-            )));
+            return Err(BindError::MissingParam {
+                loss: ir.name.clone(),
+                param: info.name.clone(),
+            });
         };
         let (t, e) = bind_param(ir, info, src, &known)?;
         params_bound.push(t);
@@ -331,15 +329,19 @@ fn check_subscripts(b: &Bound) -> Result<(), BindError> {
             }
             if !empty && (lo < 0 || hi >= *size as i64) {
                 let bad = if lo < 0 { lo } else { hi };
-                return Err(BindError(format!(
-                    "loss `{}`: index {bad} is out of range for axis {axis} of `{name}` (size {size}), at `{name}[{}]` (at {})",
-                    b.ir.name,
-                    idx.iter()
+                return Err(BindError::SubscriptOutOfRange {
+                    loss: b.ir.name.clone(),
+                    index: bad,
+                    axis,
+                    tensor: name.clone(),
+                    size: *size,
+                    subscript: idx
+                        .iter()
                         .map(|x| b.ir.show_index(x))
                         .collect::<Vec<_>>()
                         .join(", "),
-                    b.ir.origin.locate(b.ir.graph[n].span)
-                )));
+                    at: b.ir.origin.locate(b.ir.graph[n].span),
+                });
             }
         }
     }
@@ -394,13 +396,13 @@ fn solve_dims(
             };
             let num = eq.size - rest;
             if num % a != 0 || num / a < 0 {
-                return Err(BindError(format!(
-                    "loss `{loss}`: {} is {}, which is not {} for any whole {}",
-                    eq.what,
-                    eq.size,
-                    eq.poly.display(names),
-                    names[s]
-                )));
+                return Err(BindError::NoWholeDim {
+                    loss: loss.to_string(),
+                    what: eq.what.clone(),
+                    size: eq.size,
+                    shape: eq.poly.display(names).to_string(),
+                    dim: names[s].clone(),
+                });
             }
             dims[s] = Some(num / a);
             origin[s] = format!("{} = {}", eq.what, eq.size);
@@ -430,16 +432,17 @@ fn solve_dims(
                 } else {
                     format!("{} = {v}", eq.poly.display(names))
                 };
-                return Err(BindError(format!(
-                    "loss `{loss}`: {} is {}, but it should be {should}{}",
-                    eq.what,
-                    eq.size,
-                    if from.is_empty() {
+                return Err(BindError::SizeMismatch {
+                    loss: loss.to_string(),
+                    what: eq.what.clone(),
+                    size: eq.size,
+                    should,
+                    since: if from.is_empty() {
                         String::new()
                     } else {
                         format!(", since {}", from.join(", "))
-                    }
-                )));
+                    },
+                });
             }
         }
     }
@@ -448,15 +451,16 @@ fn solve_dims(
 
 fn bind_param(
     ir: &LossIr,
-    info: &crate::ir::ParamInfo,
+    info: &ParamInfo,
     src: &ParamSource,
     dims: &[Option<i64>],
 ) -> Result<(TensorData, Option<String>), BindError> {
-    let err = |m: String| {
-        Err(BindError(format!(
-            "loss `{}`: param `{}` {m}",
-            ir.name, info.name
-        )))
+    let err = |problem: ParamProblem| {
+        Err(BindError::Param {
+            loss: ir.name.clone(),
+            param: info.name.clone(),
+            problem,
+        })
     };
     let shape: Vec<usize> = match &info.kind {
         ParamKind::Tensor(s) | ParamKind::Index(s) => s
@@ -470,66 +474,62 @@ fn bind_param(
         .try_fold(1usize, |a, d| a.checked_mul(*d))
         .filter(|n| *n <= i32::MAX as usize);
     let Some(n) = n else {
-        return err(format!(
-            "would hold more than 2^31 - 1 values (shape {shape:?})"
-        ));
+        return err(ParamProblem::TooLarge { shape });
     };
     if let ParamKind::Enum(variants) = &info.kind {
         let s = match src {
             ParamSource::Data(DataValue::Str(s)) | ParamSource::Source(ParamValue::Str(s)) => s,
-            _ => return err(format!("takes one of {}", quoted(variants))),
+            _ => {
+                return err(ParamProblem::EnumExpected {
+                    variants: quoted(variants),
+                });
+            }
         };
         if !variants.contains(s) {
-            return err(format!(
-                "is \"{s}\", which is not one of {}",
-                quoted(variants)
-            ));
+            return err(ParamProblem::NotAVariant {
+                value: s.clone(),
+                variants: quoted(variants),
+            });
         }
         return Ok((TensorData::default(), Some(s.clone())));
     }
     // Values as (shape, flat data).
-    let (vshape, vdata, dtype): (Vec<usize>, Vec<f64>, DType) = match src {
-        ParamSource::Data(DataValue::Str(s)) => {
-            return err(format!("takes a number, not the string \"{s}\""));
+    let (vshape, vdata): (Vec<usize>, Vec<f64>) = match src {
+        ParamSource::Data(DataValue::Str(s)) | ParamSource::Source(ParamValue::Str(s)) => {
+            return err(ParamProblem::StringForNumber { value: s.clone() });
         }
-        ParamSource::Data(DataValue::Array(a)) => (a.shape.clone(), a.data.clone(), a.dtype),
-        ParamSource::Source(ParamValue::Scalar(v)) => (vec![], vec![*v], DType::Float),
-        ParamSource::Source(ParamValue::List(v)) => (vec![v.len()], v.clone(), DType::Float),
+        ParamSource::Data(DataValue::Array(a)) => (a.shape.clone(), a.data.clone()),
+        ParamSource::Source(ParamValue::Scalar(v)) => (vec![], vec![*v]),
+        ParamSource::Source(ParamValue::List(v)) => (vec![v.len()], v.clone()),
         ParamSource::Source(ParamValue::Range(lo, hi)) => {
             let (lo, hi) = (lo.eval(dims).unwrap_or(0), hi.eval(dims).unwrap_or(0));
             (
-                (vec![(hi - lo).max(0) as usize]),
+                vec![(hi - lo).max(0) as usize],
                 (lo..hi).map(|v| v as f64).collect(),
-                DType::Int,
             )
         }
-        ParamSource::Source(ParamValue::Str(s)) => {
-            return err(format!("takes a number, not the string \"{s}\""));
-        }
     };
-    let _ = dtype;
     let data: Vec<f64> = match &info.kind {
         ParamKind::Scalar => {
             if vdata.len() != 1 || !vshape.iter().all(|d| *d == 1) {
-                return err(format!("is a scalar, but the value has shape {vshape:?}"));
+                return err(ParamProblem::NotScalar { shape: vshape });
             }
             vdata
         }
         ParamKind::Tensor(_) if vshape.is_empty() => vec![vdata[0]; n],
         _ => {
             if vshape != shape {
-                return err(format!(
-                    "should have shape {shape:?}, but the value has shape {vshape:?}"
-                ));
+                return err(ParamProblem::Shape {
+                    expected: shape,
+                    actual: vshape,
+                });
             }
             vdata
         }
     };
     if matches!(info.kind, ParamKind::Index(_)) {
         if let Some(bad) = data.iter().find(|v| v.fract() != 0.0 || !v.is_finite()) {
-            return err(format!(
-                "is an index list, but holds {bad}, which is not a whole number"
-            ));
+            return err(ParamProblem::NotWhole { value: *bad });
         }
     }
     Ok((

@@ -1,0 +1,140 @@
+//! Why arrays and values could not be bound to a loss. Every variant names the loss and
+//! the input or param involved, so that the message says which array to fix.
+
+use thiserror::Error;
+
+/// A binding failure.
+#[derive(Clone, Debug, PartialEq, Error)]
+pub enum BindError {
+    /// A param without a default was given no value.
+    #[error("loss `{loss}`: missing param `{param}` (it has no default)")]
+    MissingParam { loss: String, param: String },
+    /// A required input was not given.
+    #[error("loss `{loss}`: missing input `{input}` of shape {shape}")]
+    MissingInput {
+        loss: String,
+        input: String,
+        shape: String,
+    },
+    /// An input's array has the wrong number of dimensions.
+    #[error(
+        "loss `{loss}`: input `{input}` should have {rank} dimensions ({shape}), but the array has shape {actual:?}"
+    )]
+    InputRank {
+        loss: String,
+        input: String,
+        rank: usize,
+        shape: String,
+        actual: Vec<usize>,
+    },
+    /// An input's shape and its number of values disagree.
+    #[error("input `{input}`: shape {shape:?} needs {needs} values, the array has {has}")]
+    InputLength {
+        input: String,
+        shape: Vec<usize>,
+        needs: usize,
+        has: usize,
+    },
+    /// A param's array has the wrong number of dimensions.
+    #[error(
+        "loss `{loss}`: param `{param}` should have {rank} dimensions ({shape}), but the value has shape {actual:?}"
+    )]
+    ParamRank {
+        loss: String,
+        param: String,
+        rank: usize,
+        shape: String,
+        actual: Vec<usize>,
+    },
+    /// A flat list was given for a param of several dimensions.
+    #[error("loss `{loss}`: param `{param}` has {rank} dimensions; a flat list cannot fill it")]
+    ListForTensor {
+        loss: String,
+        param: String,
+        rank: usize,
+    },
+    /// A param's value is unusable (see [`ParamProblem`]).
+    #[error("loss `{loss}`: param `{param}` {problem}")]
+    Param {
+        loss: String,
+        param: String,
+        problem: ParamProblem,
+    },
+    /// A range default (`0..K`) needs a dimension that no input fixes.
+    #[error("loss `{loss}`: the default of param `{param}` needs dimensions that no input fixes")]
+    RangeNeedsDims { loss: String, param: String },
+    /// No input or param fixes a dimension symbol.
+    #[error(
+        "loss `{loss}`: cannot tell the size of `{dim}`: no input or param given has it in its shape"
+    )]
+    UnknownDim { loss: String, dim: String },
+    /// A dimension beyond the kernels' 32-bit sizes.
+    #[error("loss `{loss}`: `{dim}` = {value} is larger than lossc supports (2^31 - 1)")]
+    DimTooLarge {
+        loss: String,
+        dim: String,
+        value: i64,
+    },
+    /// A size that no whole value of a dimension symbol gives (`2 * K` = 35).
+    #[error("loss `{loss}`: {what} is {size}, which is not {shape} for any whole {dim}")]
+    NoWholeDim {
+        loss: String,
+        what: String,
+        size: i64,
+        shape: String,
+        dim: String,
+    },
+    /// A size that contradicts dimensions solved from other arrays.
+    #[error("loss `{loss}`: {what} is {size}, but it should be {should}{since}")]
+    SizeMismatch {
+        loss: String,
+        what: String,
+        size: i64,
+        should: String,
+        /// `", since K = 17 (from ...)"`, or empty.
+        since: String,
+    },
+    /// An affine subscript leaves its axis somewhere in its index ranges.
+    #[error(
+        "loss `{loss}`: index {index} is out of range for axis {axis} of `{tensor}` (size {size}), at `{tensor}[{subscript}]` (at {at})"
+    )]
+    SubscriptOutOfRange {
+        loss: String,
+        index: i64,
+        axis: usize,
+        tensor: String,
+        size: usize,
+        subscript: String,
+        /// `file:line:col` of the read.
+        at: String,
+    },
+}
+
+/// What is wrong with a param's value.
+#[derive(Clone, Debug, PartialEq, Error)]
+pub enum ParamProblem {
+    /// Its shape holds more values than the kernels index.
+    #[error("would hold more than 2^31 - 1 values (shape {shape:?})")]
+    TooLarge { shape: Vec<usize> },
+    /// An enum param was given something other than a string.
+    #[error("takes one of {variants}")]
+    EnumExpected { variants: String },
+    /// An enum param was given a string that is not one of its variants.
+    #[error("is \"{value}\", which is not one of {variants}")]
+    NotAVariant { value: String, variants: String },
+    /// A numeric param was given a string.
+    #[error("takes a number, not the string \"{value}\"")]
+    StringForNumber { value: String },
+    /// A scalar param was given an array.
+    #[error("is a scalar, but the value has shape {shape:?}")]
+    NotScalar { shape: Vec<usize> },
+    /// A tensor param was given an array of another shape.
+    #[error("should have shape {expected:?}, but the value has shape {actual:?}")]
+    Shape {
+        expected: Vec<usize>,
+        actual: Vec<usize>,
+    },
+    /// An index param holds a value that is not a whole number.
+    #[error("is an index list, but holds {value}, which is not a whole number")]
+    NotWhole { value: f64 },
+}

@@ -1,0 +1,172 @@
+//! The process's GPU device: finds an adapter (a real GPU when there is one; Mesa's
+//! lavapipe or llvmpipe through GL otherwise; `WGPU_BACKEND` is honoured), keeps one
+//! device for the process, and caches compute pipelines by kernel text.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use super::GpuError;
+use crate::ice::InternalError;
+
+/// The process's GPU device.
+pub struct Gpu {
+    /// The device.
+    pub device: wgpu::Device,
+    /// Its queue.
+    pub queue: wgpu::Queue,
+    /// What the adapter is.
+    pub info: wgpu::AdapterInfo,
+    /// The device's limits.
+    pub limits: wgpu::Limits,
+    pipelines: Mutex<HashMap<u64, Arc<Pipeline>>>,
+}
+
+pub(super) struct Pipeline {
+    pub(super) pipeline: wgpu::ComputePipeline,
+    pub(super) layout: wgpu::BindGroupLayout,
+}
+
+static GPU: OnceLock<Result<Gpu, GpuError>> = OnceLock::new();
+
+/// The shared device, created on first use. The outcome is kept for the process: on a
+/// machine without an adapter every call answers the same error, cheaply.
+pub fn gpu() -> Result<&'static Gpu, GpuError> {
+    GPU.get_or_init(|| pollster::block_on(Gpu::new()))
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+impl Gpu {
+    async fn new() -> Result<Gpu, GpuError> {
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                force_fallback_adapter: false,
+                compatible_surface: None,
+                apply_limit_buckets: false,
+            })
+            .await
+            .map_err(|e| GpuError::NoAdapter(e.to_string()))?;
+        let limits = adapter.limits();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("lossc"),
+                required_features: wgpu::Features::empty(),
+                required_limits: limits.clone(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| GpuError::NoDevice(e.to_string()))?;
+        Ok(Gpu {
+            device,
+            queue,
+            info: adapter.get_info(),
+            limits,
+            pipelines: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Wraps a device the caller already has (to run kernels on its buffers).
+    pub fn from_device(device: wgpu::Device, queue: wgpu::Queue, info: wgpu::AdapterInfo) -> Gpu {
+        let limits = device.limits();
+        Gpu {
+            device,
+            queue,
+            info,
+            limits,
+            pipelines: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether the adapter is Mesa's llvmpipe (lavapipe on Vulkan, or llvmpipe on GL),
+    /// which bounds the loop iterations of a shader invocation.
+    pub fn is_llvmpipe(&self) -> bool {
+        self.info.name.contains("llvmpipe") || self.info.driver.contains("llvmpipe")
+    }
+
+    /// A one-line description of the adapter.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({:?}, {:?})",
+            self.info.name, self.info.backend, self.info.device_type
+        )
+    }
+
+    pub(super) fn pipeline(&self, wgsl: &str) -> Result<Arc<Pipeline>, GpuError> {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        wgsl.hash(&mut h);
+        let key = h.finish();
+        if let Some(p) = self
+            .pipelines
+            .lock()
+            .map_err(|_| InternalError::new("the pipeline cache is poisoned"))?
+            .get(&key)
+        {
+            return Ok(p.clone());
+        }
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = self
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some("lossc kernel"),
+                source: wgpu::ShaderSource::Wgsl(wgsl.into()),
+            });
+        let entry = |binding, ty| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty,
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        };
+        let storage = |read_only| wgpu::BufferBindingType::Storage { read_only };
+        let layout = self
+            .device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some("lossc"),
+                entries: &[
+                    entry(0, wgpu::BufferBindingType::Uniform),
+                    entry(1, storage(true)),
+                    entry(2, storage(false)),
+                    entry(3, storage(false)),
+                    entry(4, storage(false)),
+                    entry(5, storage(true)),
+                ],
+            });
+        let pl = self
+            .device
+            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some("lossc"),
+                bind_group_layouts: &[Some(&layout)],
+                immediate_size: 0,
+            });
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some("lossc"),
+                layout: Some(&pl),
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(
+                InternalError::new(format!("the GPU driver rejects the kernel: {e}")).into(),
+            );
+        }
+        let p = Arc::new(Pipeline { pipeline, layout });
+        self.pipelines
+            .lock()
+            .map_err(|_| InternalError::new("the pipeline cache is poisoned"))?
+            .insert(key, p.clone());
+        Ok(p)
+    }
+}

@@ -1,0 +1,275 @@
+//! The thin wgpu part of a dispatch: buffers for the parameter block, the arena, the
+//! scratch tables, the synchronisation words and the results; one bind group; one
+//! compute pass; and the read-back of the results and the error word.
+
+use std::sync::Arc;
+
+use wgpu::util::DeviceExt;
+
+use super::device::Pipeline;
+use super::pack::{check_arena_fits, fill_parameter_block, pack_arena};
+use super::plan::{self, Adapter, Plan, RowPlacement};
+use super::{Gpu, GpuError};
+use crate::bind::Bound;
+use crate::codegen::Kernel;
+use crate::codegen::emit::{TIMEOUT_CODE, WORKGROUP};
+use crate::ice::InternalError;
+use crate::ir::LossIr;
+
+/// Which text of the kernel a dispatch runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KernelForm {
+    /// The kernel specialised to the bound sizes: every parameter slot a literal.
+    #[default]
+    Specialised,
+    /// The generic kernel (`kernel.wgsl`, as `lossc compile` writes it) with its
+    /// parameter block filled, as any WebGPU host following the manifest runs it.
+    Generic,
+}
+
+/// How to build a [`Dispatch`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DispatchOptions<'a> {
+    /// How rows are placed on threads.
+    pub placement: RowPlacement,
+    /// Which kernel text runs.
+    pub form: KernelForm,
+    /// Inputs that live in the caller's GPU buffers (f32, row-major, of the shapes they
+    /// were bound with; their host data may be empty). They are copied into the arena on
+    /// the GPU at every [`Dispatch::run`]: nothing goes through the host, and the caller
+    /// may update them between runs. The buffers must belong to the dispatch's device and
+    /// allow `COPY_SRC`.
+    pub device_inputs: &'a [(&'a str, &'a wgpu::Buffer)],
+}
+
+/// The host's side of one kernel's parameters and data, ready to dispatch (repeatedly).
+pub struct Dispatch {
+    pipeline: Arc<Pipeline>,
+    bind_group: wgpu::BindGroup,
+    sync: wgpu::Buffer,
+    out: wgpu::Buffer,
+    /// The results, then the error word, read back in one mapping.
+    staging: wgpu::Buffer,
+    arena: wgpu::Buffer,
+    /// Inputs in the caller's GPU buffers: (buffer, arena byte offset, bytes).
+    copies: Vec<(wgpu::Buffer, u64, u64)>,
+    workgroups: u32,
+    n_losses: usize,
+    sites: Vec<String>,
+    wgsl: String,
+}
+
+impl Dispatch {
+    /// Lays out the arena and the work, fills the parameter block for `kernel` on bound
+    /// data, and creates the buffers; `anneal` holds each loss's anneal factor.
+    pub fn new(
+        gpu: &Gpu,
+        kernel: &Kernel,
+        bound: &[&Bound],
+        anneal: &[f32],
+        options: &DispatchOptions,
+    ) -> Result<Dispatch, GpuError> {
+        let sizes: Vec<(&str, u64)> = options
+            .device_inputs
+            .iter()
+            .map(|(name, buf)| (*name, buf.size()))
+            .collect();
+        let arena = pack_arena(bound, &sizes)?;
+        let max = gpu
+            .limits
+            .max_storage_buffer_binding_size
+            .min(gpu.limits.max_buffer_size);
+        check_arena_fits(&arena, bound, max)?;
+        let plan = plan::plan(&Adapter::of(gpu), kernel, bound, options.placement)?;
+        let block = fill_parameter_block(kernel, bound, anneal, &arena, &plan)?;
+        let wgsl = match options.form {
+            KernelForm::Specialised => {
+                let losses: Vec<&LossIr> = bound.iter().map(|b| b.ir).collect();
+                kernel.specialise(&losses, &block).map_err(|e| {
+                    InternalError::new(e.trim_start_matches("internal compiler error: "))
+                })?
+            }
+            KernelForm::Generic => kernel.wgsl.clone(),
+        };
+        let pipeline = gpu.pipeline(&wgsl)?;
+        let Plan { slice, work, .. } = plan;
+        let d = &gpu.device;
+        let meta_buf = d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("lossc meta"),
+            contents: &le_bytes(block.iter().map(|x| x.to_le_bytes())),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let arena_buf = d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("lossc arena"),
+            contents: &le_bytes(arena.padded().iter().map(|x| x.to_le_bytes())),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+        });
+        let copies = arena
+            .device_copies
+            .iter()
+            .map(|c| {
+                let buf = options
+                    .device_inputs
+                    .iter()
+                    .find(|(name, _)| *name == c.input)
+                    .map(|(_, b)| (*b).clone())
+                    .ok_or_else(|| {
+                        InternalError::new(format!("no GPU buffer for the copy of `{}`", c.input))
+                    })?;
+                Ok((buf, (c.at * 4) as u64, (c.len * 4) as u64))
+            })
+            .collect::<Result<_, GpuError>>()?;
+        let scratch_len = (slice * WORKGROUP as i64 * work.workgroups).max(1) as u64;
+        if scratch_len * 4 > max {
+            return Err(GpuError::ScratchTooLarge);
+        }
+        let scratch = d.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("lossc scratch"),
+            size: scratch_len * 4,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        // The arrival counter, the error word, then each work item's two slots, empty.
+        let mut sync_init = vec![0u32; 2];
+        sync_init.extend(std::iter::repeat_n(
+            0xffff_ffffu32,
+            (2 * work.total_items) as usize,
+        ));
+        let sync = d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("lossc sync"),
+            contents: &le_bytes(sync_init.iter().map(|x| x.to_le_bytes())),
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+        });
+        let n_losses = bound.len();
+        let out_bytes = ((3 * n_losses + 1) * 4) as u64;
+        let out = d.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("lossc out"),
+            size: out_bytes,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let staging = d.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("lossc staging"),
+            size: out_bytes + 4,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        fn entry(binding: u32, buffer: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
+            wgpu::BindGroupEntry {
+                binding,
+                resource: buffer.as_entire_binding(),
+            }
+        }
+        let bind_group = d.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("lossc"),
+            layout: &pipeline.layout,
+            entries: &[
+                entry(0, &meta_buf),
+                entry(1, &arena_buf),
+                entry(2, &scratch),
+                entry(3, &sync),
+                entry(4, &out),
+                entry(5, &arena_buf),
+            ],
+        });
+        Ok(Dispatch {
+            pipeline,
+            bind_group,
+            sync,
+            out,
+            staging,
+            arena: arena_buf,
+            copies,
+            workgroups: work.workgroups as u32,
+            n_losses,
+            sites: kernel.sites.clone(),
+            wgsl,
+        })
+    }
+
+    /// The number of workgroups one dispatch launches.
+    pub fn workgroups(&self) -> u32 {
+        self.workgroups
+    }
+
+    /// The kernel text this dispatch runs (specialised or generic), for a host that wants
+    /// to keep or inspect it (`LOSSC_DUMP_KERNEL` in the command line).
+    pub fn wgsl(&self) -> &str {
+        &self.wgsl
+    }
+
+    /// Dispatches once and reads back `[loss, weight, weighted] × losses` and the total.
+    /// Returns the values and the number of dispatches recorded.
+    pub fn run(&self, gpu: &Gpu) -> Result<(Vec<f32>, u32), GpuError> {
+        gpu.queue.write_buffer(&self.sync, 4, &0u32.to_le_bytes());
+        let mut enc = gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("lossc"),
+            });
+        for (buf, at, bytes) in &self.copies {
+            enc.copy_buffer_to_buffer(buf, 0, &self.arena, *at, Some(*bytes));
+        }
+        let mut dispatches = 0;
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("lossc"),
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(&self.pipeline.pipeline);
+            pass.set_bind_group(0, &self.bind_group, &[]);
+            pass.dispatch_workgroups(self.workgroups, 1, 1);
+            dispatches += 1;
+        }
+        let out_bytes = (4 * (3 * self.n_losses + 1)) as u64;
+        enc.copy_buffer_to_buffer(&self.out, 0, &self.staging, 0, None);
+        enc.copy_buffer_to_buffer(&self.sync, 4, &self.staging, out_bytes, Some(4));
+        gpu.queue.submit([enc.finish()]);
+        let mut out = read_back(gpu, &self.staging)?;
+        let code = out.pop().map_or(0, |x| x.to_bits());
+        if code == TIMEOUT_CODE {
+            return Err(GpuError::Timeout);
+        }
+        if code != 0 {
+            let site = self
+                .sites
+                .get(code as usize - 1)
+                .cloned()
+                .unwrap_or_else(|| format!("site {code}"));
+            return Err(GpuError::OutOfRange { site });
+        }
+        debug_assert_eq!(out.len(), 3 * self.n_losses + 1);
+        Ok((out, dispatches))
+    }
+}
+
+fn le_bytes<const N: usize>(words: impl Iterator<Item = [u8; N]>) -> Vec<u8> {
+    words.flatten().collect()
+}
+
+/// Maps `buf`, reads it as f32s, and unmaps it.
+pub(super) fn read_back(gpu: &Gpu, buf: &wgpu::Buffer) -> Result<Vec<f32>, GpuError> {
+    let slice = buf.slice(..);
+    let (tx, rx) = std::sync::mpsc::channel();
+    slice.map_async(wgpu::MapMode::Read, move |r| {
+        let _ = tx.send(r);
+    });
+    gpu.device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map_err(|e| GpuError::ReadBack(format!("the GPU poll failed: {e}")))?;
+    rx.recv()
+        .map_err(|_| GpuError::ReadBack("the GPU never mapped the result".into()))?
+        .map_err(|e| GpuError::ReadBack(e.to_string()))?;
+    let values = {
+        let view = slice
+            .get_mapped_range()
+            .map_err(|e| GpuError::ReadBack(e.to_string()))?;
+        view.chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    };
+    buf.unmap();
+    Ok(values)
+}
