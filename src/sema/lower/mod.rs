@@ -1,0 +1,134 @@
+//! Name resolution and typing: one loss's AST → its IR graph.
+//!
+//! Names resolve, innermost first, to: indices bound by reductions (or by an indexed
+//! `let`'s parameters), plain `let`s (expanded where they are used, so their index names
+//! bind to whatever binds them there), params, inputs, dimension symbols, and finally
+//! the loss's free (domain) indices, which are any other names used inside a subscript.
+//!
+//! One [`Lowerer`] walks one loss; its methods live by job in the files below. A
+//! lowering that fails returns `Err(())` after pushing the error that says why, so the
+//! callers only propagate.
+
+mod declarations;
+mod expressions;
+mod stages;
+mod subscripts;
+mod values;
+
+use std::collections::{HashMap, HashSet};
+
+use petgraph::stable_graph::NodeIndex;
+
+use crate::diagnostics::{Diagnostic, Span};
+use crate::ir::*;
+use crate::syntax::ast::{self, ExprKind, LossDef, Stage};
+
+pub use values::lower_value;
+
+/// Lowers one loss. Returns `None` (with diagnostics) when it has errors.
+pub fn lower_loss(def: &LossDef, diags: &mut Vec<Diagnostic>) -> Option<LossIr> {
+    let mut l = Lowerer::new(def);
+    l.declarations();
+    let ir = l.stages();
+    let ok = !l.diags.iter().any(|d| d.is_error);
+    diags.append(&mut l.diags);
+    if ok { ir } else { None }
+}
+
+/// The longest chain of lets defined by lets that is expanded (each level is a stack
+/// frame of the lowering).
+const MAX_LET_DEPTH: usize = 200;
+
+/// What a name in a declaration stands for.
+#[derive(Clone, Copy)]
+enum Decl {
+    Input(usize),
+    Param(usize),
+    Let(usize),
+    Dim(DimId),
+}
+
+/// The state of lowering one loss: what is declared so far and the graph being built.
+struct Lowerer<'a> {
+    def: &'a LossDef,
+    diags: Vec<Diagnostic>,
+    dims: Vec<DimSym>,
+    inputs: Vec<InputInfo>,
+    params: Vec<ParamInfo>,
+    decls: HashMap<String, (Decl, Span)>,
+    indices: Vec<IndexVar>,
+    domain_by_name: HashMap<String, IndexId>,
+    /// Names written inside a subscript anywhere in the loss: the candidates for
+    /// domain indices.
+    subscript_names: HashSet<String>,
+    graph: Graph,
+    /// `let`s being expanded, to report recursion instead of looping.
+    expanding: Vec<usize>,
+    /// Optional inputs read by the stage being lowered.
+    optional_reads: Vec<(usize, Span)>,
+    /// Plain lets already expanded in this stage, by (let, scope, context): a let used
+    /// twice in one scope is lowered once (chains of lets stay linear, not exponential).
+    let_memo: HashMap<(usize, Scope, Ctx), NodeIndex>,
+}
+
+/// The index variables in scope: `(name, value)`, innermost last.
+type Scope = Vec<(String, IndexExpr)>;
+
+/// Where an expression is lowered, which decides what free names may mean.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Ctx {
+    /// `compute`, `remove_nans`, `rectify`: new names in subscripts are domain indices.
+    Domain,
+    /// `weight`, `empty:` and indexed-let bodies: no free indices.
+    Closed,
+}
+
+/// A lowered expression's node; `Err(())` once its error is reported.
+type Lowered = Result<NodeIndex, ()>;
+
+impl<'a> Lowerer<'a> {
+    fn new(def: &'a LossDef) -> Lowerer<'a> {
+        let mut subscript_names = HashSet::new();
+        let mut collect = |e: &ast::Expr| {
+            e.walk(&mut |x| {
+                if let ExprKind::Access(_, args) = &x.kind {
+                    for a in args {
+                        a.walk(&mut |y| {
+                            if let ExprKind::Name(n) = &y.kind {
+                                subscript_names.insert(n.name.clone());
+                            }
+                        })
+                    }
+                }
+            })
+        };
+        for s in &def.stages {
+            match s {
+                Stage::Compute(e, _) | Stage::Mask(_, e, _) | Stage::Rectify(e, _) => collect(e),
+                _ => {}
+            }
+        }
+        for l in &def.lets {
+            collect(&l.body);
+        }
+        Lowerer {
+            def,
+            diags: vec![],
+            dims: vec![],
+            inputs: vec![],
+            params: vec![],
+            decls: HashMap::new(),
+            indices: vec![],
+            domain_by_name: HashMap::new(),
+            subscript_names,
+            graph: Graph::default(),
+            expanding: vec![],
+            optional_reads: vec![],
+            let_memo: HashMap::new(),
+        }
+    }
+
+    fn error(&mut self, msg: impl Into<String>, span: Span, label: impl Into<String>) {
+        self.diags.push(Diagnostic::error(msg, span, label));
+    }
+}

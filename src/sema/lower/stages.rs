@@ -1,0 +1,218 @@
+//! Stages: their order and count, each stage's expression lowered in its context, the
+//! checks that span stages (optional inputs, the domain), and the assembled [`LossIr`].
+
+use petgraph::stable_graph::NodeIndex;
+
+use super::{Ctx, Lowerer};
+use crate::diagnostics::{Diagnostic, Span};
+use crate::ir::*;
+use crate::syntax::ast::Stage;
+
+/// Stage keywords by their place in the pipeline.
+const STAGE_NAMES: [&str; 5] = ["compute", "remove_nans", "rectify", "reduce", "weight"];
+
+/// A stage's place in the pipeline: its index in [`STAGE_NAMES`].
+fn order(s: &Stage) -> usize {
+    match s {
+        Stage::Compute(..) => 0,
+        Stage::Mask(..) => 1,
+        Stage::Rectify(..) => 2,
+        Stage::Reduce(..) => 3,
+        Stage::Weight(..) => 4,
+    }
+}
+
+impl Lowerer<'_> {
+    /// Lowers every stage and assembles the loss; `None` when `compute` did not lower.
+    pub(super) fn stages(&mut self) -> Option<LossIr> {
+        let def = self.def;
+        self.check_stage_order();
+        let mut compute = None;
+        let mut masks = Vec::new();
+        let mut rectify = None;
+        let mut reduce = ReduceMode::Mean;
+        let mut empty = None;
+        let mut weight = None;
+        for s in &def.stages {
+            self.optional_reads.clear();
+            self.let_memo.clear();
+            match s {
+                Stage::Compute(e, _) => {
+                    compute = self.typed(e, &mut Vec::new(), Ctx::Domain, Ty::Num).ok()
+                }
+                Stage::Mask(mode, e, span) => {
+                    let cond = self.typed(e, &mut Vec::new(), Ctx::Domain, Ty::Bool).ok();
+                    if let Some(cond) = cond {
+                        let mut needs: Vec<usize> =
+                            self.optional_reads.iter().map(|(i, _)| *i).collect();
+                        needs.sort_unstable();
+                        needs.dedup();
+                        masks.push(Mask {
+                            mode: *mode,
+                            cond,
+                            needs,
+                            span: *span,
+                        });
+                    }
+                }
+                Stage::Rectify(e, _) => {
+                    rectify = self.typed(e, &mut Vec::new(), Ctx::Domain, Ty::Num).ok()
+                }
+                Stage::Reduce(mode, e, _) => {
+                    reduce = *mode;
+                    if let Some(e) = e {
+                        empty = self.typed(e, &mut Vec::new(), Ctx::Closed, Ty::Num).ok();
+                    }
+                }
+                Stage::Weight(e, _) => {
+                    weight = self.typed(e, &mut Vec::new(), Ctx::Closed, Ty::Num).ok()
+                }
+            }
+            if !matches!(s, Stage::Mask(..)) {
+                self.report_optional_reads();
+            }
+        }
+        let compute = compute?;
+        let domain: Vec<IndexId> = self.graph[compute].free.clone();
+        for m in &masks {
+            self.check_in_domain(m.cond, &domain, "remove_nans");
+        }
+        if let Some(r) = rectify {
+            self.check_in_domain(r, &domain, "rectify");
+        }
+        let weight = match weight {
+            Some(w) => w,
+            None => add_node(
+                &mut self.graph,
+                Node {
+                    op: Op::constant(1.0),
+                    ty: Ty::Num,
+                    free: vec![],
+                    span: def.name.span,
+                },
+                &[],
+            ),
+        };
+        Some(LossIr {
+            name: def.name.name.clone(),
+            doc: def.doc.clone(),
+            dims: std::mem::take(&mut self.dims),
+            inputs: std::mem::take(&mut self.inputs),
+            params: std::mem::take(&mut self.params),
+            indices: std::mem::take(&mut self.indices),
+            domain,
+            graph: std::mem::take(&mut self.graph),
+            compute,
+            masks,
+            rectify,
+            reduce,
+            empty,
+            weight,
+            span: def.span,
+            origin: Origin::default(),
+        })
+    }
+
+    /// One of each stage (`remove_nans` aside), in pipeline order, `compute` and
+    /// `reduce` present.
+    fn check_stage_order(&mut self) {
+        let def = self.def;
+        let mut first: [Option<Span>; 5] = [None; 5];
+        let mut last_order = 0;
+        for s in &def.stages {
+            let o = order(s);
+            let kw = Span::new(s.span().start, s.span().start + STAGE_NAMES[o].len());
+            if o != 1 {
+                if let Some(f) = first[o] {
+                    self.diags.push(
+                        Diagnostic::error(
+                            format!("a loss has one `{}` stage", STAGE_NAMES[o]),
+                            kw,
+                            "second one here",
+                        )
+                        .with_secondary(f, "first one here"),
+                    );
+                }
+            }
+            if o < last_order {
+                self.diags.push(
+                    Diagnostic::error(
+                        format!(
+                            "`{}` must come before `{}`",
+                            STAGE_NAMES[o], STAGE_NAMES[last_order]
+                        ),
+                        kw,
+                        "out of order",
+                    )
+                    .with_note(
+                        "stages run in the order compute, remove_nans, rectify, reduce, weight",
+                    ),
+                );
+            }
+            last_order = last_order.max(o);
+            first[o].get_or_insert(kw);
+        }
+        for (o, what) in [(0, "compute"), (3, "reduce")] {
+            if first[o].is_none() {
+                let name_span = def.name.span;
+                self.diags.push(
+                    Diagnostic::error(
+                        format!("loss `{}` has no `{what}` stage", def.name.name),
+                        name_span,
+                        format!("`{what}` missing"),
+                    )
+                    .with_note(if o == 0 {
+                        "add `compute EXPR`, the element-wise loss"
+                    } else {
+                        "add `reduce mean` or `reduce sum`"
+                    }),
+                );
+            }
+        }
+    }
+
+    /// Reports the optional inputs read by a stage other than `remove_nans`.
+    fn report_optional_reads(&mut self) {
+        for (i, at) in self.optional_reads.clone() {
+            let name = self.inputs[i].name.clone();
+            self.diags.push(
+                Diagnostic::error(
+                    format!("optional input `{name}` is read outside `remove_nans`"),
+                    at,
+                    "read here",
+                )
+                .with_secondary(self.inputs[i].span, "declared optional here")
+                .with_note("an optional input may only be used in a `remove_nans` condition, which is skipped when it is absent"),
+            );
+        }
+    }
+
+    /// Masks and rectify may use only the domain's indices.
+    fn check_in_domain(&mut self, n: NodeIndex, domain: &[IndexId], what: &str) {
+        for v in self.graph[n].free.clone() {
+            if !domain.contains(&v) {
+                let var = &self.indices[v];
+                self.diags.push(
+                    Diagnostic::error(
+                        format!(
+                            "index `{}` in `{what}` is not an index of `compute`",
+                            var.name
+                        ),
+                        var.span,
+                        "not in the loss's domain",
+                    )
+                    .with_note(format!(
+                        "the domain is ({}); bind `{}` with a reduction such as `all({}: ...)`",
+                        domain
+                            .iter()
+                            .map(|d| self.indices[*d].name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        var.name,
+                        var.name
+                    )),
+                );
+            }
+        }
+    }
+}

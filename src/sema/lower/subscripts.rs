@@ -1,0 +1,320 @@
+//! Subscripts: indexed reads of inputs, params and indexed lets, and the affine index
+//! expressions inside the brackets, gathers through `index` params included.
+
+use super::{Ctx, Decl, Lowered, Lowerer, MAX_LET_DEPTH, Scope};
+use crate::diagnostics::{Diagnostic, Span, closest};
+use crate::ir::*;
+use crate::syntax::ast::{self, BinOp, ExprKind, Ident, UnOp};
+
+/// What a name followed by `[...]` reads.
+#[derive(Clone, Copy)]
+enum Indexed {
+    Input(usize),
+    Param(usize),
+    Let(usize),
+}
+
+impl Lowerer<'_> {
+    /// Reports a read with the wrong number of indices.
+    pub(super) fn rank_error(&mut self, name: &str, rank: usize, given: usize, span: Span) {
+        self.error(
+            format!(
+                "`{name}` has {rank} dimension{}, but {given} ind{} given",
+                if rank == 1 { "" } else { "s" },
+                if given == 1 { "ex is" } else { "ices are" }
+            ),
+            span,
+            format!(
+                "expected {rank} ind{}",
+                if rank == 1 { "ex" } else { "ices" }
+            ),
+        );
+    }
+
+    /// Reads input `i`, noting an optional input's read for the stage checks.
+    pub(super) fn read_input(&mut self, i: usize, idx: Vec<IndexExpr>, span: Span) -> Lowered {
+        if self.inputs[i].optional {
+            self.optional_reads.push((i, span));
+        }
+        Ok(self.node(Op::Read(Tensor::Input(i), idx), Ty::Num, &[], span))
+    }
+
+    /// `n[args]`: a read of an input or tensor param, or an indexed let expanded at
+    /// these indices.
+    pub(super) fn access(
+        &mut self,
+        n: &Ident,
+        args: &[ast::Expr],
+        scope: &mut Scope,
+        ctx: Ctx,
+        span: Span,
+    ) -> Lowered {
+        let (target, rank) = match self.decls.get(&n.name).copied() {
+            Some((Decl::Input(i), _)) => (Indexed::Input(i), self.inputs[i].shape.len()),
+            Some((Decl::Param(p), _)) => (
+                Indexed::Param(p),
+                match &self.params[p].kind {
+                    ParamKind::Tensor(s) | ParamKind::Index(s) => s.len(),
+                    _ => 0,
+                },
+            ),
+            Some((Decl::Let(i), _)) => (
+                Indexed::Let(i),
+                self.def.lets[i].indices.as_ref().map_or(0, Vec::len),
+            ),
+            Some((Decl::Dim(_), _)) => {
+                self.error(
+                    format!("`{}` is a dimension, not a tensor", n.name),
+                    n.span,
+                    "cannot be indexed",
+                );
+                return Err(());
+            }
+            None if scope.iter().any(|(s, _)| *s == n.name)
+                || self.subscript_names.contains(&n.name) =>
+            {
+                self.error(
+                    format!("`{}` is an index, not a tensor", n.name),
+                    n.span,
+                    "cannot be indexed",
+                );
+                return Err(());
+            }
+            None => {
+                let names: Vec<&str> = self.decls.keys().map(String::as_str).collect();
+                let mut d = Diagnostic::error(
+                    format!("unknown tensor `{}`", n.name),
+                    n.span,
+                    "not declared",
+                );
+                if let Some(c) = closest(&n.name, names) {
+                    d = d.with_note(format!("did you mean `{c}`?"));
+                }
+                self.diags.push(d);
+                return Err(());
+            }
+        };
+        if rank != args.len() {
+            self.rank_error(&n.name, rank, args.len(), span);
+            return Err(());
+        }
+        let mut idx = Vec::new();
+        let mut ok = true;
+        for a in args {
+            match self.index_expr(a, scope, ctx) {
+                Ok(e) => idx.push(e),
+                Err(()) => ok = false,
+            }
+        }
+        if !ok {
+            return Err(());
+        }
+        match target {
+            Indexed::Input(i) => self.read_input(i, idx, span),
+            Indexed::Param(p) => {
+                if matches!(self.params[p].kind, ParamKind::Scalar | ParamKind::Enum(_)) {
+                    self.error(
+                        format!("`{}` is a scalar param and cannot be indexed", n.name),
+                        n.span,
+                        "not a tensor",
+                    );
+                    return Err(());
+                }
+                Ok(self.node(Op::Read(Tensor::Param(p), idx), Ty::Num, &[], span))
+            }
+            Indexed::Let(i) => {
+                let Some(params) = self.def.lets[i].indices.clone() else {
+                    self.error(
+                        format!("`{}` is a plain let and cannot be indexed", n.name),
+                        n.span,
+                        "not indexed",
+                    );
+                    return Err(());
+                };
+                self.expand_let(i, span, |l, i| {
+                    // An indexed let sees only its own parameters, bound to the use site's
+                    // index expressions.
+                    let mut inner: Scope = params.iter().map(|p| p.name.clone()).zip(idx).collect();
+                    let body = &l.def.lets[i].body;
+                    l.expr(body, &mut inner, Ctx::Closed)
+                })
+            }
+        }
+    }
+
+    /// An affine index expression.
+    fn index_expr(&mut self, e: &ast::Expr, scope: &mut Scope, ctx: Ctx) -> Result<IndexExpr, ()> {
+        match &e.kind {
+            ExprKind::Number(v) => {
+                if v.fract() != 0.0 {
+                    self.error(
+                        "an index must be a whole number",
+                        e.span,
+                        "not a whole number",
+                    );
+                    return Err(());
+                }
+                if v.abs() > 1e15 {
+                    self.error("an index must be below 10^15", e.span, "too large");
+                    return Err(());
+                }
+                Ok(IndexExpr::poly(Poly::constant(*v as i64)))
+            }
+            ExprKind::Name(n) => self.index_name(n, scope, ctx),
+            ExprKind::Access(n, args) => self.gather(n, args, scope, ctx, e.span),
+            ExprKind::Unary(UnOp::Neg, a) => Ok(self.index_expr(a, scope, ctx)?.scale(-1)),
+            ExprKind::Binary(op @ (BinOp::Add | BinOp::Sub), a, b) => {
+                let a = self.index_expr(a, scope, ctx);
+                let b = self.index_expr(b, scope, ctx);
+                Ok(a?.add_scaled(&b?, if *op == BinOp::Add { 1 } else { -1 }))
+            }
+            ExprKind::Binary(BinOp::Mul, a, b) => {
+                let (x, y) = (
+                    self.index_expr(a, scope, ctx)?,
+                    self.index_expr(b, scope, ctx)?,
+                );
+                self.index_product(x, y, e.span)
+            }
+            ExprKind::Binary(BinOp::Div, a, b) => {
+                let (x, y) = (
+                    self.index_expr(a, scope, ctx)?,
+                    self.index_expr(b, scope, ctx)?,
+                );
+                self.index_quotient(x, y, e.span)
+            }
+            _ => {
+                self.diags.push(
+                    Diagnostic::error("this cannot be used as an index", e.span, "not an index expression")
+                        .with_note("a subscript is an affine expression of indices, dimensions, whole numbers and `index` params"),
+                );
+                Err(())
+            }
+        }
+    }
+
+    /// A name in a subscript: a bound index, a dimension, a plain let expanded in place,
+    /// or a domain index.
+    fn index_name(&mut self, n: &Ident, scope: &mut Scope, ctx: Ctx) -> Result<IndexExpr, ()> {
+        if let Some((_, x)) = scope.iter().rev().find(|(s, _)| *s == n.name) {
+            return Ok(x.clone());
+        }
+        match self.decls.get(&n.name).copied() {
+            Some((Decl::Dim(d), _)) => Ok(IndexExpr::poly(Poly::sym(d))),
+            Some((Decl::Let(i), _)) if self.def.lets[i].indices.is_none() => {
+                if self.expanding.len() >= MAX_LET_DEPTH || self.expanding.contains(&i) {
+                    self.error(
+                        format!("`{}` is defined in terms of itself, or too deeply", n.name),
+                        n.span,
+                        "used here",
+                    );
+                    return Err(());
+                }
+                self.expanding.push(i);
+                let body = &self.def.lets[i].body;
+                let r = self.index_expr(body, scope, ctx);
+                self.expanding.pop();
+                r
+            }
+            Some(_) => {
+                self.error(
+                    format!("`{}` cannot be used in a subscript", n.name),
+                    n.span,
+                    "subscripts are built from indices, dimensions, whole numbers and `index` params",
+                );
+                Err(())
+            }
+            None => Ok(IndexExpr::var(self.domain_index(n, ctx)?)),
+        }
+    }
+
+    /// `p[args]` inside a subscript: a gather through the `index` param `p`.
+    fn gather(
+        &mut self,
+        n: &Ident,
+        args: &[ast::Expr],
+        scope: &mut Scope,
+        ctx: Ctx,
+        span: Span,
+    ) -> Result<IndexExpr, ()> {
+        let index_param = match self.decls.get(&n.name) {
+            Some((Decl::Param(p), _)) => match &self.params[*p].kind {
+                ParamKind::Index(shape) => Some((*p, shape.len())),
+                _ => None,
+            },
+            _ => None,
+        };
+        let Some((p, rank)) = index_param else {
+            self.diags.push(
+                Diagnostic::error(
+                    format!("`{}` cannot be used in a subscript", n.name),
+                    n.span,
+                    "not an `index` param",
+                )
+                .with_note("gathers go through params declared `index[...]`"),
+            );
+            return Err(());
+        };
+        if rank != args.len() {
+            self.rank_error(&n.name, rank, args.len(), span);
+            return Err(());
+        }
+        let idx = args
+            .iter()
+            .map(|a| self.index_expr(a, scope, ctx))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(IndexExpr {
+            terms: vec![(1, IndexTerm::Gather(p, idx))],
+            offset: Poly::default(),
+        })
+    }
+
+    /// `x * y`, affine only when one side is a whole number (or both are index-free).
+    fn index_product(&mut self, x: IndexExpr, y: IndexExpr, span: Span) -> Result<IndexExpr, ()> {
+        match (x.terms.is_empty(), y.terms.is_empty()) {
+            (true, true) => Ok(IndexExpr::poly(x.offset.mul(&y.offset))),
+            (true, false) | (false, true) => {
+                let (k, v) = if x.terms.is_empty() { (x, y) } else { (y, x) };
+                match k.offset.as_constant() {
+                    Some(c) => Ok(v.scale(c)),
+                    None => {
+                        self.error(
+                            "an index may be multiplied only by a whole number",
+                            span,
+                            "not affine",
+                        );
+                        Err(())
+                    }
+                }
+            }
+            (false, false) => {
+                self.error(
+                    "an index expression must be affine: indices cannot be multiplied together",
+                    span,
+                    "not affine",
+                );
+                Err(())
+            }
+        }
+    }
+
+    /// `x / y`, allowed only between index-free sizes that divide exactly.
+    fn index_quotient(&mut self, x: IndexExpr, y: IndexExpr, span: Span) -> Result<IndexExpr, ()> {
+        let divisor = y
+            .offset
+            .as_constant()
+            .filter(|k| y.terms.is_empty() && *k > 0);
+        let exact = divisor
+            .filter(|_| x.terms.is_empty())
+            .and_then(|k| x.offset.floor_div(k).filter(|q| q.scale(k) == x.offset));
+        match exact {
+            Some(q) => Ok(IndexExpr::poly(q)),
+            None => {
+                self.diags.push(
+                    Diagnostic::error("division is not allowed on indices", span, "not affine")
+                        .with_note("index expressions are affine; only dimensions that divide exactly may be divided"),
+                );
+                Err(())
+            }
+        }
+    }
+}
