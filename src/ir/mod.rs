@@ -19,7 +19,6 @@ use petgraph::visit::EdgeRef;
 use serde::Serialize;
 
 use crate::diagnostics::Span;
-pub use crate::syntax::ast::{MaskMode, ReduceMode};
 pub use poly::{DimId, Poly};
 
 /// An index variable's id within its loss.
@@ -348,6 +347,26 @@ pub struct ParamInfo {
     pub default: Option<ParamValue>,
     /// Where it was declared.
     pub span: Span,
+}
+
+/// Whether masked elements leave the mean (`drop`) or stay in it as zeros (`zero`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MaskMode {
+    /// The element no longer counts in the reduction.
+    Drop,
+    /// The element counts, with value 0.
+    Zero,
+}
+
+/// How the loss's domain is reduced to a scalar.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReduceMode {
+    /// Arithmetic mean over the counted elements.
+    Mean,
+    /// Sum over the counted elements.
+    Sum,
 }
 
 /// A `remove_nans` stage.

@@ -6,7 +6,7 @@ use petgraph::stable_graph::NodeIndex;
 use super::{Ctx, Lowerer};
 use crate::diagnostics::{Diagnostic, Span};
 use crate::ir::*;
-use crate::syntax::ast::Stage;
+use crate::syntax::ast::{self, Stage};
 
 /// Stage keywords by their place in the pipeline.
 const STAGE_NAMES: [&str; 5] = ["compute", "remove_nans", "rectify", "reduce", "weight"];
@@ -19,6 +19,24 @@ fn order(s: &Stage) -> usize {
         Stage::Rectify(..) => 2,
         Stage::Reduce(..) => 3,
         Stage::Weight(..) => 4,
+    }
+}
+
+impl From<ast::MaskMode> for MaskMode {
+    fn from(mode: ast::MaskMode) -> MaskMode {
+        match mode {
+            ast::MaskMode::Drop => MaskMode::Drop,
+            ast::MaskMode::Zero => MaskMode::Zero,
+        }
+    }
+}
+
+impl From<ast::ReduceMode> for ReduceMode {
+    fn from(mode: ast::ReduceMode) -> ReduceMode {
+        match mode {
+            ast::ReduceMode::Mean => ReduceMode::Mean,
+            ast::ReduceMode::Sum => ReduceMode::Sum,
+        }
     }
 }
 
@@ -48,7 +66,7 @@ impl Lowerer<'_> {
                         needs.sort_unstable();
                         needs.dedup();
                         masks.push(Mask {
-                            mode: *mode,
+                            mode: (*mode).into(),
                             cond,
                             needs,
                             span: *span,
@@ -59,7 +77,7 @@ impl Lowerer<'_> {
                     rectify = self.typed(e, &mut Vec::new(), Ctx::Domain, Ty::Num).ok()
                 }
                 Stage::Reduce(mode, e, _) => {
-                    reduce = *mode;
+                    reduce = (*mode).into();
                     if let Some(e) = e {
                         empty = self.typed(e, &mut Vec::new(), Ctx::Closed, Ty::Num).ok();
                     }
