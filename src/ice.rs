@@ -6,12 +6,17 @@
 
 use thiserror::Error;
 
+/// The line every internal error ends with, here and in the front end's diagnostics.
+pub const PLEASE_REPORT: &str =
+    "this is a bug in lossc; please report it with the .loss files and the command that ran them";
+
 /// A bug in lossc, found by one of its own checks.
 #[derive(Clone, Debug, PartialEq, Error)]
 #[error(
-    "internal compiler error{}{}: {message}\n  this is a bug in lossc; please report it with the .loss files and the command that ran them",
+    "internal compiler error{}{}: {message}\n  {}",
     loss.as_ref().map(|l| format!(" in loss `{l}`")).unwrap_or_default(),
-    at.as_ref().map(|a| format!(" at {a}")).unwrap_or_default()
+    at.as_ref().map(|a| format!(" at {a}")).unwrap_or_default(),
+    PLEASE_REPORT
 )]
 pub struct InternalError {
     /// The loss being compiled or run, when one is.

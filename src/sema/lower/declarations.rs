@@ -100,13 +100,13 @@ impl Lowerer<'_> {
         // A rejected dimension keeps its place, so that later subscripts are not also
         // reported as rank mismatches.
         dims.iter()
-            .map(|d| match self.dim_expr(d, true) {
-                Ok(p) if p.as_constant().is_some_and(|c| c < 0) => {
+            .map(|d| match self.recover(d.span, |l| l.dim_expr(d, true)) {
+                Some(p) if p.as_constant().is_some_and(|c| c < 0) => {
                     self.error("a dimension cannot be negative", d.span, "negative size");
                     Poly::constant(0)
                 }
-                Ok(p) => p,
-                Err(()) => Poly::constant(0),
+                Some(p) => p,
+                None => Poly::constant(0),
             })
             .collect()
     }

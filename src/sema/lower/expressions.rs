@@ -327,8 +327,11 @@ impl Lowerer<'_> {
                 );
             }
             let explicit = match &b.range {
-                Some((lo, hi)) => match (self.dim_expr(lo, false), self.dim_expr(hi, false)) {
-                    (Ok(lo), Ok(hi)) => Some((lo, hi)),
+                Some((lo, hi)) => match (
+                    self.recover(lo.span, |l| l.dim_expr(lo, false)),
+                    self.recover(hi.span, |l| l.dim_expr(hi, false)),
+                ) {
+                    (Some(lo), Some(hi)) => Some((lo, hi)),
                     _ => None,
                 },
                 None => None,

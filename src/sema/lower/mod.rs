@@ -7,7 +7,8 @@
 //!
 //! One [`Lowerer`] walks one loss; its methods live by job in the files below. A
 //! lowering that fails returns `Err(())` after pushing the error that says why, so the
-//! callers only propagate.
+//! callers only propagate; where a failure is recovered from (a stage, a dimension),
+//! [`Lowerer::recover`] checks that it was reported.
 
 mod declarations;
 mod expressions;
@@ -20,6 +21,7 @@ use std::collections::{HashMap, HashSet};
 use petgraph::stable_graph::NodeIndex;
 
 use crate::diagnostics::{Diagnostic, Span};
+use crate::ice::PLEASE_REPORT;
 use crate::ir::*;
 use crate::syntax::ast::{self, ExprKind, LossDef, Stage};
 
@@ -30,7 +32,15 @@ pub fn lower_loss(def: &LossDef, diags: &mut Vec<Diagnostic>) -> Option<LossIr> 
     let mut l = Lowerer::new(def);
     l.declarations();
     let ir = l.stages();
-    let ok = !l.diags.iter().any(|d| d.is_error);
+    let ok = l.error_count() == 0;
+    if ok && ir.is_none() {
+        // A loss without errors always lowers; dropping it silently would hide a bug.
+        l.diags.push(internal_error(
+            def,
+            def.name.span,
+            "the loss did not lower, yet no error says why",
+        ));
+    }
     diags.append(&mut l.diags);
     if ok { ir } else { None }
 }
@@ -130,5 +140,75 @@ impl<'a> Lowerer<'a> {
 
     fn error(&mut self, msg: impl Into<String>, span: Span, label: impl Into<String>) {
         self.diags.push(Diagnostic::error(msg, span, label));
+    }
+
+    fn error_count(&self) -> usize {
+        self.diags.iter().filter(|d| d.is_error).count()
+    }
+
+    /// Runs a lowering whose failure the caller recovers from, as `None`. A failure
+    /// must have reported its error; one that did not would leave out part of the loss
+    /// (a stage, say) without a word, so it becomes an internal error at `span`.
+    fn recover<T>(
+        &mut self,
+        span: Span,
+        lower: impl FnOnce(&mut Self) -> Result<T, ()>,
+    ) -> Option<T> {
+        let errors_before = self.error_count();
+        let result = lower(self).ok();
+        if result.is_none() && self.error_count() == errors_before {
+            let d = internal_error(
+                self.def,
+                span,
+                "this failed to lower, yet no error says why",
+            );
+            self.diags.push(d);
+        }
+        result
+    }
+}
+
+/// A diagnostic for a broken invariant of the lowering: a bug in lossc, not in the loss,
+/// worded as [`crate::ice::InternalError`] is.
+fn internal_error(def: &LossDef, span: Span, what: &str) -> Diagnostic {
+    Diagnostic::error(
+        format!(
+            "internal compiler error in loss `{}`: {what}",
+            def.name.name
+        ),
+        span,
+        "while lowering this",
+    )
+    .with_note(PLEASE_REPORT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreported_failure_is_an_internal_error() {
+        let (file, diags) = crate::syntax::parse("loss l { compute 1 reduce mean }");
+        assert!(diags.is_empty(), "{diags:?}");
+        let def = &file.losses[0];
+        let mut l = Lowerer::new(def);
+        assert_eq!(l.recover(def.span, |_| Ok(1)), Some(1));
+        assert!(l.diags.is_empty());
+        // A failure that reported its error is just a failure.
+        let reported = l.recover(def.span, |l| {
+            l.error("an error", def.span, "here");
+            Err::<(), ()>(())
+        });
+        assert_eq!(reported, None);
+        assert_eq!(l.diags.len(), 1);
+        // One that did not is a bug, and says so.
+        assert_eq!(l.recover(def.span, |_| Err::<(), ()>(())), None);
+        assert_eq!(l.diags.len(), 2);
+        assert!(
+            l.diags[1]
+                .message
+                .starts_with("internal compiler error in loss `l`")
+        );
+        assert!(l.diags[1].notes[0].contains("please report it"));
     }
 }

@@ -56,10 +56,14 @@ impl Lowerer<'_> {
             self.let_memo.clear();
             match s {
                 Stage::Compute(e, _) => {
-                    compute = self.typed(e, &mut Vec::new(), Ctx::Domain, Ty::Num).ok()
+                    compute = self.recover(e.span, |l| {
+                        l.typed(e, &mut Vec::new(), Ctx::Domain, Ty::Num)
+                    })
                 }
                 Stage::Mask(mode, e, span) => {
-                    let cond = self.typed(e, &mut Vec::new(), Ctx::Domain, Ty::Bool).ok();
+                    let cond = self.recover(e.span, |l| {
+                        l.typed(e, &mut Vec::new(), Ctx::Domain, Ty::Bool)
+                    });
                     if let Some(cond) = cond {
                         let mut needs: Vec<usize> =
                             self.optional_reads.iter().map(|(i, _)| *i).collect();
@@ -74,16 +78,22 @@ impl Lowerer<'_> {
                     }
                 }
                 Stage::Rectify(e, _) => {
-                    rectify = self.typed(e, &mut Vec::new(), Ctx::Domain, Ty::Num).ok()
+                    rectify = self.recover(e.span, |l| {
+                        l.typed(e, &mut Vec::new(), Ctx::Domain, Ty::Num)
+                    })
                 }
                 Stage::Reduce(mode, e, _) => {
                     reduce = (*mode).into();
                     if let Some(e) = e {
-                        empty = self.typed(e, &mut Vec::new(), Ctx::Closed, Ty::Num).ok();
+                        empty = self.recover(e.span, |l| {
+                            l.typed(e, &mut Vec::new(), Ctx::Closed, Ty::Num)
+                        });
                     }
                 }
                 Stage::Weight(e, _) => {
-                    weight = self.typed(e, &mut Vec::new(), Ctx::Closed, Ty::Num).ok()
+                    weight = self.recover(e.span, |l| {
+                        l.typed(e, &mut Vec::new(), Ctx::Closed, Ty::Num)
+                    })
                 }
             }
             if !matches!(s, Stage::Mask(..)) {
