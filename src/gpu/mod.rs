@@ -3,7 +3,7 @@
 //! ([`pack`], testable without a GPU), the thin wgpu part that runs it ([`dispatch`]),
 //! and the unfused baseline's executor ([`unfused`]). It reads bound losses
 //! ([`crate::bind`]) and compiled kernels ([`crate::codegen`]); it knows nothing of data
-//! files or factories' logs ([`crate::runtime`] does).
+//! files or factories' logs (the runtime layer above does).
 
 pub mod device;
 pub mod dispatch;
