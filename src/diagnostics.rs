@@ -53,14 +53,6 @@ impl Diagnostic {
         }
     }
 
-    /// A warning at `span`.
-    pub fn warning(message: impl Into<String>, span: Span, label: impl Into<String>) -> Diagnostic {
-        Diagnostic {
-            is_error: false,
-            ..Diagnostic::error(message, span, label)
-        }
-    }
-
     /// Adds a related place.
     pub fn with_secondary(mut self, span: Span, label: impl Into<String>) -> Diagnostic {
         self.secondary.push((span, label.into()));

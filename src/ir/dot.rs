@@ -1,7 +1,9 @@
 //! The IR as Graphviz DOT (`lossc graph`): one cluster per loss, a node per operation
 //! labelled with what it computes and its free indices, and the stages as boxes.
 
-use std::fmt::Write;
+use std::fmt::{self, Write};
+
+use petgraph::stable_graph::NodeIndex;
 
 use crate::ir::{LossIr, Op, ParamValue, Tensor};
 
@@ -63,15 +65,19 @@ pub fn ranges(ir: &LossIr) -> Vec<String> {
 
 /// DOT for the given losses.
 pub fn to_dot(losses: &[&LossIr]) -> String {
-    let mut s = String::from(
-        "digraph lossc {\n  rankdir=BT;\n  node [fontname=\"monospace\", fontsize=10];\n",
-    );
+    let mut s = String::new();
+    write_dot(&mut s, losses).expect("writing to a String cannot fail");
+    s
+}
+
+fn write_dot(s: &mut String, losses: &[&LossIr]) -> fmt::Result {
+    s.push_str("digraph lossc {\n  rankdir=BT;\n  node [fontname=\"monospace\", fontsize=10];\n");
     for (li, ir) in losses.iter().enumerate() {
-        let _ = writeln!(
+        writeln!(
             s,
             "  subgraph cluster_{li} {{\n    label={:?};",
             format!("loss {} ({})", ir.name, ranges(ir).join(", "))
-        );
+        )?;
         for n in ir.graph.node_indices() {
             let node = &ir.graph[n];
             let free: Vec<&str> = node
@@ -84,50 +90,51 @@ pub fn to_dot(losses: &[&LossIr]) -> String {
             } else {
                 format!("{}\\n({})", op_label(ir, &node.op), free.join(", "))
             };
-            let _ = writeln!(
+            writeln!(
                 s,
                 "    l{li}n{} [label=\"{}\"];",
                 n.index(),
                 label.replace('"', "\\\"")
-            );
+            )?;
         }
         for e in ir.graph.edge_indices() {
             if let Some((a, b)) = ir.graph.edge_endpoints(e) {
-                let _ = writeln!(
+                writeln!(
                     s,
                     "    l{li}n{} -> l{li}n{} [label=\"{}\"];",
                     a.index(),
                     b.index(),
                     ir.graph[e]
-                );
+                )?;
             }
         }
-        let mut stage = |name: String, n: petgraph::stable_graph::NodeIndex| {
-            let _ = writeln!(
+        let stage = |s: &mut String, name: String, n: NodeIndex| {
+            writeln!(
                 s,
                 "    l{li}_{0} [shape=box, label=\"{0}\"];\n    l{li}n{1} -> l{li}_{0};",
                 name,
                 n.index()
-            );
+            )
         };
-        stage("compute".into(), ir.compute);
+        stage(s, "compute".into(), ir.compute)?;
         for (i, m) in ir.masks.iter().enumerate() {
             stage(
+                s,
                 format!("remove_nans_{}_{i}", format!("{:?}", m.mode).to_lowercase()),
                 m.cond,
-            );
+            )?;
         }
         if let Some(r) = ir.rectify {
-            stage("rectify".into(), r);
+            stage(s, "rectify".into(), r)?;
         }
         if let Some(e) = ir.empty {
-            stage("empty".into(), e);
+            stage(s, "empty".into(), e)?;
         }
-        stage("weight".into(), ir.weight);
+        stage(s, "weight".into(), ir.weight)?;
         s.push_str("  }\n");
     }
     s.push_str("}\n");
-    s
+    Ok(())
 }
 
 /// A param value as written in source.

@@ -128,25 +128,6 @@ impl IndexExpr {
             }
         }
     }
-
-    /// Replaces every variable by an expression (`let` substitution).
-    pub fn substitute(&self, f: &dyn Fn(IndexId) -> IndexExpr) -> IndexExpr {
-        let mut out = IndexExpr::poly(self.offset.clone());
-        for (c, t) in &self.terms {
-            let e = match t {
-                IndexTerm::Var(v) => f(*v),
-                IndexTerm::Gather(p, idx) => IndexExpr {
-                    terms: vec![(
-                        1,
-                        IndexTerm::Gather(*p, idx.iter().map(|e| e.substitute(f)).collect()),
-                    )],
-                    offset: Poly::default(),
-                },
-            };
-            out = out.add_scaled(&e, *c);
-        }
-        out
-    }
 }
 
 /// Where a read takes its values from.
@@ -451,11 +432,6 @@ impl Origin {
 }
 
 impl LossIr {
-    /// A node's operands, in slot order.
-    pub fn operands(&self, n: NodeIndex) -> Vec<NodeIndex> {
-        operands(&self.graph, n)
-    }
-
     /// The roots: every node a stage names.
     pub fn roots(&self) -> Vec<NodeIndex> {
         let mut r = vec![self.compute, self.weight];
