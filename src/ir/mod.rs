@@ -10,6 +10,7 @@ pub mod dot;
 pub mod passes;
 pub mod poly;
 pub mod scalar;
+pub mod verify;
 
 use std::fmt;
 

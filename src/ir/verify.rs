@@ -1,0 +1,746 @@
+//! The IR verifier: checks a loss's graph against the invariants every later stage
+//! relies on (operand counts and slots, types, free indices, acyclicity, roots, ids,
+//! ranks and, once inferred, index ranges), so that a bug in lowering or in a pass is
+//! reported as an internal compiler error instead of becoming a wrong kernel.
+
+use std::fmt;
+
+use petgraph::Direction;
+use petgraph::algo::toposort;
+use petgraph::stable_graph::NodeIndex;
+
+use crate::diagnostics::{Diagnostic, Span};
+use crate::ice::{InternalError, PLEASE_REPORT};
+use crate::ir::{
+    BinaryFn, IndexExpr, IndexId, IndexTerm, LossIr, Node, Op, ParamKind, ReduceFn, Tensor, Ty,
+    UnaryFn, operands,
+};
+
+/// How far the IR has come, which decides what must already hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// Lowered, and perhaps rewritten by passes: index ranges may still be unknown.
+    Lowered,
+    /// Range inference has run without errors: every index a node mentions has a range.
+    Ranged,
+}
+
+/// A broken invariant: where, and which.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VerifyError {
+    /// The loss's name.
+    pub loss: String,
+    /// The span of the node at fault (the loss's span for a missing root).
+    pub span: Span,
+    /// `file:line:col` of that span.
+    pub at: String,
+    /// What is wrong.
+    pub what: Violation,
+}
+
+/// One kind of broken invariant.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Violation {
+    /// A stage names a node that is not in the graph.
+    MissingRoot(&'static str),
+    /// The node lies on a cycle.
+    Cycle,
+    /// The operands' slots, sorted, are not `0, 1, ..., n - 1`.
+    Slots(Vec<u8>),
+    /// The op takes `want` operands.
+    Arity { op: String, want: usize, got: usize },
+    /// The operand in `slot` has the wrong type.
+    OperandType {
+        op: String,
+        slot: usize,
+        want: Ty,
+        got: Ty,
+    },
+    /// The node's own type is not the one its op gives.
+    ResultType { op: String, want: Ty, got: Ty },
+    /// The node's free indices are not the sorted union of its operands' and its own
+    /// subscripts' (less a reduction's bound indices).
+    Free {
+        want: Vec<IndexId>,
+        got: Vec<IndexId>,
+    },
+    /// An id that names nothing (an input, param or index variable past the end), or a
+    /// param of the wrong kind.
+    BadId(String),
+    /// A read or gather with as many subscripts as the tensor has dimensions.
+    Rank {
+        tensor: String,
+        rank: usize,
+        subscripts: usize,
+    },
+    /// A stage's root with the wrong type or free indices.
+    Root(String),
+    /// An index a node uses has no range after range inference.
+    RangeUnknown(String),
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Violation::MissingRoot(stage) => write!(f, "the `{stage}` root is not in the graph"),
+            Violation::Cycle => f.write_str("the graph has a cycle through this node"),
+            Violation::Slots(slots) => write!(f, "operand slots {slots:?} are not 0..n"),
+            Violation::Arity { op, want, got } => {
+                write!(f, "`{op}` has {got} operands, not {want}")
+            }
+            Violation::OperandType {
+                op,
+                slot,
+                want,
+                got,
+            } => write!(f, "operand {slot} of `{op}` is a {got}, not a {want}"),
+            Violation::ResultType { op, want, got } => {
+                write!(f, "`{op}` gives a {want}, but its node says {got}")
+            }
+            Violation::Free { want, got } => {
+                write!(
+                    f,
+                    "free indices are {got:?}, but its operands give {want:?}"
+                )
+            }
+            Violation::BadId(what) => f.write_str(what),
+            Violation::Rank {
+                tensor,
+                rank,
+                subscripts,
+            } => write!(
+                f,
+                "`{tensor}` has {rank} dimensions but is read with {subscripts} subscripts"
+            ),
+            Violation::Root(what) => f.write_str(what),
+            Violation::RangeUnknown(name) => {
+                write!(f, "index `{name}` has no range after range inference")
+            }
+        }
+    }
+}
+
+/// In the wording of every internal compiler error ([`InternalError`]).
+impl fmt::Display for VerifyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        InternalError::from(self.clone()).fmt(f)
+    }
+}
+
+impl std::error::Error for VerifyError {}
+
+impl From<VerifyError> for InternalError {
+    fn from(e: VerifyError) -> InternalError {
+        InternalError::in_loss(e.loss, Some(e.at), e.what.to_string())
+    }
+}
+
+impl VerifyError {
+    /// The error as a diagnostic at the node's span, worded as the front end's other
+    /// internal errors are.
+    pub fn to_diagnostic(&self) -> Diagnostic {
+        let message = format!(
+            "internal compiler error in loss `{}` at {}: {}",
+            self.loss, self.at, self.what
+        );
+        Diagnostic::error(message, self.span, "lossc built this wrongly").with_note(PLEASE_REPORT)
+    }
+}
+
+/// Checks every invariant of `ir` that holds at `stage`; the first violation found.
+pub fn verify(ir: &LossIr, stage: Stage) -> Result<(), VerifyError> {
+    let fail = |span: Span, what: Violation| VerifyError {
+        loss: ir.name.clone(),
+        span,
+        at: ir.origin.locate(span),
+        what,
+    };
+    let mut roots = vec![("compute", ir.compute), ("weight", ir.weight)];
+    roots.extend(ir.masks.iter().map(|m| ("remove_nans", m.cond)));
+    roots.extend(ir.rectify.map(|r| ("rectify", r)));
+    roots.extend(ir.empty.map(|e| ("empty", e)));
+    for n in ir.roots() {
+        if !ir.graph.contains_node(n) {
+            let stage = roots
+                .iter()
+                .find(|(_, r)| *r == n)
+                .map_or("stage", |(s, _)| s);
+            return Err(fail(ir.span, Violation::MissingRoot(stage)));
+        }
+    }
+    if let Err(cycle) = toposort(&ir.graph, None) {
+        let n = cycle.node_id();
+        return Err(fail(ir.graph[n].span, Violation::Cycle));
+    }
+    for n in ir.graph.node_indices() {
+        node(ir, n, stage).map_err(|what| fail(ir.graph[n].span, what))?;
+    }
+    stage_roots(ir, &roots).map_err(|(n, what)| fail(ir.graph[n].span, what))
+}
+
+/// The operand types an op takes and the type it gives. A `select`'s branches take
+/// either type: they take the node's own.
+fn signature(op: &Op, ty: Ty) -> (Vec<Ty>, Ty) {
+    use Ty::{Bool, Num};
+    match op {
+        Op::Const(_) | Op::Read(..) | Op::IndexValue(_) => (vec![], Num),
+        Op::BoolConst(_) | Op::EnumIs(..) => (vec![], Bool),
+        Op::Unary(UnaryFn::Not) => (vec![Bool], Bool),
+        Op::Unary(UnaryFn::IsNan) => (vec![Num], Bool),
+        Op::Unary(
+            UnaryFn::Neg
+            | UnaryFn::Exp
+            | UnaryFn::Log
+            | UnaryFn::Sqrt
+            | UnaryFn::Abs
+            | UnaryFn::Relu,
+        ) => (vec![Num], Num),
+        Op::Binary(f) => match f {
+            BinaryFn::Add
+            | BinaryFn::Sub
+            | BinaryFn::Mul
+            | BinaryFn::Div
+            | BinaryFn::Pow
+            | BinaryFn::Min
+            | BinaryFn::Max => (vec![Num, Num], Num),
+            BinaryFn::Eq
+            | BinaryFn::Ne
+            | BinaryFn::Lt
+            | BinaryFn::Le
+            | BinaryFn::Gt
+            | BinaryFn::Ge => (vec![Num, Num], Bool),
+            BinaryFn::And | BinaryFn::Or => (vec![Bool, Bool], Bool),
+        },
+        Op::Select => (vec![Bool, ty, ty], ty),
+        Op::Clamp => (vec![Num, Num, Num], Num),
+        Op::Reduce(ReduceFn::All | ReduceFn::Any, _) => (vec![Bool], Bool),
+        Op::Reduce(..) => (vec![Num], Num),
+    }
+}
+
+/// A short name of an op, for messages.
+fn op_name(op: &Op) -> String {
+    match op {
+        Op::Const(_) => "const".into(),
+        Op::BoolConst(_) => "bool const".into(),
+        Op::Read(..) => "read".into(),
+        Op::IndexValue(_) => "index value".into(),
+        Op::EnumIs(..) => "enum test".into(),
+        Op::Unary(f) => format!("{f:?}").to_lowercase(),
+        Op::Binary(f) => format!("{f:?}").to_lowercase(),
+        Op::Select => "select".into(),
+        Op::Clamp => "clamp".into(),
+        Op::Reduce(f, _) => format!("{f:?}").to_lowercase(),
+    }
+}
+
+/// One node's own invariants (its operands are checked as nodes of their own).
+fn node(ir: &LossIr, n: NodeIndex, stage: Stage) -> Result<(), Violation> {
+    let node = &ir.graph[n];
+    let mut slots: Vec<u8> = ir
+        .graph
+        .edges_directed(n, Direction::Incoming)
+        .map(|e| *e.weight())
+        .collect();
+    slots.sort_unstable();
+    if slots.iter().enumerate().any(|(i, s)| usize::from(*s) != i) {
+        return Err(Violation::Slots(slots));
+    }
+    let args = operands(&ir.graph, n);
+    let (want_args, want_ty) = signature(&node.op, node.ty);
+    if args.len() != want_args.len() {
+        return Err(Violation::Arity {
+            op: op_name(&node.op),
+            want: want_args.len(),
+            got: args.len(),
+        });
+    }
+    for (slot, (a, want)) in args.iter().zip(&want_args).enumerate() {
+        let got = ir.graph[*a].ty;
+        if got != *want {
+            return Err(Violation::OperandType {
+                op: op_name(&node.op),
+                slot,
+                want: *want,
+                got,
+            });
+        }
+    }
+    if node.ty != want_ty {
+        return Err(Violation::ResultType {
+            op: op_name(&node.op),
+            want: want_ty,
+            got: node.ty,
+        });
+    }
+    let own = own_indices(ir, node)?;
+    let mut want: Vec<IndexId> = args
+        .iter()
+        .flat_map(|a| ir.graph[*a].free.iter().copied())
+        .chain(own.subscripts.iter().copied())
+        .filter(|v| !own.bound.contains(v))
+        .collect();
+    want.sort_unstable();
+    want.dedup();
+    if node.free != want {
+        return Err(Violation::Free {
+            want,
+            got: node.free.clone(),
+        });
+    }
+    if stage == Stage::Ranged {
+        for v in own.subscripts.iter().chain(&own.bound).chain(&node.free) {
+            if ir.indices[*v].range.is_none() {
+                return Err(Violation::RangeUnknown(ir.indices[*v].name.clone()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The index variables a node names itself: in its subscripts (gathers' included) and,
+/// for a reduction, the ones it binds. Every id is checked to name something.
+struct OwnIndices {
+    subscripts: Vec<IndexId>,
+    bound: Vec<IndexId>,
+}
+
+fn own_indices(ir: &LossIr, node: &Node) -> Result<OwnIndices, Violation> {
+    let mut own = OwnIndices {
+        subscripts: vec![],
+        bound: vec![],
+    };
+    match &node.op {
+        Op::Read(t, idx) => {
+            let (name, rank) = match *t {
+                Tensor::Input(i) => {
+                    let input = ir
+                        .inputs
+                        .get(i)
+                        .ok_or_else(|| Violation::BadId(format!("input {i} does not exist")))?;
+                    (&input.name, input.shape.len())
+                }
+                Tensor::Param(p) => {
+                    let param = param(ir, p)?;
+                    let rank = match &param.kind {
+                        ParamKind::Scalar => 0,
+                        ParamKind::Tensor(s) | ParamKind::Index(s) => s.len(),
+                        ParamKind::Enum(_) => {
+                            return Err(Violation::BadId(format!(
+                                "enum param `{}` is read as a number",
+                                param.name
+                            )));
+                        }
+                    };
+                    (&param.name, rank)
+                }
+            };
+            subscripts(ir, name, rank, idx, &mut own.subscripts)?;
+        }
+        Op::IndexValue(e) => index_expr(ir, e, &mut own.subscripts)?,
+        Op::EnumIs(p, value) => {
+            let param = param(ir, *p)?;
+            let ParamKind::Enum(values) = &param.kind else {
+                return Err(Violation::BadId(format!(
+                    "param `{}` is tested as an enum but is not one",
+                    param.name
+                )));
+            };
+            if !values.contains(value) {
+                return Err(Violation::BadId(format!(
+                    "\"{value}\" is not a value of `{}`",
+                    param.name
+                )));
+            }
+        }
+        Op::Reduce(_, bound) => {
+            for (i, v) in bound.iter().enumerate() {
+                index_var(ir, *v)?;
+                if bound[..i].contains(v) {
+                    return Err(Violation::BadId(format!(
+                        "index `{}` is bound twice",
+                        ir.indices[*v].name
+                    )));
+                }
+            }
+            own.bound.clone_from(bound);
+        }
+        _ => {}
+    }
+    for v in &node.free {
+        index_var(ir, *v)?;
+    }
+    Ok(own)
+}
+
+fn param(ir: &LossIr, p: usize) -> Result<&crate::ir::ParamInfo, Violation> {
+    ir.params
+        .get(p)
+        .ok_or_else(|| Violation::BadId(format!("param {p} does not exist")))
+}
+
+fn index_var(ir: &LossIr, v: IndexId) -> Result<(), Violation> {
+    if v < ir.indices.len() {
+        Ok(())
+    } else {
+        Err(Violation::BadId(format!(
+            "index variable {v} does not exist"
+        )))
+    }
+}
+
+/// Checks a tensor's subscripts against its rank and collects their variables.
+fn subscripts(
+    ir: &LossIr,
+    tensor: &str,
+    rank: usize,
+    idx: &[IndexExpr],
+    out: &mut Vec<IndexId>,
+) -> Result<(), Violation> {
+    if idx.len() != rank {
+        return Err(Violation::Rank {
+            tensor: tensor.to_string(),
+            rank,
+            subscripts: idx.len(),
+        });
+    }
+    idx.iter().try_for_each(|e| index_expr(ir, e, out))
+}
+
+/// Checks one index expression's ids (a gather goes through an `index` param of the
+/// right rank) and collects its variables.
+fn index_expr(ir: &LossIr, e: &IndexExpr, out: &mut Vec<IndexId>) -> Result<(), Violation> {
+    for (_, term) in &e.terms {
+        match term {
+            IndexTerm::Var(v) => {
+                index_var(ir, *v)?;
+                out.push(*v);
+            }
+            IndexTerm::Gather(p, idx) => {
+                let param = param(ir, *p)?;
+                let ParamKind::Index(shape) = &param.kind else {
+                    return Err(Violation::BadId(format!(
+                        "param `{}` is gathered from but is not an `index` param",
+                        param.name
+                    )));
+                };
+                subscripts(ir, &param.name, shape.len(), idx, out)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The stages' roots: `compute`'s free indices are the domain, conditions are truth
+/// values over the domain's indices, `rectify` a number over them, `weight` and
+/// `empty:` closed numbers.
+fn stage_roots(ir: &LossIr, roots: &[(&str, NodeIndex)]) -> Result<(), (NodeIndex, Violation)> {
+    let mut domain = ir.domain.clone();
+    domain.sort_unstable();
+    let compute = &ir.graph[ir.compute];
+    if compute.free != domain || domain.windows(2).any(|w| w[0] == w[1]) {
+        return Err((
+            ir.compute,
+            Violation::Root(format!(
+                "the domain {:?} is not `compute`'s free indices {:?}",
+                ir.domain, compute.free
+            )),
+        ));
+    }
+    for (stage, n) in roots {
+        let node = &ir.graph[*n];
+        let (want_ty, closed) = match *stage {
+            "compute" => (Ty::Num, false),
+            "remove_nans" => (Ty::Bool, false),
+            "rectify" => (Ty::Num, false),
+            _ => (Ty::Num, true),
+        };
+        if node.ty != want_ty {
+            return Err((
+                *n,
+                Violation::Root(format!(
+                    "the `{stage}` root is a {}, not a {want_ty}",
+                    node.ty
+                )),
+            ));
+        }
+        let outside = |v: &IndexId| closed || !domain.contains(v);
+        if let Some(v) = node.free.iter().find(|v| outside(v)) {
+            return Err((
+                *n,
+                Violation::Root(format!(
+                    "the `{stage}` root has index `{}` free, outside the domain",
+                    ir.indices[*v].name
+                )),
+            ));
+        }
+    }
+    for m in &ir.masks {
+        if let Some(i) = m
+            .needs
+            .iter()
+            .find(|i| ir.inputs.get(**i).is_none_or(|x| !x.optional))
+        {
+            return Err((
+                m.cond,
+                Violation::BadId(format!("a mask needs input {i}, which is not optional")),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    //! The verifier accepts every example and catches each kind of broken IR, built by
+    //! hand from a clean loss. (They are a third of this file, and why it is over 600
+    //! lines: a file of their own would name `crate::sema`, a layer above `ir`, outside
+    //! test code.)
+
+    use petgraph::Direction;
+    use petgraph::stable_graph::NodeIndex;
+    use petgraph::visit::EdgeRef;
+
+    use super::*;
+    use crate::diagnostics::Source;
+    use crate::ir::{BinaryFn, LossIr, Op, Ty, UnaryFn};
+
+    const CLEAN: &str = "loss l {\n input x : [N]\n input y : [N]\n compute x[i] * 2 + exp(-y[i])\n \
+                         remove_nans drop where isnan(x[i])\n reduce mean\n}\n";
+
+    /// `x[i] * 2 + exp(-y[i])`, with a mask on `isnan(x[i])`, checked and ranged.
+    fn clean() -> LossIr {
+        let checked = crate::sema::check(&[Source::new("l.loss", CLEAN)]);
+        assert!(!checked.has_errors());
+        checked.program.losses.into_iter().next().unwrap()
+    }
+
+    /// The first node whose op satisfies `f`.
+    fn find(ir: &LossIr, f: impl Fn(&Op) -> bool) -> NodeIndex {
+        ir.graph
+            .node_indices()
+            .find(|n| f(&ir.graph[*n].op))
+            .expect("no such node")
+    }
+
+    fn violation(ir: &LossIr, stage: Stage) -> Violation {
+        verify(ir, stage).expect_err("the broken IR verified").what
+    }
+
+    #[test]
+    fn every_example_verifies() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+        let mut sources = Vec::new();
+        for dir in [root.clone(), root.join("lightning_pose")] {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.extension().is_some_and(|e| e == "loss") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    sources.push(Source::new(path.display().to_string(), text));
+                }
+            }
+        }
+        let checked = crate::sema::check(&sources);
+        assert!(!checked.has_errors(), "{}", checked.render(&sources));
+        assert!(checked.program.losses.len() >= 12);
+        for ir in &checked.program.losses {
+            assert_eq!(verify(ir, Stage::Lowered), Ok(()));
+            assert_eq!(verify(ir, Stage::Ranged), Ok(()));
+        }
+    }
+
+    #[test]
+    fn a_missing_operand_is_caught() {
+        let mut ir = clean();
+        let add = find(&ir, |op| *op == Op::Binary(BinaryFn::Add));
+        let edge = ir
+            .graph
+            .edges_directed(add, Direction::Incoming)
+            .find(|e| *e.weight() == 1)
+            .unwrap()
+            .id();
+        ir.graph.remove_edge(edge);
+        let v = violation(&ir, Stage::Lowered);
+        assert!(
+            matches!(
+                v,
+                Violation::Arity {
+                    want: 2,
+                    got: 1,
+                    ..
+                }
+            ),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn slots_with_a_gap_or_twice_the_same_are_caught() {
+        let mut ir = clean();
+        let mul = find(&ir, |op| *op == Op::Binary(BinaryFn::Mul));
+        let edge = ir
+            .graph
+            .edges_directed(mul, Direction::Incoming)
+            .find(|e| *e.weight() == 1)
+            .unwrap()
+            .id();
+        ir.graph[edge] = 2;
+        assert_eq!(violation(&ir, Stage::Lowered), Violation::Slots(vec![0, 2]));
+        ir.graph[edge] = 0;
+        assert_eq!(violation(&ir, Stage::Lowered), Violation::Slots(vec![0, 0]));
+    }
+
+    #[test]
+    fn a_truth_value_where_a_number_is_expected_is_caught() {
+        let mut ir = clean();
+        // The constant 2 of `x[i] * 2` becomes `true`.
+        let two = find(&ir, |op| *op == Op::constant(2.0));
+        ir.graph[two].op = Op::BoolConst(true);
+        ir.graph[two].ty = Ty::Bool;
+        let v = violation(&ir, Stage::Lowered);
+        assert!(
+            matches!(
+                v,
+                Violation::OperandType {
+                    slot: 1,
+                    want: Ty::Num,
+                    got: Ty::Bool,
+                    ..
+                }
+            ),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn a_node_of_the_wrong_type_is_caught() {
+        let mut ir = clean();
+        let isnan = find(&ir, |op| *op == Op::Unary(UnaryFn::IsNan));
+        ir.graph[isnan].ty = Ty::Num;
+        let v = violation(&ir, Stage::Lowered);
+        assert!(
+            matches!(
+                v,
+                Violation::ResultType {
+                    want: Ty::Bool,
+                    got: Ty::Num,
+                    ..
+                }
+            ),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn a_cycle_is_caught() {
+        let mut ir = clean();
+        // `exp(-y[i])` feeds its own negation.
+        let neg = find(&ir, |op| *op == Op::Unary(UnaryFn::Neg));
+        let exp = find(&ir, |op| *op == Op::Unary(UnaryFn::Exp));
+        ir.graph.add_edge(exp, neg, 1);
+        assert_eq!(violation(&ir, Stage::Lowered), Violation::Cycle);
+    }
+
+    #[test]
+    fn a_wrong_free_list_is_caught() {
+        let mut ir = clean();
+        let mul = find(&ir, |op| *op == Op::Binary(BinaryFn::Mul));
+        let i = ir.graph[mul].free[0];
+        ir.graph[mul].free.clear();
+        assert_eq!(
+            violation(&ir, Stage::Lowered),
+            Violation::Free {
+                want: vec![i],
+                got: vec![]
+            }
+        );
+        // Unsorted or repeated is wrong too.
+        ir.graph[mul].free = vec![i, i];
+        assert!(matches!(
+            violation(&ir, Stage::Lowered),
+            Violation::Free { .. }
+        ));
+    }
+
+    #[test]
+    fn a_reduction_leaves_its_bound_indices_out() {
+        let src = "loss l {\n input x : [N, K]\n compute sum(k: x[n, k])\n reduce mean\n}\n";
+        let checked = crate::sema::check(&[Source::new("l.loss", src)]);
+        let mut ir = checked.program.losses.into_iter().next().unwrap();
+        let sum = find(&ir, |op| matches!(op, Op::Reduce(..)));
+        let Op::Reduce(_, bound) = ir.graph[sum].op.clone() else {
+            unreachable!()
+        };
+        ir.graph[sum].free.extend(&bound);
+        ir.graph[sum].free.sort_unstable();
+        assert!(matches!(
+            violation(&ir, Stage::Lowered),
+            Violation::Free { .. }
+        ));
+    }
+
+    #[test]
+    fn a_missing_root_is_caught() {
+        let mut ir = clean();
+        let mask = ir.masks[0].cond;
+        ir.graph.remove_node(mask);
+        assert_eq!(
+            violation(&ir, Stage::Lowered),
+            Violation::MissingRoot("remove_nans")
+        );
+    }
+
+    #[test]
+    fn an_unknown_range_is_caught_once_ranges_are_inferred() {
+        let mut ir = clean();
+        ir.indices[0].range = None;
+        assert_eq!(verify(&ir, Stage::Lowered), Ok(()));
+        assert_eq!(
+            violation(&ir, Stage::Ranged),
+            Violation::RangeUnknown("i".into())
+        );
+    }
+
+    #[test]
+    fn a_read_with_the_wrong_rank_or_tensor_is_caught() {
+        let mut ir = clean();
+        let read = find(&ir, |op| matches!(op, Op::Read(..)));
+        let Op::Read(t, idx) = ir.graph[read].op.clone() else {
+            unreachable!()
+        };
+        ir.graph[read].op = Op::Read(t, vec![idx[0].clone(), idx[0].clone()]);
+        assert!(matches!(
+            violation(&ir, Stage::Lowered),
+            Violation::Rank {
+                rank: 1,
+                subscripts: 2,
+                ..
+            }
+        ));
+        ir.graph[read].op = Op::Read(crate::ir::Tensor::Input(7), idx);
+        assert!(matches!(
+            violation(&ir, Stage::Lowered),
+            Violation::BadId(_)
+        ));
+    }
+
+    #[test]
+    fn the_error_names_the_loss_and_the_place_and_asks_for_a_report() {
+        let mut ir = clean();
+        let isnan = find(&ir, |op| *op == Op::Unary(UnaryFn::IsNan));
+        ir.graph[isnan].ty = Ty::Num;
+        let e = verify(&ir, Stage::Lowered).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.starts_with("internal compiler error in loss `l` at l.loss:5:"),
+            "{text}"
+        );
+        assert!(text.contains("please report it"), "{text}");
+        let d = e.to_diagnostic();
+        assert!(d.is_error && d.primary.0 == ir.graph[isnan].span);
+        let rendered = Source::new("l.loss", CLEAN).render(&[d]);
+        assert!(rendered.starts_with("error: internal compiler error in loss `l` at l.loss:5:25"));
+        assert!(rendered.contains("┌─ l.loss:5:25"), "{rendered}");
+        assert!(rendered.contains(PLEASE_REPORT), "{rendered}");
+    }
+}
