@@ -439,3 +439,22 @@ fn short_let_chains_check_clean() {
         assert!(!has_errors, "{rendered}");
     }
 }
+
+/// 20 lets of 390 nested minuses, each over the previous: every expression is within the
+/// parser's cap, but expanded they nest 7 800 deep. `lossc check` reports one located
+/// error (the depth cap) instead of overflowing its stack, and so does the library on a
+/// test thread.
+#[test]
+fn deep_let_expansions_are_one_located_error() {
+    let text = let_chain(20, |i| format!("{}a{}", "-".repeat(390), i - 1));
+    let (code, stderr) = check_with_limit(&text, std::time::Duration::from_secs(30));
+    let head = &stderr[..stderr.len().min(300)];
+    assert_eq!(code, Some(1), "{head}");
+    assert!(
+        stderr.contains("nested more than 500 levels deep"),
+        "{head}"
+    );
+    let (rendered, has_errors) = check_and_render(Source::new("deep.loss", text));
+    assert!(has_errors);
+    assert_eq!(rendered.matches("error:").count(), 1, "{rendered}");
+}

@@ -2,6 +2,9 @@
 //! relies on (operand counts and slots, types, free indices, acyclicity, roots, ids,
 //! ranks and, once inferred, index ranges), so that a bug in lowering or in a pass is
 //! reported as an internal compiler error instead of becoming a wrong kernel.
+//!
+//! It assumes the graph's depth is bounded ([`crate::ir::passes::depth`] runs first): the
+//! only recursion here is into gathers' subscripts, which that bound covers.
 
 use std::fmt;
 

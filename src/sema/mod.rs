@@ -33,8 +33,37 @@ impl Checked {
     }
 }
 
-/// Parses and checks the sources, and runs the IR passes on every loss.
+/// The stack of the thread the front end runs on. Parsing recurses once per bracket
+/// level (up to [`syntax::parser::MAX_NESTING`]) and lowering once per expression level,
+/// lets' bodies included (up to [`crate::ir::passes::depth::MAX_IR_DEPTH`]). In a debug
+/// build the parser's frames (pest's and the AST builder's) take about 160 KiB per
+/// bracket level, 10 MiB at its cap: more than a main thread's 8 MiB, five times a test
+/// thread's 2 MiB. Lowering's take up to 5 KiB per level, 2.5 MiB at its cap (nested
+/// gathers). The stack is reserved, not committed: untouched pages cost no memory.
+const FRONT_END_STACK: usize = 64 << 20;
+
+/// Parses and checks the sources, and runs the IR passes on every loss: on a thread of
+/// its own whose stack fits the front end's deepest recursion whatever thread calls it
+/// (the thread that calls it waits; a panic resumes there).
 pub fn check(sources: &[Source]) -> Checked {
+    std::thread::scope(|scope| {
+        match std::thread::Builder::new()
+            .name("lossc front end".into())
+            .stack_size(FRONT_END_STACK)
+            .spawn_scoped(scope, || check_here(sources))
+        {
+            Ok(front_end) => front_end
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            // No thread to be had (a process at its limit): the caller's stack will do for
+            // every loss short of the caps.
+            Err(_) => check_here(sources),
+        }
+    })
+}
+
+/// [`check`] on the current thread.
+fn check_here(sources: &[Source]) -> Checked {
     let mut program = Program::default();
     let mut diagnostics = Vec::new();
     let mut loss_at: HashMap<String, (usize, crate::diagnostics::Span)> = HashMap::new();

@@ -2,6 +2,7 @@
 
 pub mod cse;
 pub mod dce;
+pub mod depth;
 pub mod fold;
 pub mod ranges;
 
@@ -13,15 +14,19 @@ use crate::ir::verify::{Stage, verify};
 /// every test), or only once after the last.
 const VERIFY_EVERY_PASS: bool = cfg!(debug_assertions);
 
-/// Constant folding, common-subexpression elimination, dead-node removal and range
-/// inference (which reports what it cannot infer). The verifier checks the result, and in debug
+/// The depth check (before anything that recurses over the graph), then constant
+/// folding, common-subexpression elimination, dead-node removal and range inference
+/// (which reports what it cannot infer). The verifier checks the result, and in debug
 /// builds the lowered graph and every pass's output too: a violation is reported as an
 /// internal compiler error instead of reaching a back end.
 pub fn run_all(ir: &mut LossIr) -> Vec<Diagnostic> {
+    if let Some(d) = depth::check_depth(ir) {
+        return vec![d];
+    }
     passes_verified(ir).unwrap_or_else(|ice| vec![ice])
 }
 
-/// The passes; `Err` holds an internal compiler error.
+/// The passes after the depth check; `Err` holds an internal compiler error.
 fn passes_verified(ir: &mut LossIr) -> Result<Vec<Diagnostic>, Diagnostic> {
     verified(ir, Stage::Lowered, VERIFY_EVERY_PASS)?;
     let rewrites: [fn(&mut LossIr); 3] = [

@@ -67,7 +67,8 @@ impl Lowerer<'_> {
 
     /// Lowers any expression.
     pub(super) fn expr(&mut self, e: &ast::Expr, scope: &mut Scope, ctx: Ctx) -> Lowered {
-        match &e.kind {
+        self.enter(e.span)?;
+        let lowered = match &e.kind {
             ExprKind::Number(v) => Ok(self.node(Op::constant(*v as f32), Ty::Num, &[], e.span)),
             ExprKind::Str(_) => {
                 self.error(
@@ -92,7 +93,9 @@ impl Lowerer<'_> {
             ExprKind::Reduction(f, binders, body) => {
                 self.reduction(f, binders, body, scope, ctx, e.span)
             }
-        }
+        };
+        self.depth -= 1;
+        lowered
     }
 
     /// An operator; `==` and `!=` against a string compare an enum param.

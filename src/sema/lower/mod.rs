@@ -22,6 +22,7 @@ use petgraph::stable_graph::NodeIndex;
 
 use crate::diagnostics::{Diagnostic, Span};
 use crate::ice::PLEASE_REPORT;
+use crate::ir::passes::depth::{MAX_IR_DEPTH, too_deep};
 use crate::ir::*;
 use crate::syntax::ast::{self, ExprKind, LossDef, Stage};
 
@@ -79,6 +80,10 @@ struct Lowerer<'a> {
     /// Plain lets already expanded in this stage, by (let, scope, context): a let used
     /// twice in one scope is lowered once (chains of lets stay linear, not exponential).
     let_memo: HashMap<(usize, Scope, Ctx), NodeIndex>,
+    /// Levels of `expr` and `index_expr` on the stack, lets' bodies included.
+    depth: usize,
+    /// Whether the depth cap has been reported (once per loss).
+    too_deep: bool,
 }
 
 /// The index variables in scope: `(name, value)`, innermost last.
@@ -135,11 +140,27 @@ impl<'a> Lowerer<'a> {
             expanding: vec![],
             optional_reads: vec![],
             let_memo: HashMap::new(),
+            depth: 0,
+            too_deep: false,
         }
     }
 
     fn error(&mut self, msg: impl Into<String>, span: Span, label: impl Into<String>) {
         self.diags.push(Diagnostic::error(msg, span, label));
+    }
+
+    /// Enters one more level of `expr` or `index_expr`, or reports the nesting too deep:
+    /// each expression is within the parser's cap, but lets expanded inside lets nest
+    /// deeper. The caller leaves with `self.depth -= 1`.
+    fn enter(&mut self, span: Span) -> Result<(), ()> {
+        if self.depth >= MAX_IR_DEPTH {
+            if !std::mem::replace(&mut self.too_deep, true) {
+                self.diags.push(too_deep(span));
+            }
+            return Err(());
+        }
+        self.depth += 1;
+        Ok(())
     }
 
     fn error_count(&self) -> usize {

@@ -144,6 +144,18 @@ impl Lowerer<'_> {
 
     /// An affine index expression.
     fn index_expr(&mut self, e: &ast::Expr, scope: &mut Scope, ctx: Ctx) -> Result<IndexExpr, ()> {
+        self.enter(e.span)?;
+        let lowered = self.index_expr_here(e, scope, ctx);
+        self.depth -= 1;
+        lowered
+    }
+
+    fn index_expr_here(
+        &mut self,
+        e: &ast::Expr,
+        scope: &mut Scope,
+        ctx: Ctx,
+    ) -> Result<IndexExpr, ()> {
         match &e.kind {
             ExprKind::Number(v) => {
                 if v.fract() != 0.0 {
