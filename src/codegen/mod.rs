@@ -1,12 +1,13 @@
 //! The WGSL back end: one fused compute kernel per factory ([`emit`]), scheduled per loss
-//! ([`schedule`]), written through a structured writer ([`writer`]), with its parameter
-//! block ([`layout`]); every module is validated by naga ([`validate`]) before it is
+//! ([`schedule`]), written through a structured writer ([`writer`]) in the spellings of
+//! [`wgsl`], with its parameter block ([`layout`]); every module is validated by naga ([`validate`]) before it is
 //! written or run, and described by a manifest ([`manifest`]).
 
 pub mod emit;
 pub mod layout;
 pub mod schedule;
 pub mod validate;
+pub mod wgsl;
 pub mod writer;
 
 use crate::ir::{FactoryTerm, LossIr, Program};

@@ -12,14 +12,13 @@ use wgpu::util::DeviceExt;
 
 use super::Gpu;
 use crate::bind::Bound;
-use crate::codegen::emit::{binary_wgsl, f32_lit, unary_wgsl};
+use crate::codegen::wgsl::{PRELUDE, binary_wgsl, f32_lit, unary_wgsl};
 use crate::codegen::writer::Writer;
 use crate::ir::{
     BinaryFn, IndexExpr, IndexId, IndexTerm, LossIr, MaskMode, Op, ParamKind, ReduceFn, ReduceMode,
     Tensor, UnaryFn, extent, operands,
 };
 
-const PRELUDE: &str = include_str!("../../shaders/prelude.wgsl");
 const WG: u32 = 64;
 
 /// One dispatch of the plan.

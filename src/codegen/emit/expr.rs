@@ -1,0 +1,94 @@
+//! A node's value: the WGSL expression of its operation, bound to a `let` and cached in
+//! the current block.
+
+use std::collections::HashMap;
+
+use petgraph::stable_graph::NodeIndex;
+
+use super::LossEmitter;
+use crate::codegen::layout::Slot;
+use crate::codegen::wgsl::{binary_wgsl, f32_lit, unary_wgsl};
+use crate::ir::{BinaryFn, Op, ParamKind, operands};
+
+impl LossEmitter<'_> {
+    /// The WGSL name holding node `n`'s value, emitting what it needs.
+    pub(super) fn val(&mut self, n: NodeIndex) -> String {
+        if let Some(x) = self.lookup(n) {
+            return x;
+        }
+        let node = self.ir.graph[n].clone();
+        let args = operands(&self.ir.graph, n);
+        let expr = match &node.op {
+            Op::Const(bits) => return f32_lit(f32::from_bits(*bits)),
+            Op::BoolConst(b) => return b.to_string(),
+            Op::Read(t, idx) => self.read(*t, idx, Some(n)),
+            Op::IndexValue(e) => format!("f32({})", self.index(e)),
+            Op::EnumIs(p, v) => {
+                let ParamKind::Enum(vs) = &self.ir.params[*p].kind else {
+                    self.bug = Some("an enum test on a non-enum param".into());
+                    return "false".into();
+                };
+                let k = vs.iter().position(|x| x == v).unwrap_or(0);
+                let slot = self.m(Slot::Enum {
+                    loss: self.li,
+                    param: self.ir.params[*p].name.clone(),
+                });
+                format!("({slot} == {k})")
+            }
+            Op::Unary(f) => {
+                let a = self.val(args[0]);
+                unary_wgsl(*f, &a)
+            }
+            Op::Binary(f) => {
+                let a = self.val(args[0]);
+                match f {
+                    BinaryFn::Pow if matches!(self.ir.graph[args[1]].op, Op::Const(c) if f32::from_bits(c) == 2.0) =>
+                    {
+                        format!("({a} * {a})")
+                    }
+                    _ => {
+                        let b = self.val(args[1]);
+                        binary_wgsl(*f, &a, &b)
+                    }
+                }
+            }
+            Op::Select => {
+                if let Some(taken) = self.known_truth(args[0]) {
+                    // A configuration choice known in a specialised kernel: only the taken
+                    // branch runs (the other is walked muted, for the same slots).
+                    let (keep, skip) = if taken {
+                        (args[1], args[2])
+                    } else {
+                        (args[2], args[1])
+                    };
+                    self.w.open_muted(true);
+                    self.cache.push(HashMap::new());
+                    self.val(args[0]);
+                    self.val(skip);
+                    self.close();
+                    return self.val(keep);
+                }
+                let c = self.val(args[0]);
+                let a = self.val(args[1]);
+                let b = self.val(args[2]);
+                format!("select({b}, {a}, {c})")
+            }
+            Op::Clamp => {
+                let x = self.val(args[0]);
+                let lo = self.val(args[1]);
+                let hi = self.val(args[2]);
+                format!("lc_clamp({x}, {lo}, {hi})")
+            }
+            Op::Reduce(..) => match self.sched.hoisted_index(n) {
+                Some(k) => self.table_read(k, n),
+                None => return self.inline_reduce(n),
+            },
+        };
+        let name = self.name("v");
+        let comment = self.comment(n);
+        self.w.line(format!("let {name} = {expr}; {comment}"));
+        let d = self.depth();
+        self.cache[d].insert(n, name.clone());
+        name
+    }
+}

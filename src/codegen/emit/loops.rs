@@ -1,0 +1,199 @@
+//! Loops over index variables: counts of assignments, linear indices decomposed into
+//! indices or advanced as counters with carries, plain nested loops, and the four-wide
+//! loops in which each iteration takes four consecutive values.
+
+use super::{LossEmitter, WORKGROUP};
+use crate::codegen::layout::Slot;
+use crate::ir::IndexId;
+
+impl LossEmitter<'_> {
+    /// The number of assignments of `vars`, as an i32 expression.
+    pub(super) fn count(&mut self, vars: &[IndexId]) -> String {
+        if vars.is_empty() {
+            return "1".into();
+        }
+        let parts: Vec<String> = vars.iter().map(|v| self.ext(*v)).collect();
+        format!("({})", parts.join(" * "))
+    }
+
+    /// Binds `vars` from a row-major linear index held in `linear`. (Divisors are at least
+    /// 1: with an empty range the code never runs, but a literal zero divisor would not
+    /// compile.)
+    pub(super) fn decompose(&mut self, vars: &[IndexId], linear: &str) {
+        if vars.is_empty() {
+            return;
+        }
+        let q = self.name("q");
+        self.w.line(format!("var {q}: i32 = {linear};"));
+        for v in vars.iter().rev() {
+            let (lo, ext) = (self.lo(*v), self.ext(*v));
+            let n = self.name(&format!("i{v}_"));
+            self.w
+                .line(format!("let {n} = {lo} + {q} % max({ext}, 1);"));
+            self.w.line(format!("{q} = {q} / max({ext}, 1);"));
+            self.bind(*v, n);
+        }
+    }
+
+    /// Binds `vars` to mutable counters starting at the row-major index `start`, and
+    /// returns how to advance them by `stride` (a multiple-digit add with carries, so that
+    /// the loop does no division: GPUs and CPU SIMD lack fast integer division).
+    pub(super) fn counters(&mut self, vars: &[IndexId], start: &str, stride: usize) -> Vec<String> {
+        self.counters_by(vars, start, &[stride])
+            .pop()
+            .unwrap_or_default()
+    }
+
+    /// [`Self::counters`] with several strides: one list of advancing lines per stride.
+    pub(super) fn counters_by(
+        &mut self,
+        vars: &[IndexId],
+        start: &str,
+        strides: &[usize],
+    ) -> Vec<Vec<String>> {
+        if vars.is_empty() {
+            return strides.iter().map(|_| vec![]).collect();
+        }
+        // Each stride's digits in the mixed radix of the extents, once.
+        let mut digits_by: Vec<Vec<String>> = Vec::new();
+        for stride in strides {
+            let digits: Vec<String> = vars.iter().map(|_| self.name("d")).collect();
+            let rest = self.name("r");
+            self.w.line(format!("var {rest}: i32 = {stride};"));
+            for (v, d) in vars.iter().zip(&digits).rev() {
+                let ext = self.ext(*v);
+                self.w.line(format!("let {d} = {rest} % max({ext}, 1);"));
+                self.w.line(format!("{rest} = {rest} / max({ext}, 1);"));
+            }
+            digits_by.push(digits);
+        }
+        let q = self.name("q");
+        self.w.line(format!("var {q}: i32 = {start};"));
+        let mut names = Vec::new();
+        for v in vars.iter().rev() {
+            let (lo, ext) = (self.lo(*v), self.ext(*v));
+            let n = self.name(&format!("c{v}_"));
+            self.w
+                .line(format!("var {n}: i32 = {lo} + {q} % max({ext}, 1);"));
+            self.w.line(format!("{q} = {q} / max({ext}, 1);"));
+            names.push((*v, n));
+        }
+        names.reverse();
+        let mut out = Vec::new();
+        for digits in &digits_by {
+            // In braces: the same advance may be written more than once in a block.
+            let mut advance = vec!["{".to_string()];
+            let carry = self.name("carry");
+            advance.push(format!("    var {carry}: i32 = 0;"));
+            for ((v, n), d) in names.iter().zip(digits).rev() {
+                let (lo, ext) = (self.lo(*v), self.ext(*v));
+                advance.push(format!("    {n} = {n} + {d} + {carry};"));
+                advance.push(format!("    {carry} = select(0, 1, {n} >= {lo} + {ext});"));
+                advance.push(format!("    {n} = {n} - {carry} * {ext};"));
+            }
+            advance.push("}".to_string());
+            out.push(advance);
+        }
+        for (v, n) in names {
+            self.bind(v, n);
+        }
+        out
+    }
+
+    /// Opens one loop per index over its range, binding each; close with [`Self::close`].
+    pub(super) fn open_loops(&mut self, vars: &[IndexId]) {
+        for v in vars {
+            let (lo, ext) = (self.lo(*v), self.ext(*v));
+            let x = self.name(&format!("i{v}_"));
+            self.open(format!(
+                "for (var {x}: i32 = {lo}; {x} < {lo} + {ext}; {x}++)"
+            ));
+            self.bind(*v, x);
+        }
+    }
+
+    /// A loop over `vars` from the linear index `start` to `end` in which each thread
+    /// takes four consecutive values (`{x4} + 0..3`) per iteration, so that aligned
+    /// contiguous reads load one vec4 each; `each` writes the code for one value. With
+    /// `shared`, the workgroup's threads interleave (thread `lid` starts at `4 * lid` and
+    /// steps by 256); otherwise the current thread walks every value alone.
+    pub(super) fn four_wide(
+        &mut self,
+        vars: &[IndexId],
+        x4: &str,
+        start: &str,
+        end: &str,
+        shared: bool,
+        each: &mut dyn FnMut(&mut Self),
+    ) {
+        let (first, step) = if shared {
+            (format!("{start} + 4 * i32(lid)"), 4 * WORKGROUP)
+        } else {
+            (start.to_string(), 4)
+        };
+        let adv = self.counters_by(vars, &first, &[1, step - 3]);
+        self.open(format!(
+            "for (var {x4}: i32 = {first}; {x4} < {end}; {x4} += {step})"
+        ));
+        let top = self.w.mark();
+        let outer = (
+            self.linear.take(),
+            self.lane.take(),
+            self.shared_loads.replace((self.depth(), Vec::new())),
+        );
+        for u in 0..4 {
+            self.open("");
+            self.linear = Some((vars.to_vec(), format!("({x4} + {u})")));
+            self.lane = Some((x4.to_string(), u));
+            each(self);
+            self.lane = None;
+            self.linear = None;
+            self.close();
+            for line in &adv[if u < 3 { 0 } else { 1 }] {
+                self.w.line(line);
+            }
+        }
+        let loads = self.shared_loads.take().map(|(_, l)| l).unwrap_or_default();
+        let lets: Vec<String> = loads
+            .iter()
+            .map(|l| format!("let {} = {}; {}", l.name, l.load, l.comment))
+            .collect();
+        self.w.insert(top, &lets);
+        (self.linear, self.lane, self.shared_loads) = outer;
+        self.close();
+    }
+
+    /// Whether, in a kernel specialised to sizes, the number of assignments of `vars` is a
+    /// positive multiple of 4 (a loop over them can be four-wide). Allocates the ranges'
+    /// slots in the generic kernel too, so that both lay out the same slots whichever
+    /// loop follows.
+    pub(super) fn known_multiple_of_4(&mut self, vars: &[IndexId]) -> bool {
+        let mut known = Some(1i64);
+        for v in vars {
+            self.lo(*v);
+            self.ext(*v);
+            let e = self.known(&Slot::Extent {
+                loss: self.li,
+                index: *v,
+            });
+            known = known.zip(e).map(|(a, e)| a * e);
+        }
+        !vars.is_empty() && known.is_some_and(|n| n >= 4 && n % 4 == 0)
+    }
+
+    /// `for (e = start; e < end; e += stride)` over the elements, one at a time: the
+    /// stages for each, with the element indices advanced by carries.
+    pub(super) fn element_loop(&mut self, ev: &[IndexId], start: &str, end: &str, stride: usize) {
+        let advance = self.counters(ev, start, stride);
+        self.open(format!(
+            "for (var e: i32 = {start}; e < {end}; e += {stride})"
+        ));
+        self.linear = Some((ev.to_vec(), "e".into()));
+        self.element();
+        self.linear = None;
+        for line in advance {
+            self.w.line(line);
+        }
+        self.close();
+    }
+}

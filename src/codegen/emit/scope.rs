@@ -1,0 +1,194 @@
+//! The emitter's scopes: WGSL blocks and the values cached in them, fresh names, the
+//! WGSL names bound to index variables, the parameter block's slots, and what a kernel
+//! specialised to one problem knows (configuration choices, and so which tables it needs).
+
+use std::collections::HashMap;
+
+use petgraph::stable_graph::NodeIndex;
+
+use super::LossEmitter;
+use crate::codegen::layout::Slot;
+use crate::codegen::wgsl::meta_value;
+use crate::ir::{IndexId, Op, ParamKind, UnaryFn, operands};
+
+impl LossEmitter<'_> {
+    pub(super) fn depth(&self) -> usize {
+        self.cache.len() - 1
+    }
+
+    pub(super) fn name(&mut self, prefix: &str) -> String {
+        *self.fresh += 1;
+        format!("{prefix}{}", self.fresh)
+    }
+
+    pub(super) fn open(&mut self, header: impl AsRef<str>) {
+        self.w.open(header);
+        self.cache.push(HashMap::new());
+    }
+
+    /// `if (cond) {`; in a kernel specialised to sizes where the condition is `known`,
+    /// a plain block, its contents dropped when the condition is false.
+    pub(super) fn open_if(&mut self, cond: String, known: Option<bool>) {
+        match known {
+            None => self.open(format!("if ({cond})")),
+            Some(taken) => {
+                self.w.open_muted(!taken);
+                self.cache.push(HashMap::new());
+            }
+        }
+    }
+
+    /// The `else` of [`Self::open_if`] with the same `known`.
+    pub(super) fn open_else(&mut self, known: Option<bool>) {
+        match known {
+            None => self.open("else"),
+            Some(taken) => {
+                self.w.open_muted(taken);
+                self.cache.push(HashMap::new());
+            }
+        }
+    }
+
+    pub(super) fn close(&mut self) {
+        self.w.close();
+        self.cache.pop();
+        let d = self.cache.len();
+        for stack in self.binds.values_mut() {
+            while stack.last().is_some_and(|(bd, _)| *bd >= d) {
+                stack.pop();
+            }
+        }
+    }
+
+    pub(super) fn bind(&mut self, v: IndexId, name: String) {
+        let d = self.depth();
+        self.binds.entry(v).or_default().push((d, name));
+    }
+
+    pub(super) fn var(&mut self, v: IndexId) -> String {
+        match self.binds.get(&v).and_then(|s| s.last()) {
+            Some((_, n)) => n.clone(),
+            None => {
+                self.bug = Some(format!(
+                    "index `{}` of loss `{}` is unbound in generated code",
+                    self.ir.indices[v].name, self.ir.name
+                ));
+                "0".into()
+            }
+        }
+    }
+
+    pub(super) fn lookup(&self, n: NodeIndex) -> Option<String> {
+        let free = &self.ir.graph[n].free;
+        for d in (0..self.cache.len()).rev() {
+            if let Some(name) = self.cache[d].get(&n) {
+                // Valid only if none of its indices was rebound deeper since.
+                if free.iter().all(|v| {
+                    self.binds
+                        .get(v)
+                        .and_then(|s| s.last())
+                        .is_none_or(|(bd, _)| *bd <= d)
+                }) {
+                    return Some(name.clone());
+                }
+            }
+        }
+        None
+    }
+
+    pub(super) fn comment(&self, n: NodeIndex) -> String {
+        format!("// {}", self.ir.origin.locate(self.ir.graph[n].span))
+    }
+
+    pub(super) fn m(&mut self, s: Slot) -> String {
+        let i = self.layout.slot(s);
+        meta_value(i, self.values)
+    }
+
+    pub(super) fn lo(&mut self, v: IndexId) -> String {
+        self.m(Slot::Lo {
+            loss: self.li,
+            index: v,
+        })
+    }
+
+    pub(super) fn ext(&mut self, v: IndexId) -> String {
+        self.m(Slot::Extent {
+            loss: self.li,
+            index: v,
+        })
+    }
+
+    /// A slot's value, in a kernel specialised to sizes (and once the slot exists).
+    pub(super) fn known(&self, s: &Slot) -> Option<i64> {
+        let i = self.layout.get(s)?;
+        self.values?.get(i).map(|v| *v as i64)
+    }
+
+    /// The value of an enum test (or its negation), in a kernel specialised to sizes.
+    pub(super) fn known_truth(&mut self, n: NodeIndex) -> Option<bool> {
+        match &self.ir.graph[n].op {
+            Op::EnumIs(p, v) => {
+                let ParamKind::Enum(vs) = &self.ir.params[*p].kind else {
+                    return None;
+                };
+                let k = vs.iter().position(|x| x == v)? as i64;
+                let slot = Slot::Enum {
+                    loss: self.li,
+                    param: self.ir.params[*p].name.clone(),
+                };
+                self.known(&slot).map(|x| x == k)
+            }
+            Op::Unary(UnaryFn::Not) => self.known_truth(operands(&self.ir.graph, n)[0]).map(|b| !b),
+            _ => None,
+        }
+    }
+
+    /// [`Self::known_truth`] of a select's condition.
+    pub(super) fn known_truth_peek(&mut self, n: NodeIndex) -> Option<bool> {
+        match self.ir.graph[n].op {
+            Op::Select => self.known_truth(operands(&self.ir.graph, n)[0]),
+            _ => None,
+        }
+    }
+
+    /// Whether a hoisted reduction is needed at all: in a specialised kernel, tables only
+    /// reachable through the untaken branch of a known configuration choice are not.
+    pub(super) fn needed(&mut self, h: NodeIndex) -> bool {
+        if self.values.is_none() {
+            return true;
+        }
+        let mut roots = vec![self.ir.compute];
+        roots.extend(self.ir.masks.iter().map(|m| m.cond));
+        roots.extend(self.ir.rectify);
+        let mut seen = std::collections::HashSet::new();
+        while let Some(n) = roots.pop() {
+            if n == h {
+                return true;
+            }
+            if !seen.insert(n) {
+                continue;
+            }
+            let args = operands(&self.ir.graph, n);
+            match (&self.ir.graph[n].op, self.known_truth_peek(n)) {
+                (Op::Select, Some(taken)) => roots.push(if taken { args[1] } else { args[2] }),
+                _ => roots.extend(args),
+            }
+        }
+        false
+    }
+
+    /// Whether hoisted table `k` must be built: some per-element stage reaches it, or a
+    /// reduction that reads it in its place ([`crate::codegen::schedule::Hoisted::same_as`]).
+    pub(super) fn table_needed(&mut self, k: usize) -> bool {
+        let nodes: Vec<NodeIndex> = self
+            .sched
+            .hoisted
+            .iter()
+            .enumerate()
+            .filter(|(j, h)| *j == k || h.same_as == Some(k))
+            .map(|(_, h)| h.node)
+            .collect();
+        nodes.into_iter().any(|n| self.needed(n))
+    }
+}

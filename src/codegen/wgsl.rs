@@ -1,0 +1,102 @@
+//! WGSL spellings shared by lossc's two code generators, the fused emitter
+//! ([`super::emit`]) and the unfused baseline ([`crate::gpu::unfused`]): the element-wise
+//! operations, literals, the parameter block's slots, and the shader sources both include.
+
+use crate::ir::{BinaryFn, UnaryFn};
+
+/// The hand-written helpers every generated kernel splices in: `min`, `max`, `clamp`,
+/// `pow` and `isnan` pinned to the CPU evaluator's meaning, special values by their bits,
+/// and the workgroup arrays the reductions use.
+pub const PRELUDE: &str = include_str!("../../shaders/prelude.wgsl");
+/// The fused kernel's workgroup reductions, in a fixed order (bit-identical run to run).
+pub const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
+
+/// WGSL for an element-wise function of one operand, `a` a WGSL expression (a `bool` for
+/// `!`; `isnan` gives one).
+pub fn unary_wgsl(f: UnaryFn, a: &str) -> String {
+    match f {
+        UnaryFn::Neg => format!("(-{a})"),
+        UnaryFn::Not => format!("(!{a})"),
+        UnaryFn::Exp => format!("exp({a})"),
+        UnaryFn::Log => format!("log({a})"),
+        UnaryFn::Sqrt => format!("sqrt({a})"),
+        UnaryFn::Abs => format!("abs({a})"),
+        UnaryFn::Relu => format!("lc_relu({a})"),
+        UnaryFn::IsNan => format!("lc_isnan({a})"),
+    }
+}
+
+/// WGSL for an element-wise function of two operands (`bool`s for `&&` and `||`;
+/// comparisons give one).
+pub fn binary_wgsl(f: BinaryFn, a: &str, b: &str) -> String {
+    let infix = |op: &str| format!("({a} {op} {b})");
+    match f {
+        BinaryFn::Add => infix("+"),
+        BinaryFn::Sub => infix("-"),
+        BinaryFn::Mul => infix("*"),
+        BinaryFn::Div => infix("/"),
+        BinaryFn::Pow => format!("lc_pow({a}, {b})"),
+        BinaryFn::Min => format!("lc_min({a}, {b})"),
+        BinaryFn::Max => format!("lc_max({a}, {b})"),
+        BinaryFn::Eq => infix("=="),
+        // SPIR-V back ends may emit an ordered `!=`, false when either side is NaN; IEEE
+        // (and the CPU evaluator) say true.
+        BinaryFn::Ne => format!("(!({a} == {b}))"),
+        BinaryFn::Lt => infix("<"),
+        BinaryFn::Le => infix("<="),
+        BinaryFn::Gt => infix(">"),
+        BinaryFn::Ge => infix(">="),
+        BinaryFn::And => infix("&&"),
+        BinaryFn::Or => infix("||"),
+    }
+}
+
+/// An f32 literal in WGSL (NaN and infinities through `lc_bits`, at run time: WGSL's
+/// constant evaluation rejects them).
+pub fn f32_lit(v: f32) -> String {
+    if v.is_finite() {
+        let s = format!("{v:?}");
+        if s.contains(['.', 'e']) {
+            format!("{s}f")
+        } else {
+            format!("{s}.0f")
+        }
+    } else {
+        format!("lc_bits({:#010x}u)", v.to_bits())
+    }
+}
+
+/// The uniform block's slot `i`.
+pub fn meta_ref(i: usize) -> String {
+    format!("lc_meta.m[{}].{}", i / 4, ["x", "y", "z", "w"][i % 4])
+}
+
+/// Slot `i`: read from the uniform block, or, in a kernel specialised to one problem's
+/// sizes, its value as a literal (so that the compiler folds the arithmetic on it).
+pub fn meta_value(i: usize, values: Option<&[i32]>) -> String {
+    match values.and_then(|v| v.get(i)) {
+        Some(v) if *v < 0 => format!("({v})"),
+        Some(v) => format!("{v}"),
+        None => meta_ref(i),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literals_are_f32_and_non_finite_ones_go_through_bits() {
+        assert_eq!(f32_lit(1.0), "1.0f");
+        assert_eq!(f32_lit(0.5), "0.5f");
+        assert_eq!(f32_lit(1e-10), "1e-10f");
+        assert_eq!(f32_lit(f32::INFINITY), "lc_bits(0x7f800000u)");
+    }
+
+    #[test]
+    fn slots_read_the_uniform_block_unless_specialised() {
+        assert_eq!(meta_value(5, None), "lc_meta.m[1].y");
+        assert_eq!(meta_value(1, Some(&[0, -3])), "(-3)");
+        assert_eq!(meta_value(0, Some(&[7])), "7");
+    }
+}
