@@ -5,12 +5,13 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::Kernel;
+use super::bindings::{BINDINGS, GROUP};
 use super::emit::{CHUNK, TIMEOUT_CODE, WORKGROUP};
 use crate::ir::{ParamKind, Program};
 
-/// One binding of the kernel.
+/// One binding of the kernel, as the manifest lists it.
 #[derive(Serialize)]
-pub struct Binding {
+pub struct BindingEntry {
     /// Bind group.
     pub group: u32,
     /// Binding number.
@@ -25,50 +26,16 @@ pub struct Binding {
 
 /// The manifest as JSON.
 pub fn manifest(program: &Program, k: &Kernel) -> Value {
-    let bindings = vec![
-        Binding {
-            group: 0,
-            binding: 0,
-            name: "lc_meta",
-            role: "parameter block: the slots below, as i32",
-            ty: format!("uniform array<vec4<i32>, {}>", k.layout.vec4s()),
-        },
-        Binding {
-            group: 0,
-            binding: 1,
-            name: "lc_arena",
-            role: "every input (once per name) and every param of every loss, f32, row-major, at the offsets the `offset` slots give",
-            ty: "storage, read: array<f32>".into(),
-        },
-        Binding {
-            group: 0,
-            binding: 2,
-            name: "lc_scratch",
-            role: "hoisted tables: `slice_size` f32 per workgroup",
-            ty: "storage, read_write: array<f32>".into(),
-        },
-        Binding {
-            group: 0,
-            binding: 3,
-            name: "lc_sync",
-            role: "[0] finished-workgroup counter, [1] error word, then (sum bits, count) per work item; initialise to 0, 0, then 0xffffffff; the kernel restores the counter and the slots itself, the host zeroes the error word before each dispatch",
-            ty: "storage, read_write: array<atomic<u32>>".into(),
-        },
-        Binding {
-            group: 0,
-            binding: 4,
-            name: "lc_out",
-            role: "per loss i: loss at 3i, weight at 3i+1, weighted at 3i+2; the factory total at 3n",
-            ty: "storage, read_write: array<f32>".into(),
-        },
-        Binding {
-            group: 0,
-            binding: 5,
-            name: "lc_arena4",
-            role: "the same arena buffer again, as vec4s (pad the arena to a multiple of 4 floats)",
-            ty: "storage, read: array<vec4<f32>>".into(),
-        },
-    ];
+    let bindings: Vec<BindingEntry> = BINDINGS
+        .iter()
+        .map(|b| BindingEntry {
+            group: GROUP,
+            binding: b.number,
+            name: b.name,
+            role: b.role,
+            ty: b.manifest_type(k.layout.vec4s()),
+        })
+        .collect();
     let losses: Vec<Value> = k
         .terms
         .iter()

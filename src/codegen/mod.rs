@@ -1,8 +1,10 @@
 //! The WGSL back end: one fused compute kernel per factory ([`emit`]), scheduled per loss
 //! ([`schedule`]), written through a structured writer ([`writer`]) in the spellings of
-//! [`wgsl`], with its parameter block ([`layout`]); every module is validated by naga ([`validate`]) before it is
-//! written or run, and described by a manifest ([`manifest`]).
+//! [`wgsl`], with its parameter block ([`layout`]) and its bindings ([`bindings`]); every
+//! module is validated by naga ([`validate`]) before it is written or run, and described
+//! by a manifest ([`manifest`]).
 
+pub mod bindings;
 pub mod emit;
 pub mod layout;
 pub mod schedule;

@@ -28,6 +28,7 @@ use std::collections::HashMap;
 
 use petgraph::stable_graph::NodeIndex;
 
+use super::bindings::{BINDINGS, META_STRUCT};
 use super::layout::{Layout, Slot};
 use super::schedule::LossSchedule;
 use super::wgsl::{PRELUDE, REDUCE, meta_value};
@@ -233,16 +234,17 @@ pub fn generate(
     w.blank();
     w.splice(REDUCE);
     w.blank();
-    w.open("struct LcMeta");
-    w.line(format!("m: array<vec4<i32>, {}>,", layout.vec4s()));
-    w.close();
-    w.line("@group(0) @binding(0) var<uniform> lc_meta: LcMeta;");
-    w.line("@group(0) @binding(1) var<storage, read> lc_arena: array<f32>;");
-    w.line("@group(0) @binding(2) var<storage, read_write> lc_scratch: array<f32>;");
-    w.line("@group(0) @binding(3) var<storage, read_write> lc_sync: array<atomic<u32>>;");
-    w.line("@group(0) @binding(4) var<storage, read_write> lc_out: array<f32>;");
-    w.line("// The arena again, four floats at a time (for aligned contiguous reads).");
-    w.line("@group(0) @binding(5) var<storage, read> lc_arena4: array<vec4<f32>>;");
+    for b in BINDINGS.iter().filter(|b| b.is_uniform()) {
+        w.open(format!("struct {META_STRUCT}"));
+        w.line(format!("m: array<{}, {}>,", b.element, layout.vec4s()));
+        w.close();
+    }
+    for b in &BINDINGS {
+        if let Some(note) = b.note {
+            w.line(format!("// {note}"));
+        }
+        w.line(b.declaration());
+    }
     w.blank();
     w.line(
         "// A bounds-checked subscript: out of range raises `site` in the error word and reads 0.",
