@@ -2,15 +2,20 @@
 //! ([`schedule`]), written through a structured writer ([`writer`]) in the spellings of
 //! [`wgsl`], with its parameter block ([`layout`]) and its bindings ([`bindings`]); every
 //! module is validated by naga ([`validate`]) before it is written or run, and described
-//! by a manifest ([`manifest`]).
+//! by a manifest ([`manifest`]). The analyses the emitter and the host's plan share are in
+//! [`analysis`].
 
+pub mod analysis;
 pub mod bindings;
 pub mod emit;
 pub mod layout;
+pub mod manifest;
 pub mod schedule;
 pub mod validate;
 pub mod wgsl;
 pub mod writer;
+
+pub use analysis::input_loads;
 
 use crate::ir::{FactoryTerm, LossIr, Program};
 use layout::Layout;
@@ -76,6 +81,23 @@ pub fn compile(program: &Program, name: &str, terms: &[FactoryTerm]) -> Result<K
     })
 }
 
+/// `lossc explain`: how each loss of a kernel is scheduled, and how often each input is
+/// read (the rule is once per dispatch).
+pub fn explain(program: &Program, k: &Kernel) -> String {
+    let mut out = format!(
+        "kernel {}: {} loss(es), one dispatch\n",
+        k.name,
+        k.terms.len()
+    );
+    for (t, s) in k.terms.iter().zip(&k.schedules) {
+        if let Some(ir) = program.loss(&t.loss) {
+            out.push_str(&schedule::explain(ir, s));
+            out.push_str(&analysis::reads(ir, s));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use crate::diagnostics::Source;
@@ -109,171 +131,4 @@ mod tests {
             }
         }
     }
-}
-
-pub mod manifest;
-
-/// `lossc explain`: how each loss of a kernel is scheduled, and how often each input is
-/// read (the rule is once per dispatch).
-pub fn explain(program: &Program, k: &Kernel) -> String {
-    let mut out = format!(
-        "kernel {}: {} loss(es), one dispatch\n",
-        k.name,
-        k.terms.len()
-    );
-    for (t, s) in k.terms.iter().zip(&k.schedules) {
-        if let Some(ir) = program.loss(&t.loss) {
-            out.push_str(&schedule::explain(ir, s));
-            out.push_str(&reads(ir, s));
-        }
-    }
-    out
-}
-
-/// The indices in scope where each node runs, from the per-element stages down: the
-/// domain's, an enclosing reduction's, or, under a hoisted table, the table's own free
-/// indices and its reduction's. A node under a table that is not built has none, and so
-/// has one only under the untaken branch of a `select` on enum params whose variants
-/// `enums` gives (per param; empty when unknown), as in a kernel specialised to them.
-fn scopes(
-    ir: &LossIr,
-    s: &LossSchedule,
-    enums: &[Option<String>],
-) -> std::collections::HashMap<petgraph::stable_graph::NodeIndex, std::collections::BTreeSet<usize>>
-{
-    use std::collections::{BTreeSet, HashMap};
-
-    use petgraph::algo::toposort;
-    use petgraph::stable_graph::NodeIndex;
-
-    use crate::ir::{Op, operands};
-    let mut scope: HashMap<NodeIndex, BTreeSet<usize>> = HashMap::new();
-    let mut roots = vec![ir.compute];
-    roots.extend(ir.masks.iter().map(|m| m.cond));
-    roots.extend(ir.rectify);
-    for r in roots {
-        scope
-            .entry(r)
-            .or_default()
-            .extend(ir.domain.iter().copied());
-    }
-    let mut order = toposort(&ir.graph, None).unwrap_or_default();
-    order.reverse(); // users before operands
-    for n in order {
-        let Some(here) = scope.get(&n).cloned() else {
-            continue;
-        };
-        let mut args = operands(&ir.graph, n);
-        if matches!(ir.graph[n].op, Op::Select) {
-            if let Some(taken) = known_truth(ir, args[0], enums) {
-                args = vec![args[0], if taken { args[1] } else { args[2] }];
-            }
-        }
-        let inner: BTreeSet<usize> = match &ir.graph[n].op {
-            // A table equal to an earlier one is not built: nothing under it is read.
-            Op::Reduce(..)
-                if s.hoisted_index(n)
-                    .is_some_and(|k| s.hoisted[k].same_as.is_some()) =>
-            {
-                continue;
-            }
-            // A hoisted table is computed once per value of its own free indices.
-            Op::Reduce(_, bound) if s.hoisted_index(n).is_some() => {
-                ir.graph[n].free.iter().chain(bound).copied().collect()
-            }
-            Op::Reduce(_, bound) => here.iter().chain(bound).copied().collect(),
-            _ => here,
-        };
-        for o in args {
-            scope.entry(o).or_default().extend(inner.iter().copied());
-        }
-    }
-    scope
-}
-
-/// The truth of a test of enum params (`param == "variant"`, negated or not), when
-/// `enums` gives their variants.
-fn known_truth(
-    ir: &LossIr,
-    n: petgraph::stable_graph::NodeIndex,
-    enums: &[Option<String>],
-) -> Option<bool> {
-    use crate::ir::{Op, UnaryFn, operands};
-    match &ir.graph[n].op {
-        Op::EnumIs(p, v) => enums.get(*p)?.as_ref().map(|x| x == v),
-        Op::Unary(UnaryFn::Not) => known_truth(ir, operands(&ir.graph, n)[0], enums).map(|b| !b),
-        _ => None,
-    }
-}
-
-/// Per input of the loss, in declaration order: how many f32 loads one dispatch makes
-/// of it on the bound index ranges (`ranges`, inclusive) and enum variants (`enums`, per
-/// param). Each read site loads once per value of the indices in scope where it runs;
-/// sites add up. Not counted: the ranking loop of a median (each value is compared with
-/// every other), and the tables a shared row longer than one chunk rebuilds per chunk.
-pub fn input_loads(
-    ir: &LossIr,
-    s: &LossSchedule,
-    ranges: &[(i64, i64)],
-    enums: &[Option<String>],
-) -> Vec<u64> {
-    use crate::ir::{Op, Tensor};
-    let scope = scopes(ir, s, enums);
-    let mut loads = vec![0u64; ir.inputs.len()];
-    for n in ir.graph.node_indices() {
-        let (Op::Read(Tensor::Input(i), _), Some(sc)) = (&ir.graph[n].op, scope.get(&n)) else {
-            continue;
-        };
-        let times = sc
-            .iter()
-            .map(|v| ranges.get(*v).map_or(0, |r| crate::ir::extent(*r) as u64))
-            .fold(1u64, u64::saturating_mul);
-        loads[*i] = loads[*i].saturating_add(times);
-    }
-    loads
-}
-
-/// How many times each input's elements are read. Each read site reads its elements
-/// once per value of the indices in scope where it runs that its subscripts do not use
-/// (an enclosing reduction's, or a domain index); sites add up.
-fn reads(ir: &LossIr, s: &LossSchedule) -> String {
-    use crate::ir::{Op, Tensor};
-    let scope = scopes(ir, s, &[]);
-    let mut out = String::new();
-    for (i, input) in ir.inputs.iter().enumerate() {
-        let mut sites = Vec::new();
-        for n in ir.graph.node_indices() {
-            if !matches!(&ir.graph[n].op, Op::Read(Tensor::Input(j), _) if *j == i)
-                || !scope.contains_key(&n)
-            {
-                continue;
-            }
-            let extra: Vec<&str> = scope
-                .get(&n)
-                .map(|sc| {
-                    sc.iter()
-                        .filter(|v| !ir.graph[n].free.contains(v))
-                        .map(|v| ir.indices[*v].name.as_str())
-                        .collect()
-                })
-                .unwrap_or_default();
-            let place = ir.origin.locate(ir.graph[n].span);
-            sites.push(if extra.is_empty() {
-                format!("once at {place}")
-            } else {
-                format!("once per value of ({}) at {place}", extra.join(", "))
-            });
-        }
-        let total = if sites.len() == 1 && !sites[0].contains("per value") {
-            "read once"
-        } else {
-            "read more than once"
-        };
-        out.push_str(&format!(
-            "  reads    {}: {total}: {}\n",
-            input.name,
-            sites.join("; ")
-        ));
-    }
-    out
 }

@@ -60,10 +60,7 @@ pub fn schedule(ir: &LossIr) -> LossSchedule {
     // are evaluated once, in the final combination.
     let mut reached = HashSet::new();
     let rev = Reversed(&ir.graph);
-    let mut roots = vec![ir.compute];
-    roots.extend(ir.masks.iter().map(|m| m.cond));
-    roots.extend(ir.rectify);
-    for r in roots {
+    for r in ir.element_roots() {
         reached.extend(Dfs::new(rev, r).iter(rev));
     }
     // Nodes inside some reduction's body.

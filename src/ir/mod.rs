@@ -442,6 +442,15 @@ impl LossIr {
         r
     }
 
+    /// The roots evaluated once per element of the domain: `compute`, every mask's
+    /// condition, and `rectify` (not `weight` and `empty:`, evaluated once per loss).
+    pub fn element_roots(&self) -> Vec<NodeIndex> {
+        let mut r = vec![self.compute];
+        r.extend(self.masks.iter().map(|m| m.cond));
+        r.extend(self.rectify);
+        r
+    }
+
     /// Applies a node renaming (from CSE or folding) to every root.
     pub fn remap_roots(&mut self, f: &dyn Fn(NodeIndex) -> NodeIndex) {
         self.compute = f(self.compute);

@@ -167,9 +167,10 @@ impl LossEmitter<'_> {
             }
             self.close();
         }
-        let mut roots = vec![self.ir.compute];
-        roots.extend(self.ir.rectify);
-        if roots.iter().all(|r| !self.reads_through_gather(*r)) {
+        // Only compute and rectify decide the form below (not every element root): the
+        // masks' conditions are evaluated under their own branches in either form.
+        let mut unmasked = std::iter::once(self.ir.compute).chain(self.ir.rectify);
+        if !unmasked.any(|r| self.reads_through_gather(r)) {
             // Without gathers every read is in bounds (checked on the host), so the value
             // is computed whatever the masks say, and then selected: no loads under a
             // branch, which SIMD back ends would have to mask. A masked NaN is not

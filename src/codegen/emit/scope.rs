@@ -7,9 +7,10 @@ use std::collections::HashMap;
 use petgraph::stable_graph::NodeIndex;
 
 use super::LossEmitter;
+use crate::codegen::analysis;
 use crate::codegen::layout::Slot;
 use crate::codegen::wgsl::meta_value;
-use crate::ir::{IndexId, Op, ParamKind, UnaryFn, operands};
+use crate::ir::{IndexId, Op, operands};
 
 impl LossEmitter<'_> {
     pub(super) fn depth(&self) -> usize {
@@ -126,26 +127,18 @@ impl LossEmitter<'_> {
     }
 
     /// The value of an enum test (or its negation), in a kernel specialised to sizes.
-    pub(super) fn known_truth(&mut self, n: NodeIndex) -> Option<bool> {
-        match &self.ir.graph[n].op {
-            Op::EnumIs(p, v) => {
-                let ParamKind::Enum(vs) = &self.ir.params[*p].kind else {
-                    return None;
-                };
-                let k = vs.iter().position(|x| x == v)? as i64;
-                let slot = Slot::Enum {
-                    loss: self.li,
-                    param: self.ir.params[*p].name.clone(),
-                };
-                self.known(&slot).map(|x| x == k)
-            }
-            Op::Unary(UnaryFn::Not) => self.known_truth(operands(&self.ir.graph, n)[0]).map(|b| !b),
-            _ => None,
-        }
+    pub(super) fn known_truth(&self, n: NodeIndex) -> Option<bool> {
+        let variant = |p: usize| {
+            self.known(&Slot::Enum {
+                loss: self.li,
+                param: self.ir.params[p].name.clone(),
+            })
+        };
+        analysis::known_truth(self.ir, n, &variant)
     }
 
     /// [`Self::known_truth`] of a select's condition.
-    pub(super) fn known_truth_peek(&mut self, n: NodeIndex) -> Option<bool> {
+    pub(super) fn known_truth_peek(&self, n: NodeIndex) -> Option<bool> {
         match self.ir.graph[n].op {
             Op::Select => self.known_truth(operands(&self.ir.graph, n)[0]),
             _ => None,
@@ -154,13 +147,11 @@ impl LossEmitter<'_> {
 
     /// Whether a hoisted reduction is needed at all: in a specialised kernel, tables only
     /// reachable through the untaken branch of a known configuration choice are not.
-    pub(super) fn needed(&mut self, h: NodeIndex) -> bool {
+    pub(super) fn needed(&self, h: NodeIndex) -> bool {
         if self.values.is_none() {
             return true;
         }
-        let mut roots = vec![self.ir.compute];
-        roots.extend(self.ir.masks.iter().map(|m| m.cond));
-        roots.extend(self.ir.rectify);
+        let mut roots = self.ir.element_roots();
         let mut seen = std::collections::HashSet::new();
         while let Some(n) = roots.pop() {
             if n == h {
@@ -180,15 +171,12 @@ impl LossEmitter<'_> {
 
     /// Whether hoisted table `k` must be built: some per-element stage reaches it, or a
     /// reduction that reads it in its place ([`crate::codegen::schedule::Hoisted::same_as`]).
-    pub(super) fn table_needed(&mut self, k: usize) -> bool {
-        let nodes: Vec<NodeIndex> = self
-            .sched
+    pub(super) fn table_needed(&self, k: usize) -> bool {
+        self.sched
             .hoisted
             .iter()
             .enumerate()
             .filter(|(j, h)| *j == k || h.same_as == Some(k))
-            .map(|(_, h)| h.node)
-            .collect();
-        nodes.into_iter().any(|n| self.needed(n))
+            .any(|(_, h)| self.needed(h.node))
     }
 }
