@@ -34,6 +34,8 @@ pub enum Holds {
     Sync,
     /// The results.
     Out,
+    /// The unfused baseline's intermediate values (see [`super::unfused`]).
+    Values,
 }
 
 /// One binding of a kernel.

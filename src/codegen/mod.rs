@@ -3,7 +3,8 @@
 //! [`wgsl`], with its parameter block ([`layout`]) and its bindings ([`bindings`]); every
 //! module is validated by naga ([`validate`]) before it is written or run, and described
 //! by a manifest ([`manifest`]). The analyses the emitter and the host's plan share are in
-//! [`analysis`].
+//! [`analysis`]. [`unfused`] is a second generator, one kernel per IR node, the baseline
+//! fusion is measured against. Codegen knows no device: it writes text and plain data.
 
 pub mod analysis;
 pub mod bindings;
@@ -11,6 +12,7 @@ pub mod emit;
 pub mod layout;
 pub mod manifest;
 pub mod schedule;
+pub mod unfused;
 pub mod validate;
 pub mod wgsl;
 pub mod writer;

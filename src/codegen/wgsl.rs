@@ -1,5 +1,5 @@
 //! WGSL spellings shared by lossc's two code generators, the fused emitter
-//! ([`super::emit`]) and the unfused baseline ([`crate::gpu::unfused`]): the element-wise
+//! ([`super::emit`]) and the unfused baseline ([`super::unfused`]): the element-wise
 //! operations, literals, the parameter block's slots, and the shader sources both include.
 
 use crate::ir::{BinaryFn, UnaryFn};
