@@ -23,16 +23,31 @@ impl LossEmitter<'_> {
         if vars.is_empty() {
             return;
         }
+        for (v, n) in self.split(vars, linear, false) {
+            self.bind(v, n);
+        }
+    }
+
+    /// Splits the row-major index `linear` into the values of `vars` (last first), each in
+    /// a fresh `let`, or with `mutable` a `var`; returns their names, in `vars`' order.
+    fn split(&mut self, vars: &[IndexId], linear: &str, mutable: bool) -> Vec<(IndexId, String)> {
         let q = self.name("q");
         self.w.line(format!("var {q}: i32 = {linear};"));
+        let mut names = Vec::new();
         for v in vars.iter().rev() {
             let (lo, ext) = (self.lo(*v), self.ext(*v));
-            let n = self.name(&format!("i{v}_"));
-            self.w
-                .line(format!("let {n} = {lo} + {q} % max({ext}, 1);"));
+            let n = self.name(&format!("{}{v}_", if mutable { "c" } else { "i" }));
+            let decl = if mutable {
+                format!("var {n}: i32")
+            } else {
+                format!("let {n}")
+            };
+            self.w.line(format!("{decl} = {lo} + {q} % max({ext}, 1);"));
             self.w.line(format!("{q} = {q} / max({ext}, 1);"));
-            self.bind(*v, n);
+            names.push((*v, n));
         }
+        names.reverse();
+        names
     }
 
     /// Binds `vars` to mutable counters starting at the row-major index `start`, and
@@ -67,18 +82,7 @@ impl LossEmitter<'_> {
             }
             digits_by.push(digits);
         }
-        let q = self.name("q");
-        self.w.line(format!("var {q}: i32 = {start};"));
-        let mut names = Vec::new();
-        for v in vars.iter().rev() {
-            let (lo, ext) = (self.lo(*v), self.ext(*v));
-            let n = self.name(&format!("c{v}_"));
-            self.w
-                .line(format!("var {n}: i32 = {lo} + {q} % max({ext}, 1);"));
-            self.w.line(format!("{q} = {q} / max({ext}, 1);"));
-            names.push((*v, n));
-        }
-        names.reverse();
+        let names = self.split(vars, start, true);
         let mut out = Vec::new();
         for digits in &digits_by {
             // In braces: the same advance may be written more than once in a block.

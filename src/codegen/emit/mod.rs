@@ -86,33 +86,61 @@ struct SharedLoad {
 impl<'a> LossEmitter<'a> {
     /// An emitter for loss `li`, writing to `w`, sharing the kernel's slots, read sites
     /// and name counter with the other losses.
-    #[allow(clippy::too_many_arguments)]
     fn new(
         ir: &'a LossIr,
         li: usize,
         sched: &'a LossSchedule,
-        layout: &'a mut Layout,
-        sites: &'a mut Vec<String>,
+        shared: &'a mut Shared,
         w: &'a mut Writer,
-        fresh: &'a mut usize,
         values: Option<&'a [i32]>,
     ) -> LossEmitter<'a> {
         LossEmitter {
             ir,
             li,
             sched,
-            layout,
-            sites,
+            layout: &mut shared.layout,
+            sites: &mut shared.sites,
             w,
             cache: vec![HashMap::new()],
             binds: HashMap::new(),
-            fresh,
+            fresh: &mut shared.fresh,
             bug: None,
             slice: "slice",
             values,
             linear: None,
             lane: None,
             shared_loads: None,
+        }
+    }
+}
+
+/// What the losses of one kernel share while it is written.
+#[derive(Default)]
+struct Shared {
+    /// The parameter block's slots, in the order they are first used.
+    layout: Layout,
+    /// The bounds-checked read sites, by number (1-based).
+    sites: Vec<String>,
+    /// The counter fresh WGSL names are numbered by.
+    fresh: usize,
+    /// The first state met that is a compiler bug.
+    bug: Option<String>,
+}
+
+impl Shared {
+    /// Writes each loss's part to `w` in turn, with `write`.
+    fn each_loss(
+        &mut self,
+        losses: &[(&LossIr, &LossSchedule)],
+        values: Option<&[i32]>,
+        w: &mut Writer,
+        write: impl Fn(&mut LossEmitter),
+    ) {
+        for (li, (ir, sched)) in losses.iter().enumerate() {
+            let mut e = LossEmitter::new(ir, li, sched, self, w, values);
+            write(&mut e);
+            let bug = e.bug.take();
+            self.bug = self.bug.take().or(bug);
         }
     }
 }
@@ -134,34 +162,18 @@ pub fn generate(
     losses: &[(&LossIr, &LossSchedule)],
     values: Option<&[i32]>,
 ) -> Result<Generated, String> {
-    let mut layout = Layout::default();
-    let mut sites = Vec::new();
-    let mut fresh = 0usize;
+    let mut shared = Shared::default();
     let mut body = Writer::default();
-    let mut bug = None;
-    for (li, (ir, sched)) in losses.iter().enumerate() {
-        let mut e = LossEmitter::new(
-            ir,
-            li,
-            sched,
-            &mut layout,
-            &mut sites,
-            &mut body,
-            &mut fresh,
-            values,
-        );
-        e.loss_fn();
-        bug = bug.or(e.bug.take());
-    }
+    shared.each_loss(losses, values, &mut body, |e| e.loss_fn());
     // main: the item loop, then the last workgroup's combination.
     let mut main = Writer::default();
     main.line(format!("@compute @workgroup_size({WORKGROUP})"));
     main.open(
         "fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>)",
     );
-    let nwg = meta_value(layout.slot(Slot::Workgroups), values);
-    let total = meta_value(layout.slot(Slot::TotalItems), values);
-    let slice_size = meta_value(layout.slot(Slot::SliceSize), values);
+    let nwg = meta_value(shared.layout.slot(Slot::Workgroups), values);
+    let total = meta_value(shared.layout.slot(Slot::TotalItems), values);
+    let slice_size = meta_value(shared.layout.slot(Slot::SliceSize), values);
     // A static use, so that a host building its pipeline with `layout: auto` gets the
     // binding the manifest lists even when no read is aligned.
     main.line("_ = lc_arena4[0];");
@@ -171,8 +183,8 @@ pub fn generate(
         "for (var item: i32 = wid; item < {total}; item += {nwg})"
     ));
     for li in 0..losses.len() {
-        let base = meta_value(layout.slot(Slot::Base { loss: li }), values);
-        let items = meta_value(layout.slot(Slot::Items { loss: li }), values);
+        let base = meta_value(shared.layout.slot(Slot::Base { loss: li }), values);
+        let items = meta_value(shared.layout.slot(Slot::Items { loss: li }), values);
         main.open(format!("if (item >= {base} && item < {base} + {items})"));
         main.line(format!("loss_{li}(item - {base}, item, lid, slice);"));
         main.close();
@@ -184,25 +196,12 @@ pub fn generate(
     main.close();
     main.line("let last = workgroupUniformLoad(&lc_last);");
     main.open("if (last == 1u)");
-    for (li, (ir, sched)) in losses.iter().enumerate() {
-        let mut e = LossEmitter::new(
-            ir,
-            li,
-            sched,
-            &mut layout,
-            &mut sites,
-            &mut main,
-            &mut fresh,
-            values,
-        );
-        e.finish();
-        bug = bug.or(e.bug.take());
-    }
+    shared.each_loss(losses, values, &mut main, |e| e.finish());
     main.line("// the factory's total, in factory order");
     main.open("if (lid == 0u)");
     main.line("var total: f32 = 0.0f;");
     for li in 0..losses.len() {
-        let a = meta_value(layout.slot(Slot::Anneal { loss: li }), values);
+        let a = meta_value(shared.layout.slot(Slot::Anneal { loss: li }), values);
         main.line(format!(
             "total = total + lc_bits(bitcast<u32>({a})) * lc_out[{}];",
             3 * li + 2
@@ -219,7 +218,7 @@ pub fn generate(
     main.close();
     main.close();
     main.close();
-    if let Some(b) = bug {
+    if let Some(b) = shared.bug {
         return Err(format!("internal compiler error: {b}"));
     }
 
@@ -236,7 +235,11 @@ pub fn generate(
     w.blank();
     for b in BINDINGS.iter().filter(|b| b.is_uniform()) {
         w.open(format!("struct {META_STRUCT}"));
-        w.line(format!("m: array<{}, {}>,", b.element, layout.vec4s()));
+        w.line(format!(
+            "m: array<{}, {}>,",
+            b.element,
+            shared.layout.vec4s()
+        ));
         w.close();
     }
     for b in &BINDINGS {
@@ -272,7 +275,7 @@ pub fn generate(
     w.splice(&main.finish());
     Ok(Generated {
         wgsl: w.finish(),
-        layout,
-        sites,
+        layout: shared.layout,
+        sites: shared.sites,
     })
 }
