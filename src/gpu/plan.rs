@@ -206,10 +206,7 @@ fn element_iterations(
     ranges: &[(i64, i64)],
     memo: &mut HashMap<NodeIndex, u64>,
 ) -> u64 {
-    let mut roots = vec![ir.compute];
-    roots.extend(ir.masks.iter().map(|m| m.cond));
-    roots.extend(ir.rectify);
-    roots.iter().fold(1u64, |acc, r| {
+    ir.element_roots().iter().fold(1u64, |acc, r| {
         acc.saturating_add(inline_iterations(ir, sched, ranges, *r, memo))
     })
 }
