@@ -46,8 +46,10 @@ pub enum BindError {
         shape: String,
         actual: Vec<usize>,
     },
-    /// A flat list was given for a param of several dimensions.
-    #[error("loss `{loss}`: param `{param}` has {rank} dimensions; a flat list cannot fill it")]
+    /// A list or a range was given for a param that is not of one dimension.
+    #[error(
+        "loss `{loss}`: param `{param}` has {rank} dimensions; a list or a range fills only a param of one"
+    )]
     ListForTensor {
         loss: String,
         param: String,

@@ -153,20 +153,23 @@ pub fn bind<'a>(
                 }
             }
             Some(ParamSource::Source(ParamValue::List(v))) => {
-                if shape.len() != 1 {
-                    return Err(BindError::ListForTensor {
-                        loss: ir.name.clone(),
-                        param: info.name.clone(),
-                        rank: shape.len(),
-                    });
-                }
+                let [axis] = &shape[..] else {
+                    return Err(list_for_tensor(ir, info, shape));
+                };
                 eqs.push(Equation {
-                    poly: shape[0].clone(),
+                    poly: axis.clone(),
                     size: v.len() as i64,
                     what: format!("the length of param `{}`", info.name),
                 });
             }
-            Some(ParamSource::Source(ParamValue::Range(_, _))) => deferred.push(p),
+            Some(ParamSource::Source(ParamValue::Range(_, _))) => {
+                // Sema refuses a range for a param not of one dimension; a program built
+                // some other way gets the error, not a panic.
+                if shape.len() != 1 {
+                    return Err(list_for_tensor(ir, info, shape));
+                }
+                deferred.push(p)
+            }
             _ => {}
         }
     }
@@ -186,9 +189,12 @@ pub fn bind<'a>(
             });
         };
         if let ParamKind::Tensor(s) | ParamKind::Index(s) = &info.kind {
+            let [axis] = &s[..] else {
+                return Err(list_for_tensor(ir, info, s));
+            };
             eqs2.push(Equation {
-                poly: s[0].clone(),
-                size: (hi - lo).max(0),
+                poly: axis.clone(),
+                size: hi.saturating_sub(lo).max(0),
                 what: format!("the length of param `{}`", info.name),
             });
         }
@@ -346,6 +352,15 @@ fn check_subscripts(b: &Bound) -> Result<(), BindError> {
         }
     }
     Ok(())
+}
+
+/// A list or a range given for a param that is not of one dimension.
+fn list_for_tensor(ir: &LossIr, info: &ParamInfo, shape: &[Poly]) -> BindError {
+    BindError::ListForTensor {
+        loss: ir.name.clone(),
+        param: info.name.clone(),
+        rank: shape.len(),
+    }
 }
 
 fn show_shape(shape: &[Poly], names: &[String]) -> String {

@@ -102,6 +102,10 @@ pub fn lower_value(
             mismatch("a list or a range of indices".into(), e.span)
         }
         (Value::List(_, span), ParamKind::Scalar) => mismatch("a number, not a list".into(), *span),
+        (
+            Value::List(_, span) | Value::Range(_, _, span),
+            ParamKind::Index(shape) | ParamKind::Tensor(shape),
+        ) if shape.len() != 1 => Err(one_dimension_only(v, kind, shape.len(), *span)),
         (Value::List(items, _), _) => items
             .iter()
             .map(const_number)
@@ -115,3 +119,30 @@ pub fn lower_value(
         }
     }
 }
+
+/// A list or a range fills one axis, so it is a value only for a param of one dimension
+/// (`param p : [] = 0..3` would leave nothing to lay it along).
+fn one_dimension_only(v: &Value, kind: &ParamKind, rank: usize, span: Span) -> Diagnostic {
+    let what = if matches!(v, Value::Range(..)) {
+        "a range"
+    } else {
+        "a list"
+    };
+    let dims = match rank {
+        0 => "no dimensions".to_string(),
+        n => format!("{n} dimensions"),
+    };
+    let instead = match kind {
+        ParamKind::Tensor(_) => ", or give it a single number, which fills any shape",
+        _ => "",
+    };
+    Diagnostic::error(
+        format!("{what} needs a param of one dimension"),
+        span,
+        format!("the param has {dims}"),
+    )
+    .with_note(format!(
+        "declare the param with one dimension (`[N]`) to give it {what}{instead}"
+    ))
+}
+
