@@ -305,6 +305,39 @@ fn missing_param_without_default() {
     );
 }
 
+/// Sizes that only an empty array claims: `sum(z: x[a, b, c, z])` on shape
+/// `[2^21, 2^21, 2^21, 0]` (the CPU evaluator panicked on capacity overflow), and a range
+/// default over a dimension of 2^31 - 1 (16 GiB of values): one error each, no panic, no
+/// allocation.
+#[test]
+fn sizes_that_only_an_empty_array_claims_are_errors() {
+    let tmp = Tmp::new("empty-sizes");
+    let domain = tmp.file(
+        "domain.loss",
+        "loss l {\n    input x : [A, B, C, Z]\n    compute sum(z: x[a, b, c, z])\n    reduce sum\n}\n",
+    );
+    let data = tmp.file(
+        "d.json",
+        r#"{"x": {"shape": [2097152, 2097152, 2097152, 0], "data": []}}"#,
+    );
+    expect_error(&["run", &domain, "--data", &data], &[]);
+    let cpu = run(&["run", &domain, "--data", &data, "--backend", "cpu"]);
+    assert!(
+        cpu.stderr.contains("the domain would hold 9223372036854775808 values"),
+        "{}",
+        cpu.stderr
+    );
+    let range = tmp.file(
+        "range.loss",
+        "loss l {\n    input x : [B, K]\n    param p : index[K] = 0..K\n    compute x[b, p[k]]\n    reduce sum\n}\n",
+    );
+    let data = tmp.file("e.json", r#"{"x": {"shape": [0, 2147483647], "data": []}}"#);
+    expect_error(
+        &["run", &range, "--data", &data],
+        &["param `p`", "2147483647 values", "at most 268435456"],
+    );
+}
+
 #[test]
 fn an_array_of_the_wrong_rank() {
     let tmp = Tmp::new("rank");

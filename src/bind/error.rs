@@ -77,6 +77,28 @@ pub enum BindError {
         dim: String,
         value: i64,
     },
+    /// An input's shape holds more values than a `usize` counts: no such array exists.
+    #[error(
+        "loss `{loss}`: input `{input}` has shape {shape:?}, which holds more values than this machine can address"
+    )]
+    InputShapeTooLarge {
+        loss: String,
+        input: String,
+        shape: Vec<usize>,
+    },
+    /// An index variable's range has more values than the kernels' 32-bit sizes hold, or
+    /// bounds that overflow.
+    #[error(
+        "loss `{loss}`: index `{index}` has {range}; lossc supports at most 2^31 - 1 values per index (at {at})"
+    )]
+    RangeTooLarge {
+        loss: String,
+        index: String,
+        /// `"N values (lo..=hi)"`, or why it has no count.
+        range: String,
+        /// `file:line:col` of the index's binder.
+        at: String,
+    },
     /// A size that no whole value of a dimension symbol gives (`2 * K` = 35).
     #[error("loss `{loss}`: {what} is {size}, which is not {shape} for any whole {dim}")]
     NoWholeDim {
@@ -115,9 +137,17 @@ pub enum BindError {
 /// What is wrong with a param's value.
 #[derive(Clone, Debug, PartialEq, Error)]
 pub enum ParamProblem {
-    /// Its shape holds more values than the kernels index.
-    #[error("would hold more than 2^31 - 1 values (shape {shape:?})")]
-    TooLarge { shape: Vec<usize> },
+    /// Its shape holds more values than lossc allocates for the arrays given (see
+    /// [`super::sizes::value_limit`]) or than the kernels index.
+    #[error(
+        "would hold {values} values (shape {shape:?}), more than lossc allocates for the arrays given (at most {limit}: the larger of 2^28 and the number of values they hold, and never over 2^31 - 1)"
+    )]
+    TooLarge {
+        shape: Vec<usize>,
+        /// The count, or a bound when it is past `u128`.
+        values: String,
+        limit: usize,
+    },
     /// An enum param was given something other than a string.
     #[error("takes one of {variants}")]
     EnumExpected { variants: String },

@@ -9,6 +9,7 @@
 //! knows where the arrays came from ([`crate::runtime`] reads data files).
 
 pub mod error;
+pub mod sizes;
 pub mod value;
 
 use crate::ir::{DimId, LossIr, ParamInfo, ParamKind, ParamValue, Poly};
@@ -59,6 +60,8 @@ pub struct Bound<'a> {
     pub enums: Vec<Option<String>>,
     /// Whether each `remove_nans` stage runs (its optional inputs are present).
     pub active_masks: Vec<bool>,
+    /// The most values a back end may allocate for one table ([`sizes::value_limit`]).
+    pub value_limit: usize,
 }
 
 /// One equation `poly = size`, with a description of where the size came from.
@@ -107,7 +110,13 @@ pub fn bind<'a>(
                 actual: arr.shape.clone(),
             });
         }
-        let n: usize = arr.shape.iter().product();
+        let Some(n) = sizes::shape_values(&arr.shape) else {
+            return Err(BindError::InputShapeTooLarge {
+                loss: ir.name.clone(),
+                input: info.name.clone(),
+                shape: arr.shape.clone(),
+            });
+        };
         if arr.data.len() != n && !arr.data.is_empty() {
             return Err(BindError::InputLength {
                 input: info.name.clone(),
@@ -245,6 +254,13 @@ pub fn bind<'a>(
         });
     }
     let known: Vec<Option<i64>> = dims.iter().copied().map(Some).collect();
+    let value_limit = sizes::value_limit(sizes::data_values(
+        inputs,
+        params.iter().filter_map(|p| match p {
+            Some(ParamSource::Data(DataValue::Array(a))) => Some(a),
+            _ => None,
+        }),
+    ));
 
     let inputs_bound: Vec<Option<TensorData>> = inputs
         .iter()
@@ -265,18 +281,21 @@ pub fn bind<'a>(
                 param: info.name.clone(),
             });
         };
-        let (t, e) = bind_param(ir, info, src, &known)?;
+        let (t, e) = bind_param(ir, info, src, &known, value_limit)?;
         params_bound.push(t);
         enums.push(e);
     }
-    let ranges = ir
+    // A bound that overflows is `None`, an error below, rather than an empty range.
+    let ranges: Vec<Option<(i64, i64)>> = ir
         .indices
         .iter()
         .map(|v| match &v.range {
-            Some((lo, hi)) => (lo.eval(&known).unwrap_or(0), hi.eval(&known).unwrap_or(-1)),
-            None => (0, -1),
+            Some((lo, hi)) => Some((lo.eval(&known)?, hi.eval(&known)?)),
+            None => Some((0, -1)),
         })
         .collect();
+    sizes::check_ranges(ir, &ranges)?;
+    let ranges = ranges.into_iter().flatten().collect();
     let active_masks: Vec<bool> = ir
         .masks
         .iter()
@@ -290,6 +309,7 @@ pub fn bind<'a>(
         params: params_bound,
         enums,
         active_masks,
+        value_limit,
     };
     check_subscripts(&b)?;
     Ok(b)
@@ -320,7 +340,7 @@ fn check_subscripts(b: &Bound) -> Result<(), BindError> {
             {
                 continue;
             }
-            let offset = e.offset.eval(&known).unwrap_or(0);
+            let offset = e.offset.eval_saturating(&known).unwrap_or(0);
             let (mut lo, mut hi) = (offset, offset);
             let mut empty = false;
             for (c, term) in &e.terms {
@@ -469,6 +489,7 @@ fn bind_param(
     info: &ParamInfo,
     src: &ParamSource,
     dims: &[Option<i64>],
+    value_limit: usize,
 ) -> Result<(TensorData, Option<String>), BindError> {
     let err = |problem: ParamProblem| {
         Err(BindError::Param {
@@ -484,12 +505,15 @@ fn bind_param(
             .collect(),
         _ => vec![],
     };
-    let n = shape
-        .iter()
-        .try_fold(1usize, |a, d| a.checked_mul(*d))
-        .filter(|n| *n <= i32::MAX as usize);
-    let Some(n) = n else {
-        return err(ParamProblem::TooLarge { shape });
+    // Counted before anything is made: a default broadcast over sizes that only an empty
+    // array claims must not allocate gigabytes.
+    let limit = value_limit.min(i32::MAX as usize);
+    let Some(n) = sizes::shape_values(&shape).filter(|n| *n <= limit) else {
+        return err(ParamProblem::TooLarge {
+            values: sizes::show_values(&shape),
+            shape,
+            limit,
+        });
     };
     if let ParamKind::Enum(variants) = &info.kind {
         let s = match src {
@@ -518,35 +542,46 @@ fn bind_param(
         ParamSource::Source(ParamValue::List(v)) => (vec![v.len()], v.clone()),
         ParamSource::Source(ParamValue::Range(lo, hi)) => {
             let (lo, hi) = (lo.eval(dims).unwrap_or(0), hi.eval(dims).unwrap_or(0));
-            (
-                vec![(hi - lo).max(0) as usize],
-                (lo..hi).map(|v| v as f64).collect(),
-            )
+            let len = usize::try_from(hi.saturating_sub(lo)).unwrap_or(0);
+            // The param's axis was solved from this length; any other is refused before
+            // the range is made.
+            if shape != [len] {
+                return err(ParamProblem::Shape {
+                    expected: shape,
+                    actual: vec![len],
+                });
+            }
+            (vec![len], (lo..hi).map(|v| v as f64).collect())
         }
     };
-    let data: Vec<f64> = match &info.kind {
+    let data: Vec<f32> = match &info.kind {
         ParamKind::Scalar => {
             if vdata.len() != 1 || !vshape.iter().all(|d| *d == 1) {
                 return err(ParamProblem::NotScalar { shape: vshape });
             }
-            vdata
+            vec![vdata[0] as f32]
         }
-        ParamKind::Tensor(_) if vshape.is_empty() => vec![vdata[0]; n],
+        ParamKind::Tensor(_) if vshape.is_empty() => match vdata[..] {
+            [v] => vec![v as f32; n],
+            _ => {
+                return err(ParamProblem::NotScalar { shape: vshape });
+            }
+        },
         _ => {
-            if vshape != shape {
+            if vshape != shape || vdata.len() != n {
                 return err(ParamProblem::Shape {
                     expected: shape,
                     actual: vshape,
                 });
             }
-            vdata
+            if matches!(info.kind, ParamKind::Index(_)) {
+                if let Some(bad) = vdata.iter().find(|v| v.fract() != 0.0 || !v.is_finite()) {
+                    return err(ParamProblem::NotWhole { value: *bad });
+                }
+            }
+            vdata.iter().map(|v| *v as f32).collect()
         }
     };
-    if matches!(info.kind, ParamKind::Index(_)) {
-        if let Some(bad) = data.iter().find(|v| v.fract() != 0.0 || !v.is_finite()) {
-            return err(ParamProblem::NotWhole { value: *bad });
-        }
-    }
     Ok((
         TensorData {
             shape: if matches!(info.kind, ParamKind::Scalar) {
@@ -554,7 +589,7 @@ fn bind_param(
             } else {
                 shape
             },
-            data: data.iter().map(|v| *v as f32).collect(),
+            data,
         },
         None,
     ))

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use petgraph::algo::toposort;
 use petgraph::stable_graph::NodeIndex;
 
+use crate::bind::sizes::{shape_values, show_values};
 use crate::bind::{Bound, LossValue};
 use crate::ice::InternalError;
 use crate::ir::{
@@ -36,6 +37,23 @@ pub enum EvalError {
         "loss `{loss}`: an input bound by shape alone (its data on a GPU) cannot be read on the CPU"
     )]
     NoHostData { loss: String },
+    /// A reduction's table, or the values of the domain, would hold more values than the
+    /// arrays given call for ([`crate::bind::sizes::value_limit`]).
+    #[error(
+        "loss `{loss}`: {what} would hold {values} values (sizes {sizes:?}), more than the CPU evaluator allocates for the arrays given (at most {limit}: the larger of 2^28 and the number of values they hold) (at {at})"
+    )]
+    TooManyValues {
+        loss: String,
+        /// `"the reduction"` or `"the domain"`.
+        what: String,
+        /// The extent of each index it runs over.
+        sizes: Vec<usize>,
+        /// The count, or a bound when it is past `u128`.
+        values: String,
+        limit: usize,
+        /// `file:line:col` of the reduction, or of the `compute` stage.
+        at: String,
+    },
     /// A broken invariant of the IR.
     #[error(transparent)]
     Internal(#[from] InternalError),
@@ -88,6 +106,8 @@ pub fn evaluate(b: &Bound) -> Result<LossValue, EvalError> {
         dims: b.dims.iter().copied().map(Some).collect(),
     };
     let mut env = vec![0i64; ir.indices.len()];
+    // One value per element of the domain is kept for the final sum.
+    ev.count(&ir.domain, "the domain", ir.compute)?;
     for n in &order {
         if let Op::Reduce(..) = ir.graph[*n].op {
             let t = ev.materialise(*n, &mut env)?;
@@ -192,21 +212,43 @@ pub fn pairwise_sum(v: &[f32]) -> f32 {
 }
 
 impl Evaluator<'_, '_> {
+    /// The extents of `vars` and the number of values a table over them holds, refused
+    /// past the bound loss's value limit (the node `at` locates the error).
+    fn count(
+        &self,
+        vars: &[IndexId],
+        what: &str,
+        at: NodeIndex,
+    ) -> Result<(Vec<usize>, usize), EvalError> {
+        let extents: Vec<usize> = vars
+            .iter()
+            .map(|v| usize::try_from(crate::ir::extent(self.b.ranges[*v])).unwrap_or(usize::MAX))
+            .collect();
+        match shape_values(&extents).filter(|n| *n <= self.b.value_limit) {
+            Some(total) => Ok((extents, total)),
+            None => Err(EvalError::TooManyValues {
+                loss: self.ir.name.clone(),
+                what: what.to_string(),
+                values: show_values(&extents),
+                sizes: extents,
+                limit: self.b.value_limit,
+                at: self.ir.origin.locate(self.ir.graph[at].span),
+            }),
+        }
+    }
+
     fn materialise(&self, n: NodeIndex, env: &mut [i64]) -> Result<Table, EvalError> {
         let node = &self.ir.graph[n];
         let Op::Reduce(kind, bound) = &node.op else {
             unreachable!("called on reductions only")
         };
         let vars = node.free.clone();
-        let extents: Vec<usize> = vars
-            .iter()
-            .map(|v| crate::ir::extent(self.b.ranges[*v]) as usize)
-            .collect();
+        let (extents, total) = self.count(&vars, "the reduction", n)?;
+        // Each stride is at most `total`, which fits.
         let mut strides = vec![1usize; vars.len()];
         for i in (0..vars.len().saturating_sub(1)).rev() {
             strides[i] = strides[i + 1] * extents[i + 1];
         }
-        let total: usize = extents.iter().product();
         let mut data = Vec::with_capacity(total);
         let body = self.args[&n][0];
         let mut err = None;
@@ -279,7 +321,7 @@ impl Evaluator<'_, '_> {
     fn index(&self, e: &IndexExpr, env: &[i64]) -> Result<i64, Failed> {
         // Saturating: a gathered value like 1e30 must end as an out-of-range error, not
         // as an overflow.
-        let mut v = e.offset.eval(&self.dims).unwrap_or(0);
+        let mut v = e.offset.eval_saturating(&self.dims).unwrap_or(0);
         for (c, t) in &e.terms {
             let x = match t {
                 IndexTerm::Var(x) => env[*x],

@@ -127,6 +127,21 @@ impl Poly {
         Some(total)
     }
 
+    /// Its value once every symbol has one, saturating at the ends of `i64` (`None` only
+    /// for an unknown symbol): a subscript `B*B*B*B*B` on a large `B` must end out of
+    /// range, not at 0.
+    pub fn eval_saturating(&self, dims: &[Option<i64>]) -> Option<i64> {
+        let mut total: i64 = 0;
+        for (m, c) in &self.terms {
+            let mut v = *c;
+            for s in m {
+                v = v.saturating_mul((*dims.get(*s)?)?);
+            }
+            total = total.saturating_add(v);
+        }
+        Some(total)
+    }
+
     /// Writes it with the given symbol names.
     pub fn display<'a>(&'a self, names: &'a [String]) -> PolyDisplay<'a> {
         PolyDisplay { poly: self, names }
@@ -189,6 +204,10 @@ mod tests {
             Some(12)
         );
         assert_eq!(Poly::sym(0).eval(&[None]), None);
+        let b5 = (0..4).fold(Poly::sym(0), |p, _| p.mul(&Poly::sym(0)));
+        assert_eq!(b5.eval(&[Some(100_000)]), None);
+        assert_eq!(b5.eval_saturating(&[Some(100_000)]), Some(i64::MAX));
+        assert_eq!(b5.scale(-1).eval_saturating(&[Some(100_000)]), Some(i64::MIN));
         assert_eq!(Poly::sym(0).sub(&Poly::sym(0)).as_constant(), Some(0));
     }
 }

@@ -131,14 +131,7 @@ pub fn json_value(v: &Json) -> Result<DataValue, DataError> {
                 }
                 _ => return Err(malformed("a tensor object needs \"data\": [...]")),
             };
-            let n = shape
-                .iter()
-                .try_fold(1usize, |a, d| a.checked_mul(*d))
-                .ok_or_else(|| {
-                    malformed(format!(
-                        "shape {shape:?} holds more values than this machine can address"
-                    ))
-                })?;
+            let n = counted(&shape)?;
             if data.len() != n {
                 return Err(malformed(format!(
                     "shape {shape:?} holds {n} values but \"data\" has {}",
@@ -240,7 +233,12 @@ fn npy_array<R: std::io::Read>(npy: npyz::NpyFile<R>) -> Result<DataValue, DataE
             "Fortran-ordered arrays are not supported: save with np.ascontiguousarray".into(),
         ));
     }
-    let shape: Vec<usize> = npy.shape().iter().map(|d| *d as usize).collect();
+    let shape: Vec<usize> = npy
+        .shape()
+        .iter()
+        .map(|d| usize::try_from(*d).unwrap_or(usize::MAX))
+        .collect();
+    let n = counted(&shape)?;
     let npyz::DType::Plain(ts) = npy.dtype() else {
         return Err(DataError::Unsupported(
             "structured arrays are not supported".into(),
@@ -289,7 +287,25 @@ fn npy_array<R: std::io::Read>(npy: npyz::NpyFile<R>) -> Result<DataValue, DataE
             )));
         }
     };
+    // npyz counts the records with an unchecked product of the shape; a header whose
+    // product overflows gives fewer values than the shape holds.
+    if data.len() != n {
+        return Err(malformed(format!(
+            "shape {shape:?} holds {n} values but the file has {}",
+            data.len()
+        )));
+    }
     Ok(DataValue::Array(Array { shape, data }))
+}
+
+/// The number of values of a shape (0 when any axis is 0), or an error when it does not
+/// fit a `usize`: no file holds that many.
+fn counted(shape: &[usize]) -> Result<usize, DataError> {
+    crate::bind::sizes::shape_values(shape).ok_or_else(|| {
+        malformed(format!(
+            "shape {shape:?} holds more values than this machine can address"
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -325,5 +341,24 @@ mod tests {
         let e = parse_json_data(r#"{"x": [[1, 2], [3]]}"#).unwrap_err();
         assert!(e.to_string().contains("ragged"), "{e}");
         assert!(parse_json_data("[1]").is_err());
+        let big = 1u64 << 40;
+        let e = parse_json_data(&format!(r#"{{"x": {{"shape": [{big}, {big}], "data": []}}}}"#))
+            .unwrap_err();
+        assert!(e.to_string().contains("more values than"), "{e}");
+    }
+
+    /// A zero axis makes an array empty whatever the others claim; the binder then
+    /// refuses what such sizes would make it allocate.
+    #[test]
+    fn an_empty_array_may_claim_any_size() {
+        let big = 1u64 << 40;
+        let d = parse_json_data(&format!(
+            r#"{{"x": {{"shape": [{big}, {big}, 0], "data": []}}}}"#
+        ))
+        .unwrap();
+        let DataValue::Array(x) = &d["x"] else {
+            panic!()
+        };
+        assert_eq!(x.shape, vec![1 << 40, 1 << 40, 0]);
     }
 }
