@@ -49,7 +49,11 @@ pub struct DimSym {
 /// The number of values of an inclusive index range `(lo, hi)` as bound to sizes (0 when
 /// `hi < lo`).
 pub fn extent((lo, hi): (i64, i64)) -> i64 {
-    if hi < lo { 0 } else { hi - lo + 1 }
+    if hi < lo {
+        0
+    } else {
+        hi.saturating_sub(lo).saturating_add(1)
+    }
 }
 
 /// An index variable: a free index of the loss's domain, or one bound by a reduction.
@@ -101,13 +105,15 @@ impl IndexExpr {
         }
     }
 
-    /// `self + k · other`
+    /// `self + k · other`, saturating like [`Poly`]'s arithmetic (sema refuses the
+    /// coefficients that come near the ends of `i64`, so saturation never shows).
     pub fn add_scaled(&self, other: &IndexExpr, k: i64) -> IndexExpr {
         let mut out = self.clone();
         for (c, t) in &other.terms {
+            let kc = k.saturating_mul(*c);
             match out.terms.iter_mut().find(|(_, u)| u == t) {
-                Some((c0, _)) => *c0 += k * c,
-                None => out.terms.push((k * c, t.clone())),
+                Some((c0, _)) => *c0 = c0.saturating_add(kc),
+                None => out.terms.push((kc, t.clone())),
             }
         }
         out.terms.retain(|(c, _)| *c != 0);
@@ -118,6 +124,14 @@ impl IndexExpr {
     /// `k · self`
     pub fn scale(&self, k: i64) -> IndexExpr {
         IndexExpr::default().add_scaled(self, k)
+    }
+
+    /// The largest magnitude among its coefficients and its offset's (a gather's own
+    /// subscripts not included), saturating.
+    pub fn largest_coefficient(&self) -> i64 {
+        let terms = self.terms.iter().map(|(c, _)| c.saturating_abs());
+        let offset = self.offset.terms.values().map(|c| c.saturating_abs());
+        terms.chain(offset).max().unwrap_or(0)
     }
 
     /// Every index variable it mentions, gathers' indices included.
@@ -567,5 +581,23 @@ impl fmt::Display for Ty {
             Ty::Num => "number",
             Ty::Bool => "truth value",
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Coefficients saturate, as `Poly`'s do, rather than overflow (a panic in a debug
+    /// build, a wrapped coefficient in a release one).
+    #[test]
+    fn index_arithmetic_saturates() {
+        let big = IndexExpr::var(0).scale(i64::MAX / 2);
+        assert_eq!(big.scale(4).terms, vec![(i64::MAX, IndexTerm::Var(0))]);
+        assert_eq!(big.scale(-4).terms, vec![(i64::MIN, IndexTerm::Var(0))]);
+        let sum = big.scale(2).add_scaled(&big, 2);
+        assert_eq!(sum.terms, vec![(i64::MAX, IndexTerm::Var(0))]);
+        assert_eq!(sum.largest_coefficient(), i64::MAX);
+        assert_eq!(extent((i64::MIN, i64::MAX)), i64::MAX);
     }
 }

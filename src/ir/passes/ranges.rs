@@ -104,7 +104,8 @@ fn solve(
     if a > 0 {
         Some((low.ceil_div(a)?, high.floor_div(a)?))
     } else {
-        Some((high.scale(-1).ceil_div(-a)?, low.scale(-1).floor_div(-a)?))
+        let a = a.saturating_neg();
+        Some((high.scale(-1).ceil_div(a)?, low.scale(-1).floor_div(a)?))
     }
 }
 

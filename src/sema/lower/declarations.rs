@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::{Decl, Lowerer};
+use super::{Decl, Lowerer, MAX_LITERAL};
 use crate::diagnostics::{Diagnostic, Span, closest};
 use crate::ir::*;
 use crate::syntax::ast::{self, BinOp, ExprKind, Ident, ParamType, UnOp, Value};
@@ -123,7 +123,7 @@ impl Lowerer<'_> {
                     );
                     return Err(());
                 }
-                if v.abs() > 1e15 {
+                if v.abs() > MAX_LITERAL as f64 {
                     self.error("a dimension must be below 10^15", e.span, "too large");
                     return Err(());
                 }
@@ -162,12 +162,26 @@ impl Lowerer<'_> {
                     Err(())
                 }
             },
+            ExprKind::Binary(op @ (BinOp::Add | BinOp::Sub | BinOp::Mul), a, b) => {
+                let (a, b) = (self.dim_expr(a, declare)?, self.dim_expr(b, declare)?);
+                let p = match op {
+                    BinOp::Add => a.add(&b),
+                    BinOp::Sub => a.sub(&b),
+                    _ => a.mul(&b),
+                };
+                // As for literals: far from the ends of `i64`, where `Poly` saturates.
+                if p.terms.values().any(|c| c.saturating_abs() > MAX_LITERAL) {
+                    self.diags.push(
+                        Diagnostic::error("a dimension must be below 10^15", e.span, "too large")
+                            .with_note("sums and products of whole numbers in a dimension are limited like the numbers themselves"),
+                    );
+                    return Err(());
+                }
+                Ok(p)
+            }
             ExprKind::Binary(op, a, b) => {
                 let (a, b) = (self.dim_expr(a, declare)?, self.dim_expr(b, declare)?);
                 match op {
-                    BinOp::Add => Ok(a.add(&b)),
-                    BinOp::Sub => Ok(a.sub(&b)),
-                    BinOp::Mul => Ok(a.mul(&b)),
                     BinOp::Div => match (
                         b.as_constant(),
                         b.as_constant()

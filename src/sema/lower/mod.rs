@@ -50,6 +50,11 @@ pub fn lower_loss(def: &LossDef, diags: &mut Vec<Diagnostic>) -> Option<LossIr> 
 /// frame of the lowering).
 const MAX_LET_DEPTH: usize = 200;
 
+/// The largest whole number a subscript or a dimension may hold, written or computed
+/// (10^15): far beyond any size, and far from the ends of `i64`, where the IR's
+/// arithmetic saturates.
+const MAX_LITERAL: i64 = 1_000_000_000_000_000;
+
 /// What a name in a declaration stands for.
 #[derive(Clone, Copy)]
 enum Decl {

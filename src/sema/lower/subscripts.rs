@@ -1,7 +1,7 @@
 //! Subscripts: indexed reads of inputs, params and indexed lets, and the affine index
 //! expressions inside the brackets, gathers through `index` params included.
 
-use super::{Ctx, Decl, Lowered, Lowerer, MAX_LET_DEPTH, Scope};
+use super::{Ctx, Decl, Lowered, Lowerer, MAX_LET_DEPTH, MAX_LITERAL, Scope};
 use crate::diagnostics::{Diagnostic, Span, closest};
 use crate::ir::*;
 use crate::syntax::ast::{self, BinOp, ExprKind, Ident, UnOp};
@@ -166,7 +166,7 @@ impl Lowerer<'_> {
                     );
                     return Err(());
                 }
-                if v.abs() > 1e15 {
+                if v.abs() > MAX_LITERAL as f64 {
                     self.error("an index must be below 10^15", e.span, "too large");
                     return Err(());
                 }
@@ -178,14 +178,16 @@ impl Lowerer<'_> {
             ExprKind::Binary(op @ (BinOp::Add | BinOp::Sub), a, b) => {
                 let a = self.index_expr(a, scope, ctx);
                 let b = self.index_expr(b, scope, ctx);
-                Ok(a?.add_scaled(&b?, if *op == BinOp::Add { 1 } else { -1 }))
+                let sum = a?.add_scaled(&b?, if *op == BinOp::Add { 1 } else { -1 });
+                self.bounded_index(sum, e.span)
             }
             ExprKind::Binary(BinOp::Mul, a, b) => {
                 let (x, y) = (
                     self.index_expr(a, scope, ctx)?,
                     self.index_expr(b, scope, ctx)?,
                 );
-                self.index_product(x, y, e.span)
+                let product = self.index_product(x, y, e.span)?;
+                self.bounded_index(product, e.span)
             }
             ExprKind::Binary(BinOp::Div, a, b) => {
                 let (x, y) = (
@@ -278,6 +280,20 @@ impl Lowerer<'_> {
             terms: vec![(1, IndexTerm::Gather(p, idx))],
             offset: Poly::default(),
         })
+    }
+
+    /// `x` when its coefficients stay below 10^15, as literals must: a product or sum of
+    /// literals could otherwise reach the ends of `i64`, where the IR's arithmetic
+    /// saturates and `(2 * big) * i - big * i` would no longer be `big * i`.
+    fn bounded_index(&mut self, x: IndexExpr, span: Span) -> Result<IndexExpr, ()> {
+        if x.largest_coefficient() > MAX_LITERAL {
+            self.diags.push(
+                Diagnostic::error("an index must be below 10^15", span, "too large")
+                    .with_note("sums and products of whole numbers in a subscript are limited like the numbers themselves"),
+            );
+            return Err(());
+        }
+        Ok(x)
     }
 
     /// `x * y`, affine only when one side is a whole number (or both are index-free).

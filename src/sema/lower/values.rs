@@ -43,7 +43,9 @@ fn const_number(e: &ast::Expr) -> Result<f64, Diagnostic> {
 /// A whole-number expression over dimension symbols, for ranges written as values.
 fn value_dim(e: &ast::Expr, dims: &dyn Fn(&str) -> Option<DimId>) -> Result<Poly, Diagnostic> {
     match &e.kind {
-        ExprKind::Number(v) if v.fract() == 0.0 && v.abs() < 1e15 => Ok(Poly::constant(*v as i64)),
+        ExprKind::Number(v) if v.fract() == 0.0 && v.abs() <= super::MAX_LITERAL as f64 => {
+            Ok(Poly::constant(*v as i64))
+        }
         ExprKind::Name(n) => dims(&n.name).map(Poly::sym).ok_or_else(|| {
             Diagnostic::error(
                 format!("unknown dimension `{}`", n.name),
@@ -54,11 +56,20 @@ fn value_dim(e: &ast::Expr, dims: &dyn Fn(&str) -> Option<DimId>) -> Result<Poly
         ExprKind::Unary(UnOp::Neg, a) => Ok(value_dim(a, dims)?.scale(-1)),
         ExprKind::Binary(op @ (BinOp::Add | BinOp::Sub | BinOp::Mul), a, b) => {
             let (a, b) = (value_dim(a, dims)?, value_dim(b, dims)?);
-            Ok(match op {
+            let p = match op {
                 BinOp::Add => a.add(&b),
                 BinOp::Sub => a.sub(&b),
                 _ => a.mul(&b),
-            })
+            };
+            // As for literals: far from the ends of `i64`, where `Poly` saturates.
+            if p.terms.values().any(|c| c.saturating_abs() > super::MAX_LITERAL) {
+                return Err(Diagnostic::error(
+                    "a range bound must be below 10^15",
+                    e.span,
+                    "too large",
+                ));
+            }
+            Ok(p)
         }
         _ => Err(Diagnostic::error(
             "expected a whole number or a dimension",
