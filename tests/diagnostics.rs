@@ -456,3 +456,26 @@ fn deep_let_expansions_are_one_located_error() {
     assert!(has_errors);
     assert_eq!(rendered.matches("error:").count(), 1, "{rendered}");
 }
+
+/// A name defined again in another file: the diagnostic names the file of the first
+/// definition, for losses and factories alike, and for a factory named like a loss.
+#[test]
+fn names_defined_again_in_another_file_name_that_file() {
+    let loss = "loss l {\n    input x : [B]\n    compute x[b]\n    reduce mean\n}\nfactory f {\n    l\n}\n";
+    let again = "loss l {\n    input x : [B]\n    compute x[b]\n    reduce mean\n}\nfactory f {\n    l\n}\nfactory l {\n    l\n}\n";
+    let sources = [Source::new("a.loss", loss), Source::new("b.loss", again)];
+    let checked = lossc::sema::check(&sources);
+    let r = checked.render(&sources);
+    for (what, note) in [
+        ("loss `l` is defined twice", "first defined in a.loss"),
+        ("factory `f` is defined twice", "first defined in a.loss"),
+        (
+            "factory `l` has the name of a loss",
+            "the loss is defined in a.loss",
+        ),
+    ] {
+        assert!(r.contains(what) && r.contains(note), "{what}:\n{r}");
+    }
+    assert_eq!(checked.diagnostics.len(), 3, "{r}");
+    assert!(checked.diagnostics.iter().all(|(f, _)| *f == 1), "{r}");
+}

@@ -96,9 +96,7 @@ fn tint_in_chromium_accepts_every_generated_kernel() {
     // each row placement (their code differs: per-thread and cooperative loops).
     for rows in ["shared", "per-thread"] {
         let mut run = Command::new(env!("CARGO_BIN_EXE_lossc"));
-        run.arg("run")
-            .args(loss_files(&root))
-            .arg(root.join("examples/factories.loss"));
+        run.arg("run").args(loss_files(&root));
         run.args([
             "--factory",
             "heatmap_semisupervised",

@@ -1,12 +1,11 @@
 //! Semantic analysis: name resolution and typing ([`lower`]), then the IR passes, and the
-//! checks that span files (factories naming losses, duplicate loss names).
+//! checks that span files (duplicate loss names, and [`factories`]).
 
+mod factories;
 pub mod lower;
 
-use std::collections::HashMap;
-
-use crate::diagnostics::{Diagnostic, Source, closest};
-use crate::ir::{Factory, FactoryTerm, Program, passes};
+use crate::diagnostics::{Diagnostic, Source};
+use crate::ir::{Program, passes};
 use crate::syntax;
 
 /// The result of checking a set of files: the program (complete only when there are no
@@ -66,23 +65,15 @@ pub fn check(sources: &[Source]) -> Checked {
 fn check_here(sources: &[Source]) -> Checked {
     let mut program = Program::default();
     let mut diagnostics = Vec::new();
-    let mut loss_at: HashMap<String, (usize, crate::diagnostics::Span)> = HashMap::new();
-    let mut factories = Vec::new();
+    let mut loss_at = factories::Defined::new();
+    let mut factory_defs = Vec::new();
     for (fi, src) in sources.iter().enumerate() {
         let (ast, diags) = syntax::parse(&src.text);
         diagnostics.extend(diags.into_iter().map(|d| (fi, d)));
         for def in &ast.losses {
-            if let Some((ff, first)) = loss_at.get(&def.name.name) {
-                let mut d = Diagnostic::error(
-                    format!("loss `{}` is defined twice", def.name.name),
-                    def.name.span,
-                    "defined again here",
-                );
-                if *ff == fi {
-                    d = d.with_secondary(*first, "first defined here");
-                } else {
-                    d = d.with_note(format!("first defined in {}", sources[*ff].name));
-                }
+            if let Some(first) = loss_at.get(&def.name.name) {
+                let what = format!("loss `{}`", def.name.name);
+                let d = factories::defined_twice(what, def.name.span, fi, *first, sources);
                 diagnostics.push((fi, d));
                 continue;
             }
@@ -97,74 +88,9 @@ fn check_here(sources: &[Source]) -> Checked {
             }
             diagnostics.extend(diags.into_iter().map(|d| (fi, d)));
         }
-        factories.extend(ast.factories.into_iter().map(|f| (fi, f)));
+        factory_defs.extend(ast.factories.into_iter().map(|f| (fi, f)));
     }
-    for (fi, f) in factories {
-        let mut terms = Vec::new();
-        let mut seen: HashMap<&str, crate::diagnostics::Span> = HashMap::new();
-        for e in &f.entries {
-            if let Some(first) = seen.insert(&e.loss.name, e.loss.span) {
-                diagnostics.push((
-                    fi,
-                    Diagnostic::error(
-                        format!(
-                            "loss `{}` appears twice in factory `{}`",
-                            e.loss.name, f.name.name
-                        ),
-                        e.loss.span,
-                        "again here",
-                    )
-                    .with_secondary(first, "first here"),
-                ));
-                continue;
-            }
-            let Some(loss) = program.loss(&e.loss.name) else {
-                if !loss_at.contains_key(&e.loss.name) {
-                    let mut d = Diagnostic::error(
-                        format!("unknown loss `{}`", e.loss.name),
-                        e.loss.span,
-                        "no loss of this name",
-                    );
-                    if let Some(c) = closest(&e.loss.name, loss_at.keys().map(String::as_str)) {
-                        d = d.with_note(format!("did you mean `{c}`?"));
-                    }
-                    diagnostics.push((fi, d));
-                }
-                continue;
-            };
-            let mut settings = Vec::new();
-            for (key, value) in &e.settings {
-                let Some(p) = loss.params.iter().find(|p| p.name == key.name) else {
-                    let mut d = Diagnostic::error(
-                        format!("loss `{}` has no param `{}`", loss.name, key.name),
-                        key.span,
-                        "unknown param",
-                    );
-                    if let Some(c) = closest(&key.name, loss.params.iter().map(|p| p.name.as_str()))
-                    {
-                        d = d.with_note(format!("did you mean `{c}`?"));
-                    }
-                    diagnostics.push((fi, d));
-                    continue;
-                };
-                let dims = |n: &str| loss.dims.iter().position(|d| d.name == n);
-                match lower::lower_value(value, &p.kind, &dims) {
-                    Ok(v) => settings.push((key.name.clone(), v)),
-                    Err(d) => diagnostics.push((fi, d)),
-                }
-            }
-            terms.push(FactoryTerm {
-                loss: loss.name.clone(),
-                settings,
-                annealed: e.annealed,
-            });
-        }
-        program.factories.push(Factory {
-            name: f.name.name.clone(),
-            doc: f.doc.clone(),
-            terms,
-        });
-    }
+    factories::check_factories(sources, factory_defs, &loss_at, &mut program, &mut diagnostics);
     Checked {
         program,
         diagnostics,
