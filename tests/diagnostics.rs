@@ -18,10 +18,8 @@ use lossc::diagnostics::Source;
 
 use common::{lossc, root};
 
-/// Files of `tests/bad/` that check clean, on purpose: the empty file, and a constant
-/// subscript out of a literal dimension's range (caught only at run time, see
-/// `constant_index_out_of_range_is_a_run_time_error`).
-const CLEAN: &[&str] = &["empty", "constant_index_out_of_range"];
+/// Files of `tests/bad/` that check clean, on purpose: the empty file.
+const CLEAN: &[&str] = &["empty"];
 
 fn bad_files() -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(root().join("tests/bad"))
@@ -248,26 +246,18 @@ fn moderate_chains_check_clean() {
     assert!(!has_errors, "{rendered}");
 }
 
-/// `x[5]` on a literal `[3]` is not caught by the checker; `lossc run` reports it.
+/// `x[5]` on a literal `[3]` is caught by `lossc check` (it used to pass and fail only
+/// at run time), located at the subscript.
 #[test]
-fn constant_index_out_of_range_is_a_run_time_error() {
-    let dir = std::env::temp_dir().join(format!("lossc-diag-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let data = dir.join("x.json");
-    std::fs::write(&data, r#"{"x": [1, 2, 3]}"#).unwrap();
-    let out = lossc(&[
-        "run",
-        "tests/bad/constant_index_out_of_range.loss",
-        "--data",
-        data.to_str().unwrap(),
-    ]);
+fn constant_index_out_of_range_is_a_check_time_error() {
+    let out = lossc(&["check", "tests/bad/constant_index_out_of_range.loss"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.starts_with("error: ") && stderr.contains("out of range"),
+        stderr.starts_with("error: index 5 is out of range for axis 0 of `x` (size 3)")
+            && stderr.contains("constant_index_out_of_range.loss:4:15"),
         "{stderr}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A diagnostic about a whole stage (an optional input read in `compute`) starts and ends

@@ -110,7 +110,10 @@ impl Lowerer<'_> {
             return Err(());
         }
         match target {
-            Indexed::Input(i) => self.read_input(i, idx, span),
+            Indexed::Input(i) => {
+                self.constant_subscripts(Tensor::Input(i), &idx, args)?;
+                self.read_input(i, idx, span)
+            }
             Indexed::Param(p) => {
                 if matches!(self.params[p].kind, ParamKind::Scalar | ParamKind::Enum(_)) {
                     self.error(
@@ -120,6 +123,7 @@ impl Lowerer<'_> {
                     );
                     return Err(());
                 }
+                self.constant_subscripts(Tensor::Param(p), &idx, args)?;
                 Ok(self.node(Op::Read(Tensor::Param(p), idx), Ty::Num, &[], span))
             }
             Indexed::Let(i) => {
@@ -276,10 +280,73 @@ impl Lowerer<'_> {
             .iter()
             .map(|a| self.index_expr(a, scope, ctx))
             .collect::<Result<Vec<_>, _>>()?;
+        self.constant_subscripts(Tensor::Param(p), &idx, args)?;
         Ok(IndexExpr {
             terms: vec![(1, IndexTerm::Gather(p, idx))],
             offset: Poly::default(),
         })
+    }
+
+    /// Refuses a constant subscript outside a literal dimension (`x[5]` on `[3]`), or
+    /// below 0 on any: no range can make it valid, so it is reported here, at the
+    /// subscript, rather than when the arrays are bound. A let's parameter is replaced by
+    /// the use site's subscript, so `a[5]` of `let a[m] = x[m]` is caught at `m`.
+    fn constant_subscripts(
+        &mut self,
+        t: Tensor,
+        idx: &[IndexExpr],
+        args: &[ast::Expr],
+    ) -> Result<(), ()> {
+        let def = self.def;
+        let (name, shape, declared): (&str, &[Poly], Option<&[ast::Expr]>) = match t {
+            Tensor::Input(i) => {
+                let info = &self.inputs[i];
+                let decl = def.inputs.iter().find(|d| d.name.name == info.name);
+                (&info.name, &info.shape, decl.map(|d| &d.shape[..]))
+            }
+            Tensor::Param(p) => {
+                let info = &self.params[p];
+                let (ParamKind::Tensor(shape) | ParamKind::Index(shape)) = &info.kind else {
+                    return Ok(());
+                };
+                let decl = def.params.iter().find(|d| d.name.name == info.name);
+                let dims = decl.and_then(|d| match &d.ty {
+                    ast::ParamType::Tensor(s) | ast::ParamType::Index(s) => Some(&s[..]),
+                    _ => None,
+                });
+                (&info.name, shape, dims)
+            }
+        };
+        let mut found = Vec::new();
+        for (axis, ((e, dim), arg)) in idx.iter().zip(shape).zip(args).enumerate() {
+            let Some(at) = e.terms.is_empty().then(|| e.offset.as_constant()).flatten() else {
+                continue;
+            };
+            // A dimension rejected in its declaration stands as 0: a literal is trusted
+            // only when it is positive (a real `[0]` axis is refused when bound).
+            let size = dim.as_constant().filter(|d| *d > 0);
+            if at >= 0 && size.is_none_or(|d| at < d) {
+                continue;
+            }
+            let (what, label) = match size {
+                Some(d) => (format!("(size {d})"), format!("not in 0..{d}")),
+                None => (String::new(), "negative".to_string()),
+            };
+            let mut d = Diagnostic::error(
+                format!("index {at} is out of range for axis {axis} of `{name}` {what}")
+                    .trim_end()
+                    .to_string(),
+                arg.span,
+                label,
+            );
+            if let Some(decl) = declared.and_then(|s| s.get(axis)) {
+                d = d.with_secondary(decl.span, "declared here");
+            }
+            found.push(d);
+        }
+        let ok = found.is_empty();
+        self.diags.extend(found);
+        if ok { Ok(()) } else { Err(()) }
     }
 
     /// `x` when its coefficients stay below 10^15, as literals must: a product or sum of
