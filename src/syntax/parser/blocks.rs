@@ -4,6 +4,7 @@ use pest::iterators::Pair;
 
 use super::tree::{Kids as _, doc_text, unquote};
 use super::{Builder, Rule};
+use crate::diagnostics::{Diagnostic, Span};
 use crate::syntax::ast::*;
 
 impl Builder<'_> {
@@ -109,15 +110,22 @@ impl Builder<'_> {
             Rule::stage => {
                 let s = decl.kids().next().ok_or(())?;
                 let rule = s.as_rule();
+                let has_where = s.clone().into_inner().any(|p| p.as_rule() == Rule::kw_where);
                 let mut it = s.kids();
                 let stage = match rule {
                     Rule::compute_stage => Stage::Compute(self.expr(it.next().ok_or(())?)?.0, span),
                     Rule::mask_stage => {
-                        let mode = match it.next().ok_or(())?.as_str().trim() {
+                        let written = it.next().ok_or(())?.as_str().trim();
+                        let mode = match written {
                             "drop" => MaskMode::Drop,
                             _ => MaskMode::Zero,
                         };
-                        Stage::Mask(mode, self.expr(it.next().ok_or(())?)?.0, span)
+                        let cond = it.next();
+                        if !has_where {
+                            self.missing_where(written, cond.map(|c| self.span(&c)), span);
+                            return Err(());
+                        }
+                        Stage::Mask(mode, self.expr(cond.ok_or(())?)?.0, span)
                     }
                     Rule::rectify_stage => Stage::Rectify(self.expr(it.next().ok_or(())?)?.0, span),
                     Rule::reduce_stage => {
@@ -138,6 +146,28 @@ impl Builder<'_> {
             _ => {}
         }
         Ok(())
+    }
+
+    /// `remove_nans MODE` without `where COND`, or with a condition but no `where`: says
+    /// what the stage needs, at the stage (or at the condition).
+    fn missing_where(&mut self, mode: &str, cond: Option<Span>, stage: Span) {
+        let d = match cond {
+            None => Diagnostic::error(
+                format!("`remove_nans {mode}` needs a condition: `remove_nans {mode} where COND`"),
+                stage,
+                "no `where` condition",
+            )
+            .with_note(format!(
+                "COND says which elements to {}, e.g. `remove_nans {mode} where isnan(x[b])`",
+                if mode == "drop" { "drop" } else { "replace by 0" }
+            )),
+            Some(cond) => Diagnostic::error(
+                format!("`remove_nans {mode}` needs `where` before its condition"),
+                cond,
+                "write `where` before this",
+            ),
+        };
+        self.diags.push(d);
     }
 
     fn shape(&mut self, p: Pair<Rule>) -> Result<Vec<Expr>, ()> {
