@@ -86,6 +86,7 @@ fn check_here(sources: &[Source]) -> Checked {
                     program.losses.push(ir);
                 }
             }
+            once_each(&mut diags);
             diagnostics.extend(diags.into_iter().map(|d| (fi, d)));
         }
         factory_defs.extend(ast.factories.into_iter().map(|f| (fi, f)));
@@ -95,4 +96,12 @@ fn check_here(sources: &[Source]) -> Checked {
         program,
         diagnostics,
     }
+}
+
+/// Keeps the first diagnostic of each message at each place. A let's body is lowered
+/// again at each use (with that use's indices), so a mistake in it would otherwise be
+/// reported once per use, by the lowering and by the passes alike.
+fn once_each(diags: &mut Vec<Diagnostic>) {
+    let mut seen = std::collections::HashSet::new();
+    diags.retain(|d| seen.insert((d.primary.0, d.message.clone())));
 }
