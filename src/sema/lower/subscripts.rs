@@ -372,11 +372,7 @@ impl Lowerer<'_> {
                 match k.offset.as_constant() {
                     Some(c) => Ok(v.scale(c)),
                     None => {
-                        self.error(
-                            "an index may be multiplied only by a whole number",
-                            span,
-                            "not affine",
-                        );
+                        self.index_times_dimension(&k.offset, span);
                         Err(())
                     }
                 }
@@ -390,6 +386,33 @@ impl Lowerer<'_> {
                 Err(())
             }
         }
+    }
+
+    /// Reports `l * K`: an index times a size, which a subscript cannot hold. Says why,
+    /// and how a flattened axis is written instead.
+    fn index_times_dimension(&mut self, size: &Poly, span: Span) {
+        let names: Vec<String> = self.dims.iter().map(|d| d.name.clone()).collect();
+        let size = size.display(&names).to_string();
+        let one_symbol = self.dims.iter().any(|d| d.name == size);
+        let k = if one_symbol { size.as_str() } else { "K" };
+        // The other axis of the example, named apart from `k`.
+        let (r, ri) = if k == "R" { ("Q", "q") } else { ("R", "r") };
+        self.diags.push(
+            Diagnostic::error(
+                format!("an index may be multiplied only by a whole number, not by `{size}`"),
+                span,
+                "not affine",
+            )
+            .with_note("subscripts are affine in their indices with whole-number coefficients: that is what lets lossc infer each index's range and check every read before anything runs")
+            .with_note(format!(
+                "to step through a flattened axis, declare it as two axes instead (`[{r}, {k}]` rather than `[{r} * {k}]`, the data shaped to match) and give each its own index (`x[{ri}, i]`){}",
+                if one_symbol {
+                    format!("; or, if `{k}` is a fixed size, write it as a number (`3 * {ri}`)")
+                } else {
+                    String::new()
+                }
+            )),
+        );
     }
 
     /// `x / y`, allowed only between index-free sizes that divide exactly.

@@ -61,6 +61,9 @@ pub(super) fn syntax_error(text: &str, offset: usize, e: pest::error::Error<Rule
             InputLocation::Pos(p) => p,
             InputLocation::Span((s, _)) => s,
         };
+    if let Some(d) = known_mistake(text, pos) {
+        return d;
+    }
     let found = found_token(text, pos);
     let expected = match &e.variant {
         ErrorVariant::ParsingError { positives, .. } => {
@@ -96,6 +99,22 @@ pub(super) fn syntax_error(text: &str, offset: usize, e: pest::error::Error<Rule
         d = d.with_note("is a closing `}` or `)` missing?");
     }
     d
+}
+
+/// A syntax error at `pos` that other languages' habits explain, with what to write.
+fn known_mistake(text: &str, pos: usize) -> Option<Diagnostic> {
+    // `x ** 2`: pest stops at the second `*`, where an operand should be.
+    if text.get(pos..)?.starts_with('*') && text.get(..pos)?.ends_with('*') {
+        return Some(
+            Diagnostic::error(
+                "`**` is not an operator: write powers with `^`",
+                Span::new(pos - 1, pos + 1),
+                "use `^` here",
+            )
+            .with_note("`x ^ 2` is x squared (computed as `x * x`)"),
+        );
+    }
+    None
 }
 
 /// The token at `pos`, for "unexpected `...`" labels.
