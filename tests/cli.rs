@@ -323,7 +323,8 @@ fn sizes_that_only_an_empty_array_claims_are_errors() {
     expect_error(&["run", &domain, "--data", &data], &[]);
     let cpu = run(&["run", &domain, "--data", &data, "--backend", "cpu"]);
     assert!(
-        cpu.stderr.contains("the domain would hold 9223372036854775808 values"),
+        cpu.stderr
+            .contains("the domain would hold 9223372036854775808 values"),
         "{}",
         cpu.stderr
     );

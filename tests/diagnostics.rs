@@ -473,9 +473,8 @@ fn names_defined_again_in_another_file_name_that_file() {
 /// One mistake in a let's body used twice is one error, not "2 errors found".
 #[test]
 fn an_error_in_a_let_body_is_reported_once() {
-    let text =
-        std::fs::read_to_string(root().join("tests/bad/let_body_error_reported_once.loss"))
-            .unwrap();
+    let text = std::fs::read_to_string(root().join("tests/bad/let_body_error_reported_once.loss"))
+        .unwrap();
     let sources = [Source::new("l.loss", text)];
     let checked = lossc::sema::check(&sources);
     let lines: Vec<usize> = checked

@@ -10,10 +10,12 @@
 
 pub mod error;
 pub mod sizes;
+mod solve;
 pub mod value;
 
-use crate::ir::{DimId, LossIr, ParamInfo, ParamKind, ParamValue, Poly};
+use crate::ir::{LossIr, ParamInfo, ParamKind, ParamValue, Poly};
 pub use error::{BindError, ParamProblem};
+use solve::{Equation, solve_dims};
 pub use value::{Array, DataValue};
 
 /// A param's value before binding, with where it came from (for messages).
@@ -62,13 +64,6 @@ pub struct Bound<'a> {
     pub active_masks: Vec<bool>,
     /// The most values a back end may allocate for one table ([`sizes::value_limit`]).
     pub value_limit: usize,
-}
-
-/// One equation `poly = size`, with a description of where the size came from.
-struct Equation {
-    poly: Poly,
-    size: i64,
-    what: String,
 }
 
 /// Binds inputs and params (already resolved to one value each, `None` when absent).
@@ -128,7 +123,7 @@ pub fn bind<'a>(
         for (axis, (p, n)) in info.shape.iter().zip(&arr.shape).enumerate() {
             eqs.push(Equation {
                 poly: p.clone(),
-                size: *n as i64,
+                size: i64::try_from(*n).unwrap_or(i64::MAX),
                 what: format!("axis {axis} of `{}`", info.name),
             });
         }
@@ -156,7 +151,7 @@ pub fn bind<'a>(
                 for (axis, (d, n)) in shape.iter().zip(&a.shape).enumerate() {
                     eqs.push(Equation {
                         poly: d.clone(),
-                        size: *n as i64,
+                        size: i64::try_from(*n).unwrap_or(i64::MAX),
                         what: format!("axis {axis} of param `{}`", info.name),
                     });
                 }
@@ -353,7 +348,7 @@ fn check_subscripts(b: &Bound) -> Result<(), BindError> {
                 lo = lo.saturating_add(x.min(y));
                 hi = hi.saturating_add(x.max(y));
             }
-            if !empty && (lo < 0 || hi >= *size as i64) {
+            if !empty && (lo < 0 || hi >= i64::try_from(*size).unwrap_or(i64::MAX)) {
                 let bad = if lo < 0 { lo } else { hi };
                 return Err(BindError::SubscriptOutOfRange {
                     loss: b.ir.name.clone(),
@@ -392,96 +387,6 @@ fn show_shape(shape: &[Poly], names: &[String]) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     )
-}
-
-/// Solves equations with one unknown symbol appearing linearly, until none is left, then
-/// checks every equation.
-fn solve_dims(
-    eqs: &[Equation],
-    dims: &mut [Option<i64>],
-    origin: &mut [String],
-    names: &[String],
-    loss: &str,
-) -> Result<(), BindError> {
-    loop {
-        let mut progress = false;
-        for eq in eqs {
-            let unknown: Vec<DimId> = {
-                let mut u: Vec<DimId> = eq.poly.symbols().filter(|s| dims[*s].is_none()).collect();
-                u.sort_unstable();
-                u.dedup();
-                u
-            };
-            let [s] = unknown[..] else { continue };
-            // Linear in s: exactly one monomial [s], no other monomial mentions s.
-            let mentions: Vec<_> = eq
-                .poly
-                .terms
-                .iter()
-                .filter(|(m, _)| m.contains(&s))
-                .collect();
-            let [(m, a)] = mentions[..] else { continue };
-            if m.len() != 1 {
-                continue;
-            }
-            let mut rest = eq.poly.clone();
-            rest.terms.remove(m);
-            let Some(rest) = rest.eval(dims) else {
-                continue;
-            };
-            let num = eq.size - rest;
-            if num % a != 0 || num / a < 0 {
-                return Err(BindError::NoWholeDim {
-                    loss: loss.to_string(),
-                    what: eq.what.clone(),
-                    size: eq.size,
-                    shape: eq.poly.display(names).to_string(),
-                    dim: names[s].clone(),
-                });
-            }
-            dims[s] = Some(num / a);
-            origin[s] = format!("{} = {}", eq.what, eq.size);
-            progress = true;
-        }
-        if !progress {
-            break;
-        }
-    }
-    for eq in eqs {
-        if let Some(v) = eq.poly.eval(dims) {
-            if v != eq.size {
-                let from: Vec<String> = eq
-                    .poly
-                    .symbols()
-                    .map(|s| {
-                        format!(
-                            "{} = {} (from {})",
-                            names[s],
-                            dims[s].unwrap_or(0),
-                            origin[s]
-                        )
-                    })
-                    .collect();
-                let should = if eq.poly.as_constant().is_some() {
-                    format!("{v}")
-                } else {
-                    format!("{} = {v}", eq.poly.display(names))
-                };
-                return Err(BindError::SizeMismatch {
-                    loss: loss.to_string(),
-                    what: eq.what.clone(),
-                    size: eq.size,
-                    should,
-                    since: if from.is_empty() {
-                        String::new()
-                    } else {
-                        format!(", since {}", from.join(", "))
-                    },
-                });
-            }
-        }
-    }
-    Ok(())
 }
 
 fn bind_param(

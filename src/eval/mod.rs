@@ -40,16 +40,15 @@ pub enum EvalError {
     /// A reduction's table, or the values of the domain, would hold more values than the
     /// arrays given call for ([`crate::bind::sizes::value_limit`]).
     #[error(
-        "loss `{loss}`: {what} would hold {values} values (sizes {sizes:?}), more than the CPU evaluator allocates for the arrays given (at most {limit}: the larger of 2^28 and the number of values they hold) (at {at})"
+        "loss `{loss}`: {what} would hold {values} values (sizes {sizes:?}), more than the CPU evaluator allocates for the arrays given (at most {limit}: the larger of 2^28 and the number of values they hold) (at {at})",
+        values = show_values(.sizes)
     )]
     TooManyValues {
         loss: String,
         /// `"the reduction"` or `"the domain"`.
-        what: String,
+        what: &'static str,
         /// The extent of each index it runs over.
         sizes: Vec<usize>,
-        /// The count, or a bound when it is past `u128`.
-        values: String,
         limit: usize,
         /// `file:line:col` of the reduction, or of the `compute` stage.
         at: String,
@@ -217,7 +216,7 @@ impl Evaluator<'_, '_> {
     fn count(
         &self,
         vars: &[IndexId],
-        what: &str,
+        what: &'static str,
         at: NodeIndex,
     ) -> Result<(Vec<usize>, usize), EvalError> {
         let extents: Vec<usize> = vars
@@ -228,8 +227,7 @@ impl Evaluator<'_, '_> {
             Some(total) => Ok((extents, total)),
             None => Err(EvalError::TooManyValues {
                 loss: self.ir.name.clone(),
-                what: what.to_string(),
-                values: show_values(&extents),
+                what,
                 sizes: extents,
                 limit: self.b.value_limit,
                 at: self.ir.origin.locate(self.ir.graph[at].span),

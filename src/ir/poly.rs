@@ -207,7 +207,10 @@ mod tests {
         let b5 = (0..4).fold(Poly::sym(0), |p, _| p.mul(&Poly::sym(0)));
         assert_eq!(b5.eval(&[Some(100_000)]), None);
         assert_eq!(b5.eval_saturating(&[Some(100_000)]), Some(i64::MAX));
-        assert_eq!(b5.scale(-1).eval_saturating(&[Some(100_000)]), Some(i64::MIN));
+        assert_eq!(
+            b5.scale(-1).eval_saturating(&[Some(100_000)]),
+            Some(i64::MIN)
+        );
         assert_eq!(Poly::sym(0).sub(&Poly::sym(0)).as_constant(), Some(0));
     }
 }

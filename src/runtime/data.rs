@@ -342,8 +342,10 @@ mod tests {
         assert!(e.to_string().contains("ragged"), "{e}");
         assert!(parse_json_data("[1]").is_err());
         let big = 1u64 << 40;
-        let e = parse_json_data(&format!(r#"{{"x": {{"shape": [{big}, {big}], "data": []}}}}"#))
-            .unwrap_err();
+        let e = parse_json_data(&format!(
+            r#"{{"x": {{"shape": [{big}, {big}], "data": []}}}}"#
+        ))
+        .unwrap_err();
         assert!(e.to_string().contains("more values than"), "{e}");
     }
 

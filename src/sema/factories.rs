@@ -23,7 +23,11 @@ pub(super) fn defined_twice(
     (ff, first): (usize, Span),
     sources: &[Source],
 ) -> Diagnostic {
-    let d = Diagnostic::error(format!("{what} is defined twice"), span, "defined again here");
+    let d = Diagnostic::error(
+        format!("{what} is defined twice"),
+        span,
+        "defined again here",
+    );
     if ff == fi {
         d.with_secondary(first, "first defined here")
     } else {
@@ -45,7 +49,13 @@ pub(super) fn check_factories(
     for (fi, f) in factories {
         let name = &f.name.name;
         if let Some(first) = factory_at.get(name) {
-            let d = defined_twice(format!("factory `{name}`"), f.name.span, fi, *first, sources);
+            let d = defined_twice(
+                format!("factory `{name}`"),
+                f.name.span,
+                fi,
+                *first,
+                sources,
+            );
             diagnostics.push((fi, d));
             continue;
         }

@@ -91,7 +91,13 @@ fn check_here(sources: &[Source]) -> Checked {
         }
         factory_defs.extend(ast.factories.into_iter().map(|f| (fi, f)));
     }
-    factories::check_factories(sources, factory_defs, &loss_at, &mut program, &mut diagnostics);
+    factories::check_factories(
+        sources,
+        factory_defs,
+        &loss_at,
+        &mut program,
+        &mut diagnostics,
+    );
     Checked {
         program,
         diagnostics,

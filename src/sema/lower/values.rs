@@ -62,7 +62,10 @@ fn value_dim(e: &ast::Expr, dims: &dyn Fn(&str) -> Option<DimId>) -> Result<Poly
                 _ => a.mul(&b),
             };
             // As for literals: far from the ends of `i64`, where `Poly` saturates.
-            if p.terms.values().any(|c| c.saturating_abs() > super::MAX_LITERAL) {
+            if p.terms
+                .values()
+                .any(|c| c.saturating_abs() > super::MAX_LITERAL)
+            {
                 return Err(Diagnostic::error(
                     "a range bound must be below 10^15",
                     e.span,
@@ -156,4 +159,3 @@ fn one_dimension_only(v: &Value, kind: &ParamKind, rank: usize, span: Span) -> D
         "declare the param with one dimension (`[N]`) to give it {what}{instead}"
     ))
 }
-

@@ -110,7 +110,10 @@ impl Builder<'_> {
             Rule::stage => {
                 let s = decl.kids().next().ok_or(())?;
                 let rule = s.as_rule();
-                let has_where = s.clone().into_inner().any(|p| p.as_rule() == Rule::kw_where);
+                let has_where = s
+                    .clone()
+                    .into_inner()
+                    .any(|p| p.as_rule() == Rule::kw_where);
                 let mut it = s.kids();
                 let stage = match rule {
                     Rule::compute_stage => Stage::Compute(self.expr(it.next().ok_or(())?)?.0, span),
@@ -159,7 +162,11 @@ impl Builder<'_> {
             )
             .with_note(format!(
                 "COND says which elements to {}, e.g. `remove_nans {mode} where isnan(x[b])`",
-                if mode == "drop" { "drop" } else { "replace by 0" }
+                if mode == "drop" {
+                    "drop"
+                } else {
+                    "replace by 0"
+                }
             )),
             Some(cond) => Diagnostic::error(
                 format!("`remove_nans {mode}` needs `where` before its condition"),
