@@ -3,11 +3,11 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use lossc::diagnostics::{Diagnostic, Source, Span};
 use lossc::gpu::{Adapter, RowPlacement};
-use lossc::ir::Program;
+use lossc::ir::{FactoryTerm, Program};
 use lossc::runtime::data::{Data, read_data};
 use lossc::runtime::run::{Overrides, RunOptions, RunResult, parse_override};
 use lossc::runtime::select::{describe_layout, kernel_terms, run_terms};
@@ -30,15 +30,8 @@ enum Command {
     },
     /// Evaluate losses on arrays and print the total, each loss and the logs.
     Run {
-        /// The .loss files.
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-        /// The losses to run, in order (a factory formed on the fly).
-        #[arg(long, value_delimiter = ',', conflicts_with = "factory")]
-        losses: Vec<String>,
-        /// A factory defined in the files.
-        #[arg(long)]
-        factory: Option<String>,
+        #[command(flatten)]
+        selection: Selection,
         /// The arrays: an .npz file or a JSON object.
         #[arg(long)]
         data: Option<PathBuf>,
@@ -68,18 +61,11 @@ enum Command {
     },
     /// Write one fused kernel and its manifest per factory (or per loss).
     Compile {
-        /// The .loss files.
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
+        #[command(flatten)]
+        selection: Selection,
         /// The output folder.
         #[arg(short, long)]
         out: PathBuf,
-        /// One kernel for these losses, in order.
-        #[arg(long, value_delimiter = ',', conflicts_with = "factory")]
-        losses: Vec<String>,
-        /// One kernel for this factory.
-        #[arg(long)]
-        factory: Option<String>,
         /// The output language.
         #[arg(long, value_enum, default_value_t = TargetArg::Wgsl)]
         target: TargetArg,
@@ -90,15 +76,8 @@ enum Command {
     /// Print how each loss of a factory is scheduled in its fused kernel; with --data,
     /// also how a dispatch on that data is laid out and how many bytes it loads.
     Explain {
-        /// The .loss files.
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-        /// These losses.
-        #[arg(long, value_delimiter = ',', conflicts_with = "factory")]
-        losses: Vec<String>,
-        /// This factory.
-        #[arg(long)]
-        factory: Option<String>,
+        #[command(flatten)]
+        selection: Selection,
         /// Data (.npz or .json) to lay the dispatch out on.
         #[arg(long)]
         data: Option<PathBuf>,
@@ -118,6 +97,29 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         losses: Vec<String>,
     },
+}
+
+/// The .loss files, and which of their losses make a kernel: `--losses`, else
+/// `--factory`, else (for `run`) the files' only factory or loss, (for `compile` and
+/// `explain`) one kernel per factory and one per loss.
+#[derive(Args)]
+struct Selection {
+    /// The .loss files.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// These losses, in order (a factory formed on the fly).
+    #[arg(long, value_delimiter = ',', conflicts_with = "factory")]
+    losses: Vec<String>,
+    /// A factory defined in the files.
+    #[arg(long)]
+    factory: Option<String>,
+}
+
+impl Selection {
+    /// The kernels `compile` and `explain` write for this selection.
+    fn kernels(&self, program: &Program) -> Result<Vec<(String, Vec<FactoryTerm>)>, RunError> {
+        kernel_terms(program, &self.losses, self.factory.as_deref())
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
@@ -193,44 +195,33 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Compile {
-            files,
+            selection,
             out,
-            losses,
-            factory,
             target,
             explain,
         } => {
-            let Some(program) = load(&files) else {
+            let Some(program) = load(&selection.files) else {
                 return ExitCode::FAILURE;
             };
-            match compile(&program, &out, losses, factory, target, explain) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            exit_with(compile(&program, &out, &selection, target, explain))
         }
         Command::Explain {
-            files,
-            losses,
-            factory,
+            selection,
             data,
             set,
             rows,
         } => {
-            let Some(program) = load(&files) else {
+            let Some(program) = load(&selection.files) else {
                 return ExitCode::FAILURE;
             };
             let result = (|| -> Result<(), RunError> {
-                let ks = kernel_terms(&program, &losses, factory.as_deref())?;
+                let ks = selection.kernels(&program)?;
                 let on = match &data {
                     Some(path) => Some(data_and_overrides(Some(path), &set)?),
                     None => None,
                 };
                 for (name, terms) in ks {
-                    let k = lossc::codegen::compile(&program, &name, &terms)
-                        .map_err(RunError::Compile)?;
+                    let k = lossc::codegen::compile(&program, &name, &terms)?;
                     print_out(&lossc::codegen::explain(&program, &k));
                     if let (Some((data, overrides)), Some(path)) = (&on, &data) {
                         print_out(&layout(&program, &k, data, overrides, path, rows.into()));
@@ -241,9 +232,7 @@ fn main() -> ExitCode {
             exit_with(result)
         }
         Command::Run {
-            files,
-            losses,
-            factory,
+            selection,
             data,
             annealed,
             anneal,
@@ -253,7 +242,7 @@ fn main() -> ExitCode {
             set,
             json,
         } => {
-            let Some(program) = load(&files) else {
+            let Some(program) = load(&selection.files) else {
                 return ExitCode::FAILURE;
             };
             let opts = RunOptions {
@@ -262,12 +251,17 @@ fn main() -> ExitCode {
                 rows: rows.into(),
                 backend: backend.into(),
             };
-            let result = run_terms(&program, &losses, &annealed, factory.as_deref())
-                .and_then(|(name, terms)| {
-                    let (data, overrides) = data_and_overrides(data.as_deref(), &set)?;
-                    runtime::run(&program, &name, &terms, &data, &overrides, &opts)
-                })
-                .map(|result| print_result(&result, json));
+            let result = run_terms(
+                &program,
+                &selection.losses,
+                &annealed,
+                selection.factory.as_deref(),
+            )
+            .and_then(|(name, terms)| {
+                let (data, overrides) = data_and_overrides(data.as_deref(), &set)?;
+                runtime::run(&program, &name, &terms, &data, &overrides, &opts)
+            })
+            .map(|result| print_result(&result, json));
             exit_with(result)
         }
     }
@@ -389,11 +383,10 @@ enum TargetArg {
 fn compile(
     program: &Program,
     out: &Path,
-    losses: Vec<String>,
-    factory: Option<String>,
+    selection: &Selection,
     target: TargetArg,
     explain: bool,
-) -> Result<(), Box<dyn std::error::Error>> {
+) -> Result<(), RunError> {
     use lossc::codegen::validate::Target;
     let target = match target {
         TargetArg::Wgsl => Target::Wgsl,
@@ -402,16 +395,20 @@ fn compile(
         TargetArg::Hlsl => Target::Hlsl,
         TargetArg::Glsl => Target::Glsl,
     };
-    std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
-    for (name, terms) in kernel_terms(program, &losses, factory.as_deref())? {
+    let write_error = |path: &Path, e: std::io::Error| RunError::Write {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    };
+    std::fs::create_dir_all(out).map_err(|e| write_error(out, e))?;
+    for (name, terms) in selection.kernels(program)? {
         let k = lossc::codegen::compile(program, &name, &terms)?;
         let code = lossc::codegen::validate::translate(&k.validated, &k.wgsl, target)?;
         let path = out.join(format!("{name}.{}", target.extension()));
-        std::fs::write(&path, code).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        std::fs::write(&path, code).map_err(|e| write_error(&path, e))?;
         let manifest = lossc::codegen::manifest::manifest(program, &k);
         let mpath = out.join(format!("{name}.manifest.json"));
-        std::fs::write(&mpath, serde_json::to_string_pretty(&manifest)? + "\n")
-            .map_err(|e| format!("cannot write {}: {e}", mpath.display()))?;
+        let json = serde_json::to_string_pretty(&manifest).expect("a manifest serialises") + "\n";
+        std::fs::write(&mpath, json).map_err(|e| write_error(&mpath, e))?;
         eprintln!("wrote {} and {}", path.display(), mpath.display());
         if explain {
             eprint!("{}", lossc::codegen::explain(program, &k));

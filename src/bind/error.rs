@@ -119,19 +119,38 @@ pub enum BindError {
         since: String,
     },
     /// An affine subscript leaves its axis somewhere in its index ranges.
-    #[error(
-        "loss `{loss}`: index {index} is out of range for axis {axis} of `{tensor}` (size {size}), at `{tensor}[{subscript}]` (at {at})"
-    )]
-    SubscriptOutOfRange {
-        loss: String,
-        index: i64,
-        axis: usize,
-        tensor: String,
-        size: usize,
-        subscript: String,
-        /// `file:line:col` of the read.
-        at: String,
-    },
+    #[error(transparent)]
+    SubscriptOutOfRange(Box<OutOfRange>),
+}
+
+impl From<OutOfRange> for BindError {
+    fn from(e: OutOfRange) -> BindError {
+        BindError::SubscriptOutOfRange(Box::new(e))
+    }
+}
+
+/// A read that leaves its axis: checked over whole index ranges by the binder, and
+/// through gathers (whose values are data) by each back end as it reads.
+#[derive(Clone, Debug, PartialEq, Error)]
+#[error(
+    "loss `{loss}`: index {index} is out of range for axis {axis} of `{tensor}` (size {size}), at `{tensor}[{subscript}]`{}",
+    at.as_ref().map(|a| format!(" (at {a})")).unwrap_or_default()
+)]
+pub struct OutOfRange {
+    /// The loss.
+    pub loss: String,
+    /// The index the read would take.
+    pub index: i64,
+    /// The axis it leaves.
+    pub axis: usize,
+    /// The input or param read.
+    pub tensor: String,
+    /// The axis's size.
+    pub size: usize,
+    /// The read's subscripts in source form.
+    pub subscript: String,
+    /// `file:line:col` of the read, when the message gives it.
+    pub at: Option<String>,
 }
 
 /// What is wrong with a param's value.

@@ -14,7 +14,7 @@ mod solve;
 pub mod value;
 
 use crate::ir::{LossIr, ParamInfo, ParamKind, ParamValue, Poly};
-pub use error::{BindError, ParamProblem};
+pub use error::{BindError, OutOfRange, ParamProblem};
 use solve::{Equation, solve_dims};
 pub use value::{Array, DataValue};
 
@@ -350,19 +350,16 @@ fn check_subscripts(b: &Bound) -> Result<(), BindError> {
             }
             if !empty && (lo < 0 || hi >= i64::try_from(*size).unwrap_or(i64::MAX)) {
                 let bad = if lo < 0 { lo } else { hi };
-                return Err(BindError::SubscriptOutOfRange {
+                return Err(OutOfRange {
                     loss: b.ir.name.clone(),
                     index: bad,
                     axis,
                     tensor: name.clone(),
                     size: *size,
-                    subscript: idx
-                        .iter()
-                        .map(|x| b.ir.show_index(x))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    at: b.ir.origin.locate(b.ir.graph[n].span),
-                });
+                    subscript: b.ir.show_subscripts(idx),
+                    at: Some(b.ir.origin.locate(b.ir.graph[n].span)),
+                }
+                .into());
             }
         }
     }

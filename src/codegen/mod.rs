@@ -19,9 +19,24 @@ pub mod writer;
 
 pub use analysis::input_loads;
 
+use crate::ice::InternalError;
 use crate::ir::{FactoryTerm, LossIr, Program};
 use layout::Layout;
 use schedule::LossSchedule;
+
+/// Why a kernel could not be compiled or written.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum CompileError {
+    /// A term names a loss the program does not define.
+    #[error("no loss named `{0}`")]
+    NoSuchLoss(String),
+    /// naga could not write the validated module in another language.
+    #[error("naga could not write {target}: {reason}")]
+    Translate { target: String, reason: String },
+    /// A bug in lossc: the emitter met a broken invariant, or naga rejects its WGSL.
+    #[error(transparent)]
+    Internal(#[from] InternalError),
+}
 
 /// A compiled, validated kernel for a factory (or a single loss).
 pub struct Kernel {
@@ -45,12 +60,15 @@ impl Kernel {
     /// The kernel's WGSL specialised to one problem: every slot of the parameter block
     /// (sizes, offsets, work counts) written as a literal, so that the shader compiler
     /// folds the index arithmetic. Same layout, same bindings; validated by naga.
-    pub fn specialise(&self, losses: &[&LossIr], values: &[i32]) -> Result<String, String> {
+    pub fn specialise(&self, losses: &[&LossIr], values: &[i32]) -> Result<String, InternalError> {
         let pairs: Vec<(&LossIr, &LossSchedule)> =
             losses.iter().copied().zip(self.schedules.iter()).collect();
         let generated = emit::generate(&self.name, &pairs, Some(values))?;
         if generated.layout.slots != self.layout.slots {
-            return Err("internal compiler error: the specialised kernel's slots differ from the generic one's".into());
+            return Err(InternalError::new(format!(
+                "kernel `{}`: the specialised kernel's slots differ from the generic one's",
+                self.name
+            )));
         }
         validate::validate(&generated.wgsl)?;
         Ok(generated.wgsl)
@@ -58,13 +76,17 @@ impl Kernel {
 }
 
 /// Schedules, generates and validates the fused kernel of the given terms.
-pub fn compile(program: &Program, name: &str, terms: &[FactoryTerm]) -> Result<Kernel, String> {
+pub fn compile(
+    program: &Program,
+    name: &str,
+    terms: &[FactoryTerm],
+) -> Result<Kernel, CompileError> {
     let losses: Vec<&LossIr> = terms
         .iter()
         .map(|t| {
             program
                 .loss(&t.loss)
-                .ok_or_else(|| format!("no loss named `{}`", t.loss))
+                .ok_or_else(|| CompileError::NoSuchLoss(t.loss.clone()))
         })
         .collect::<Result<_, _>>()?;
     let schedules: Vec<LossSchedule> = losses.iter().map(|l| schedule::schedule(l)).collect();
@@ -129,6 +151,7 @@ mod tests {
         for l in &program.losses {
             let term = FactoryTerm::plain(l.name.clone());
             if let Err(e) = super::compile(&program, &l.name, &[term]) {
+                let e = e.to_string();
                 panic!("{}: {}", l.name, &e[..e.len().min(4000)]);
             }
         }

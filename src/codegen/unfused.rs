@@ -12,6 +12,7 @@ use petgraph::stable_graph::NodeIndex;
 use super::bindings::{Access, Binding, Holds};
 use super::wgsl::{PRELUDE, binary_wgsl, f32_lit, unary_wgsl};
 use super::writer::Writer;
+use crate::ice::InternalError;
 use crate::ir::{
     BinaryFn, IndexExpr, IndexId, IndexTerm, LossIr, MaskMode, Op, ReduceFn, ReduceMode, Tensor,
     UnaryFn, extent, operands,
@@ -96,7 +97,7 @@ pub fn generate(
     bound: &[BoundSizes],
     arena_at: &HashMap<(usize, String), usize>,
     anneal: &[f32],
-) -> Result<Unfused, String> {
+) -> Result<Unfused, InternalError> {
     // Slabs for every non-constant node, then per loss: element values, keep flags,
     // the reduced (sum, count), and the outputs.
     let mut plans = Vec::new();
@@ -109,7 +110,8 @@ pub fn generate(
             li,
             slabs: HashMap::new(),
         };
-        let order = toposort(&b.ir.graph, None).map_err(|_| "cyclic IR")?;
+        let order = toposort(&b.ir.graph, None)
+            .map_err(|_| InternalError::in_loss(&b.ir.name, None, "the IR has a cycle"))?;
         for n in &order {
             if matches!(b.ir.graph[*n].op, Op::Const(_) | Op::BoolConst(_)) {
                 continue;
@@ -132,7 +134,7 @@ pub fn generate(
     }
     let n_losses = bound.len();
     let mut steps = Vec::new();
-    let mut make = |wgsl: String, workgroups: u32| -> Result<(), String> {
+    let mut make = |wgsl: String, workgroups: u32| -> Result<(), InternalError> {
         super::validate::validate(&wgsl)?;
         steps.push(Step {
             wgsl,

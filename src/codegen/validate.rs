@@ -4,6 +4,9 @@
 
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 
+use super::CompileError;
+use crate::ice::InternalError;
+
 /// An output language.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Target {
@@ -41,18 +44,30 @@ pub struct Validated {
 }
 
 /// Parses and validates WGSL; the error names the problem and carries the module text.
-pub fn validate(wgsl: &str) -> Result<Validated, String> {
-    let module = naga::front::wgsl::parse_str(wgsl)
-        .map_err(|e| format!("internal compiler error: naga cannot parse the generated WGSL:\n{}\n--- module ---\n{wgsl}", e.emit_to_string(wgsl)))?;
+pub fn validate(wgsl: &str) -> Result<Validated, InternalError> {
+    let module = naga::front::wgsl::parse_str(wgsl).map_err(|e| {
+        InternalError::new(format!(
+            "naga cannot parse the generated WGSL:\n{}\n--- module ---\n{wgsl}",
+            e.emit_to_string(wgsl)
+        ))
+    })?;
     let info = Validator::new(ValidationFlags::all(), Capabilities::default())
         .validate(&module)
-        .map_err(|e| format!("internal compiler error: naga rejects the generated WGSL:\n{}\n--- module ---\n{wgsl}", e.emit_to_string(wgsl)))?;
+        .map_err(|e| {
+            InternalError::new(format!(
+                "naga rejects the generated WGSL:\n{}\n--- module ---\n{wgsl}",
+                e.emit_to_string(wgsl)
+            ))
+        })?;
     Ok(Validated { module, info })
 }
 
 /// The module in another language.
-pub fn translate(v: &Validated, wgsl: &str, target: Target) -> Result<Vec<u8>, String> {
-    let err = |e: &dyn std::fmt::Display| format!("naga could not write {target:?}: {e}");
+pub fn translate(v: &Validated, wgsl: &str, target: Target) -> Result<Vec<u8>, CompileError> {
+    let err = |e: &dyn std::fmt::Display| CompileError::Translate {
+        target: format!("{target:?}"),
+        reason: e.to_string(),
+    };
     Ok(match target {
         Target::Wgsl => wgsl.as_bytes().to_vec(),
         Target::Spirv => {
@@ -128,9 +143,12 @@ mod tests {
     fn a_broken_module_is_reported_with_its_text() {
         let e = validate("fn f() -> f32 { return undefined_thing; }")
             .err()
-            .unwrap();
+            .unwrap()
+            .to_string();
         assert!(
-            e.contains("undefined_thing") && e.contains("--- module ---"),
+            e.starts_with("internal compiler error: naga cannot parse")
+                && e.contains("undefined_thing")
+                && e.contains("--- module ---"),
             "{e}"
         );
     }

@@ -10,7 +10,7 @@ use petgraph::algo::toposort;
 use petgraph::stable_graph::NodeIndex;
 
 use crate::bind::sizes::{shape_values, show_values};
-use crate::bind::{Bound, LossValue};
+use crate::bind::{Bound, LossValue, OutOfRange};
 use crate::ice::InternalError;
 use crate::ir::{
     IndexExpr, IndexId, IndexTerm, LossIr, MaskMode, Op, ReduceFn, ReduceMode, Tensor, operands,
@@ -21,17 +21,8 @@ use crate::ir::{
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum EvalError {
     /// A read through a gather (an `index` param's value) leaves its axis.
-    #[error(
-        "loss `{loss}`: index {index} is out of range for axis {axis} of `{tensor}` (size {size}), at `{tensor}[{subscript}]`"
-    )]
-    OutOfRange {
-        loss: String,
-        index: i64,
-        axis: usize,
-        tensor: String,
-        size: usize,
-        subscript: String,
-    },
+    #[error(transparent)]
+    OutOfRange(Box<OutOfRange>),
     /// An input bound by shape alone (its data in a GPU buffer) was read on the CPU.
     #[error(
         "loss `{loss}`: an input bound by shape alone (its data on a GPU) cannot be read on the CPU"
@@ -56,6 +47,12 @@ pub enum EvalError {
     /// A broken invariant of the IR.
     #[error(transparent)]
     Internal(#[from] InternalError),
+}
+
+impl From<OutOfRange> for EvalError {
+    fn from(e: OutOfRange) -> EvalError {
+        EvalError::OutOfRange(Box::new(e))
+    }
 }
 
 /// An error on its way up the evaluator's recursion, boxed: an [`EvalError`] is over 100
@@ -356,18 +353,15 @@ impl Evaluator<'_, '_> {
                     Tensor::Input(i) => &self.ir.inputs[i].name,
                     Tensor::Param(p) => &self.ir.params[p].name,
                 };
-                return Err(EvalError::OutOfRange {
+                return Err(EvalError::from(OutOfRange {
                     loss: self.ir.name.clone(),
                     index: i,
                     axis,
                     tensor: name.clone(),
                     size: *n,
-                    subscript: idx
-                        .iter()
-                        .map(|x| self.ir.show_index(x))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                }
+                    subscript: self.ir.show_subscripts(idx),
+                    at: None,
+                })
                 .into());
             }
             at = at * n + i as usize;

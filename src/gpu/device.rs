@@ -7,6 +7,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::GpuError;
+use crate::codegen::bindings::{BINDINGS, Binding, Holds};
 use crate::ice::InternalError;
 
 /// The process's GPU device.
@@ -116,30 +117,7 @@ impl Gpu {
                 label: Some("lossc kernel"),
                 source: wgpu::ShaderSource::Wgsl(wgsl.into()),
             });
-        let entry = |binding, ty| wgpu::BindGroupLayoutEntry {
-            binding,
-            visibility: wgpu::ShaderStages::COMPUTE,
-            ty: wgpu::BindingType::Buffer {
-                ty,
-                has_dynamic_offset: false,
-                min_binding_size: None,
-            },
-            count: None,
-        };
-        let storage = |read_only| wgpu::BufferBindingType::Storage { read_only };
-        let layout = self
-            .device
-            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                label: Some("lossc"),
-                entries: &[
-                    entry(0, wgpu::BufferBindingType::Uniform),
-                    entry(1, storage(true)),
-                    entry(2, storage(false)),
-                    entry(3, storage(false)),
-                    entry(4, storage(false)),
-                    entry(5, storage(true)),
-                ],
-            });
+        let layout = bind_group_layout(&self.device, "lossc", &BINDINGS);
         let pl = self
             .device
             .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
@@ -169,4 +147,70 @@ impl Gpu {
             .insert(key, p.clone());
         Ok(p)
     }
+}
+
+/// The bind group layout of a kernel's bindings, from its table
+/// ([`crate::codegen::bindings`]): the emitter declared the same numbers and access modes.
+pub(super) fn bind_group_layout(
+    device: &wgpu::Device,
+    label: &str,
+    bindings: &[Binding],
+) -> wgpu::BindGroupLayout {
+    let entries: Vec<wgpu::BindGroupLayoutEntry> = bindings
+        .iter()
+        .map(|b| wgpu::BindGroupLayoutEntry {
+            binding: b.number,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: if b.is_uniform() {
+                    wgpu::BufferBindingType::Uniform
+                } else {
+                    wgpu::BufferBindingType::Storage {
+                        read_only: b.read_only(),
+                    }
+                },
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        })
+        .collect();
+    device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: Some(label),
+        entries: &entries,
+    })
+}
+
+/// The bind group of a kernel's bindings: each binding views the buffer `buffer` gives
+/// for what it [`Holds`].
+pub(super) fn bind_group(
+    device: &wgpu::Device,
+    layout: &wgpu::BindGroupLayout,
+    bindings: &[Binding],
+    buffer: impl Fn(Holds) -> Option<wgpu::Buffer>,
+) -> Result<wgpu::BindGroup, GpuError> {
+    let buffers = bindings
+        .iter()
+        .map(|b| {
+            buffer(b.holds).ok_or_else(|| {
+                InternalError::new(format!(
+                    "no buffer for binding {} ({:?})",
+                    b.number, b.holds
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let entries: Vec<wgpu::BindGroupEntry> = bindings
+        .iter()
+        .zip(&buffers)
+        .map(|(b, buf)| wgpu::BindGroupEntry {
+            binding: b.number,
+            resource: buf.as_entire_binding(),
+        })
+        .collect();
+    Ok(device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some("lossc"),
+        layout,
+        entries: &entries,
+    }))
 }

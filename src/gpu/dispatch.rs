@@ -6,12 +6,13 @@ use std::sync::Arc;
 
 use wgpu::util::DeviceExt;
 
-use super::device::Pipeline;
+use super::device::{Pipeline, bind_group};
 use super::pack::{check_arena_fits, fill_parameter_block, pack_arena};
 use super::plan::{self, Adapter, Plan, RowPlacement};
 use super::{Gpu, GpuError};
 use crate::bind::Bound;
 use crate::codegen::Kernel;
+use crate::codegen::bindings::{BINDINGS, Holds};
 use crate::codegen::emit::{TIMEOUT_CODE, WORKGROUP};
 use crate::ice::InternalError;
 use crate::ir::LossIr;
@@ -85,9 +86,7 @@ impl Dispatch {
         let wgsl = match options.form {
             KernelForm::Specialised => {
                 let losses: Vec<&LossIr> = bound.iter().map(|b| b.ir).collect();
-                kernel.specialise(&losses, &block).map_err(|e| {
-                    InternalError::new(e.trim_start_matches("internal compiler error: "))
-                })?
+                kernel.specialise(&losses, &block)?
             }
             KernelForm::Generic => kernel.wgsl.clone(),
         };
@@ -156,24 +155,16 @@ impl Dispatch {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        fn entry(binding: u32, buffer: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
-            wgpu::BindGroupEntry {
-                binding,
-                resource: buffer.as_entire_binding(),
-            }
-        }
-        let bind_group = d.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("lossc"),
-            layout: &pipeline.layout,
-            entries: &[
-                entry(0, &meta_buf),
-                entry(1, &arena_buf),
-                entry(2, &scratch),
-                entry(3, &sync),
-                entry(4, &out),
-                entry(5, &arena_buf),
-            ],
-        });
+        let bind_group = bind_group(&gpu.device, &pipeline.layout, &BINDINGS, |holds| {
+            Some(match holds {
+                Holds::Meta => meta_buf.clone(),
+                Holds::Arena => arena_buf.clone(),
+                Holds::Scratch => scratch.clone(),
+                Holds::Sync => sync.clone(),
+                Holds::Out => out.clone(),
+                Holds::Values => return None,
+            })
+        })?;
         Ok(Dispatch {
             pipeline,
             bind_group,

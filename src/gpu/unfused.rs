@@ -5,8 +5,9 @@
 
 use wgpu::util::DeviceExt;
 
-use super::Gpu;
+use super::device::{bind_group, bind_group_layout};
 use super::pack::pack_arena;
+use super::{Gpu, GpuError};
 use crate::bind::Bound;
 use crate::codegen::bindings::Holds;
 use crate::codegen::unfused::{self, BINDINGS, BoundSizes};
@@ -28,10 +29,10 @@ pub struct UnfusedPlan {
 
 impl UnfusedPlan {
     /// Plans the unfused run of bound losses (kernels specialised to their sizes).
-    pub fn new(gpu: &Gpu, bound: &[&Bound], anneal: &[f32]) -> Result<UnfusedPlan, String> {
+    pub fn new(gpu: &Gpu, bound: &[&Bound], anneal: &[f32]) -> Result<UnfusedPlan, GpuError> {
         let d = &gpu.device;
         // The arena as the fused kernel's, and one more value, so that it is never empty.
-        let mut packed = pack_arena(bound, &[]).map_err(|e| e.to_string())?;
+        let mut packed = pack_arena(bound, &[])?;
         packed.values.push(0.0);
         let sizes: Vec<BoundSizes> = bound.iter().map(|b| sizes(b)).collect();
         let generated = unfused::generate(&sizes, &packed.offsets, anneal)?;
@@ -63,50 +64,18 @@ impl UnfusedPlan {
             mapped_at_creation: false,
         });
         // One explicit layout for every step, from the bindings' table.
-        let entries: Vec<wgpu::BindGroupLayoutEntry> = BINDINGS
-            .iter()
-            .map(|b| wgpu::BindGroupLayoutEntry {
-                binding: b.number,
-                visibility: wgpu::ShaderStages::COMPUTE,
-                ty: wgpu::BindingType::Buffer {
-                    ty: wgpu::BufferBindingType::Storage {
-                        read_only: b.read_only(),
-                    },
-                    has_dynamic_offset: false,
-                    min_binding_size: None,
-                },
-                count: None,
-            })
-            .collect();
-        let layout = d.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some("unfused"),
-            entries: &entries,
-        });
+        let layout = bind_group_layout(d, "unfused", &BINDINGS);
         let pipeline_layout = d.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some("unfused"),
             bind_group_layouts: &[Some(&layout)],
             immediate_size: 0,
         });
-        let buffer = |holds: Holds| match holds {
-            Holds::Arena => Ok(&arena),
-            Holds::Values => Ok(&vals),
-            Holds::Out => Ok(&out),
-            other => Err(format!("the unfused kernels have no {other:?} buffer")),
-        };
-        let bind_entries: Vec<wgpu::BindGroupEntry> = BINDINGS
-            .iter()
-            .map(|b| {
-                Ok(wgpu::BindGroupEntry {
-                    binding: b.number,
-                    resource: buffer(b.holds)?.as_entire_binding(),
-                })
-            })
-            .collect::<Result<_, String>>()?;
-        let bind_group = d.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("unfused"),
-            layout: &layout,
-            entries: &bind_entries,
-        });
+        let bind_group = bind_group(d, &layout, &BINDINGS, |holds| match holds {
+            Holds::Arena => Some(arena.clone()),
+            Holds::Values => Some(vals.clone()),
+            Holds::Out => Some(out.clone()),
+            _ => None,
+        })?;
         let steps = generated
             .steps
             .into_iter()
@@ -144,7 +113,7 @@ impl UnfusedPlan {
     }
 
     /// Records and runs every dispatch (one compute pass), then reads the results back.
-    pub fn run(&self, gpu: &Gpu) -> Result<Vec<f32>, String> {
+    pub fn run(&self, gpu: &Gpu) -> Result<Vec<f32>, GpuError> {
         let mut enc = gpu
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
@@ -163,7 +132,7 @@ impl UnfusedPlan {
         }
         enc.copy_buffer_to_buffer(&self.out, 0, &self.staging, 0, None);
         gpu.queue.submit([enc.finish()]);
-        let v = super::dispatch::read_back(gpu, &self.staging).map_err(|e| e.to_string())?;
+        let v = super::dispatch::read_back(gpu, &self.staging)?;
         debug_assert_eq!(v.len(), self.outputs);
         Ok(v)
     }

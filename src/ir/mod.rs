@@ -488,14 +488,9 @@ impl LossIr {
         for (c, t) in &e.terms {
             let t = match t {
                 IndexTerm::Var(v) => self.indices[*v].name.clone(),
-                IndexTerm::Gather(p, idx) => format!(
-                    "{}[{}]",
-                    self.params[*p].name,
-                    idx.iter()
-                        .map(|i| self.show_index(i))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
+                IndexTerm::Gather(p, idx) => {
+                    format!("{}[{}]", self.params[*p].name, self.show_subscripts(idx))
+                }
             };
             parts.push(if *c == 1 { t } else { format!("{c}*{t}") });
         }
@@ -503,6 +498,14 @@ impl LossIr {
             parts.push(e.offset.display(&names).to_string());
         }
         parts.join(" + ").replace("+ -", "- ")
+    }
+
+    /// A read's subscripts in source-like form, comma-separated (`b, 2*k + 1`).
+    pub fn show_subscripts(&self, idx: &[IndexExpr]) -> String {
+        idx.iter()
+            .map(|i| self.show_index(i))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 

@@ -6,6 +6,7 @@
 use thiserror::Error;
 
 use crate::bind::BindError;
+use crate::codegen::CompileError;
 use crate::eval::EvalError;
 use crate::gpu::GpuError;
 use crate::ice::InternalError;
@@ -29,9 +30,12 @@ pub enum RunError {
     /// A bug in lossc.
     #[error(transparent)]
     Internal(#[from] InternalError),
-    /// The kernel could not be compiled.
-    #[error("{0}")]
-    Compile(String),
+    /// The kernel could not be compiled or written.
+    #[error(transparent)]
+    Compile(#[from] CompileError),
+    /// An output file could not be written.
+    #[error("cannot write {path}: {reason}")]
+    Write { path: String, reason: String },
     /// A `loss.param` key whose loss is not in the run.
     #[error("`{key}` names loss `{loss}`, which is not in this run (the losses are {losses})")]
     KeyNamesOtherLoss {

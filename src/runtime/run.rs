@@ -386,8 +386,7 @@ pub fn run(
         Backend::Auto => crate::gpu::gpu().is_ok(),
     };
     let mut result = if gpu_found {
-        let kernel =
-            crate::codegen::compile(program, kernel_name, terms).map_err(RunError::Compile)?;
+        let kernel = crate::codegen::compile(program, kernel_name, terms)?;
         match run_gpu(&kernel, &prepared, opts) {
             Err(RunError::Gpu(GpuError::Plan(e @ PlanError::LoopBudget { .. })))
                 if opts.backend == Backend::Auto =>
@@ -413,10 +412,11 @@ pub fn run_cpu(
     overrides: &Overrides,
     opts: &RunOptions,
 ) -> Result<RunResult, RunError> {
-    let (prepared, warnings) = prepare(program, terms, data, overrides)?;
-    let mut result = run_prepared_cpu(&prepared, opts)?;
-    result.warnings = warnings;
-    Ok(result)
+    let cpu = RunOptions {
+        backend: Backend::Cpu,
+        ..opts.clone()
+    };
+    run(program, "", terms, data, overrides, &cpu)
 }
 
 /// Evaluates prepared losses on the CPU and combines them.

@@ -8,6 +8,7 @@ use petgraph::stable_graph::NodeIndex;
 use super::LossEmitter;
 use crate::codegen::layout::Slot;
 use crate::codegen::wgsl::{binary_wgsl, f32_lit, unary_wgsl};
+use crate::ice::InternalError;
 use crate::ir::{BinaryFn, Op, ParamKind, operands};
 
 impl LossEmitter<'_> {
@@ -25,7 +26,11 @@ impl LossEmitter<'_> {
             Op::IndexValue(e) => format!("f32({})", self.index(e)),
             Op::EnumIs(p, v) => {
                 let ParamKind::Enum(vs) = &self.ir.params[*p].kind else {
-                    self.bug = Some("an enum test on a non-enum param".into());
+                    self.bug = Some(InternalError::in_loss(
+                        &self.ir.name,
+                        Some(self.ir.origin.locate(node.span)),
+                        "an enum test on a non-enum param",
+                    ));
                     return "false".into();
                 };
                 let k = vs.iter().position(|x| x == v).unwrap_or(0);

@@ -33,6 +33,7 @@ use super::layout::{Layout, Slot};
 use super::schedule::LossSchedule;
 use super::wgsl::{PRELUDE, REDUCE, meta_value};
 use super::writer::Writer;
+use crate::ice::InternalError;
 use crate::ir::{IndexId, LossIr};
 
 /// Threads per workgroup. 64 fills a warp or wavefront or two on real GPUs, and keeps
@@ -58,7 +59,7 @@ struct LossEmitter<'a> {
     binds: HashMap<IndexId, Vec<(usize, String)>>,
     fresh: &'a mut usize,
     /// Set when the emitter meets a state that is a compiler bug.
-    bug: Option<String>,
+    bug: Option<InternalError>,
     /// The WGSL name of the scratch offset hoisted tables are read at.
     slice: &'static str,
     /// The parameter block's values, when the kernel is specialised to them.
@@ -124,7 +125,7 @@ struct Shared {
     /// The counter fresh WGSL names are numbered by.
     fresh: usize,
     /// The first state met that is a compiler bug.
-    bug: Option<String>,
+    bug: Option<InternalError>,
 }
 
 impl Shared {
@@ -161,7 +162,7 @@ pub fn generate(
     name: &str,
     losses: &[(&LossIr, &LossSchedule)],
     values: Option<&[i32]>,
-) -> Result<Generated, String> {
+) -> Result<Generated, InternalError> {
     let mut shared = Shared::default();
     let mut body = Writer::default();
     shared.each_loss(losses, values, &mut body, |e| e.loss_fn());
@@ -219,7 +220,7 @@ pub fn generate(
     main.close();
     main.close();
     if let Some(b) = shared.bug {
-        return Err(format!("internal compiler error: {b}"));
+        return Err(b);
     }
 
     let mut w = Writer::default();

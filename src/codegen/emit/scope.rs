@@ -10,6 +10,7 @@ use super::LossEmitter;
 use crate::codegen::analysis;
 use crate::codegen::layout::Slot;
 use crate::codegen::wgsl::meta_value;
+use crate::ice::InternalError;
 use crate::ir::{IndexId, Op, operands};
 
 impl LossEmitter<'_> {
@@ -70,9 +71,13 @@ impl LossEmitter<'_> {
         match self.binds.get(&v).and_then(|s| s.last()) {
             Some((_, n)) => n.clone(),
             None => {
-                self.bug = Some(format!(
-                    "index `{}` of loss `{}` is unbound in generated code",
-                    self.ir.indices[v].name, self.ir.name
+                self.bug = Some(InternalError::in_loss(
+                    &self.ir.name,
+                    Some(self.ir.origin.locate(self.ir.indices[v].span)),
+                    format!(
+                        "index `{}` is unbound in generated code",
+                        self.ir.indices[v].name
+                    ),
                 ));
                 "0".into()
             }
