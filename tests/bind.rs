@@ -6,7 +6,7 @@ use lossc::bind::sizes::VALUE_LIMIT_FLOOR;
 use lossc::bind::{Array, BindError, ParamProblem, ParamSource, bind};
 use lossc::diagnostics::Source;
 use lossc::eval::EvalError;
-use lossc::ir::{LossIr, ParamKind};
+use lossc::ir::{InputId, LossIr, ParamId, ParamKind, TiSlice, TiVec};
 
 /// The one loss of a source that checks clean.
 fn loss(text: &str) -> LossIr {
@@ -17,11 +17,16 @@ fn loss(text: &str) -> LossIr {
 }
 
 /// Every param's default, as the runtime passes it when nothing else gives a value.
-fn defaults(ir: &LossIr) -> Vec<Option<ParamSource>> {
+fn defaults(ir: &LossIr) -> TiVec<ParamId, Option<ParamSource>> {
     ir.params
         .iter()
         .map(|p| p.default.clone().map(ParamSource::Source))
         .collect()
+}
+
+/// Arrays for a loss's inputs, in declaration order.
+fn inputs<'a, 'b>(arrays: &'b [Option<&'a Array>]) -> &'b TiSlice<InputId, Option<&'a Array>> {
+    TiSlice::from_ref(arrays)
 }
 
 fn array(shape: &[usize], data: &[f64]) -> Array {
@@ -39,9 +44,9 @@ fn a_range_for_a_param_of_no_dimension_is_an_error() {
     let mut ir = loss(
         "loss l {\n input x : [B]\n param p : index[K] = 0..3\n compute x[b]\n reduce mean\n}\n",
     );
-    ir.params[0].kind = ParamKind::Index(vec![]);
+    ir.params[ParamId::new(0)].kind = ParamKind::Index(vec![]);
     let x = array(&[3], &[1.0, 2.0, 3.0]);
-    let err = bind(&ir, &[Some(&x)], &defaults(&ir)).unwrap_err();
+    let err = bind(&ir, inputs(&[Some(&x)]), &defaults(&ir)).unwrap_err();
     assert!(
         matches!(&err, BindError::ListForTensor { param, rank: 0, .. } if param == "p"),
         "{err}"
@@ -55,7 +60,7 @@ fn a_domain_that_only_an_empty_array_claims_is_refused() {
     let ir =
         loss("loss l {\n input x : [A, B, C, Z]\n compute sum(z: x[a, b, c, z])\n reduce sum\n}\n");
     let x = array(&[1 << 21, 1 << 21, 1 << 21, 0], &[]);
-    let bound = bind(&ir, &[Some(&x)], &[]).unwrap();
+    let bound = bind(&ir, inputs(&[Some(&x)]), &TiVec::new()).unwrap();
     let err = lossc::eval::evaluate(&bound).unwrap_err();
     assert!(
         matches!(&err, EvalError::TooManyValues { what, sizes, .. }
@@ -75,7 +80,7 @@ fn a_reduction_table_that_only_an_empty_array_claims_is_refused() {
         "loss l {\n input x : [A, B, C, Z]\n compute max(a: max(b: sum(z: x[a, b, c, z])))\n reduce sum\n}\n",
     );
     let x = array(&[1 << 21, 1 << 21, 1, 0], &[]);
-    let bound = bind(&ir, &[Some(&x)], &[]).unwrap();
+    let bound = bind(&ir, inputs(&[Some(&x)]), &TiVec::new()).unwrap();
     let err = lossc::eval::evaluate(&bound).unwrap_err();
     assert!(
         matches!(&err, EvalError::TooManyValues { what, limit, at, .. }
@@ -94,7 +99,7 @@ fn params_over_sizes_only_an_empty_array_claims_are_refused() {
         let ir = loss(&format!(
             "loss l {{\n input x : [B, K]\n param p : {param}\n compute x[b, k] * p[k]\n reduce sum\n}}\n"
         ));
-        let err = bind(&ir, &[Some(&x)], &defaults(&ir)).unwrap_err();
+        let err = bind(&ir, inputs(&[Some(&x)]), &defaults(&ir)).unwrap_err();
         assert!(
             matches!(&err, BindError::Param { param, problem: ParamProblem::TooLarge { values, limit, .. }, .. }
                 if param == "p" && values == "2147483647" && *limit == VALUE_LIMIT_FLOOR),
@@ -110,8 +115,8 @@ fn params_as_large_as_the_data_are_bound() {
         "loss l {\n input x : [B, K]\n param p : index[K] = 0..K\n param w : [B, K] = 2.0\n compute x[b, p[k]] * w[b, k]\n reduce sum\n}\n",
     );
     let x = array(&[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
-    let bound = bind(&ir, &[Some(&x)], &defaults(&ir)).unwrap();
-    assert_eq!(bound.params[0].data, vec![0.0, 1.0, 2.0]);
+    let bound = bind(&ir, inputs(&[Some(&x)]), &defaults(&ir)).unwrap();
+    assert_eq!(bound.params[ParamId::new(0)].data, vec![0.0, 1.0, 2.0]);
     let v = lossc::eval::evaluate(&bound).unwrap();
     assert_eq!(v.loss, 42.0);
 }
@@ -122,7 +127,7 @@ fn params_as_large_as_the_data_are_bound() {
 fn an_input_shape_past_usize_is_an_error() {
     let ir = loss("loss l {\n input x : [A, B, C]\n compute x[a, b, c]\n reduce sum\n}\n");
     let x = array(&[1 << 40, 1 << 40, 1 << 40], &[]);
-    let err = bind(&ir, &[Some(&x)], &[]).unwrap_err();
+    let err = bind(&ir, inputs(&[Some(&x)]), &TiVec::new()).unwrap_err();
     assert!(
         matches!(&err, BindError::InputShapeTooLarge { input, .. } if input == "x"),
         "{err}"
@@ -141,7 +146,7 @@ fn index_ranges_past_32_bits_are_errors() {
         let ir = loss(&format!(
             "loss l {{\n input x : [B]\n compute x[b] + sum(i in {range}: i)\n reduce sum\n}}\n"
         ));
-        let err = bind(&ir, &[Some(&x)], &[]).unwrap_err();
+        let err = bind(&ir, inputs(&[Some(&x)]), &TiVec::new()).unwrap_err();
         assert!(
             matches!(&err, BindError::RangeTooLarge { index, range, at, .. }
                 if index == "i" && range.contains(says) && at == "t.loss:3:21"),
@@ -159,7 +164,7 @@ fn an_overflowing_subscript_offset_is_out_of_range() {
     );
     let x = array(&[100_000], &[]);
     let y = array(&[1], &[1.0]);
-    let err = bind(&ir, &[Some(&x), Some(&y)], &[]).unwrap_err();
+    let err = bind(&ir, inputs(&[Some(&x), Some(&y)]), &TiVec::new()).unwrap_err();
     assert!(
         matches!(&err, BindError::SubscriptOutOfRange(o) if o.index == i64::MAX && o.tensor == "y"),
         "{err}"
@@ -176,7 +181,7 @@ fn axis_sizes_past_i64_are_errors() {
             "loss l {{\n input x : {shape}\n input y : [N]\n compute x[k, z] + y[n]\n reduce sum\n}}\n"
         ));
         let y = array(&[1], &[1.0]);
-        let err = bind(&ir, &[Some(&huge), Some(&y)], &[]).unwrap_err();
+        let err = bind(&ir, inputs(&[Some(&huge), Some(&y)]), &TiVec::new()).unwrap_err();
         assert!(
             matches!(
                 err,

@@ -13,7 +13,10 @@ pub mod sizes;
 mod solve;
 pub mod value;
 
-use crate::ir::{LossIr, ParamInfo, ParamKind, ParamValue, Poly};
+use crate::ir::{
+    IndexId, InputId, LossIr, MaskId, ParamId, ParamInfo, ParamKind, ParamValue, Poly, TiSlice,
+    TiVec,
+};
 pub use error::{BindError, OutOfRange, ParamProblem};
 use solve::{Equation, solve_dims};
 pub use value::{Array, DataValue};
@@ -53,15 +56,15 @@ pub struct Bound<'a> {
     /// The value of every dimension symbol.
     pub dims: Vec<i64>,
     /// Every index variable's inclusive range `(lo, hi)`; empty when `hi < lo`.
-    pub ranges: Vec<(i64, i64)>,
+    pub ranges: TiVec<IndexId, (i64, i64)>,
     /// Inputs, `None` when an optional one is absent.
-    pub inputs: Vec<Option<TensorData>>,
+    pub inputs: TiVec<InputId, Option<TensorData>>,
     /// Params (enum params hold an empty tensor; see `enums`).
-    pub params: Vec<TensorData>,
+    pub params: TiVec<ParamId, TensorData>,
     /// Enum params' values.
-    pub enums: Vec<Option<String>>,
+    pub enums: TiVec<ParamId, Option<String>>,
     /// Whether each `remove_nans` stage runs (its optional inputs are present).
-    pub active_masks: Vec<bool>,
+    pub active_masks: TiVec<MaskId, bool>,
     /// The most values a back end may allocate for one table ([`sizes::value_limit`]).
     pub value_limit: usize,
 }
@@ -69,8 +72,8 @@ pub struct Bound<'a> {
 /// Binds inputs and params (already resolved to one value each, `None` when absent).
 pub fn bind<'a>(
     ir: &'a LossIr,
-    inputs: &[Option<&Array>],
-    params: &[Option<ParamSource>],
+    inputs: &TiSlice<InputId, Option<&Array>>,
+    params: &TiSlice<ParamId, Option<ParamSource>>,
 ) -> Result<Bound<'a>, BindError> {
     let names = ir.dim_names();
     if let Some(info) = ir
@@ -130,7 +133,7 @@ pub fn bind<'a>(
     }
     // Params given as arrays fix their dims too; ranges (`0..K`) wait for the dims.
     let mut deferred = Vec::new();
-    for (p, (info, src)) in ir.params.iter().zip(params).enumerate() {
+    for ((p, info), src) in ir.params.iter_enumerated().zip(params) {
         let shape = match &info.kind {
             ParamKind::Tensor(s) | ParamKind::Index(s) => s,
             _ => continue,
@@ -257,7 +260,7 @@ pub fn bind<'a>(
         }),
     ));
 
-    let inputs_bound: Vec<Option<TensorData>> = inputs
+    let inputs_bound: TiVec<InputId, Option<TensorData>> = inputs
         .iter()
         .map(|a| {
             a.map(|a| TensorData {
@@ -267,8 +270,8 @@ pub fn bind<'a>(
         })
         .collect();
 
-    let mut params_bound = Vec::new();
-    let mut enums = Vec::new();
+    let mut params_bound = TiVec::new();
+    let mut enums = TiVec::new();
     for (info, src) in ir.params.iter().zip(params) {
         let Some(src) = src else {
             return Err(BindError::MissingParam {
@@ -281,7 +284,7 @@ pub fn bind<'a>(
         enums.push(e);
     }
     // A bound that overflows is `None`, an error below, rather than an empty range.
-    let ranges: Vec<Option<(i64, i64)>> = ir
+    let ranges: TiVec<IndexId, Option<(i64, i64)>> = ir
         .indices
         .iter()
         .map(|v| match &v.range {
@@ -291,7 +294,7 @@ pub fn bind<'a>(
         .collect();
     sizes::check_ranges(ir, &ranges)?;
     let ranges = ranges.into_iter().flatten().collect();
-    let active_masks: Vec<bool> = ir
+    let active_masks: TiVec<MaskId, bool> = ir
         .masks
         .iter()
         .map(|m| m.needs.iter().all(|i| inputs[*i].is_some()))

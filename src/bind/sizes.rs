@@ -5,7 +5,7 @@
 //! [`value_limit`] values, and every product of sizes is checked.
 
 use super::{Array, BindError};
-use crate::ir::{LossIr, extent};
+use crate::ir::{IndexId, InputId, LossIr, TiSlice, extent};
 
 /// The fewest values lossc allows a param or a CPU table, whatever the arrays: 2^28
 /// (1 GiB of f32), far beyond any loss's working set and small enough to allocate.
@@ -43,7 +43,7 @@ pub fn show_values(shape: &[usize]) -> String {
 /// The values the arrays given hold: the data behind the inputs (on the host, or bound by
 /// shape alone on a GPU) and the params' arrays.
 pub fn data_values<'a>(
-    inputs: &[Option<&Array>],
+    inputs: &TiSlice<InputId, Option<&Array>>,
     param_arrays: impl Iterator<Item = &'a Array>,
 ) -> usize {
     inputs
@@ -57,7 +57,10 @@ pub fn data_values<'a>(
 /// Every index variable's range, checked: bounds that overflow, or more values than the
 /// kernels' 32-bit sizes hold, are an error naming the index (an explicit range
 /// `0..B*B*B*B` would otherwise end empty, or loop for hours on the CPU).
-pub fn check_ranges(ir: &LossIr, ranges: &[Option<(i64, i64)>]) -> Result<(), BindError> {
+pub fn check_ranges(
+    ir: &LossIr,
+    ranges: &TiSlice<IndexId, Option<(i64, i64)>>,
+) -> Result<(), BindError> {
     for (var, range) in ir.indices.iter().zip(ranges) {
         let too_large = match range {
             None => Some("bounds that overflow 64-bit integers".to_string()),

@@ -8,7 +8,9 @@ use petgraph::algo::toposort;
 use petgraph::stable_graph::NodeIndex;
 
 use super::schedule::LossSchedule;
-use crate::ir::{LossIr, Op, ParamKind, Tensor, UnaryFn, operands};
+use crate::ir::{
+    IndexId, InputId, LossIr, Op, ParamId, ParamKind, Tensor, TiSlice, TiVec, UnaryFn, operands,
+};
 
 /// The indices in scope where each node runs, from the per-element stages down: the
 /// domain's, an enclosing reduction's, or, under a hoisted table, the table's own free
@@ -18,16 +20,16 @@ use crate::ir::{LossIr, Op, ParamKind, Tensor, UnaryFn, operands};
 fn scopes(
     ir: &LossIr,
     s: &LossSchedule,
-    enums: &[Option<String>],
-) -> HashMap<NodeIndex, BTreeSet<usize>> {
-    let variant = |p: usize| {
+    enums: &TiSlice<ParamId, Option<String>>,
+) -> HashMap<NodeIndex, BTreeSet<IndexId>> {
+    let variant = |p: ParamId| {
         let chosen = enums.get(p)?.as_ref()?;
         let ParamKind::Enum(variants) = &ir.params[p].kind else {
             return None;
         };
         variants.iter().position(|v| v == chosen).map(|k| k as i64)
     };
-    let mut scope: HashMap<NodeIndex, BTreeSet<usize>> = HashMap::new();
+    let mut scope: HashMap<NodeIndex, BTreeSet<IndexId>> = HashMap::new();
     for r in ir.element_roots() {
         scope
             .entry(r)
@@ -46,7 +48,7 @@ fn scopes(
                 args = vec![args[0], if taken { args[1] } else { args[2] }];
             }
         }
-        let inner: BTreeSet<usize> = match &ir.graph[n].op {
+        let inner: BTreeSet<IndexId> = match &ir.graph[n].op {
             // A table equal to an earlier one is not built: nothing under it is read.
             Op::Reduce(..)
                 if s.hoisted_index(n)
@@ -74,7 +76,7 @@ fn scopes(
 pub fn known_truth(
     ir: &LossIr,
     n: NodeIndex,
-    variant: &dyn Fn(usize) -> Option<i64>,
+    variant: &dyn Fn(ParamId) -> Option<i64>,
 ) -> Option<bool> {
     match &ir.graph[n].op {
         Op::EnumIs(p, v) => {
@@ -97,11 +99,11 @@ pub fn known_truth(
 pub fn input_loads(
     ir: &LossIr,
     s: &LossSchedule,
-    ranges: &[(i64, i64)],
-    enums: &[Option<String>],
-) -> Vec<u64> {
+    ranges: &TiSlice<IndexId, (i64, i64)>,
+    enums: &TiSlice<ParamId, Option<String>>,
+) -> TiVec<InputId, u64> {
     let scope = scopes(ir, s, enums);
-    let mut loads = vec![0u64; ir.inputs.len()];
+    let mut loads: TiVec<InputId, u64> = ir.inputs.iter().map(|_| 0).collect();
     for n in ir.graph.node_indices() {
         let (Op::Read(Tensor::Input(i), _), Some(sc)) = (&ir.graph[n].op, scope.get(&n)) else {
             continue;
@@ -119,9 +121,9 @@ pub fn input_loads(
 /// once per value of the indices in scope where it runs that its subscripts do not use
 /// (an enclosing reduction's, or a domain index); sites add up.
 pub(super) fn reads(ir: &LossIr, s: &LossSchedule) -> String {
-    let scope = scopes(ir, s, &[]);
+    let scope = scopes(ir, s, TiSlice::from_ref(&[]));
     let mut out = String::new();
-    for (i, input) in ir.inputs.iter().enumerate() {
+    for (i, input) in ir.inputs.iter_enumerated() {
         let mut sites = Vec::new();
         for n in ir.graph.node_indices() {
             if !matches!(&ir.graph[n].op, Op::Read(Tensor::Input(j), _) if *j == i)

@@ -7,6 +7,8 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
+use crate::ir::{IndexId, MaskId};
+
 /// What a slot holds.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -14,9 +16,9 @@ pub enum Slot {
     /// The size of a dimension symbol of a loss.
     Dim { loss: usize, dim: String },
     /// The first value of an index variable's range.
-    Lo { loss: usize, index: usize },
+    Lo { loss: usize, index: IndexId },
     /// The number of values of an index variable's range (0 when empty).
-    Extent { loss: usize, index: usize },
+    Extent { loss: usize, index: IndexId },
     /// The element offset of a tensor in the arena.
     Offset { loss: usize, tensor: String },
     /// The size of one axis of a tensor.
@@ -28,7 +30,7 @@ pub enum Slot {
     /// The variant index of an enum param.
     Enum { loss: usize, param: String },
     /// 1 when a `remove_nans` stage runs (its optional inputs are present), else 0.
-    MaskOn { loss: usize, mask: usize },
+    MaskOn { loss: usize, mask: MaskId },
     /// The number of rows.
     Rows { loss: usize },
     /// Rows per work item when each thread takes a whole row (small rows); 0 when the

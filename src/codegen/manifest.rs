@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use super::Kernel;
 use super::bindings::{BINDINGS, GROUP};
 use super::emit::{CHUNK, TIMEOUT_CODE, WORKGROUP};
-use crate::ir::{ParamKind, Program};
+use crate::ir::{IndexId, ParamKind, Program};
 
 /// One binding of the kernel, as the manifest lists it.
 #[derive(Serialize)]
@@ -43,7 +43,7 @@ pub fn manifest(program: &Program, k: &Kernel) -> Value {
         .filter_map(|(t, s)| {
             let ir = program.loss(&t.loss)?;
             let names = ir.dim_names();
-            let idx = |vs: &[usize]| vs.iter().map(|v| ir.indices[*v].name.clone()).collect::<Vec<_>>();
+            let idx = |vs: &[IndexId]| vs.iter().map(|v| ir.indices[*v].name.clone()).collect::<Vec<_>>();
             let logs: Vec<String> =
                 ["{stage}_NAME_loss", "NAME_weight", "{stage}_NAME_loss_weighted"].iter().map(|l| l.replace("NAME", &ir.name)).collect();
             Some(json!({

@@ -14,8 +14,8 @@ use super::wgsl::{PRELUDE, binary_wgsl, f32_lit, unary_wgsl};
 use super::writer::Writer;
 use crate::ice::InternalError;
 use crate::ir::{
-    BinaryFn, IndexExpr, IndexId, IndexTerm, LossIr, MaskMode, Op, ReduceFn, ReduceMode, Tensor,
-    UnaryFn, extent, operands,
+    BinaryFn, IndexExpr, IndexId, IndexTerm, InputId, LossIr, MaskId, MaskMode, Op, ParamId,
+    ReduceFn, ReduceMode, Tensor, TiSlice, TiVec, UnaryFn, extent, operands,
 };
 
 /// Threads per workgroup of the per-value kernels.
@@ -79,15 +79,15 @@ pub struct BoundSizes<'a> {
     /// The value of every dimension symbol.
     pub dims: &'a [i64],
     /// Every index variable's inclusive range `(lo, hi)`; empty when `hi < lo`.
-    pub ranges: &'a [(i64, i64)],
+    pub ranges: &'a TiSlice<IndexId, (i64, i64)>,
     /// Each input's shape, `None` when an optional one is absent.
-    pub inputs: Vec<Option<&'a [usize]>>,
+    pub inputs: TiVec<InputId, Option<&'a [usize]>>,
     /// Each param's shape (enum params: empty).
-    pub params: Vec<&'a [usize]>,
+    pub params: TiVec<ParamId, &'a [usize]>,
     /// Enum params' variants.
-    pub enums: &'a [Option<String>],
+    pub enums: &'a TiSlice<ParamId, Option<String>>,
     /// Whether each `remove_nans` stage runs.
-    pub active_masks: &'a [bool],
+    pub active_masks: &'a TiSlice<MaskId, bool>,
 }
 
 /// Generates the unfused run of bound losses, with the factory's anneal factors (kernels

@@ -13,8 +13,8 @@ use crate::bind::sizes::{shape_values, show_values};
 use crate::bind::{Bound, LossValue, OutOfRange};
 use crate::ice::InternalError;
 use crate::ir::{
-    IndexExpr, IndexId, IndexTerm, LossIr, MaskMode, Op, ReduceFn, ReduceMode, Tensor, operands,
-    scalar,
+    IndexExpr, IndexId, IndexTerm, LossIr, MaskMode, Op, ReduceFn, ReduceMode, Tensor, TiSlice,
+    TiVec, operands, scalar,
 };
 
 /// An error while evaluating.
@@ -101,7 +101,7 @@ pub fn evaluate(b: &Bound) -> Result<LossValue, EvalError> {
         tables: HashMap::new(),
         dims: b.dims.iter().copied().map(Some).collect(),
     };
-    let mut env = vec![0i64; ir.indices.len()];
+    let mut env: TiVec<IndexId, i64> = ir.indices.iter().map(|_| 0).collect();
     // One value per element of the domain is kept for the final sum.
     ev.count(&ir.domain, "the domain", ir.compute)?;
     for n in &order {
@@ -170,9 +170,9 @@ pub fn evaluate(b: &Bound) -> Result<LossValue, EvalError> {
 /// Calls `f` for every assignment of `vars` within `ranges`, last variable fastest.
 fn for_each(
     vars: &[IndexId],
-    ranges: &[(i64, i64)],
-    env: &mut [i64],
-    f: &mut dyn FnMut(&mut [i64]),
+    ranges: &TiSlice<IndexId, (i64, i64)>,
+    env: &mut TiSlice<IndexId, i64>,
+    f: &mut dyn FnMut(&mut TiSlice<IndexId, i64>),
 ) {
     if vars.iter().any(|v| ranges[*v].1 < ranges[*v].0) {
         return;
@@ -232,7 +232,11 @@ impl Evaluator<'_, '_> {
         }
     }
 
-    fn materialise(&self, n: NodeIndex, env: &mut [i64]) -> Result<Table, EvalError> {
+    fn materialise(
+        &self,
+        n: NodeIndex,
+        env: &mut TiSlice<IndexId, i64>,
+    ) -> Result<Table, EvalError> {
         let node = &self.ir.graph[n];
         let Op::Reduce(kind, bound) = &node.op else {
             unreachable!("called on reductions only")
@@ -279,7 +283,7 @@ impl Evaluator<'_, '_> {
         })
     }
 
-    fn eval(&self, n: NodeIndex, env: &mut [i64]) -> Result<f32, Failed> {
+    fn eval(&self, n: NodeIndex, env: &mut TiSlice<IndexId, i64>) -> Result<f32, Failed> {
         let node = &self.ir.graph[n];
         let args = &self.args[&n];
         Ok(match &node.op {
@@ -313,7 +317,7 @@ impl Evaluator<'_, '_> {
         })
     }
 
-    fn index(&self, e: &IndexExpr, env: &[i64]) -> Result<i64, Failed> {
+    fn index(&self, e: &IndexExpr, env: &TiSlice<IndexId, i64>) -> Result<i64, Failed> {
         // Saturating: a gathered value like 1e30 must end as an out-of-range error, not
         // as an overflow.
         let mut v = e.offset.eval_saturating(&self.dims).unwrap_or(0);
@@ -327,7 +331,12 @@ impl Evaluator<'_, '_> {
         Ok(v)
     }
 
-    fn read(&self, t: Tensor, idx: &[IndexExpr], env: &[i64]) -> Result<f32, Failed> {
+    fn read(
+        &self,
+        t: Tensor,
+        idx: &[IndexExpr],
+        env: &TiSlice<IndexId, i64>,
+    ) -> Result<f32, Failed> {
         let data = match t {
             Tensor::Input(i) => self.b.inputs[i].as_ref().ok_or_else(|| {
                 // The stage reading it is skipped when an optional input is absent.

@@ -182,12 +182,12 @@ pub fn fill_parameter_block(
 
 /// A tensor's bound shape by name (empty for an absent optional input).
 fn shape_of(b: &Bound, tensor: &str) -> Vec<usize> {
-    if let Some(i) = b.ir.inputs.iter().position(|x| x.name == tensor) {
+    if let Some(i) = b.ir.inputs.position(|x| x.name == tensor) {
         b.inputs[i]
             .as_ref()
             .map(|d| d.shape.clone())
             .unwrap_or_default()
-    } else if let Some(p) = b.ir.params.iter().position(|x| x.name == tensor) {
+    } else if let Some(p) = b.ir.params.position(|x| x.name == tensor) {
         b.params[p].shape.clone()
     } else {
         vec![]
@@ -197,7 +197,7 @@ fn shape_of(b: &Bound, tensor: &str) -> Vec<usize> {
 /// An enum param's value as its variant's number (declaration order from 0), -1 when
 /// unset.
 fn enum_number(b: &Bound, param: &str) -> i64 {
-    match b.ir.params.iter().position(|x| x.name == param) {
+    match b.ir.params.position(|x| x.name == param) {
         Some(p) => match (&b.ir.params[p].kind, &b.enums[p]) {
             (ParamKind::Enum(vs), Some(v)) => {
                 vs.iter().position(|x| x == v).map_or(-1, |k| k as i64)
@@ -214,7 +214,7 @@ mod tests {
     use crate::bind::{Array, ParamSource, bind};
     use crate::diagnostics::Source;
     use crate::gpu::plan::{Adapter, RowPlacement, plan};
-    use crate::ir::{FactoryTerm, Program};
+    use crate::ir::{FactoryTerm, InputId, ParamId, Program, TiSlice, TiVec};
 
     /// Two losses that share the input `x` by name; `b` has a param `s` of shape [N].
     const TWO: &str = "loss a {\n    input x : [N]\n    compute x[i] * 2\n    reduce sum\n}\n\
@@ -240,10 +240,15 @@ mod tests {
         let (x, y) = (arr(&[1.0, 2.0, 3.0]), arr(&[10.0, 20.0]));
         let a = p.loss("a").unwrap();
         let b = p.loss("b").unwrap();
-        let s = ParamSource::Source(b.params[0].default.clone().unwrap());
+        let s = ParamSource::Source(b.params[ParamId::new(0)].default.clone().unwrap());
         vec![
-            bind(a, &[Some(&x)], &[]).unwrap(),
-            bind(b, &[Some(&x), Some(&y)], &[Some(s)]).unwrap(),
+            bind(a, TiSlice::from_ref(&[Some(&x)]), &TiVec::new()).unwrap(),
+            bind(
+                b,
+                TiSlice::from_ref(&[Some(&x), Some(&y)]),
+                TiSlice::from_ref(&[Some(s)]),
+            )
+            .unwrap(),
         ]
     }
 
@@ -297,7 +302,11 @@ mod tests {
     fn an_input_without_host_data_or_buffer_is_named() {
         let p = program(TWO);
         let mut bound = bound(&p);
-        bound[1].inputs[1].as_mut().unwrap().data.clear();
+        bound[1].inputs[InputId::new(1)]
+            .as_mut()
+            .unwrap()
+            .data
+            .clear();
         let refs: Vec<&Bound> = bound.iter().collect();
         match pack_arena(&refs, &[]) {
             Err(GpuError::NoInputData { input }) => assert_eq!(input, "y"),

@@ -13,7 +13,7 @@ use crate::bind::Bound;
 use crate::codegen::Kernel;
 use crate::codegen::emit::{CHUNK, WORKGROUP};
 use crate::codegen::schedule::{Hoisted, LossSchedule};
-use crate::ir::{IndexId, LossIr, Op, ReduceFn, extent, operands};
+use crate::ir::{IndexId, LossIr, Op, ReduceFn, TiSlice, extent, operands};
 
 /// What the layout needs to know about an adapter.
 #[derive(Clone, Copy, Debug)]
@@ -163,7 +163,7 @@ pub const LLVMPIPE_LOOP_LIMIT: u64 = 65_535;
 fn inline_iterations(
     ir: &LossIr,
     sched: &LossSchedule,
-    ranges: &[(i64, i64)],
+    ranges: &TiSlice<IndexId, (i64, i64)>,
     n: NodeIndex,
     memo: &mut HashMap<NodeIndex, u64>,
 ) -> u64 {
@@ -203,7 +203,7 @@ fn reduction_iterations(kind: ReduceFn, count: u64, body: u64) -> u64 {
 fn element_iterations(
     ir: &LossIr,
     sched: &LossSchedule,
-    ranges: &[(i64, i64)],
+    ranges: &TiSlice<IndexId, (i64, i64)>,
     memo: &mut HashMap<NodeIndex, u64>,
 ) -> u64 {
     ir.element_roots().iter().fold(1u64, |acc, r| {
@@ -443,7 +443,7 @@ fn table_sizes(
 }
 
 /// The number of assignments of `vars` (saturating).
-fn values_of(vars: &[IndexId], ranges: &[(i64, i64)]) -> u64 {
+fn values_of(vars: &[IndexId], ranges: &TiSlice<IndexId, (i64, i64)>) -> u64 {
     vars.iter()
         .map(|v| extent(ranges[*v]) as u64)
         .fold(1u64, u64::saturating_mul)

@@ -117,7 +117,7 @@ fn write_dot(s: &mut String, losses: &[&LossIr]) -> fmt::Result {
             )
         };
         stage(s, "compute".into(), ir.compute)?;
-        for (i, m) in ir.masks.iter().enumerate() {
+        for (i, m) in ir.masks.iter_enumerated() {
             stage(
                 s,
                 format!("remove_nans_{}_{i}", format!("{:?}", m.mode).to_lowercase()),

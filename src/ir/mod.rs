@@ -7,6 +7,7 @@
 //! [`passes`], each with one job; [`dot`] prints the graph.
 
 pub mod dot;
+pub mod ids;
 pub mod passes;
 pub mod poly;
 pub mod scalar;
@@ -20,10 +21,8 @@ use petgraph::visit::EdgeRef;
 use serde::Serialize;
 
 use crate::diagnostics::Span;
+pub use ids::{IndexId, InputId, MaskId, ParamId, TiSlice, TiVec};
 pub use poly::{DimId, Poly};
-
-/// An index variable's id within its loss.
-pub type IndexId = usize;
 
 /// The graph type.
 pub type Graph = StableGraph<Node, u8>;
@@ -75,7 +74,7 @@ pub enum IndexTerm {
     /// An index variable.
     Var(IndexId),
     /// A gather: the value of an `index` parameter at an index.
-    Gather(usize, Vec<IndexExpr>),
+    Gather(ParamId, Vec<IndexExpr>),
 }
 
 /// An affine index expression: `Σ coeff · term + offset`, where the offset may mention
@@ -148,10 +147,10 @@ impl IndexExpr {
 /// Where a read takes its values from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 pub enum Tensor {
-    /// An `input`, by position.
-    Input(usize),
-    /// A `param`, by position.
-    Param(usize),
+    /// An `input`.
+    Input(InputId),
+    /// A `param`.
+    Param(ParamId),
 }
 
 /// Element-wise functions of one operand.
@@ -260,7 +259,7 @@ pub enum Op {
     /// The value of an index expression, as a number (`h`, `W`, `t + 1`).
     IndexValue(IndexExpr),
     /// `param == "variant"` for an enum param.
-    EnumIs(usize, String),
+    EnumIs(ParamId, String),
     /// One operand.
     Unary(UnaryFn),
     /// Two operands.
@@ -373,7 +372,7 @@ pub struct Mask {
     /// The condition (true = masked).
     pub cond: NodeIndex,
     /// Optional inputs the condition reads: when one is absent the stage is skipped.
-    pub needs: Vec<usize>,
+    pub needs: Vec<InputId>,
     /// The stage's span.
     pub span: Span,
 }
@@ -388,11 +387,11 @@ pub struct LossIr {
     /// Its dimension symbols.
     pub dims: Vec<DimSym>,
     /// Its inputs.
-    pub inputs: Vec<InputInfo>,
+    pub inputs: TiVec<InputId, InputInfo>,
     /// Its params.
-    pub params: Vec<ParamInfo>,
+    pub params: TiVec<ParamId, ParamInfo>,
     /// Every index variable.
-    pub indices: Vec<IndexVar>,
+    pub indices: TiVec<IndexId, IndexVar>,
     /// The domain: the free indices of `compute`, in order of first use.
     pub domain: Vec<IndexId>,
     /// The graph.
@@ -400,7 +399,7 @@ pub struct LossIr {
     /// `compute`'s root.
     pub compute: NodeIndex,
     /// `remove_nans` stages.
-    pub masks: Vec<Mask>,
+    pub masks: TiVec<MaskId, Mask>,
     /// `rectify`'s epsilon.
     pub rectify: Option<NodeIndex>,
     /// `reduce`'s mode.
@@ -595,11 +594,17 @@ mod tests {
     /// build, a wrapped coefficient in a release one).
     #[test]
     fn index_arithmetic_saturates() {
-        let big = IndexExpr::var(0).scale(i64::MAX / 2);
-        assert_eq!(big.scale(4).terms, vec![(i64::MAX, IndexTerm::Var(0))]);
-        assert_eq!(big.scale(-4).terms, vec![(i64::MIN, IndexTerm::Var(0))]);
+        let big = IndexExpr::var(IndexId::new(0)).scale(i64::MAX / 2);
+        assert_eq!(
+            big.scale(4).terms,
+            vec![(i64::MAX, IndexTerm::Var(IndexId::new(0)))]
+        );
+        assert_eq!(
+            big.scale(-4).terms,
+            vec![(i64::MIN, IndexTerm::Var(IndexId::new(0)))]
+        );
         let sum = big.scale(2).add_scaled(&big, 2);
-        assert_eq!(sum.terms, vec![(i64::MAX, IndexTerm::Var(0))]);
+        assert_eq!(sum.terms, vec![(i64::MAX, IndexTerm::Var(IndexId::new(0)))]);
         assert_eq!(sum.largest_coefficient(), i64::MAX);
         assert_eq!(extent((i64::MIN, i64::MAX)), i64::MAX);
     }

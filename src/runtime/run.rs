@@ -15,7 +15,7 @@ use crate::codegen::Kernel;
 use crate::diagnostics::closest;
 use crate::eval;
 use crate::gpu::{Dispatch, DispatchOptions, GpuError, PlanError, RowPlacement};
-use crate::ir::{FactoryTerm, LossIr, ParamValue, Program};
+use crate::ir::{FactoryTerm, InputId, LossIr, ParamId, ParamValue, Program, TiVec};
 use crate::runtime::data::{Data, DataError};
 
 /// Where a run evaluates its losses.
@@ -274,7 +274,7 @@ pub fn prepare<'a>(
     let set: BTreeMap<&str, &DataValue> = overrides.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let mut out = Vec::new();
     for (li, (loss, term)) in losses.iter().zip(terms).enumerate() {
-        let inputs: Vec<Option<&Array>> = loss
+        let inputs: TiVec<InputId, Option<&Array>> = loss
             .inputs
             .iter()
             .map(|i| {
@@ -291,7 +291,7 @@ pub fn prepare<'a>(
                 }
             })
             .collect::<Result<_, _>>()?;
-        let params: Vec<Option<ParamSource>> = loss
+        let params: TiVec<ParamId, Option<ParamSource>> = loss
             .params
             .iter()
             .map(|p| {

@@ -157,7 +157,7 @@ impl LossEmitter<'_> {
         let li = self.li;
         self.w.line("var keep = true;");
         self.w.line("var zeroed = false;");
-        for (mi, mask) in self.ir.masks.clone().iter().enumerate() {
+        for (mi, mask) in self.ir.masks.clone().iter_enumerated() {
             let on = self.m(Slot::MaskOn { loss: li, mask: mi });
             self.open(format!("if (keep && {on} != 0)"));
             let c = self.val(mask.cond);

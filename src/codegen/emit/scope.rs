@@ -11,7 +11,7 @@ use crate::codegen::analysis;
 use crate::codegen::layout::Slot;
 use crate::codegen::wgsl::meta_value;
 use crate::ice::InternalError;
-use crate::ir::{IndexId, Op, operands};
+use crate::ir::{IndexId, Op, ParamId, operands};
 
 impl LossEmitter<'_> {
     pub(super) fn depth(&self) -> usize {
@@ -133,7 +133,7 @@ impl LossEmitter<'_> {
 
     /// The value of an enum test (or its negation), in a kernel specialised to sizes.
     pub(super) fn known_truth(&self, n: NodeIndex) -> Option<bool> {
-        let variant = |p: usize| {
+        let variant = |p: ParamId| {
             self.known(&Slot::Enum {
                 loss: self.li,
                 param: self.ir.params[p].name.clone(),

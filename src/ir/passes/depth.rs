@@ -79,6 +79,7 @@ fn gather_depth(idx: &[IndexExpr]) -> usize {
 mod tests {
     use super::*;
     use crate::diagnostics::Source;
+    use crate::ir::{IndexId, ParamId};
 
     fn check(src: &str) -> String {
         let s = Source::new("d.loss", src);
@@ -105,10 +106,10 @@ mod tests {
     #[test]
     fn gathers_count_as_levels() {
         let e = |d: usize| {
-            let mut e = IndexExpr::var(0);
+            let mut e = IndexExpr::var(IndexId::new(0));
             for _ in 0..d {
                 e = IndexExpr {
-                    terms: vec![(1, IndexTerm::Gather(0, vec![e]))],
+                    terms: vec![(1, IndexTerm::Gather(ParamId::new(0), vec![e]))],
                     offset: Default::default(),
                 };
             }

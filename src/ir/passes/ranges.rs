@@ -116,7 +116,7 @@ pub fn infer_ranges(ir: &mut LossIr) -> Vec<Diagnostic> {
     let names = ir.dim_names();
     let mut diags = Vec::new();
     let mut known: HashMap<IndexId, (Poly, Poly)> = HashMap::new();
-    for (v, var) in ir.indices.iter().enumerate() {
+    for (v, var) in ir.indices.iter_enumerated() {
         if let Some((lo, hi)) = &var.explicit {
             known.insert(v, (lo.clone(), hi.sub(&Poly::constant(1))));
         }
@@ -199,7 +199,7 @@ pub fn infer_ranges(ir: &mut LossIr) -> Vec<Diagnostic> {
             }
         }
     }
-    for (v, var) in ir.indices.iter_mut().enumerate() {
+    for (v, var) in ir.indices.iter_mut_enumerated() {
         var.range = known.get(&v).cloned();
         if var.range.is_none() && !ir.graph.node_weights().all(|n| !mentions(&n.op, v)) {
             diags.push(

@@ -15,8 +15,8 @@ use petgraph::stable_graph::NodeIndex;
 use crate::diagnostics::{Diagnostic, Span};
 use crate::ice::{InternalError, PLEASE_REPORT};
 use crate::ir::{
-    BinaryFn, IndexExpr, IndexId, IndexTerm, LossIr, Node, Op, ParamKind, ReduceFn, Tensor, Ty,
-    UnaryFn, operands,
+    BinaryFn, IndexExpr, IndexId, IndexTerm, LossIr, Node, Op, ParamId, ParamKind, ReduceFn,
+    Tensor, Ty, UnaryFn, operands,
 };
 
 /// How far the IR has come, which decides what must already hold.
@@ -103,7 +103,9 @@ impl fmt::Display for Violation {
             Violation::Free { want, got } => {
                 write!(
                     f,
-                    "free indices are {got:?}, but its operands give {want:?}"
+                    "free indices are {:?}, but its operands give {:?}",
+                    positions(got),
+                    positions(want)
                 )
             }
             Violation::BadId(what) => f.write_str(what),
@@ -121,6 +123,11 @@ impl fmt::Display for Violation {
             }
         }
     }
+}
+
+/// Ids as the plain numbers messages print.
+fn positions(ids: &[IndexId]) -> Vec<usize> {
+    ids.iter().map(|v| v.index()).collect()
 }
 
 /// In the wording of every internal compiler error ([`InternalError`]).
@@ -376,14 +383,14 @@ fn own_indices(ir: &LossIr, node: &Node) -> Result<OwnIndices, Violation> {
     Ok(own)
 }
 
-fn param(ir: &LossIr, p: usize) -> Result<&crate::ir::ParamInfo, Violation> {
+fn param(ir: &LossIr, p: ParamId) -> Result<&crate::ir::ParamInfo, Violation> {
     ir.params
         .get(p)
         .ok_or_else(|| Violation::BadId(format!("param {p} does not exist")))
 }
 
 fn index_var(ir: &LossIr, v: IndexId) -> Result<(), Violation> {
-    if v < ir.indices.len() {
+    if ir.indices.get(v).is_some() {
         Ok(())
     } else {
         Err(Violation::BadId(format!(
@@ -446,7 +453,8 @@ fn stage_roots(ir: &LossIr, roots: &[(&str, NodeIndex)]) -> Result<(), (NodeInde
             ir.compute,
             Violation::Root(format!(
                 "the domain {:?} is not `compute`'s free indices {:?}",
-                ir.domain, compute.free
+                positions(&ir.domain),
+                positions(&compute.free)
             )),
         ));
     }

@@ -7,7 +7,7 @@ use petgraph::visit::EdgeRef;
 
 use super::*;
 use crate::diagnostics::Source;
-use crate::ir::{BinaryFn, LossIr, Op, Ty, UnaryFn};
+use crate::ir::{BinaryFn, IndexId, InputId, LossIr, MaskId, Op, Ty, UnaryFn};
 
 const CLEAN: &str = "loss l {\n input x : [N]\n input y : [N]\n compute x[i] * 2 + exp(-y[i])\n \
                      remove_nans drop where isnan(x[i])\n reduce mean\n}\n";
@@ -186,7 +186,7 @@ fn a_reduction_leaves_its_bound_indices_out() {
 #[test]
 fn a_missing_root_is_caught() {
     let mut ir = clean();
-    let mask = ir.masks[0].cond;
+    let mask = ir.masks[MaskId::new(0)].cond;
     ir.graph.remove_node(mask);
     assert_eq!(
         violation(&ir, Stage::Lowered),
@@ -197,7 +197,7 @@ fn a_missing_root_is_caught() {
 #[test]
 fn an_unknown_range_is_caught_once_ranges_are_inferred() {
     let mut ir = clean();
-    ir.indices[0].range = None;
+    ir.indices[IndexId::new(0)].range = None;
     assert_eq!(verify(&ir, Stage::Lowered), Ok(()));
     assert_eq!(
         violation(&ir, Stage::Ranged),
@@ -221,7 +221,7 @@ fn a_read_with_the_wrong_rank_or_tensor_is_caught() {
             ..
         }
     ));
-    ir.graph[read].op = Op::Read(crate::ir::Tensor::Input(7), idx);
+    ir.graph[read].op = Op::Read(crate::ir::Tensor::Input(InputId::new(7)), idx);
     assert!(matches!(
         violation(&ir, Stage::Lowered),
         Violation::BadId(_)

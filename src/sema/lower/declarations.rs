@@ -32,7 +32,7 @@ impl Lowerer<'_> {
         let def = self.def;
         for input in &def.inputs {
             let shape = self.shape(&input.shape);
-            let id = self.inputs.len();
+            let id = self.inputs.next_key();
             if self.declare(&input.name, Decl::Input(id)) {
                 self.inputs.push(InputInfo {
                     name: input.name.name.clone(),
@@ -65,7 +65,7 @@ impl Lowerer<'_> {
                 .default
                 .as_ref()
                 .and_then(|v| self.param_value(v, &kind));
-            let id = self.params.len();
+            let id = self.params.next_key();
             if self.declare(&param.name, Decl::Param(id)) {
                 self.params.push(ParamInfo {
                     name: param.name.name.clone(),

@@ -339,8 +339,7 @@ impl Lowerer<'_> {
                 },
                 None => None,
             };
-            let id = self.indices.len();
-            self.indices.push(IndexVar {
+            let id = self.indices.push_and_get_key(IndexVar {
                 name: b.name.name.clone(),
                 span: b.name.span,
                 explicit,
@@ -483,8 +482,7 @@ impl Lowerer<'_> {
             if let Some(v) = self.domain_by_name.get(&n.name) {
                 return Ok(*v);
             }
-            let v = self.indices.len();
-            self.indices.push(IndexVar {
+            let v = self.indices.push_and_get_key(IndexVar {
                 name: n.name.clone(),
                 span: n.span,
                 explicit: None,

@@ -58,8 +58,8 @@ const MAX_LITERAL: i64 = 1_000_000_000_000_000;
 /// What a name in a declaration stands for.
 #[derive(Clone, Copy)]
 enum Decl {
-    Input(usize),
-    Param(usize),
+    Input(InputId),
+    Param(ParamId),
     Let(usize),
     Dim(DimId),
 }
@@ -69,10 +69,10 @@ struct Lowerer<'a> {
     def: &'a LossDef,
     diags: Vec<Diagnostic>,
     dims: Vec<DimSym>,
-    inputs: Vec<InputInfo>,
-    params: Vec<ParamInfo>,
+    inputs: TiVec<InputId, InputInfo>,
+    params: TiVec<ParamId, ParamInfo>,
     decls: HashMap<String, (Decl, Span)>,
-    indices: Vec<IndexVar>,
+    indices: TiVec<IndexId, IndexVar>,
     domain_by_name: HashMap<String, IndexId>,
     /// Names written inside a subscript anywhere in the loss: the candidates for
     /// domain indices.
@@ -81,7 +81,7 @@ struct Lowerer<'a> {
     /// `let`s being expanded, to report recursion instead of looping.
     expanding: Vec<usize>,
     /// Optional inputs read by the stage being lowered.
-    optional_reads: Vec<(usize, Span)>,
+    optional_reads: Vec<(InputId, Span)>,
     /// Plain lets already expanded in this stage, by (let, scope, context): a let used
     /// twice in one scope is lowered once (chains of lets stay linear, not exponential).
     let_memo: HashMap<(usize, Scope, Ctx), NodeIndex>,
@@ -135,10 +135,10 @@ impl<'a> Lowerer<'a> {
             def,
             diags: vec![],
             dims: vec![],
-            inputs: vec![],
-            params: vec![],
+            inputs: TiVec::new(),
+            params: TiVec::new(),
             decls: HashMap::new(),
-            indices: vec![],
+            indices: TiVec::new(),
             domain_by_name: HashMap::new(),
             subscript_names,
             graph: Graph::default(),

@@ -46,7 +46,7 @@ impl Lowerer<'_> {
         let def = self.def;
         self.check_stage_order();
         let mut compute = None;
-        let mut masks = Vec::new();
+        let mut masks = TiVec::new();
         let mut rectify = None;
         let mut reduce = ReduceMode::Mean;
         let mut empty = None;
@@ -65,7 +65,7 @@ impl Lowerer<'_> {
                         l.typed(e, &mut Vec::new(), Ctx::Domain, Ty::Bool)
                     });
                     if let Some(cond) = cond {
-                        let mut needs: Vec<usize> =
+                        let mut needs: Vec<InputId> =
                             self.optional_reads.iter().map(|(i, _)| *i).collect();
                         needs.sort_unstable();
                         needs.dedup();

@@ -9,8 +9,8 @@ use crate::syntax::ast::{self, BinOp, ExprKind, Ident, UnOp};
 /// What a name followed by `[...]` reads.
 #[derive(Clone, Copy)]
 enum Indexed {
-    Input(usize),
-    Param(usize),
+    Input(InputId),
+    Param(ParamId),
     Let(usize),
 }
 
@@ -32,7 +32,7 @@ impl Lowerer<'_> {
     }
 
     /// Reads input `i`, noting an optional input's read for the stage checks.
-    pub(super) fn read_input(&mut self, i: usize, idx: Vec<IndexExpr>, span: Span) -> Lowered {
+    pub(super) fn read_input(&mut self, i: InputId, idx: Vec<IndexExpr>, span: Span) -> Lowered {
         if self.inputs[i].optional {
             self.optional_reads.push((i, span));
         }
