@@ -7,7 +7,13 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
+use crate::ir::ids::{TiVec, define_id};
 use crate::ir::{IndexId, MaskId};
+
+define_id! {
+    /// A slot's position in the parameter block (`lc_meta.m[i / 4]`, component `i % 4`).
+    SlotId
+}
 
 /// What a slot holds.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -61,26 +67,31 @@ pub enum Slot {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Layout {
     /// Slots in order.
-    pub slots: Vec<Slot>,
+    pub slots: TiVec<SlotId, Slot>,
     #[serde(skip)]
-    index: HashMap<Slot, usize>,
+    index: HashMap<Slot, SlotId>,
 }
 
 impl Layout {
-    /// The slot's index, allocated on first use.
-    pub fn slot(&mut self, s: Slot) -> usize {
+    /// The slot's position, allocated on first use.
+    pub fn slot(&mut self, s: Slot) -> SlotId {
         if let Some(i) = self.index.get(&s) {
             return *i;
         }
-        let i = self.slots.len();
-        self.slots.push(s.clone());
+        let i = self.slots.push_and_get_key(s.clone());
         self.index.insert(s, i);
         i
     }
 
-    /// The slot's index, if allocated.
-    pub fn get(&self, s: &Slot) -> Option<usize> {
+    /// The slot's position, if allocated.
+    pub fn get(&self, s: &Slot) -> Option<SlotId> {
         self.index.get(s).copied()
+    }
+
+    /// The slot's value in a filled parameter block (`block`, as
+    /// `gpu::pack::fill_parameter_block` writes it), if allocated.
+    pub fn value(&self, s: &Slot, block: &[i32]) -> Option<i32> {
+        block.get(self.get(s)?.index()).copied()
     }
 
     /// The number of `vec4<i32>` the uniform block holds.

@@ -2,6 +2,7 @@
 //! ([`super::emit`]) and the unfused baseline ([`super::unfused`]): the element-wise
 //! operations, literals, the parameter block's slots, and the shader sources both include.
 
+use super::layout::SlotId;
 use crate::ir::{BinaryFn, UnaryFn};
 
 /// The hand-written helpers every generated kernel splices in: `min`, `max`, `clamp`,
@@ -66,18 +67,20 @@ pub fn f32_lit(v: f32) -> String {
     }
 }
 
-/// The uniform block's slot `i`.
-pub fn meta_ref(i: usize) -> String {
+/// The uniform block's slot `slot`.
+pub fn meta_ref(slot: SlotId) -> String {
+    let i = slot.index();
     format!("lc_meta.m[{}].{}", i / 4, ["x", "y", "z", "w"][i % 4])
 }
 
-/// Slot `i`: read from the uniform block, or, in a kernel specialised to one problem's
-/// sizes, its value as a literal (so that the compiler folds the arithmetic on it).
-pub fn meta_value(i: usize, values: Option<&[i32]>) -> String {
-    match values.and_then(|v| v.get(i)) {
+/// Slot `slot`: read from the uniform block, or, in a kernel specialised to one problem's
+/// sizes, its value in the filled block `values` as a literal (so that the compiler
+/// folds the arithmetic on it).
+pub fn meta_value(slot: SlotId, values: Option<&[i32]>) -> String {
+    match values.and_then(|v| v.get(slot.index())) {
         Some(v) if *v < 0 => format!("({v})"),
         Some(v) => format!("{v}"),
-        None => meta_ref(i),
+        None => meta_ref(slot),
     }
 }
 
@@ -95,8 +98,9 @@ mod tests {
 
     #[test]
     fn slots_read_the_uniform_block_unless_specialised() {
-        assert_eq!(meta_value(5, None), "lc_meta.m[1].y");
-        assert_eq!(meta_value(1, Some(&[0, -3])), "(-3)");
-        assert_eq!(meta_value(0, Some(&[7])), "7");
+        let slot = SlotId::new;
+        assert_eq!(meta_value(slot(5), None), "lc_meta.m[1].y");
+        assert_eq!(meta_value(slot(1), Some(&[0, -3])), "(-3)");
+        assert_eq!(meta_value(slot(0), Some(&[7])), "7");
     }
 }

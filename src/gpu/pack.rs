@@ -141,7 +141,7 @@ pub fn fill_parameter_block(
 ) -> Result<Vec<i32>, GpuError> {
     let work = &plan.work;
     let mut block = vec![0i32; kernel.layout.vec4s() * 4];
-    for (i, slot) in kernel.layout.slots.iter().enumerate() {
+    for (i, slot) in kernel.layout.slots.iter_enumerated() {
         let v: i64 = match slot {
             Slot::Dim { loss, dim } => {
                 let b = bound[*loss];
@@ -175,7 +175,7 @@ pub fn fill_parameter_block(
             Slot::SliceSize => plan.slice * WORKGROUP as i64,
             Slot::Workgroups => work.workgroups,
         };
-        block[i] = i32::try_from(v).map_err(|_| GpuError::SlotOverflow(v))?;
+        block[i.index()] = i32::try_from(v).map_err(|_| GpuError::SlotOverflow(v))?;
     }
     Ok(block)
 }
@@ -343,7 +343,7 @@ mod tests {
         let block = fill_parameter_block(&kernel, &refs, &[1.0, 0.25], &arena, &work).unwrap();
         assert_eq!(block.len() % 4, 0);
         let mut checked = 0;
-        for (i, slot) in kernel.layout.slots.iter().enumerate() {
+        for (i, slot) in kernel.layout.slots.iter_enumerated() {
             let expected = match slot {
                 Slot::Dim { loss: 1, dim } if dim == "M" => 2,
                 Slot::Dim { dim, .. } if dim == "N" => 3,
@@ -355,7 +355,7 @@ mod tests {
                 Slot::TotalItems => work.work.total_items as i32,
                 _ => continue,
             };
-            assert_eq!(block[i], expected, "{slot:?}");
+            assert_eq!(block[i.index()], expected, "{slot:?}");
             checked += 1;
         }
         // Every kernel reads its anneal factors and work count; the sizes and offsets

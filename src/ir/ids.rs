@@ -3,6 +3,9 @@
 //! can never index the params, nor a mask's the index variables. Lists keyed by them are
 //! [`TiVec`]s (`TiVec<IndexId, IndexVar>`), indexed only by their own id.
 //!
+//! `define_id!` makes the same kind of id for the later layers' own lists (the
+//! parameter block's slots).
+//!
 //! An id serializes and displays as its plain number: the manifest, kernels (`i3`) and
 //! messages show positions, never type names.
 
@@ -48,6 +51,7 @@ macro_rules! define_id {
         }
     };
 }
+pub(crate) use define_id;
 
 define_id! {
     /// An index variable of a loss ([`crate::ir::LossIr::indices`]).

@@ -223,7 +223,7 @@ impl LossEmitter<'_> {
         if idx[..lead].iter().any(mentions) {
             return 0;
         }
-        let value = |layout: &Layout, s: Slot| layout.get(&s).and_then(|i| values.get(i).copied());
+        let value = |layout: &Layout, s: Slot| layout.value(&s, values);
         for (k, v) in vars.iter().enumerate() {
             let e = &idx[lead + k];
             if e.terms != [(1, IndexTerm::Var(*v))] || !e.offset.terms.is_empty() {

@@ -127,8 +127,7 @@ impl LossEmitter<'_> {
 
     /// A slot's value, in a kernel specialised to sizes (and once the slot exists).
     pub(super) fn known(&self, s: &Slot) -> Option<i64> {
-        let i = self.layout.get(s)?;
-        self.values?.get(i).map(|v| *v as i64)
+        self.layout.value(s, self.values?).map(i64::from)
     }
 
     /// The value of an enum test (or its negation), in a kernel specialised to sizes.
