@@ -276,13 +276,13 @@ fn print_result(result: &RunResult, json: bool) {
     for n in &result.notes {
         eprintln!("note: {n}");
     }
-    if let (Some(path), Some(wgsl)) = (std::env::var_os("LOSSC_DUMP_KERNEL"), &result.kernel) {
-        if let Err(e) = std::fs::write(&path, wgsl) {
-            eprintln!(
-                "warning: LOSSC_DUMP_KERNEL: cannot write {}: {e}",
-                path.display()
-            );
-        }
+    if let (Some(path), Some(wgsl)) = (std::env::var_os("LOSSC_DUMP_KERNEL"), &result.kernel)
+        && let Err(e) = std::fs::write(&path, wgsl)
+    {
+        eprintln!(
+            "warning: LOSSC_DUMP_KERNEL: cannot write {}: {e}",
+            path.display()
+        );
     }
     let mut text = String::new();
     if json {

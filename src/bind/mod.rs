@@ -479,10 +479,10 @@ fn bind_param(
                     actual: vshape,
                 });
             }
-            if matches!(info.kind, ParamKind::Index(_)) {
-                if let Some(bad) = vdata.iter().find(|v| v.fract() != 0.0 || !v.is_finite()) {
-                    return err(ParamProblem::NotWhole { value: *bad });
-                }
+            if matches!(info.kind, ParamKind::Index(_))
+                && let Some(bad) = vdata.iter().find(|v| v.fract() != 0.0 || !v.is_finite())
+            {
+                return err(ParamProblem::NotWhole { value: *bad });
             }
             vdata.iter().map(|v| *v as f32).collect()
         }

@@ -73,37 +73,37 @@ pub(super) fn solve_dims(
         }
     }
     for eq in eqs {
-        if let Some(v) = eq.poly.eval(dims) {
-            if v != eq.size {
-                let from: Vec<String> = eq
-                    .poly
-                    .symbols()
-                    .map(|s| {
-                        format!(
-                            "{} = {} (from {})",
-                            names[s],
-                            dims[s].unwrap_or(0),
-                            origin[s]
-                        )
-                    })
-                    .collect();
-                let should = if eq.poly.as_constant().is_some() {
-                    format!("{v}")
+        if let Some(v) = eq.poly.eval(dims)
+            && v != eq.size
+        {
+            let from: Vec<String> = eq
+                .poly
+                .symbols()
+                .map(|s| {
+                    format!(
+                        "{} = {} (from {})",
+                        names[s],
+                        dims[s].unwrap_or(0),
+                        origin[s]
+                    )
+                })
+                .collect();
+            let should = if eq.poly.as_constant().is_some() {
+                format!("{v}")
+            } else {
+                format!("{} = {v}", eq.poly.display(names))
+            };
+            return Err(BindError::SizeMismatch {
+                loss: loss.to_string(),
+                what: eq.what.clone(),
+                size: eq.size,
+                should,
+                since: if from.is_empty() {
+                    String::new()
                 } else {
-                    format!("{} = {v}", eq.poly.display(names))
-                };
-                return Err(BindError::SizeMismatch {
-                    loss: loss.to_string(),
-                    what: eq.what.clone(),
-                    size: eq.size,
-                    should,
-                    since: if from.is_empty() {
-                        String::new()
-                    } else {
-                        format!(", since {}", from.join(", "))
-                    },
-                });
-            }
+                    format!(", since {}", from.join(", "))
+                },
+            });
         }
     }
     Ok(())

@@ -43,10 +43,10 @@ fn scopes(
             continue;
         };
         let mut args = operands(&ir.graph, n);
-        if matches!(ir.graph[n].op, Op::Select) {
-            if let Some(taken) = known_truth(ir, args[0], &variant) {
-                args = vec![args[0], if taken { args[1] } else { args[2] }];
-            }
+        if matches!(ir.graph[n].op, Op::Select)
+            && let Some(taken) = known_truth(ir, args[0], &variant)
+        {
+            args = vec![args[0], if taken { args[1] } else { args[2] }];
         }
         let inner: BTreeSet<IndexId> = match &ir.graph[n].op {
             // A table equal to an earlier one is not built: nothing under it is read.

@@ -145,36 +145,37 @@ impl LossEmitter<'_> {
                 loss: self.li,
                 tensor: name.clone(),
             });
-            if let (Some((x4, u)), Some(sp), Some(o)) = (self.lane.clone(), known_span, known_off) {
-                if sp % 4 == 0 && o % 4 == 0 {
-                    let base = if lead == 0 {
-                        off.to_string()
-                    } else {
-                        format!("{off} + ({lin}) * {span}")
-                    };
-                    let load = format!("lc_arena4[({base} + {x4}) / 4]");
-                    if !gathers && self.bound_outside_body(&idx[..lead]) {
-                        // One vec4 load for the four elements, at the top of the body.
-                        let comment = at.map(|n| self.comment(n)).unwrap_or_default();
-                        if let Some((_, loads)) = &mut self.shared_loads {
-                            let name = match loads.iter().find(|l| l.load == load) {
-                                Some(l) => l.name.clone(),
-                                None => {
-                                    *self.fresh += 1;
-                                    let name = format!("w{}", self.fresh);
-                                    loads.push(SharedLoad {
-                                        load,
-                                        name: name.clone(),
-                                        comment,
-                                    });
-                                    name
-                                }
-                            };
-                            return format!("{name}[{u}]");
-                        }
+            if let (Some((x4, u)), Some(sp), Some(o)) = (self.lane.clone(), known_span, known_off)
+                && sp % 4 == 0
+                && o % 4 == 0
+            {
+                let base = if lead == 0 {
+                    off.to_string()
+                } else {
+                    format!("{off} + ({lin}) * {span}")
+                };
+                let load = format!("lc_arena4[({base} + {x4}) / 4]");
+                if !gathers && self.bound_outside_body(&idx[..lead]) {
+                    // One vec4 load for the four elements, at the top of the body.
+                    let comment = at.map(|n| self.comment(n)).unwrap_or_default();
+                    if let Some((_, loads)) = &mut self.shared_loads {
+                        let name = match loads.iter().find(|l| l.load == load) {
+                            Some(l) => l.name.clone(),
+                            None => {
+                                *self.fresh += 1;
+                                let name = format!("w{}", self.fresh);
+                                loads.push(SharedLoad {
+                                    load,
+                                    name: name.clone(),
+                                    comment,
+                                });
+                                name
+                            }
+                        };
+                        return format!("{name}[{u}]");
                     }
-                    return format!("{load}[{u}]");
                 }
+                return format!("{load}[{u}]");
             }
             lin = if lead == 0 {
                 linear

@@ -133,10 +133,10 @@ pub fn infer_ranges(ir: &mut LossIr) -> Vec<Diagnostic> {
                     _ => None,
                 })
                 .collect();
-            if let [(a, v)] = unknown[..] {
-                if let Some(r) = solve(c, v, a, &known) {
-                    found.entry(v).or_default().push((r, c));
-                }
+            if let [(a, v)] = unknown[..]
+                && let Some(r) = solve(c, v, a, &known)
+            {
+                found.entry(v).or_default().push((r, c));
             }
         }
         if found.is_empty() {

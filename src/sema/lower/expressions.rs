@@ -108,10 +108,10 @@ impl Lowerer<'_> {
         ctx: Ctx,
         span: Span,
     ) -> Lowered {
-        if matches!(op, BinOp::Eq | BinOp::Ne) {
-            if let Some(n) = self.enum_compare(op, a, b, span)? {
-                return Ok(n);
-            }
+        if matches!(op, BinOp::Eq | BinOp::Ne)
+            && let Some(n) = self.enum_compare(op, a, b, span)?
+        {
+            return Ok(n);
         }
         let (f, arg_ty, ty) = match op {
             BinOp::Add => (BinaryFn::Add, Ty::Num, Ty::Num),

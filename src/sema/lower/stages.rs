@@ -150,17 +150,17 @@ impl Lowerer<'_> {
         for s in &def.stages {
             let o = order(s);
             let kw = Span::new(s.span().start, s.span().start + STAGE_NAMES[o].len());
-            if o != 1 {
-                if let Some(f) = first[o] {
-                    self.diags.push(
-                        Diagnostic::error(
-                            format!("a loss has one `{}` stage", STAGE_NAMES[o]),
-                            kw,
-                            "second one here",
-                        )
-                        .with_secondary(f, "first one here"),
-                    );
-                }
+            if o != 1
+                && let Some(f) = first[o]
+            {
+                self.diags.push(
+                    Diagnostic::error(
+                        format!("a loss has one `{}` stage", STAGE_NAMES[o]),
+                        kw,
+                        "second one here",
+                    )
+                    .with_secondary(f, "first one here"),
+                );
             }
             if o < last_order {
                 self.diags.push(
