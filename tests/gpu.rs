@@ -689,7 +689,9 @@ fn rows_per_thread_over_the_llvmpipe_budget_suggest_shared_rows() {
         );
         let err = err.to_string();
         assert!(
-            err.contains("loop iterations") && err.contains("--rows shared"),
+            err.contains("loop iterations")
+                && err.contains("--rows shared")
+                && err.contains("(the costliest loop: the median of loss `med` at med.loss:3:"),
             "{err}"
         );
     }

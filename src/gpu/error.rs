@@ -13,7 +13,8 @@ pub enum PlanError {
     /// Mesa's llvmpipe would stop some thread before its loops end (see
     /// [`super::LLVMPIPE_LOOP_LIMIT`]), which would give wrong numbers.
     #[error(
-        "this run needs up to {needed} loop iterations per GPU thread, and Mesa's llvmpipe stops any thread after {limit}, which would give wrong numbers; use --backend cpu (or a real GPU){}",
+        "this run needs up to {needed} loop iterations per GPU thread, and Mesa's llvmpipe stops any thread after {limit}, which would give wrong numbers{}; use --backend cpu (or a real GPU){}",
+        costliest.as_ref().map(|c| format!(" (the costliest loop: {c})")).unwrap_or_default(),
         if *shared_would_fit { ", or --rows shared" } else { "" }
     )]
     LoopBudget {
@@ -21,6 +22,9 @@ pub enum PlanError {
         needed: u64,
         /// llvmpipe's budget.
         limit: u64,
+        /// The reduction that costs the most iterations per row, in words: its kind,
+        /// its loss, its source location and its count.
+        costliest: Option<String>,
         /// Whether the rows were placed one per thread by request, so that shared rows
         /// may still fit.
         shared_would_fit: bool,

@@ -138,6 +138,7 @@ pub fn plan(
             return Err(PlanError::LoopBudget {
                 needed: worst,
                 limit: LLVMPIPE_LOOP_LIMIT,
+                costliest: costliest_loop(kernel, bound),
                 // With rows one per thread by request, shared rows may still fit.
                 shared_would_fit: placement == RowPlacement::PerThread,
             });
@@ -184,6 +185,44 @@ fn inline_iterations(
     };
     memo.insert(n, v);
     v
+}
+
+/// The reduction of the kernel that costs the most loop iterations per row of its loss,
+/// in words (`the median of loss `med` at med.loss:3:29, 90300 iterations per row`): a
+/// hoisted table costs its entries times one reduction, an inline reduction its
+/// iterations per evaluation times the row's elements (an upper bound: it may sit in a
+/// stage evaluated once).
+fn costliest_loop(kernel: &Kernel, bound: &[&Bound]) -> Option<String> {
+    let mut best: Option<(u64, String)> = None;
+    for (b, s) in bound.iter().zip(&kernel.schedules) {
+        let ir = b.ir;
+        let mut memo = HashMap::new();
+        let elems = values_of(&s.elem_vars, &b.ranges);
+        for n in ir.graph.node_indices() {
+            let Op::Reduce(kind, _) = &ir.graph[n].op else {
+                continue;
+            };
+            let cost = match s.hoisted_index(n) {
+                Some(k) => match table_sizes(b, s, &s.hoisted[k], &mut memo) {
+                    Some((entries, values, body, kind)) => {
+                        entries.saturating_mul(reduction_iterations(kind, values, body))
+                    }
+                    None => continue,
+                },
+                None => inline_iterations(ir, s, &b.ranges, n, &mut memo).saturating_mul(elems),
+            };
+            if best.as_ref().is_none_or(|(c, _)| cost > *c) {
+                let what = format!(
+                    "the {} of loss `{}` at {}, {cost} iterations per row",
+                    kind.name(),
+                    ir.name,
+                    ir.origin.locate(ir.graph[n].span)
+                );
+                best = Some((cost, what));
+            }
+        }
+    }
+    best.map(|(_, what)| what)
 }
 
 /// Loop iterations of one reduction over `count` values whose body costs `body`

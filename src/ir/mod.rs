@@ -231,19 +231,32 @@ pub enum ReduceFn {
 }
 
 impl ReduceFn {
+    /// Every reduction with its name in source.
+    const NAMES: [(&'static str, ReduceFn); 8] = [
+        ("sum", ReduceFn::Sum),
+        ("mean", ReduceFn::Mean),
+        ("max", ReduceFn::Max),
+        ("min", ReduceFn::Min),
+        ("all", ReduceFn::All),
+        ("any", ReduceFn::Any),
+        ("norm", ReduceFn::Norm),
+        ("median", ReduceFn::Median),
+    ];
+
     /// The reduction called `name` in source.
     pub fn from_name(name: &str) -> Option<ReduceFn> {
-        Some(match name {
-            "sum" => ReduceFn::Sum,
-            "mean" => ReduceFn::Mean,
-            "max" => ReduceFn::Max,
-            "min" => ReduceFn::Min,
-            "all" => ReduceFn::All,
-            "any" => ReduceFn::Any,
-            "norm" => ReduceFn::Norm,
-            "median" => ReduceFn::Median,
-            _ => return None,
-        })
+        ReduceFn::NAMES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, r)| *r)
+    }
+
+    /// Its name in source.
+    pub fn name(self) -> &'static str {
+        ReduceFn::NAMES
+            .iter()
+            .find(|(_, r)| *r == self)
+            .map_or("reduction", |(n, _)| n)
     }
 }
 
