@@ -178,6 +178,46 @@ fn bench_case(program: &Program, title: &str, losses: &[&str], data: &Data) {
     );
 }
 
+/// A soft-target cross-entropy over C classes (a max-shifted log-sum-exp inside the sum
+/// over classes), fused, for C = 128 and C = 512 interleaved: the log-sum-exp is hoisted
+/// once per row, so 4× the classes should cost about 4× the time, not 16×.
+fn cross_entropy_scaling() {
+    if std::env::var("LOSSC_BENCH_ONLY").is_ok_and(|only| !"(d)".starts_with(&only)) {
+        return;
+    }
+    let text = "loss ce_soft {\n    input logits : [N, C]\n    input probs : [N, C]\n    \
+                let m[n] = max(c: logits[n, c])\n    \
+                let lse[n] = m[n] + log(sum(c: exp(logits[n, c] - m[n])))\n    \
+                compute sum(c: probs[n, c] * (lse[n] - logits[n, c]))\n    reduce mean\n}\n";
+    let sources = [Source::new("ce.loss", text)];
+    let program = lossc::sema::check(&sources).program;
+    let terms = [FactoryTerm::plain("ce_soft")];
+    let kernel = lossc::codegen::compile(&program, "ce_soft", &terms).unwrap();
+    let dev = gpu().unwrap();
+    let n = 64;
+    let dispatch_for = |c: usize| {
+        let mut r = Rng(c as u64);
+        let mut d = Data::new();
+        d.insert("logits".into(), array(&[n, c], &mut r, |u| 8.0 * u - 4.0));
+        d.insert("probs".into(), array(&[n, c], &mut r, |u| u / c as f64));
+        let (prepared, _) = prepare(&program, &terms, &d, &vec![]).unwrap();
+        let bound: Vec<_> = prepared.iter().map(|p| &p.bound).collect();
+        let fused = Dispatch::new(dev, &kernel, &bound, &[1.0], &Default::default()).unwrap();
+        let cpu = run_cpu(&program, &terms, &d, &vec![], &RunOptions::default()).unwrap();
+        let (out, _) = fused.run(dev).unwrap();
+        assert!((out[3] - cpu.total).abs() <= 1e-4 * cpu.total.abs(), "C = {c}");
+        fused
+    };
+    let (small, large) = (dispatch_for(128), dispatch_for(512));
+    let (t128, t512) = interleaved(|| small.run(dev).unwrap(), || large.run(dev).unwrap());
+    println!(
+        "(d) soft cross-entropy N={n}: C=128 fused {:.2} ms, C=512 fused {:.2} ms (1 dispatch each): 4x the classes cost {:.1}x",
+        ms(t128),
+        ms(t512),
+        t512.as_secs_f64() / t128.as_secs_f64()
+    );
+}
+
 /// `heatmap_mse` on 64 × 64 heatmaps for several row counts (B × K), its kernel run with
 /// rows shared by a workgroup and with one row per thread, interleaved: where the
 /// adapter's placement rule (`RowPlacement::Auto`) should switch.
@@ -420,5 +460,5 @@ fn main() {
         "(c) temporal_heatmap_mse + temporal B=32 K=17 64x64",
         &["temporal_heatmap_mse", "temporal"],
         &data(32, 17, Some(64), false, false),
-    );
+    );    cross_entropy_scaling();
 }

@@ -9,9 +9,12 @@
 //! depend on. A reduction over
 //! a dimension-sized range that depends on every domain index (a heatmap's KL sum per
 //! keypoint) is hoisted too, unless it sits inside another reduction: the domain itself
-//! becomes the rows, and the workgroup shares the long sum. Reductions over constant
-//! ranges (a norm over `c in 0..2`) and nested ones are evaluated inline, by the thread
-//! that owns the element.
+//! becomes the rows, and the workgroup shares the long sum. So is a reduction inside
+//! another that depends on domain indices alone (a log-sum-exp inside a sum over
+//! classes): it is invariant in the enclosing loop, and inline it would be recomputed
+//! for every value of it. Other reductions over constant ranges (a norm over
+//! `c in 0..2`) and other nested ones are evaluated inline, by the thread that owns the
+//! element.
 
 use std::collections::HashSet;
 
@@ -90,7 +93,11 @@ pub fn schedule(ir: &LossIr) -> LossSchedule {
                 .as_ref()
                 .is_none_or(|(lo, hi)| hi.sub(lo).as_constant().is_none())
         });
-        if !domain.iter().all(|d| free.contains(d)) || (long && !nested.contains(&n)) {
+        // Inside another reduction, a reduction that depends on domain indices alone is
+        // invariant in every enclosing loop: inline, it would be recomputed for each
+        // value of the enclosing indices (a log-sum-exp inside a sum over classes: O(C²)).
+        let invariant = nested.contains(&n) && free.is_subset(&domain);
+        if !domain.iter().all(|d| free.contains(d)) || (long && !nested.contains(&n)) || invariant {
             row.extend(free.intersection(&domain));
             hoisted_nodes.push(n);
         }
