@@ -19,6 +19,20 @@ fn lc_isnan(x: f32) -> bool {
     return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
 }
 
+fn lc_isinf(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7fffffffu) == 0x7f800000u;
+}
+
+// Whether finite `b` is an odd whole number (every f32 of magnitude 2^24 or more is even).
+fn lc_is_odd(b: f32) -> bool {
+    return abs(b) < 16777216.0 && b == floor(b) && (i32(b) & 1) != 0;
+}
+
+// `m` with the sign bit of `s`.
+fn lc_with_sign_of(m: f32, s: f32) -> f32 {
+    return bitcast<f32>((bitcast<u32>(m) & 0x7fffffffu) | (bitcast<u32>(s) & 0x80000000u));
+}
+
 // An f32 from its bits, at run time: WGSL makes a constant expression that evaluates to
 // NaN or an infinity a shader-creation error (Tint enforces it), so special values must
 // not be constant-folded.
@@ -60,29 +74,66 @@ fn lc_relu(x: f32) -> f32 {
     return max(x, 0.0);
 }
 
-// a ^ b with C's pow semantics: an exact square for 2, signs for whole exponents of
-// negative bases, NaN for fractional ones.
+// a ^ b with C's pow, step for step as src/ir/scalar.rs's `pow`: every special case
+// (zeros, infinities, NaN, negative bases) decided here with bit tests and comparisons,
+// and WGSL's pow, whose result the spec leaves undefined for a base of 0 or below, only
+// for a finite positive base other than 1 and a finite exponent other than 0 and 2.
 fn lc_pow(a: f32, b: f32) -> f32 {
     if (b == 2.0) {
         return a * a;
     }
-    if (b == 0.0) {
+    // x ^ ±0 = 1 and 1 ^ y = 1, even for a NaN.
+    if (b == 0.0 || a == 1.0) {
         return 1.0;
     }
     if (lc_isnan(a) || lc_isnan(b)) {
         return lc_nan();
     }
-    if (a >= 0.0) {
-        return pow(a, b);
+    if (lc_isinf(b)) {
+        let m = abs(a);
+        if (m == 1.0) {
+            return 1.0;
+        }
+        if ((m < 1.0) == (b < 0.0)) {
+            return lc_inf();
+        }
+        return 0.0;
     }
-    if (b != floor(b)) {
-        return lc_nan();
+    let odd = lc_is_odd(b);
+    if (a == 0.0) {
+        // ±0: the sign survives only an odd exponent.
+        if (b < 0.0) {
+            if (odd) {
+                return lc_with_sign_of(lc_inf(), a);
+            }
+            return lc_inf();
+        }
+        if (odd) {
+            return a;
+        }
+        return 0.0;
     }
-    let m = pow(-a, b);
-    if (fract(b * 0.5) != 0.0) {
-        return -m;
+    if (lc_isinf(a)) {
+        var m = lc_inf();
+        if (b < 0.0) {
+            m = 0.0;
+        }
+        if (a < 0.0 && odd) {
+            return -m;
+        }
+        return m;
     }
-    return m;
+    if (a < 0.0) {
+        if (!(b == floor(b))) {
+            return lc_nan();
+        }
+        let m = pow(-a, b);
+        if (odd) {
+            return -m;
+        }
+        return m;
+    }
+    return pow(a, b);
 }
 
 // A partial sum as stored: NaNs canonical, so that no value equals LC_EMPTY.

@@ -51,9 +51,59 @@ pub fn binary(f: BinaryFn, a: f32, b: f32) -> f32 {
     }
 }
 
-/// `a ^ b`; a whole exponent 2 is an exact square, as `x ** 2` is in torch.
+/// `a ^ b`: C's `pow` (C99 Annex F.9.4.4), each special case decided here rather than
+/// left to the platform's libm, so that the GPU's `lc_pow` (shaders/prelude.wgsl) can
+/// follow the same steps; `powf` only sees a finite base other than 0 and ±1 and a
+/// finite exponent other than 0. A whole exponent 2 is an exact square, as `x ** 2` is in
+/// torch (and as C's correctly rounded `pow` would give).
 pub fn pow(a: f32, b: f32) -> f32 {
-    if b == 2.0 { a * a } else { a.powf(b) }
+    if b == 2.0 {
+        return a * a;
+    }
+    // x ^ ±0 = 1 and 1 ^ y = 1, even for a NaN.
+    if b == 0.0 || a == 1.0 {
+        return 1.0;
+    }
+    if a.is_nan() || b.is_nan() {
+        return f32::NAN;
+    }
+    if b.is_infinite() {
+        let m = a.abs();
+        return if m == 1.0 {
+            1.0
+        } else if (m < 1.0) == (b < 0.0) {
+            f32::INFINITY
+        } else {
+            0.0
+        };
+    }
+    let odd = is_odd_integer(b);
+    if a == 0.0 {
+        // ±0: the sign survives only an odd exponent.
+        return match (b < 0.0, odd) {
+            (true, true) => f32::INFINITY.copysign(a),
+            (true, false) => f32::INFINITY,
+            (false, true) => a,
+            (false, false) => 0.0,
+        };
+    }
+    if a.is_infinite() {
+        let m = if b < 0.0 { 0.0 } else { f32::INFINITY };
+        return if a < 0.0 && odd { -m } else { m };
+    }
+    if a < 0.0 {
+        if b != b.floor() {
+            return f32::NAN;
+        }
+        let m = (-a).powf(b);
+        return if odd { -m } else { m };
+    }
+    a.powf(b)
+}
+
+/// Whether finite `b` is an odd whole number (every f32 of magnitude 2^24 or more is even).
+pub fn is_odd_integer(b: f32) -> bool {
+    b.abs() < 16_777_216.0 && b == b.floor() && (b as i32) % 2 != 0
 }
 
 /// NaN-propagating minimum.

@@ -1,0 +1,314 @@
+//! IEEE special values (±0, ±inf, NaN) through both back ends. Each case is checked
+//! against a value written here by hand from the rule that defines it (C's `pow` in C99
+//! Annex F.9.4.4, IEEE 754 arithmetic, the median's rule in docs/language.md), not
+//! against either back end's output: the CPU evaluator and every form of the GPU kernel
+//! (specialised to the sizes with each row placement, and generic) must each give it.
+
+use std::collections::HashMap;
+
+use lossc::diagnostics::Source;
+use lossc::gpu::{Dispatch, DispatchOptions, KernelForm, RowPlacement};
+use lossc::ir::{FactoryTerm, Program};
+use lossc::runtime::data::{Array, Data, DataValue};
+use lossc::runtime::run::{RunOptions, prepare, run_cpu};
+
+/// One case: a program of one loss named `t`, its data, and the loss's value by hand.
+struct Case {
+    text: String,
+    data: Data,
+    want: f32,
+    /// What it checks, for the failure message.
+    what: String,
+    /// The GPU kernel forms it runs in (besides the CPU evaluator).
+    forms: &'static [Form],
+}
+
+/// A form of the GPU kernel: its name, its text, and how rows are placed.
+type Form = (&'static str, KernelForm, RowPlacement);
+
+/// Every form of the kernel: specialised to the sizes under each row placement, and
+/// generic (sizes from the parameter block).
+const EVERY_FORM: &[Form] = &[
+    (
+        "specialised, shared rows",
+        KernelForm::Specialised,
+        RowPlacement::Shared,
+    ),
+    (
+        "specialised, a row per thread",
+        KernelForm::Specialised,
+        RowPlacement::PerThread,
+    ),
+    ("generic", KernelForm::Generic, RowPlacement::Auto),
+];
+
+/// For element-wise values of one-element inputs, where row placement changes nothing:
+/// the specialised kernel, whose literal sizes the shader compiler folds, and the generic.
+const SPECIALISED_AND_GENERIC: &[Form] = &[
+    ("specialised", KernelForm::Specialised, RowPlacement::Auto),
+    ("generic", KernelForm::Generic, RowPlacement::Auto),
+];
+
+/// For a constant folded before code generation: the specialised kernel alone.
+const SPECIALISED: &[Form] = &[("specialised", KernelForm::Specialised, RowPlacement::Auto)];
+
+/// Runs every case on the CPU evaluator and on every GPU kernel form, and lists each value
+/// that is not the case's `want`. Cases with the same text share one compiled kernel (and
+/// the device's pipeline cache shares the specialised text of equal sizes), so a table of
+/// data rows compiles once.
+fn check_cases(cases: &[Case]) {
+    let dev = lossc::gpu::gpu().unwrap();
+    let terms = [FactoryTerm::plain("t")];
+    let mut programs: HashMap<&str, (Program, lossc::codegen::Kernel)> = HashMap::new();
+    let mut wrong = Vec::new();
+    for case in cases {
+        let (program, kernel) = programs.entry(&case.text).or_insert_with(|| {
+            let sources = [Source::new("specials.loss", case.text.clone())];
+            let checked = lossc::sema::check(&sources);
+            assert!(!checked.has_errors(), "{}", checked.render(&sources));
+            let kernel = lossc::codegen::compile(&checked.program, "t", &terms).unwrap();
+            (checked.program, kernel)
+        });
+        let cpu = run_cpu(program, &terms, &case.data, &vec![], &RunOptions::default()).unwrap();
+        let mut got = vec![("CPU".to_string(), cpu.losses[0].1.loss)];
+        let (prepared, _) = prepare(program, &terms, &case.data, &vec![]).unwrap();
+        let bound: Vec<_> = prepared.iter().map(|p| &p.bound).collect();
+        for &(form_name, form, placement) in case.forms {
+            let options = DispatchOptions {
+                placement,
+                form,
+                ..Default::default()
+            };
+            let (out, _) = Dispatch::new(dev, kernel, &bound, &[1.0], &options)
+                .and_then(|d| d.run(dev))
+                .unwrap_or_else(|e| panic!("{}, {form_name}: {e}", case.what));
+            got.push((format!("GPU ({form_name})"), out[0]));
+        }
+        for (back_end, value) in got {
+            if !agrees(value, case.want) {
+                wrong.push(format!(
+                    "{}: {back_end} {value:?}, want {:?}",
+                    case.what, case.want
+                ));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} wrong:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+}
+
+/// A one-dimensional array.
+fn vector(values: &[f32]) -> DataValue {
+    DataValue::Array(Array {
+        shape: vec![values.len()],
+        data: values.iter().map(|v| *v as f64).collect(),
+    })
+}
+
+/// `v` as a .loss constant expression (NaN and infinities as divisions, −0 negated).
+fn literal(v: f32) -> String {
+    if v.is_nan() {
+        "(0 / 0)".into()
+    } else if v.is_infinite() {
+        format!("({}1 / 0)", if v < 0.0 { "-" } else { "" })
+    } else if v == 0.0 && v.is_sign_negative() {
+        "(-0)".into()
+    } else {
+        format!("({v:?})")
+    }
+}
+
+/// A loss `t` computing `value` (over index `n` of its inputs), shown by
+/// [`SHOW_ZERO_SIGN`] so that one number tells a zero's sign.
+fn loss_of(inputs: &[&str], value: &str) -> String {
+    let decls: String = inputs
+        .iter()
+        .map(|i| format!("    input {i} : [N]\n"))
+        .collect();
+    let shown = SHOW_ZERO_SIGN.replace('V', &format!("({value})"));
+    format!("loss t {{\n{decls}    compute {shown}\n    reduce sum\n}}\n")
+}
+
+/// What the programs compute from a value `v`, so that one number shows a zero's sign:
+/// ±0 become ±7 (through `1 / v`, ±inf); anything else stays itself.
+const SHOW_ZERO_SIGN: &str = "select(V == 0, select(1 / V > 0, 7, -7), V)";
+
+fn show_zero_sign(v: f32) -> f32 {
+    if v == 0.0 {
+        if v.is_sign_negative() { -7.0 } else { 7.0 }
+    } else {
+        v
+    }
+}
+
+/// `got` is `want`: NaN for NaN, the same bits for ±inf and a zero's ±7, and within a few
+/// f32 roundings otherwise (the GPU's `pow` is exp2(y · log2 x)).
+fn agrees(got: f32, want: f32) -> bool {
+    if want.is_nan() {
+        got.is_nan()
+    } else if want.is_infinite() || want.abs() == 7.0 {
+        got.to_bits() == want.to_bits()
+    } else {
+        (got - want).abs() <= 4e-6 * want.abs()
+    }
+}
+
+const INF: f32 = f32::INFINITY;
+const NAN: f32 = f32::NAN;
+
+/// C99 Annex F.9.4.4, `pow(x, y)`, case by case, and ordinary powers: (x, y, pow(x, y)).
+const POW_TABLE: &[(f32, f32, f32)] = &[
+    // pow(x, ±0) is 1 for any x, even a NaN.
+    (NAN, 0.0, 1.0),
+    (NAN, -0.0, 1.0),
+    (INF, 0.0, 1.0),
+    (-INF, -0.0, 1.0),
+    (0.0, 0.0, 1.0),
+    (-0.0, 0.0, 1.0),
+    (-3.0, 0.0, 1.0),
+    // pow(+1, y) is 1 for any y, even a NaN.
+    (1.0, NAN, 1.0),
+    (1.0, INF, 1.0),
+    (1.0, -INF, 1.0),
+    (1.0, -2.5, 1.0),
+    // pow(±0, y): ±inf for an odd integer y < 0, +inf for other y < 0 (and -inf).
+    (0.0, -1.0, INF),
+    (-0.0, -1.0, -INF),
+    (0.0, -3.0, INF),
+    (-0.0, -3.0, -INF),
+    (0.0, -0.5, INF),
+    (-0.0, -0.5, INF),
+    (0.0, -2.0, INF),
+    (-0.0, -2.0, INF),
+    (-0.0, -4.0, INF),
+    (0.0, -INF, INF),
+    (-0.0, -INF, INF),
+    // pow(±0, y): ±0 for an odd integer y > 0, +0 for other y > 0 (and +inf).
+    (0.0, 3.0, 0.0),
+    (-0.0, 3.0, -0.0),
+    (-0.0, 1.0, -0.0),
+    (0.0, 0.5, 0.0),
+    (-0.0, 0.5, 0.0),
+    (-0.0, 2.0, 0.0),
+    (-0.0, 4.0, 0.0),
+    (-0.0, INF, 0.0),
+    // pow(-1, ±inf) is 1.
+    (-1.0, INF, 1.0),
+    (-1.0, -INF, 1.0),
+    // pow(x, -inf): +inf for |x| < 1, +0 for |x| > 1; pow(x, +inf) the reverse.
+    (0.5, -INF, INF),
+    (-0.5, -INF, INF),
+    (2.0, -INF, 0.0),
+    (-2.0, -INF, 0.0),
+    (0.5, INF, 0.0),
+    (-0.5, INF, 0.0),
+    (2.0, INF, INF),
+    (-2.0, INF, INF),
+    // pow(-inf, y): -0 for an odd integer y < 0, +0 for other y < 0, -inf for an odd
+    // integer y > 0, +inf for other y > 0.
+    (-INF, -1.0, -0.0),
+    (-INF, -3.0, -0.0),
+    (-INF, -2.0, 0.0),
+    (-INF, -0.5, 0.0),
+    (-INF, 1.0, -INF),
+    (-INF, 3.0, -INF),
+    (-INF, 2.0, INF),
+    (-INF, 0.5, INF),
+    // pow(+inf, y): +0 for y < 0, +inf for y > 0.
+    (INF, -1.0, 0.0),
+    (INF, -0.5, 0.0),
+    (INF, 0.5, INF),
+    (INF, 3.0, INF),
+    // A finite x < 0 and a finite non-integer y: NaN.
+    (-8.0, 0.333_333_34, NAN),
+    (-2.0, 0.5, NAN),
+    (-2.0, -1.5, NAN),
+    // A finite x < 0 and an integer y: the sign of (-1)^y times |x|^y.
+    (-2.0, 3.0, -8.0),
+    (-2.0, -3.0, -0.125),
+    (-2.0, 2.0, 4.0),
+    (-2.0, 4.0, 16.0),
+    (-3.0, 1.0, -3.0),
+    (-0.5, 5.0, -0.03125),
+    // Every f32 of magnitude 2^24 or more is an even integer.
+    (-2.0, 1e10, INF),
+    (-2.0, -1e10, 0.0),
+    (-0.5, 1e10, 0.0),
+    // Otherwise a NaN operand gives NaN.
+    (NAN, 1.0, NAN),
+    (NAN, -1.0, NAN),
+    (NAN, 2.0, NAN),
+    (2.0, NAN, NAN),
+    (-1.0, NAN, NAN),
+    (0.0, NAN, NAN),
+    (INF, NAN, NAN),
+    (NAN, NAN, NAN),
+    // Squares are exact, whatever the operand.
+    (-INF, 2.0, INF),
+    (-0.0, 2.0, 0.0),
+    // Ordinary powers, and overflow.
+    (4.0, -0.5, 0.5),
+    (4.0, 0.5, 2.0),
+    (2.0, 10.0, 1024.0),
+    (0.25, -0.5, 2.0),
+    (10.0, 39.0, INF),
+];
+
+/// Every special case of C's `pow` on both back ends, with both operands read from data,
+/// and with either one written as a constant (which the GPU's shader compiler then sees),
+/// and with both constant (folded before either back end runs).
+#[test]
+fn pow_follows_c_for_every_special_case_on_both_back_ends() {
+    let mut cases = Vec::new();
+    for &(x, y, p) in POW_TABLE {
+        let want = show_zero_sign(p);
+        let data = |names: &[(&str, f32)]| -> Data {
+            names
+                .iter()
+                .map(|(n, v)| (n.to_string(), vector(&[*v])))
+                .collect()
+        };
+        let (lx, ly) = (literal(x), literal(y));
+        let variants = [
+            (
+                "data ^ data",
+                loss_of(&["x", "y"], "x[n] ^ y[n]"),
+                data(&[("x", x), ("y", y)]),
+            ),
+            (
+                "constant ^ data",
+                loss_of(&["y"], &format!("{lx} ^ y[n]")),
+                data(&[("y", y)]),
+            ),
+            (
+                "data ^ constant",
+                loss_of(&["x"], &format!("x[n] ^ {ly}")),
+                data(&[("x", x)]),
+            ),
+            (
+                "constant ^ constant",
+                loss_of(&[], &format!("{lx} ^ {ly}")),
+                Data::new(),
+            ),
+        ];
+        for (variant, text, data) in variants {
+            let forms = if data.is_empty() {
+                SPECIALISED
+            } else {
+                SPECIALISED_AND_GENERIC
+            };
+            cases.push(Case {
+                text,
+                data,
+                want,
+                what: format!("pow({x:?}, {y:?}), {variant}"),
+                forms,
+            });
+        }
+    }
+    check_cases(&cases);
+}
