@@ -205,7 +205,10 @@ fn cross_entropy_scaling() {
         let fused = Dispatch::new(dev, &kernel, &bound, &[1.0], &Default::default()).unwrap();
         let cpu = run_cpu(&program, &terms, &d, &vec![], &RunOptions::default()).unwrap();
         let (out, _) = fused.run(dev).unwrap();
-        assert!((out[3] - cpu.total).abs() <= 1e-4 * cpu.total.abs(), "C = {c}");
+        assert!(
+            (out[3] - cpu.total).abs() <= 1e-4 * cpu.total.abs(),
+            "C = {c}"
+        );
         fused
     };
     let (small, large) = (dispatch_for(128), dispatch_for(512));
@@ -460,5 +463,6 @@ fn main() {
         "(c) temporal_heatmap_mse + temporal B=32 K=17 64x64",
         &["temporal_heatmap_mse", "temporal"],
         &data(32, 17, Some(64), false, false),
-    );    cross_entropy_scaling();
+    );
+    cross_entropy_scaling();
 }

@@ -26,22 +26,6 @@ struct Case {
 /// A form of the GPU kernel: its name, its text, and how rows are placed.
 type Form = (&'static str, KernelForm, RowPlacement);
 
-/// Every form of the kernel: specialised to the sizes under each row placement, and
-/// generic (sizes from the parameter block).
-const EVERY_FORM: &[Form] = &[
-    (
-        "specialised, shared rows",
-        KernelForm::Specialised,
-        RowPlacement::Shared,
-    ),
-    (
-        "specialised, a row per thread",
-        KernelForm::Specialised,
-        RowPlacement::PerThread,
-    ),
-    ("generic", KernelForm::Generic, RowPlacement::Auto),
-];
-
 /// For element-wise values of one-element inputs, where row placement changes nothing:
 /// the specialised kernel, whose literal sizes the shader compiler folds, and the generic.
 const SPECIALISED_AND_GENERIC: &[Form] = &[

@@ -63,13 +63,16 @@ impl Kernel {
     pub fn specialise(&self, losses: &[&LossIr], values: &[i32]) -> Result<String, InternalError> {
         let pairs: Vec<(&LossIr, &LossSchedule)> =
             losses.iter().copied().zip(self.schedules.iter()).collect();
-        let generated = emit::generate(&self.name, &pairs, Some(values))?;
-        if generated.layout.slots != self.layout.slots {
-            return Err(InternalError::new(format!(
-                "kernel `{}`: the specialised kernel's slots differ from the generic one's",
-                self.name
-            )));
-        }
+        let specialising = emit::Specialising {
+            values,
+            layout: &self.layout,
+            sites: &self.sites,
+        };
+        let generated = emit::generate(&self.name, &pairs, Some(specialising))?;
+        // The emitter keeps the generic kernel's slots and sites, and reports (with the
+        // loss and the place) any it meets that the generic kernel lacks.
+        debug_assert_eq!(generated.layout.slots, self.layout.slots);
+        debug_assert_eq!(generated.sites, self.sites);
         validate::validate(&generated.wgsl)?;
         Ok(generated.wgsl)
     }

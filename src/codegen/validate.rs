@@ -43,23 +43,79 @@ pub struct Validated {
     pub info: naga::valid::ModuleInfo,
 }
 
-/// Parses and validates WGSL; the error names the problem and carries the module text.
+/// Parses and validates WGSL; the error names the problem, the loss and the `.loss`
+/// source the offending line comes from (when naga gives a place), and carries the module
+/// text.
 pub fn validate(wgsl: &str) -> Result<Validated, InternalError> {
     let module = naga::front::wgsl::parse_str(wgsl).map_err(|e| {
-        InternalError::new(format!(
-            "naga cannot parse the generated WGSL:\n{}\n--- module ---\n{wgsl}",
-            e.emit_to_string(wgsl)
-        ))
+        located(
+            wgsl,
+            e.location(wgsl).map(|l| l.line_number),
+            format!(
+                "naga cannot parse the generated WGSL:\n{}\n--- module ---\n{wgsl}",
+                e.emit_to_string(wgsl)
+            ),
+        )
     })?;
     let info = Validator::new(ValidationFlags::all(), Capabilities::default())
         .validate(&module)
         .map_err(|e| {
-            InternalError::new(format!(
-                "naga rejects the generated WGSL:\n{}\n--- module ---\n{wgsl}",
-                e.emit_to_string(wgsl)
-            ))
+            located(
+                wgsl,
+                e.location(wgsl).map(|l| l.line_number),
+                format!(
+                    "naga rejects the generated WGSL:\n{}\n--- module ---\n{wgsl}",
+                    e.emit_to_string(wgsl)
+                ),
+            )
         })?;
     Ok(Validated { module, info })
+}
+
+/// An internal error about line `line` (1-based) of a generated module: the loss is the
+/// one whose function holds the line (`// loss NAME (file:line:col)` opens each), and the
+/// place the nearest `// file:line:col` comment at or above the line within it (each
+/// statement names the `.loss` line it comes from), else the loss's own.
+pub fn located(wgsl: &str, line: Option<u32>, message: String) -> InternalError {
+    let Some(line) = line.and_then(|l| usize::try_from(l).ok()) else {
+        return InternalError::new(message);
+    };
+    let lines: Vec<&str> = wgsl.lines().take(line).collect();
+    let mut at = None;
+    for text in lines.iter().rev() {
+        let trimmed = text.trim_start();
+        let comment = text.rsplit_once("// ").map(|(_, c)| c.trim());
+        // The last workgroup's combination of one loss, in `main`.
+        if let Some(name) = trimmed.strip_prefix("// combine loss ") {
+            return InternalError::in_loss(name, at, message);
+        }
+        if trimmed.starts_with("fn ") && !trimmed.starts_with("fn loss_") {
+            break; // a helper, or `main` outside any loss's combination
+        }
+        if let Some(header) = trimmed.strip_prefix("// loss ") {
+            // `NAME (file:line:col)`
+            let (name, place) = header.split_once(" (").unwrap_or((header, ""));
+            let place = place.trim_end_matches(')');
+            let at = at.or_else(|| (!place.is_empty()).then(|| place.to_string()));
+            return InternalError::in_loss(name, at, message);
+        }
+        if at.is_none() {
+            at = comment.filter(|c| is_place(c)).map(str::to_string);
+        }
+    }
+    InternalError::new(message)
+}
+
+/// Whether a comment is a `file:line:col` place.
+fn is_place(c: &str) -> bool {
+    let mut parts = c.rsplitn(3, ':');
+    let (col, line) = (parts.next(), parts.next());
+    parts
+        .next()
+        .is_some_and(|f| !f.is_empty() && !f.contains(' '))
+        && [col, line]
+            .iter()
+            .all(|p| p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())))
 }
 
 /// The module in another language.
@@ -151,5 +207,17 @@ mod tests {
                 && e.contains("--- module ---"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_rejected_line_names_its_loss_and_source() {
+        let wgsl = "fn lc_x() {}\n// loss wing (wing.loss:3:1)\n/// doc\nfn loss_0() {\n    let v1 = 1.0; // wing.loss:5:13\n    bad line\n}\n";
+        let e = located(wgsl, Some(6), "m".into());
+        assert_eq!(e.loss.as_deref(), Some("wing"));
+        assert_eq!(e.at.as_deref(), Some("wing.loss:5:13"));
+        let e = located(wgsl, Some(4), "m".into());
+        assert_eq!(e.at.as_deref(), Some("wing.loss:3:1"));
+        assert_eq!(located(wgsl, Some(1), "m".into()).loss, None);
+        assert_eq!(located(wgsl, None, "m".into()).loss, None);
     }
 }

@@ -87,6 +87,12 @@ impl LossEmitter<'_> {
             );
             match self.sites.iter().position(|s| *s == site) {
                 Some(i) => i + 1,
+                None if self.frozen => {
+                    self.fail(format!(
+                        "the specialised kernel reads {site}, a site the generic kernel does not have"
+                    ));
+                    0
+                }
                 None => {
                     self.sites.push(site);
                     self.sites.len()

@@ -14,6 +14,13 @@ use crate::ir::{BinaryFn, Op, ParamKind, operands};
 impl LossEmitter<'_> {
     /// The WGSL name holding node `n`'s value, emitting what it needs.
     pub(super) fn val(&mut self, n: NodeIndex) -> String {
+        let outer = self.at.replace(n);
+        let v = self.value_of(n);
+        self.at = outer;
+        v
+    }
+
+    fn value_of(&mut self, n: NodeIndex) -> String {
         if let Some(x) = self.lookup(n) {
             return x;
         }
@@ -60,18 +67,24 @@ impl LossEmitter<'_> {
             Op::Select => {
                 if let Some(taken) = self.known_truth(args[0]) {
                     // A configuration choice known in a specialised kernel: only the taken
-                    // branch runs (the other is walked muted, for the same slots).
-                    let (keep, skip) = if taken {
-                        (args[1], args[2])
-                    } else {
-                        (args[2], args[1])
-                    };
+                    // branch runs. The other is walked muted, in the generic kernel's
+                    // order, so that the generic and the specialised kernel meet the
+                    // same slots and sites (they are numbered by the generic kernel's).
                     self.w.open_muted(true);
                     self.cache.push(HashMap::new());
                     self.val(args[0]);
-                    self.val(skip);
+                    if taken {
+                        self.close();
+                        let v = self.val(args[1]);
+                        self.w.open_muted(true);
+                        self.cache.push(HashMap::new());
+                        self.val(args[2]);
+                        self.close();
+                        return v;
+                    }
+                    self.val(args[1]);
                     self.close();
-                    return self.val(keep);
+                    return self.val(args[2]);
                 }
                 let c = self.val(args[0]);
                 let a = self.val(args[1]);

@@ -29,7 +29,7 @@ use std::collections::HashMap;
 use petgraph::stable_graph::NodeIndex;
 
 use super::bindings::{BINDINGS, META_STRUCT};
-use super::layout::{Layout, Slot};
+use super::layout::{Layout, Slot, SlotId};
 use super::schedule::LossSchedule;
 use super::wgsl::{PRELUDE, REDUCE, meta_value};
 use super::writer::Writer;
@@ -52,6 +52,8 @@ struct LossEmitter<'a> {
     sched: &'a LossSchedule,
     layout: &'a mut Layout,
     sites: &'a mut Vec<String>,
+    /// Whether `layout` and `sites` are a generic kernel's, to be kept ([`Shared::frozen`]).
+    frozen: bool,
     w: &'a mut Writer,
     /// Per open block: node → the WGSL name holding its value.
     cache: Vec<HashMap<NodeIndex, String>>,
@@ -64,6 +66,8 @@ struct LossEmitter<'a> {
     slice: &'static str,
     /// The parameter block's values, when the kernel is specialised to them.
     values: Option<&'a [i32]>,
+    /// The node whose value is being written, for the location of an internal error.
+    at: Option<NodeIndex>,
     /// The loop being emitted: its indices (row-major) and the WGSL name of its linear
     /// index, for contiguous reads.
     linear: Option<(Vec<IndexId>, String)>,
@@ -101,6 +105,7 @@ impl<'a> LossEmitter<'a> {
             sched,
             layout: &mut shared.layout,
             sites: &mut shared.sites,
+            frozen: shared.frozen,
             w,
             cache: vec![HashMap::new()],
             binds: HashMap::new(),
@@ -108,6 +113,7 @@ impl<'a> LossEmitter<'a> {
             bug: None,
             slice: "slice",
             values,
+            at: None,
             linear: None,
             lane: None,
             shared_loads: None,
@@ -118,10 +124,17 @@ impl<'a> LossEmitter<'a> {
 /// What the losses of one kernel share while it is written.
 #[derive(Default)]
 struct Shared {
-    /// The parameter block's slots, in the order they are first used.
+    /// The parameter block's slots, in the order they are first used; when specialising,
+    /// the generic kernel's, complete from the start ([`Shared::frozen`]).
     layout: Layout,
-    /// The bounds-checked read sites, by number (1-based).
+    /// The bounds-checked read sites, by number (1-based); when specialising, the
+    /// generic kernel's.
     sites: Vec<String>,
+    /// Whether `layout` and `sites` are the generic kernel's: a specialised kernel is
+    /// written against them, so that its slot and site numbers are the generic one's
+    /// whatever order it meets them in (it drops branches, and walks some muted), and a
+    /// slot or site the generic kernel lacks is a bug.
+    frozen: bool,
     /// The counter fresh WGSL names are numbered by.
     fresh: usize,
     /// The first state met that is a compiler bug.
@@ -129,6 +142,16 @@ struct Shared {
 }
 
 impl Shared {
+    /// A slot of `main` (no loss's): the generic kernel has every one of them.
+    fn slot(&mut self, s: Slot) -> SlotId {
+        if self.frozen && self.layout.get(&s).is_none() && self.bug.is_none() {
+            self.bug = Some(InternalError::new(format!(
+                "the specialised kernel uses the slot {s:?}, which the generic kernel does not have"
+            )));
+        }
+        self.layout.slot(s)
+    }
+
     /// Writes each loss's part to `w` in turn, with `write`.
     fn each_loss(
         &mut self,
@@ -156,14 +179,31 @@ pub struct Generated {
     pub sites: Vec<String>,
 }
 
+/// The generic kernel a specialised one is written against: its parameter block's
+/// values, and its slots and read sites, which the specialised kernel keeps.
+pub struct Specialising<'a> {
+    /// The value of each slot of `layout`.
+    pub values: &'a [i32],
+    /// The generic kernel's slots.
+    pub layout: &'a Layout,
+    /// The generic kernel's read sites.
+    pub sites: &'a [String],
+}
+
 /// Writes the fused kernel for the given (already scheduled) losses: generic (sizes read
-/// from the parameter block), or specialised to the parameter block's `values`.
+/// from the parameter block), or specialised to a generic kernel's parameter block.
 pub fn generate(
     name: &str,
     losses: &[(&LossIr, &LossSchedule)],
-    values: Option<&[i32]>,
+    specialising: Option<Specialising>,
 ) -> Result<Generated, InternalError> {
     let mut shared = Shared::default();
+    let values = specialising.as_ref().map(|s| s.values);
+    if let Some(s) = &specialising {
+        shared.layout = s.layout.clone();
+        shared.sites = s.sites.to_vec();
+        shared.frozen = true;
+    }
     let mut body = Writer::default();
     shared.each_loss(losses, values, &mut body, |e| e.loss_fn());
     // main: the item loop, then the last workgroup's combination.
@@ -172,9 +212,9 @@ pub fn generate(
     main.open(
         "fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>)",
     );
-    let nwg = meta_value(shared.layout.slot(Slot::Workgroups), values);
-    let total = meta_value(shared.layout.slot(Slot::TotalItems), values);
-    let slice_size = meta_value(shared.layout.slot(Slot::SliceSize), values);
+    let nwg = meta_value(shared.slot(Slot::Workgroups), values);
+    let total = meta_value(shared.slot(Slot::TotalItems), values);
+    let slice_size = meta_value(shared.slot(Slot::SliceSize), values);
     // A static use, so that a host building its pipeline with `layout: auto` gets the
     // binding the manifest lists even when no read is aligned.
     main.line("_ = lc_arena4[0];");
@@ -184,8 +224,8 @@ pub fn generate(
         "for (var item: i32 = wid; item < {total}; item += {nwg})"
     ));
     for li in 0..losses.len() {
-        let base = meta_value(shared.layout.slot(Slot::Base { loss: li }), values);
-        let items = meta_value(shared.layout.slot(Slot::Items { loss: li }), values);
+        let base = meta_value(shared.slot(Slot::Base { loss: li }), values);
+        let items = meta_value(shared.slot(Slot::Items { loss: li }), values);
         main.open(format!("if (item >= {base} && item < {base} + {items})"));
         main.line(format!("loss_{li}(item - {base}, item, lid, slice);"));
         main.close();
@@ -202,7 +242,7 @@ pub fn generate(
     main.open("if (lid == 0u)");
     main.line("var total: f32 = 0.0f;");
     for li in 0..losses.len() {
-        let a = meta_value(shared.layout.slot(Slot::Anneal { loss: li }), values);
+        let a = meta_value(shared.slot(Slot::Anneal { loss: li }), values);
         main.line(format!(
             "total = total + lc_bits(bitcast<u32>({a})) * lc_out[{}];",
             3 * li + 2

@@ -107,8 +107,27 @@ impl LossEmitter<'_> {
     }
 
     pub(super) fn m(&mut self, s: Slot) -> String {
+        if self.frozen && self.layout.get(&s).is_none() {
+            self.fail(format!(
+                "the specialised kernel uses the slot {s:?}, which the generic kernel does not have"
+            ));
+        }
         let i = self.layout.slot(s);
         meta_value(i, self.values)
+    }
+
+    /// Records a compiler bug met while writing this loss, located at the node being
+    /// written (or the loss); the first one is reported.
+    pub(super) fn fail(&mut self, message: String) {
+        if self.bug.is_some() {
+            return;
+        }
+        let span = self.at.map_or(self.ir.span, |n| self.ir.graph[n].span);
+        self.bug = Some(InternalError::in_loss(
+            &self.ir.name,
+            Some(self.ir.origin.locate(span)),
+            message,
+        ));
     }
 
     pub(super) fn lo(&mut self, v: IndexId) -> String {
