@@ -110,6 +110,20 @@ fn twenty_runs_of_a_factory_are_bit_identical() {
     assert_eq!(a.stdout, b.stdout);
 }
 
+/// One dispatch of `kernel` on `bound` (anneal 1) with rows placed as `placement` says.
+fn run_placed(
+    dev: &lossc::gpu::Gpu,
+    kernel: &lossc::codegen::Kernel,
+    bound: &[&lossc::bind::Bound],
+    placement: RowPlacement,
+) -> Result<(Vec<f32>, u32), GpuError> {
+    let options = lossc::gpu::DispatchOptions {
+        placement,
+        ..Default::default()
+    };
+    lossc::gpu::Dispatch::new(dev, kernel, bound, &[1.0], &options)?.run(dev)
+}
+
 /// A tiny deterministic generator (xorshift), so that failures reproduce by seed.
 struct Rng(u64);
 
@@ -281,17 +295,7 @@ fn random_programs_and_shapes_agree_with_the_cpu_evaluator() {
         // Both row placements, whichever the adapter would choose: each has its own code
         // (cooperative tables and a strided element stream, or serial per-thread loops).
         for placement in [RowPlacement::Shared, RowPlacement::PerThread] {
-            let run = lossc::gpu::Dispatch::new(
-                dev,
-                &kernel,
-                &bound,
-                &[1.0],
-                &lossc::gpu::DispatchOptions {
-                    placement,
-                    ..Default::default()
-                },
-            )
-            .and_then(|d| d.run(dev));
+            let run = run_placed(dev, &kernel, &bound, placement);
             compare(&format!("{placement:?}"), run);
         }
         // The generic kernel (as `lossc compile` writes it, sizes read from the
@@ -556,18 +560,7 @@ fn a_table_equal_up_to_renaming_is_built_once_and_read_correctly() {
             let (prepared, _) = prepare(&program, &terms, &data, &vec![]).unwrap();
             let bound: Vec<_> = prepared.iter().map(|p| &p.bound).collect();
             for placement in [RowPlacement::Shared, RowPlacement::PerThread] {
-                let (out, _) = lossc::gpu::Dispatch::new(
-                    dev,
-                    &kernel,
-                    &bound,
-                    &[1.0],
-                    &lossc::gpu::DispatchOptions {
-                        placement,
-                        ..Default::default()
-                    },
-                )
-                .and_then(|d| d.run(dev))
-                .unwrap();
+                let (out, _) = run_placed(dev, &kernel, &bound, placement).unwrap();
                 let want = cpu.losses[0].1.loss;
                 assert!(
                     close(out[0], want),
@@ -696,18 +689,7 @@ fn rows_per_thread_over_the_llvmpipe_budget_suggest_shared_rows() {
         );
     }
     for placement in [RowPlacement::Shared, RowPlacement::Auto] {
-        let (out, _) = lossc::gpu::Dispatch::new(
-            dev,
-            &kernel,
-            &bound,
-            &[1.0],
-            &lossc::gpu::DispatchOptions {
-                placement,
-                ..Default::default()
-            },
-        )
-        .and_then(|d| d.run(dev))
-        .unwrap();
+        let (out, _) = run_placed(dev, &kernel, &bound, placement).unwrap();
         assert!(
             close(out[0], cpu.losses[0].1.loss),
             "{placement:?}: {} vs {}",
