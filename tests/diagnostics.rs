@@ -152,18 +152,24 @@ fn binary_garbage_is_one_located_error() {
     assert!(!rendered.contains("something else"), "{rendered}");
 }
 
-#[test]
-fn two_errors_in_two_blocks_are_reported_together() {
-    let text =
-        std::fs::read_to_string(root().join("tests/bad/two_blocks_two_errors.loss")).unwrap();
-    let sources = [Source::new("two.loss", text)];
+/// The line of each diagnostic of `tests/bad/FILE`, checked on its own, and the
+/// diagnostics rendered.
+fn error_lines(file: &str) -> (Vec<usize>, String) {
+    let text = std::fs::read_to_string(root().join("tests/bad").join(file)).unwrap();
+    let sources = [Source::new(file, text)];
     let checked = lossc::sema::check(&sources);
-    let lines: Vec<usize> = checked
+    let lines = checked
         .diagnostics
         .iter()
         .map(|(_, d)| sources[0].line_col(d.primary.0.start).0)
         .collect();
-    assert_eq!(lines, vec![4, 9], "{}", checked.render(&sources));
+    (lines, checked.render(&sources))
+}
+
+#[test]
+fn two_errors_in_two_blocks_are_reported_together() {
+    let (lines, rendered) = error_lines("two_blocks_two_errors.loss");
+    assert_eq!(lines, vec![4, 9], "{rendered}");
 }
 
 #[test]
@@ -473,14 +479,6 @@ fn names_defined_again_in_another_file_name_that_file() {
 /// One mistake in a let's body used twice is one error, not "2 errors found".
 #[test]
 fn an_error_in_a_let_body_is_reported_once() {
-    let text = std::fs::read_to_string(root().join("tests/bad/let_body_error_reported_once.loss"))
-        .unwrap();
-    let sources = [Source::new("l.loss", text)];
-    let checked = lossc::sema::check(&sources);
-    let lines: Vec<usize> = checked
-        .diagnostics
-        .iter()
-        .map(|(_, d)| sources[0].line_col(d.primary.0.start).0)
-        .collect();
-    assert_eq!(lines, vec![6, 13], "{}", checked.render(&sources));
+    let (lines, rendered) = error_lines("let_body_error_reported_once.loss");
+    assert_eq!(lines, vec![6, 13], "{rendered}");
 }
