@@ -104,3 +104,33 @@ fn a_select_on_an_enum_with_a_reduction_inside_a_reduction() {
     let yes = data.replace("]}}", r#"]}, "m": "yes"}"#);
     agrees(text, "r", &yes, 56.0, 0.0);
 }
+
+/// K = 6 heatmaps of 32 × 24 pixels, x[k, h, w] = k / 100 + ((15485863 · i) mod 1000) /
+/// 1000 at flat position i: row sums that f32 rounds differently in different orders.
+fn heatmaps() -> String {
+    let (k, h, w) = (6u64, 32u64, 24u64);
+    let x: Vec<String> = (0..k * h * w)
+        .map(|i| {
+            let v = (i / (h * w)) as f64 / 100.0 + ((15_485_863 * i) % 1000) as f64 / 1000.0;
+            format!("{v}")
+        })
+        .collect();
+    format!(r#"{{"x": {{"shape": [{k}, {h}, {w}], "data": [{}]}}}}"#, x.join(","))
+}
+
+/// A `let` holding a reduction, used at the same indices in two places, is one value: the
+/// table of heatmap means `l[j]` (a workgroup's shared reduction when rows are shared)
+/// and `l[k]` (one thread's loop, inside the sum over j) once differed in the last bit,
+/// so that `l[j] == l[k]` was false for j = k, and a top-k written by counting ranks
+/// took a third heatmap.
+#[test]
+fn a_let_has_one_value_wherever_it_is_computed() {
+    let data = heatmaps();
+    let text = "loss self_equal {\n    input x : [K, H, W]\n    let l[k] = mean(h, w: x[k, h, w])\n    compute sum(j: select(l[j] == l[k], 1, 0))\n    reduce sum\n}\n";
+    // The six means differ, so each equals itself only: 6.
+    agrees(text, "self_equal", &data, 6.0, 0.0);
+    let text = "loss top2 {\n    input x : [K, H, W]\n    let l[k] = mean(h, w: x[k, h, w])\n    compute select(sum(j: select(l[j] >= l[k], 1, 0)) <= 2, l[k], 0)\n    reduce sum\n}\n";
+    // The means, in f64: 0.5008646, 0.5110104, 0.5185521, 0.5273958, 0.5401458,
+    // 0.5515937; the two largest add to 1.0917396.
+    agrees(text, "top2", &data, 1.091_739_6, 1e-6);
+}

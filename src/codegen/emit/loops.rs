@@ -66,8 +66,23 @@ impl LossEmitter<'_> {
         start: &str,
         strides: &[usize],
     ) -> Vec<Vec<String>> {
+        let (names, out) = self.counter_set(vars, start, strides);
+        for (v, n) in names {
+            self.bind(v, n);
+        }
+        out
+    }
+
+    /// Mutable counters for `vars` starting at the row-major index `start`, not bound:
+    /// their names, and how to advance them by each of `strides`.
+    fn counter_set(
+        &mut self,
+        vars: &[IndexId],
+        start: &str,
+        strides: &[usize],
+    ) -> (Vec<(IndexId, String)>, Vec<Vec<String>>) {
         if vars.is_empty() {
-            return strides.iter().map(|_| vec![]).collect();
+            return (vec![], strides.iter().map(|_| vec![]).collect());
         }
         // Each stride's digits in the mixed radix of the extents, once.
         let mut digits_by: Vec<Vec<String>> = Vec::new();
@@ -98,10 +113,7 @@ impl LossEmitter<'_> {
             advance.push("}".to_string());
             out.push(advance);
         }
-        for (v, n) in names {
-            self.bind(v, n);
-        }
-        out
+        (names, out)
     }
 
     /// Opens one loop per index over its range, binding each; close with [`Self::close`].
@@ -164,6 +176,90 @@ impl LossEmitter<'_> {
             .collect();
         self.w.insert(top, &lets);
         (self.linear, self.lane, self.shared_loads) = outer;
+        self.close();
+    }
+
+    /// A loop over the `count` assignments of `vars` (row-major) taken in the order of a
+    /// workgroup's shared loop ([`super::reduce`]'s cooperative reductions): the values are
+    /// cut into blocks of `width` (4 when the shared loop is four-wide, else 1), block `b`
+    /// belongs to lane `b mod 64`, and the loop walks lane 0's blocks, then lane 1's, and
+    /// so on. `each` writes the code for one value; `lane_end` the lines that close a lane
+    /// (the lane's number in `{lane}`). So one thread folds the values exactly as the 64
+    /// threads of a workgroup fold them, each its lane, and as `lc_tree` combines the
+    /// lanes. As many iterations as blocks; the index counters advance by carries, by
+    /// `64 × width` within a lane and from one lane's first block to the next's.
+    pub(super) fn lane_major(
+        &mut self,
+        vars: &[IndexId],
+        width: usize,
+        count: &str,
+        each: &mut dyn FnMut(&mut Self),
+        lane_end: &dyn Fn(&str) -> Vec<String>,
+    ) {
+        let (lane, block, blocks) = (self.name("lane"), self.name("blk"), self.name("nb"));
+        self.w.line(format!("let {blocks} = {count} / {width};"));
+        self.w.line(format!("var {lane}: i32 = 0;"));
+        self.w.line(format!("var {block}: i32 = 0;"));
+        let jump = width * WORKGROUP - (width - 1);
+        // The first value of the current lane, and of the next one.
+        let (firsts, next) = self.counter_set(vars, "0", &[width]);
+        let firsts: Vec<String> = firsts.into_iter().map(|(_, n)| n).collect();
+        let adv = self.counters_by(vars, "0", &[1, jump]);
+        let p = self.name("p");
+        self.open(format!("for (var {p}: i32 = 0; {p} < {blocks}; {p}++)"));
+        let x4 = self.name("x");
+        self.w.line(format!("let {x4} = {block} * {width};"));
+        let top = self.w.mark();
+        // Only a four-wide body shares vec4 loads (declared at its top once it is written).
+        let loads = (width == 4).then(|| (self.depth(), Vec::new()));
+        let outer = (
+            self.linear.take(),
+            self.lane.take(),
+            std::mem::replace(&mut self.shared_loads, loads),
+        );
+        for u in 0..width {
+            self.open("");
+            self.linear = Some((vars.to_vec(), format!("({x4} + {u})")));
+            if width == 4 {
+                self.lane = Some((x4.clone(), u));
+            }
+            each(self);
+            self.lane = None;
+            self.linear = None;
+            self.close();
+            if u + 1 < width {
+                for line in &adv[0] {
+                    self.w.line(line);
+                }
+            }
+        }
+        let loads = self.shared_loads.take().map(|(_, l)| l).unwrap_or_default();
+        let lets: Vec<String> = loads
+            .iter()
+            .map(|l| format!("let {} = {}; {}", l.name, l.load, l.comment))
+            .collect();
+        self.w.insert(top, &lets);
+        (self.linear, self.lane, self.shared_loads) = outer;
+        self.w.line(format!("{block} = {block} + {WORKGROUP};"));
+        self.open(format!("if ({block} < {blocks})"));
+        for line in &adv[1] {
+            self.w.line(line);
+        }
+        self.close();
+        self.open("else");
+        for line in lane_end(&lane) {
+            self.w.line(line);
+        }
+        self.w.line(format!("{lane} = {lane} + 1;"));
+        self.w.line(format!("{block} = {lane};"));
+        for line in &next[0] {
+            self.w.line(line);
+        }
+        for (v, first) in vars.iter().zip(&firsts) {
+            let running = self.var(*v);
+            self.w.line(format!("{running} = {first};"));
+        }
+        self.close();
         self.close();
     }
 

@@ -54,7 +54,7 @@ impl LossEmitter<'_> {
             "var {acc}: {} = {init}; {comment}",
             if is_bool { "bool" } else { "f32" }
         ));
-        let step = |b: String| match kind {
+        let step = |acc: &str, b: String| match kind {
             ReduceFn::Sum | ReduceFn::Mean => format!("{acc} = {acc} + {b};"),
             ReduceFn::Norm => format!("{acc} = {acc} + {b} * {b};"),
             ReduceFn::Max => format!("{acc} = lc_max({acc}, {b});"),
@@ -63,24 +63,64 @@ impl LossEmitter<'_> {
             ReduceFn::Any => format!("{acc} = {acc} || {b};"),
             ReduceFn::Median => unreachable!("handled above"),
         };
-        if self.known_multiple_of_4(bound) {
-            // Four consecutive values per iteration, in the same order as one at a time:
-            // contiguous reads load a vec4 each.
-            self.open("");
-            let (x4, xn) = (self.name("x"), self.count(bound));
-            self.four_wide(bound, &x4, "0", &xn, false, &mut |e: &mut Self| {
-                let b = e.val(body);
-                e.w.line(step(b));
-            });
-            self.close();
-        } else {
-            let opened = bound.len();
-            self.open_loops(bound);
-            let b = self.val(body);
-            self.w.line(step(b));
-            for _ in 0..opened {
+        let wide = self.known_multiple_of_4(bound);
+        if is_bool {
+            // A truth value is exact in any order: one value at a time (four per
+            // iteration when the count allows, for the vec4 loads).
+            if wide {
+                self.open("");
+                let (x4, xn) = (self.name("x"), self.count(bound));
+                self.four_wide(bound, &x4, "0", &xn, false, &mut |e: &mut Self| {
+                    let b = e.val(body);
+                    e.w.line(step(&acc, b));
+                });
                 self.close();
+            } else {
+                let opened = bound.len();
+                self.open_loops(bound);
+                let b = self.val(body);
+                self.w.line(step(&acc, b));
+                for _ in 0..opened {
+                    self.close();
+                }
             }
+        } else {
+            // A number is folded in the order a workgroup's cooperative reduction folds
+            // the same values (each lane its values, then lc_tree's groups of 8 lanes),
+            // so that a reduction has one value wherever it is computed: by one thread
+            // here, or by a workgroup into a hoisted table.
+            let combine = |a: &str, b: &str| match kind {
+                ReduceFn::Max => format!("{a} = lc_max({a}, {b});"),
+                ReduceFn::Min => format!("{a} = lc_min({a}, {b});"),
+                _ => format!("{a} = {a} + {b};"),
+            };
+            self.open("");
+            let (group, lane) = (self.name("grp"), self.name("lacc"));
+            self.w.line(format!("var {group}: f32 = {init};"));
+            self.w.line(format!("var {lane}: f32 = {init};"));
+            let xn = self.count(bound);
+            let lane_end = |l: &str| {
+                vec![
+                    combine(&group, &lane),
+                    format!("{lane} = {init};"),
+                    format!(
+                        "if ({l} % 8 == 7) {{ {} {group} = {init}; }}",
+                        combine(&acc, &group)
+                    ),
+                ]
+            };
+            self.lane_major(
+                bound,
+                if wide { 4 } else { 1 },
+                &xn,
+                &mut |e: &mut Self| {
+                    let b = e.val(body);
+                    e.w.line(step(&lane, b));
+                },
+                &lane_end,
+            );
+            self.w.line(combine(&acc, &group));
+            self.close();
         }
         let result = match kind {
             ReduceFn::Mean => {
