@@ -92,7 +92,7 @@ pub const BINDINGS: [Binding; 6] = [
         access: Access::ReadWrite,
         element: "atomic<u32>",
         holds: Holds::Sync,
-        role: "[0] finished-workgroup counter, [1] error word, then (sum bits, count) per work item; initialise to 0, 0, then 0xffffffff; the kernel restores the counter and the slots itself, the host zeroes the error word before each dispatch",
+        role: "[0] finished-workgroup counter, [1] error word, then (sum bits, count) per work item, then one word per site (see `sites`); initialise to 0, 0, then 0xffffffff per item slot, then 0 per site; the kernel restores the counter and the item slots itself, the host zeroes the error word and the site words before each dispatch",
         note: None,
     },
     Binding {

@@ -38,6 +38,36 @@ pub enum CompileError {
     Internal(#[from] InternalError),
 }
 
+/// A read the kernel checks as it runs: one axis of a read through a gather
+/// ([`crate::ir::sites::CheckedRead`]), in a loss of the kernel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Site {
+    /// The loss's position in the kernel.
+    pub loss: usize,
+    /// The loss's name.
+    pub loss_name: String,
+    /// The input or param read, by position in the loss.
+    pub tensor: crate::ir::Tensor,
+    /// Its name.
+    pub tensor_name: String,
+    /// The axis checked.
+    pub axis: usize,
+    /// The read's subscripts in source form.
+    pub subscript: String,
+    /// `file:line:col` of the read.
+    pub at: String,
+}
+
+impl std::fmt::Display for Site {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "loss `{}`: axis {} of `{}[{}]` at {}",
+            self.loss_name, self.axis, self.tensor_name, self.subscript, self.at
+        )
+    }
+}
+
 /// A compiled, validated kernel for a factory (or a single loss).
 pub struct Kernel {
     /// Its name (the factory's, or the loss's).
@@ -46,8 +76,10 @@ pub struct Kernel {
     pub wgsl: String,
     /// Its parameter slots.
     pub layout: Layout,
-    /// Bounds-checked read sites, by number (1-based), for error messages.
-    pub sites: Vec<String>,
+    /// The reads checked as they run (subscripts through gathers), by the number the
+    /// error word reports (1-based): the last read of the last loss first, so that the
+    /// highest number failed is the first failed read in the factory's order.
+    pub sites: Vec<Site>,
     /// The losses, in factory order, with whether each is annealed.
     pub terms: Vec<FactoryTerm>,
     /// Each loss's schedule.
@@ -66,7 +98,6 @@ impl Kernel {
         let specialising = emit::Specialising {
             values,
             layout: &self.layout,
-            sites: &self.sites,
         };
         let generated = emit::generate(&self.name, &pairs, Some(specialising))?;
         // The emitter keeps the generic kernel's slots and sites, and reports (with the

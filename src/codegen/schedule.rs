@@ -37,6 +37,11 @@ pub struct Hoisted {
     /// one is not built, its reads read that table, and `table_vars` are in the order
     /// of that table's.
     pub same_as: Option<usize>,
+    /// Whether computing it may make a checked read (a read through a gather): then a
+    /// failed read is not raised while the table is built but kept with the entry (its
+    /// table holds four values per entry: the value, the site's code, and the index's
+    /// high and low 16 bits), and raised where the entry is read.
+    pub checks: bool,
 }
 
 /// How one loss is laid out in the kernel.
@@ -124,6 +129,7 @@ pub fn schedule(ir: &LossIr) -> LossSchedule {
             .copied()
             .filter(|v| !row.contains(v))
             .collect();
+        let checks = ir.checks_at_run_time(n);
         let earlier = shapes
             .iter()
             .position(|(s, _)| *s == shape)
@@ -142,11 +148,13 @@ pub fn schedule(ir: &LossIr) -> LossSchedule {
                         node: n,
                         table_vars,
                         same_as: Some(k),
+                        checks,
                     },
                     None => Hoisted {
                         node: n,
                         table_vars,
                         same_as: None,
+                        checks,
                     },
                 }
             }
@@ -154,6 +162,7 @@ pub fn schedule(ir: &LossIr) -> LossSchedule {
                 node: n,
                 table_vars,
                 same_as: None,
+                checks,
             },
         };
         hoisted.push(h);

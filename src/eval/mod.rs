@@ -3,7 +3,16 @@
 //! determinism first: element-wise nodes are evaluated per element, each reduction node
 //! is materialised once as a dense table over its free indices (inner reductions first),
 //! and every sum is a pairwise sum in f32 in row-major order of its indices.
+//!
+//! A read happens only where its value is needed: a `select` evaluates the branch it
+//! takes, a dropped or zeroed element is not computed, and a reduction's entry is read
+//! only where something needed reads it. So a read through a gather that leaves its axis
+//! is an error only there: it is noted (the read goes on at index 0, as on the GPU), an
+//! entry keeps the failures made while computing it until it is read, and the loss fails
+//! at the end with the first failed read in [`LossIr::checked_reads`]' order (and the
+//! largest index that read took), the one the GPU reports too.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 
 use petgraph::algo::toposort;
@@ -14,7 +23,7 @@ use crate::bind::{Bound, LossValue, OutOfRange};
 use crate::ice::InternalError;
 use crate::ir::{
     IndexExpr, IndexId, IndexTerm, LossIr, MaskMode, Op, ReduceFn, ReduceMode, Tensor, TiSlice,
-    TiVec, operands, scalar,
+    TiVec, operands, scalar, sites::CheckedRead,
 };
 
 /// An error while evaluating.
@@ -72,6 +81,29 @@ struct Table {
     vars: Vec<IndexId>,
     strides: Vec<usize>,
     data: Vec<f32>,
+    /// The failed reads made while computing an entry, by entry: noted when it is read.
+    faults: HashMap<usize, Fault>,
+}
+
+/// A failed checked read: its position in [`LossIr::checked_reads`] and the index it took.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Fault {
+    site: usize,
+    index: i64,
+}
+
+impl Fault {
+    /// The one of two failures that is reported: the earlier site, then the larger index.
+    fn first(a: Option<Fault>, b: Fault) -> Fault {
+        match a {
+            Some(a)
+                if (a.site, std::cmp::Reverse(a.index)) <= (b.site, std::cmp::Reverse(b.index)) =>
+            {
+                a
+            }
+            _ => b,
+        }
+    }
 }
 
 struct Evaluator<'a, 'b> {
@@ -83,6 +115,11 @@ struct Evaluator<'a, 'b> {
     /// The dimension sizes, in the form polynomials evaluate against (built once, not
     /// per subscript).
     dims: Vec<Option<i64>>,
+    /// The reads checked as they are made, in the order failures are reported in.
+    sites: Vec<CheckedRead>,
+    /// The failure to report, of the reads made so far (of the entry being computed,
+    /// while a reduction is materialised).
+    fault: Cell<Option<Fault>>,
 }
 
 /// Evaluates a bound loss.
@@ -100,6 +137,8 @@ pub fn evaluate(b: &Bound) -> Result<LossValue, EvalError> {
         args,
         tables: HashMap::new(),
         dims: b.dims.iter().copied().map(Some).collect(),
+        sites: ir.checked_reads(),
+        fault: Cell::new(None),
     };
     let mut env: TiVec<IndexId, i64> = ir.indices.iter().map(|_| 0).collect();
     // One value per element of the domain is kept for the final sum.
@@ -164,6 +203,9 @@ pub fn evaluate(b: &Bound) -> Result<LossValue, EvalError> {
         }
     };
     let weight = ev.eval(ir.weight, &mut env)?;
+    if let Some(f) = ev.fault.get() {
+        return Err(ev.out_of_range(f).into());
+    }
     Ok(LossValue { loss, weight })
 }
 
@@ -249,9 +291,11 @@ impl Evaluator<'_, '_> {
             strides[i] = strides[i + 1] * extents[i + 1];
         }
         let mut data = Vec::with_capacity(total);
+        let mut faults = HashMap::new();
         let body = self.args[&n][0];
         let mut err = None;
         let mut items = Vec::new();
+        let outer = self.fault.take();
         for_each(&vars, &self.b.ranges, env, &mut |env| {
             if err.is_some() {
                 data.push(f32::NAN);
@@ -267,8 +311,13 @@ impl Evaluator<'_, '_> {
                     Err(e) => err = Some(*e),
                 },
             );
+            // The entry's failed reads wait until something needed reads the entry.
+            if let Some(f) = self.fault.take() {
+                faults.insert(data.len(), f);
+            }
             data.push(reduce(*kind, &mut items));
         });
+        self.fault.set(outer);
         if let Some(e) = err {
             return Err(e);
         }
@@ -280,6 +329,7 @@ impl Evaluator<'_, '_> {
             vars,
             strides,
             data,
+            faults,
         })
     }
 
@@ -289,18 +339,18 @@ impl Evaluator<'_, '_> {
         Ok(match &node.op {
             Op::Const(bits) => f32::from_bits(*bits),
             Op::BoolConst(b) => scalar::from_bool(*b),
-            Op::Read(t, idx) => self.read(*t, idx, env)?,
-            Op::IndexValue(e) => self.index(e, env)? as f32,
+            Op::Read(t, idx) => self.read(*t, idx, env, n)?,
+            Op::IndexValue(e) => self.index(e, env, n)? as f32,
             Op::EnumIs(p, v) => scalar::from_bool(self.b.enums[*p].as_deref() == Some(v.as_str())),
             Op::Unary(f) => scalar::unary(*f, self.eval(args[0], env)?),
             Op::Binary(f) => {
                 let a = self.eval(args[0], env)?;
                 scalar::binary(*f, a, self.eval(args[1], env)?)
             }
+            // Only the branch taken is evaluated: the other reads nothing.
             Op::Select => {
                 let c = self.eval(args[0], env)?;
-                let (a, b) = (self.eval(args[1], env)?, self.eval(args[2], env)?);
-                if c != 0.0 { a } else { b }
+                self.eval(if c != 0.0 { args[1] } else { args[2] }, env)?
             }
             Op::Clamp => {
                 let x = self.eval(args[0], env)?;
@@ -312,23 +362,70 @@ impl Evaluator<'_, '_> {
                 for (v, s) in t.vars.iter().zip(&t.strides) {
                     at += (env[*v] - self.b.ranges[*v].0) as usize * s;
                 }
+                if let Some(f) = t.faults.get(&at) {
+                    self.note(*f);
+                }
                 t.data[at]
             }
         })
     }
 
-    fn index(&self, e: &IndexExpr, env: &TiSlice<IndexId, i64>) -> Result<i64, Failed> {
+    /// Notes a failed read.
+    fn note(&self, f: Fault) {
+        self.fault.set(Some(Fault::first(self.fault.get(), f)));
+    }
+
+    /// The error for a failed read.
+    fn out_of_range(&self, f: Fault) -> OutOfRange {
+        let site = &self.sites[f.site];
+        let (name, shape) = match site.tensor {
+            Tensor::Input(i) => (
+                &self.ir.inputs[i].name,
+                self.b.inputs[i].as_ref().map(|d| d.shape.clone()),
+            ),
+            Tensor::Param(p) => (
+                &self.ir.params[p].name,
+                Some(self.b.params[p].shape.clone()),
+            ),
+        };
+        OutOfRange {
+            loss: self.ir.name.clone(),
+            index: f.index,
+            axis: site.axis,
+            tensor: name.clone(),
+            size: shape.and_then(|s| s.get(site.axis).copied()).unwrap_or(0),
+            subscript: self.ir.show_subscripts(&site.subscripts),
+            at: Some(self.ir.origin.locate(self.ir.graph[site.node].span)),
+        }
+    }
+
+    /// The value of a subscript; `node` is the node being evaluated (the read whose
+    /// subscript it is), which names the gathers' checked reads.
+    fn index(
+        &self,
+        e: &IndexExpr,
+        env: &TiSlice<IndexId, i64>,
+        node: NodeIndex,
+    ) -> Result<i64, Failed> {
         // Saturating: a gathered value like 1e30 must end as an out-of-range error, not
         // as an overflow.
         let mut v = e.offset.eval_saturating(&self.dims).unwrap_or(0);
+        let i32s = |x: i64| x.clamp(i32::MIN.into(), i32::MAX.into());
+        let mut through_gather = false;
         for (c, t) in &e.terms {
             let x = match t {
                 IndexTerm::Var(x) => env[*x],
-                IndexTerm::Gather(p, idx) => self.read(Tensor::Param(*p), idx, env)? as i64,
+                // A gathered value is whole; saturated at i32's bounds, as on the GPU.
+                IndexTerm::Gather(p, idx) => {
+                    through_gather = true;
+                    i32s(self.read(Tensor::Param(*p), idx, env, node)? as i64)
+                }
             };
             v = v.saturating_add(c.saturating_mul(x));
         }
-        Ok(v)
+        // A subscript through a gather saturates at i32's bounds, as the GPU computes it
+        // (the binder checks the others over their whole ranges, so they are in range).
+        Ok(if through_gather { i32s(v) } else { v })
     }
 
     fn read(
@@ -336,6 +433,7 @@ impl Evaluator<'_, '_> {
         t: Tensor,
         idx: &[IndexExpr],
         env: &TiSlice<IndexId, i64>,
+        node: NodeIndex,
     ) -> Result<f32, Failed> {
         let data = match t {
             Tensor::Input(i) => self.b.inputs[i].as_ref().ok_or_else(|| {
@@ -356,26 +454,28 @@ impl Evaluator<'_, '_> {
         }
         let mut at = 0usize;
         for (axis, (e, n)) in idx.iter().zip(&data.shape).enumerate() {
-            let i = self.index(e, env)?;
+            let mut i = self.index(e, env, node)?;
             if i < 0 || i >= *n as i64 {
-                let name = match t {
-                    Tensor::Input(i) => &self.ir.inputs[i].name,
-                    Tensor::Param(p) => &self.ir.params[p].name,
+                // Only a gathered subscript can leave its axis here (the binder checks
+                // the others over their whole ranges); the read goes on at index 0.
+                let Some(site) = LossIr::site_of(&self.sites, node, t, idx, axis) else {
+                    return Err(EvalError::from(InternalError::in_loss(
+                        &self.ir.name,
+                        Some(self.ir.origin.locate(self.ir.graph[node].span)),
+                        format!(
+                            "`{}` leaves axis {axis} unchecked",
+                            self.ir.show_subscripts(idx)
+                        ),
+                    ))
+                    .into());
                 };
-                return Err(EvalError::from(OutOfRange {
-                    loss: self.ir.name.clone(),
-                    index: i,
-                    axis,
-                    tensor: name.clone(),
-                    size: *n,
-                    subscript: self.ir.show_subscripts(idx),
-                    at: None,
-                })
-                .into());
+                self.note(Fault { site, index: i });
+                i = 0;
             }
             at = at * n + i as usize;
         }
-        Ok(data.data[at])
+        // An axis of size 0 has no index 0.
+        Ok(data.data.get(at).copied().unwrap_or(0.0))
     }
 }
 

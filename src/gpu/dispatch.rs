@@ -10,12 +10,12 @@ use super::device::{Pipeline, bind_group};
 use super::pack::{check_arena_fits, fill_parameter_block, pack_arena};
 use super::plan::{self, Adapter, Plan, RowPlacement};
 use super::{Gpu, GpuError};
-use crate::bind::Bound;
-use crate::codegen::Kernel;
+use crate::bind::{Bound, OutOfRange};
 use crate::codegen::bindings::{BINDINGS, Holds};
 use crate::codegen::emit::{TIMEOUT_CODE, WORKGROUP};
+use crate::codegen::{Kernel, Site};
 use crate::ice::InternalError;
-use crate::ir::LossIr;
+use crate::ir::{LossIr, Tensor};
 
 /// Which text of the kernel a dispatch runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -56,7 +56,10 @@ pub struct Dispatch {
     copies: Vec<(wgpu::Buffer, u64, u64)>,
     workgroups: u32,
     n_losses: usize,
-    sites: Vec<String>,
+    /// The checked reads by error code, each with its axis's size in the bound data.
+    sites: Vec<(Site, usize)>,
+    /// Where the sites' words start in `sync`, in words.
+    site_words: u64,
     wgsl: String,
 }
 
@@ -128,12 +131,15 @@ impl Dispatch {
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
-        // The arrival counter, the error word, then each work item's two slots, empty.
+        // The arrival counter, the error word, each work item's two slots, empty, then
+        // one word per checked read (the largest index it failed with).
         let mut sync_init = vec![0u32; 2];
         sync_init.extend(std::iter::repeat_n(
             0xffff_ffffu32,
             (2 * work.total_items) as usize,
         ));
+        let site_words = sync_init.len() as u64;
+        sync_init.extend(std::iter::repeat_n(0u32, kernel.sites.len()));
         let sync = d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("lossc sync"),
             contents: &le_bytes(sync_init.iter().map(|x| x.to_le_bytes())),
@@ -151,7 +157,7 @@ impl Dispatch {
         });
         let staging = d.create_buffer(&wgpu::BufferDescriptor {
             label: Some("lossc staging"),
-            size: out_bytes + 4,
+            size: out_bytes + 4 + 4 * kernel.sites.len() as u64,
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
@@ -175,7 +181,12 @@ impl Dispatch {
             copies,
             workgroups: work.workgroups as u32,
             n_losses,
-            sites: kernel.sites.clone(),
+            sites: kernel
+                .sites
+                .iter()
+                .map(|s| (s.clone(), axis_size(bound, s)))
+                .collect(),
+            site_words,
             wgsl,
         })
     }
@@ -195,6 +206,11 @@ impl Dispatch {
     /// Returns the values and the number of dispatches recorded.
     pub fn run(&self, gpu: &Gpu) -> Result<(Vec<f32>, u32), GpuError> {
         gpu.queue.write_buffer(&self.sync, 4, &0u32.to_le_bytes());
+        if !self.sites.is_empty() {
+            let zeros = vec![0u8; 4 * self.sites.len()];
+            gpu.queue
+                .write_buffer(&self.sync, 4 * self.site_words, &zeros);
+        }
         let mut enc = gpu
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
@@ -217,23 +233,60 @@ impl Dispatch {
         let out_bytes = (4 * (3 * self.n_losses + 1)) as u64;
         enc.copy_buffer_to_buffer(&self.out, 0, &self.staging, 0, None);
         enc.copy_buffer_to_buffer(&self.sync, 4, &self.staging, out_bytes, Some(4));
+        if !self.sites.is_empty() {
+            let bytes = 4 * self.sites.len() as u64;
+            enc.copy_buffer_to_buffer(
+                &self.sync,
+                4 * self.site_words,
+                &self.staging,
+                out_bytes + 4,
+                Some(bytes),
+            );
+        }
         gpu.queue.submit([enc.finish()]);
         let mut out = read_back(gpu, &self.staging)?;
-        let code = out.pop().map_or(0, |x| x.to_bits());
+        let words: Vec<u32> = out
+            .split_off(3 * self.n_losses + 1)
+            .iter()
+            .map(|x| x.to_bits())
+            .collect();
+        let code = words.first().copied().unwrap_or(0);
         if code == TIMEOUT_CODE {
             return Err(GpuError::Timeout);
         }
         if code != 0 {
-            let site = self
-                .sites
-                .get(code as usize - 1)
-                .cloned()
-                .unwrap_or_else(|| format!("site {code}"));
-            return Err(GpuError::OutOfRange { site });
+            let k = code as usize - 1;
+            let Some((site, size)) = self.sites.get(k) else {
+                return Err(InternalError::new(format!(
+                    "the kernel reports a failed read with code {code}, which names no read"
+                ))
+                .into());
+            };
+            // The index, stored with its sign bit flipped.
+            let index = (words.get(1 + k).copied().unwrap_or(0) ^ 0x8000_0000) as i32;
+            return Err(GpuError::OutOfRange(Box::new(OutOfRange {
+                loss: site.loss_name.clone(),
+                index: index.into(),
+                axis: site.axis,
+                tensor: site.tensor_name.clone(),
+                size: *size,
+                subscript: site.subscript.clone(),
+                at: Some(site.at.clone()),
+            })));
         }
         debug_assert_eq!(out.len(), 3 * self.n_losses + 1);
         Ok((out, dispatches))
     }
+}
+
+/// The size of the axis a checked read checks, in the bound data.
+fn axis_size(bound: &[&Bound], s: &Site) -> usize {
+    let Some(b) = bound.get(s.loss) else { return 0 };
+    let shape = match s.tensor {
+        Tensor::Input(i) => b.inputs.get(i).and_then(|d| d.as_ref()).map(|d| &d.shape),
+        Tensor::Param(p) => b.params.get(p).map(|d| &d.shape),
+    };
+    shape.and_then(|s2| s2.get(s.axis)).copied().unwrap_or(0)
 }
 
 fn le_bytes<const N: usize>(words: impl Iterator<Item = [u8; N]>) -> Vec<u8> {

@@ -5,6 +5,7 @@
 
 use thiserror::Error;
 
+use crate::bind::OutOfRange;
 use crate::ice::InternalError;
 
 /// A dispatch that cannot be laid out on this adapter.
@@ -79,9 +80,10 @@ pub enum GpuError {
     /// A parameter-block value past the kernel's 32-bit slots.
     #[error("a size does not fit the kernel's 32-bit indices: {0}")]
     SlotOverflow(i64),
-    /// A read through a gather left its axis: names the read site.
-    #[error("index out of range in {site}")]
-    OutOfRange { site: String },
+    /// A read through a gather left its axis, where its value was needed: the first such
+    /// read in the factory's order, as the CPU evaluator reports it.
+    #[error(transparent)]
+    OutOfRange(Box<OutOfRange>),
     /// Some workgroup's partial results never arrived.
     #[error(
         "the kernel's partial results never arrived (a GPU scheduling problem); rerun with --backend cpu"

@@ -84,7 +84,9 @@ pub fn plan(
         for h in &s.hoisted {
             offs.push(at);
             if h.same_as.is_none() {
-                at += product(h.table_vars.iter().map(|v| extent(b.ranges[*v])))?;
+                // A table that reads through a gather keeps each entry's failed read too.
+                let per_entry = if h.checks { 4 } else { 1 };
+                at += per_entry * product(h.table_vars.iter().map(|v| extent(b.ranges[*v])))?;
             }
         }
         offs.push(at);

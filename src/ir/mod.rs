@@ -11,6 +11,7 @@ pub mod ids;
 pub mod passes;
 pub mod poly;
 pub mod scalar;
+pub mod sites;
 pub mod verify;
 
 use std::fmt;

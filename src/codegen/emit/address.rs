@@ -6,21 +6,36 @@ use petgraph::stable_graph::NodeIndex;
 
 use super::{LossEmitter, SharedLoad};
 use crate::codegen::layout::{Layout, Slot};
-use crate::ir::{IndexExpr, IndexTerm, Op, Poly, Tensor, Ty};
+use crate::ir::sites::gathered;
+use crate::ir::{IndexExpr, IndexTerm, LossIr, Poly, Tensor, Ty};
 
 impl LossEmitter<'_> {
     pub(super) fn poly(&mut self, p: &Poly) -> String {
+        self.poly_as(p, false)
+    }
+
+    /// A polynomial of dimensions as i32, or `as_f32` as f32 (the shadow of a gathered
+    /// subscript, see [`Self::index`]).
+    fn poly_as(&mut self, p: &Poly, as_f32: bool) -> String {
         let mut parts = Vec::new();
         for (mono, c) in &p.terms {
             let mut f: Vec<String> = mono
                 .iter()
                 .map(|d| {
                     let dim = self.ir.dims[*d].name.clone();
-                    self.m(Slot::Dim { loss: self.li, dim })
+                    let x = self.m(Slot::Dim { loss: self.li, dim });
+                    if as_f32 { format!("f32({x})") } else { x }
                 })
                 .collect();
             if *c != 1 || f.is_empty() {
-                f.insert(0, format!("{c}"));
+                f.insert(
+                    0,
+                    if as_f32 {
+                        format!("{c}.0f")
+                    } else {
+                        format!("{c}")
+                    },
+                );
             }
             parts.push(f.join(" * "));
         }
@@ -31,24 +46,47 @@ impl LossEmitter<'_> {
         }
     }
 
+    /// A subscript as i32. One through a gather is computed as the CPU evaluator does,
+    /// in whole numbers saturated at i32's bounds (`lc_idx` for a gathered value,
+    /// `lc_exact` for the sum): 32-bit arithmetic would wrap a huge gathered value into
+    /// range and read silently, and would report another index than the CPU. The sum is
+    /// also computed in f32 beside it, and where the two differ by more than f32's
+    /// rounding can, the i32 wrapped, and the result is the bound on that side.
     pub(super) fn index(&mut self, e: &IndexExpr) -> String {
+        let through_gather = gathered(e);
         let mut parts = Vec::new();
+        let mut shadow = Vec::new();
         if !e.offset.terms.is_empty() {
             parts.push(self.poly(&e.offset));
+            if through_gather {
+                shadow.push(self.poly_as(&e.offset, true));
+            }
         }
         for (c, t) in &e.terms {
-            let x = match t {
-                IndexTerm::Var(v) => self.var(*v),
+            let (x, f) = match t {
+                IndexTerm::Var(v) => {
+                    let x = self.var(*v);
+                    let f = format!("f32({x})");
+                    (x, f)
+                }
                 IndexTerm::Gather(p, idx) => {
-                    format!("i32({})", self.read(Tensor::Param(*p), idx, None))
+                    let g = self.read(Tensor::Param(*p), idx, None);
+                    let name = self.name("g");
+                    self.w.line(format!("let {name} = {g};"));
+                    (format!("lc_idx({name})"), name)
                 }
             };
             parts.push(if *c == 1 { x } else { format!("{c} * {x}") });
+            shadow.push(if *c == 1 { f } else { format!("{c}.0f * {f}") });
         }
         if parts.is_empty() {
-            "0".into()
+            return "0".into();
+        }
+        let sum = format!("({})", parts.join(" + "));
+        if through_gather {
+            format!("lc_exact({sum}, {})", shadow.join(" + "))
         } else {
-            format!("({})", parts.join(" + "))
+            sum
         }
     }
 
@@ -68,39 +106,9 @@ impl LossEmitter<'_> {
         }
         // Affine subscripts are checked against the shapes once, on the host, before the
         // dispatch (runtime::bind); only subscripts through gathers are checked here.
-        let gathers = idx.iter().any(|e| {
-            e.terms
-                .iter()
-                .any(|(_, t)| matches!(t, IndexTerm::Gather(..)))
-        });
-        let site = if gathers {
-            let shown: Vec<String> = idx.iter().map(|e| self.ir.show_index(e)).collect();
-            let place = at
-                .map(|n| self.ir.origin.locate(self.ir.graph[n].span))
-                .unwrap_or_else(|| self.ir.origin.locate(self.ir.span));
-            // One number per read site, however often (four-wide loops, muted branches)
-            // its code is written, so that generic and specialised kernels agree.
-            let site = format!(
-                "loss `{}`: `{name}[{}]` at {place}",
-                self.ir.name,
-                shown.join(", ")
-            );
-            match self.sites.iter().position(|s| *s == site) {
-                Some(i) => i + 1,
-                None if self.frozen => {
-                    self.fail(format!(
-                        "the specialised kernel reads {site}, a site the generic kernel does not have"
-                    ));
-                    0
-                }
-                None => {
-                    self.sites.push(site);
-                    self.sites.len()
-                }
-            }
-        } else {
-            0
-        };
+        let gathers = idx.iter().any(gathered);
+        // The node this read belongs to: the read, or the read whose subscript gathers.
+        let node = at.or(self.at);
         let shapes: Vec<String> = (0..idx.len())
             .map(|axis| {
                 self.m(Slot::Shape {
@@ -116,12 +124,20 @@ impl LossEmitter<'_> {
         for (axis, e) in idx.iter().enumerate().take(lead) {
             let i = self.index(e);
             let n = shapes[axis].clone();
-            let gathered = e
-                .terms
-                .iter()
-                .any(|(_, t)| matches!(t, IndexTerm::Gather(..)));
+            let gathered = gathered(e);
             let checked = if gathered {
-                format!("lc_chk({i}, {n}, {site}u)")
+                let code = node
+                    .and_then(|node| LossIr::site_of(&self.checked, node, t, idx, axis))
+                    .map(|k| self.codes[k]);
+                let Some(code) = code else {
+                    self.fail(format!(
+                        "`{name}[{}]` is read through a gather, but is not a checked read",
+                        self.ir.show_subscripts(idx)
+                    ));
+                    return "0.0f".into();
+                };
+                let check = if self.quiet { "lc_chkq" } else { "lc_chk" };
+                format!("{check}({i}, {n}, {code}u)")
             } else {
                 i
             };
@@ -293,29 +309,28 @@ impl LossEmitter<'_> {
             table: k,
         });
         let raw = format!("lc_scratch[{} + {off} + {lin}]", self.slice);
+        if self.sched.hoisted[k].checks {
+            // The entry's failed read, stored after the values (code, then the index's
+            // high and low 16 bits): raised here, where the entry's value is needed.
+            let entries = self.count(&vars);
+            let part = |j: usize| {
+                format!(
+                    "u32(lc_scratch[{} + {off} + {j} * {entries} + {lin}])",
+                    self.slice
+                )
+            };
+            let call = if self.quiet { "lc_note" } else { "lc_raise" };
+            self.w.line(format!(
+                "{call}({}, ({} << 16u) | {});",
+                part(1),
+                part(2),
+                part(3)
+            ));
+        }
         if self.ir.graph[n].ty == Ty::Bool {
             format!("({raw} != 0.0)")
         } else {
             raw
         }
-    }
-
-    /// Whether evaluating `n` reads anything through a gather (whose index is data, and
-    /// checked as it is read).
-    pub(super) fn reads_through_gather(&self, n: NodeIndex) -> bool {
-        use petgraph::visit::{Dfs, Reversed, Walker};
-        let rev = Reversed(&self.ir.graph);
-        let gathered = |e: &IndexExpr| {
-            e.terms
-                .iter()
-                .any(|(_, t)| matches!(t, IndexTerm::Gather(..)))
-        };
-        Dfs::new(rev, n)
-            .iter(rev)
-            .any(|m| match &self.ir.graph[m].op {
-                Op::Read(_, idx) => idx.iter().any(gathered),
-                Op::IndexValue(e) => gathered(e),
-                _ => false,
-            })
     }
 }

@@ -87,6 +87,28 @@ impl LossEmitter<'_> {
                     return self.val(args[2]);
                 }
                 let c = self.val(args[0]);
+                if self.ir.checks_at_run_time(args[1]) || self.ir.checks_at_run_time(args[2]) {
+                    // A branch that reads through a gather: only the branch taken runs,
+                    // so that the other reads nothing (and fails no check).
+                    let name = self.name("v");
+                    let ty = match node.ty {
+                        crate::ir::Ty::Bool => "bool",
+                        crate::ir::Ty::Num => "f32",
+                    };
+                    let comment = self.comment(n);
+                    self.w.line(format!("var {name}: {ty}; {comment}"));
+                    self.open(format!("if ({c})"));
+                    let a = self.val(args[1]);
+                    self.w.line(format!("{name} = {a};"));
+                    self.close();
+                    self.open("else");
+                    let b = self.val(args[2]);
+                    self.w.line(format!("{name} = {b};"));
+                    self.close();
+                    let d = self.depth();
+                    self.cache[d].insert(n, name.clone());
+                    return name;
+                }
                 let a = self.val(args[1]);
                 let b = self.val(args[2]);
                 format!("select({b}, {a}, {c})")

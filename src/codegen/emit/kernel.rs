@@ -73,7 +73,13 @@ impl LossEmitter<'_> {
             let t = self.name("t");
             self.open(format!("for (var {t}: i32 = 0; {t} < {size}; {t}++)"));
             self.decompose(&h.table_vars, &t);
+            if h.checks {
+                self.w.line("lc_fault = 0u;");
+                self.w.line("lc_fault_at = 0u;");
+            }
+            self.quiet = h.checks;
             let r = self.inline_reduce(h.node);
+            self.quiet = false;
             let r = if node.ty == Ty::Bool {
                 format!("select(0.0f, 1.0f, {r})")
             } else {
@@ -81,6 +87,21 @@ impl LossEmitter<'_> {
             };
             self.w
                 .line(format!("lc_scratch[tslice + {off} + {t}] = {r};"));
+            if h.checks {
+                for (j, part) in [
+                    "f32(lc_fault)",
+                    "f32(lc_fault_at >> 16u)",
+                    "f32(lc_fault_at & 0xffffu)",
+                ]
+                .iter()
+                .enumerate()
+                {
+                    self.w.line(format!(
+                        "lc_scratch[tslice + {off} + {} * {size} + {t}] = {part};",
+                        j + 1
+                    ));
+                }
+            }
             self.close();
             self.close();
         }
@@ -170,7 +191,7 @@ impl LossEmitter<'_> {
         // Only compute and rectify decide the form below (not every element root): the
         // masks' conditions are evaluated under their own branches in either form.
         let mut unmasked = std::iter::once(self.ir.compute).chain(self.ir.rectify);
-        if !unmasked.any(|r| self.reads_through_gather(r)) {
+        if !unmasked.any(|r| self.ir.checks_at_run_time(r)) {
             // Without gathers every read is in bounds (checked on the host), so the value
             // is computed whatever the masks say, and then selected: no loads under a
             // branch, which SIMD back ends would have to mask. A masked NaN is not

@@ -28,13 +28,15 @@ use std::collections::HashMap;
 
 use petgraph::stable_graph::NodeIndex;
 
+use super::Site;
 use super::bindings::{BINDINGS, META_STRUCT};
 use super::layout::{Layout, Slot, SlotId};
 use super::schedule::LossSchedule;
 use super::wgsl::{PRELUDE, REDUCE, meta_value};
 use super::writer::Writer;
 use crate::ice::InternalError;
-use crate::ir::{IndexId, LossIr};
+use crate::ir::sites::CheckedRead;
+use crate::ir::{IndexId, LossIr, Tensor};
 
 /// Threads per workgroup. 64 fills a warp or wavefront or two on real GPUs, and keeps
 /// barriers cheap on software rasterisers (llvmpipe runs a workgroup's SIMD groups as
@@ -51,9 +53,14 @@ struct LossEmitter<'a> {
     li: usize,
     sched: &'a LossSchedule,
     layout: &'a mut Layout,
-    sites: &'a mut Vec<String>,
-    /// Whether `layout` and `sites` are a generic kernel's, to be kept ([`Shared::frozen`]).
+    /// This loss's checked reads ([`LossIr::checked_reads`]), and the error code of each.
+    checked: Vec<CheckedRead>,
+    codes: Vec<u32>,
+    /// Whether `layout` is a generic kernel's, to be kept ([`Shared::frozen`]).
     frozen: bool,
+    /// Whether a failed checked read is noted for the entry being built (`lc_chkq`, in a
+    /// hoisted table that reads through a gather) rather than raised (`lc_chk`).
+    quiet: bool,
     w: &'a mut Writer,
     /// Per open block: node → the WGSL name holding its value.
     cache: Vec<HashMap<NodeIndex, String>>,
@@ -104,8 +111,10 @@ impl<'a> LossEmitter<'a> {
             li,
             sched,
             layout: &mut shared.layout,
-            sites: &mut shared.sites,
+            checked: ir.checked_reads(),
+            codes: shared.codes[li].clone(),
             frozen: shared.frozen,
+            quiet: false,
             w,
             cache: vec![HashMap::new()],
             binds: HashMap::new(),
@@ -127,13 +136,14 @@ struct Shared {
     /// The parameter block's slots, in the order they are first used; when specialising,
     /// the generic kernel's, complete from the start ([`Shared::frozen`]).
     layout: Layout,
-    /// The bounds-checked read sites, by number (1-based); when specialising, the
-    /// generic kernel's.
-    sites: Vec<String>,
-    /// Whether `layout` and `sites` are the generic kernel's: a specialised kernel is
-    /// written against them, so that its slot and site numbers are the generic one's
-    /// whatever order it meets them in (it drops branches, and walks some muted), and a
-    /// slot or site the generic kernel lacks is a bug.
+    /// The checked reads, by error code (1-based).
+    sites: Vec<Site>,
+    /// Per loss, the error code of each of its checked reads, in their order.
+    codes: Vec<Vec<u32>>,
+    /// Whether `layout` is the generic kernel's: a specialised kernel is written against
+    /// it, so that its slot numbers are the generic one's whatever order it meets them in
+    /// (it drops branches, and walks some muted), and a slot the generic kernel lacks is
+    /// a bug.
     frozen: bool,
     /// The counter fresh WGSL names are numbered by.
     fresh: usize,
@@ -175,19 +185,49 @@ pub struct Generated {
     pub wgsl: String,
     /// Its parameter slots.
     pub layout: Layout,
-    /// Descriptions of the bounds-checked reads, by site number (1-based).
-    pub sites: Vec<String>,
+    /// The checked reads, by error code (1-based).
+    pub sites: Vec<Site>,
 }
 
 /// The generic kernel a specialised one is written against: its parameter block's
-/// values, and its slots and read sites, which the specialised kernel keeps.
+/// values, and its slots, which the specialised kernel keeps.
 pub struct Specialising<'a> {
     /// The value of each slot of `layout`.
     pub values: &'a [i32],
     /// The generic kernel's slots.
     pub layout: &'a Layout,
-    /// The generic kernel's read sites.
-    pub sites: &'a [String],
+}
+
+/// The checked reads of the losses, numbered: loss after loss and, within a loss, in
+/// [`LossIr::checked_reads`]' order, the first read gets the highest error code, so that
+/// the error word (the highest code raised) names the first failed read. Returns the
+/// sites by code and, per loss, the code of each of its reads.
+fn number_sites(losses: &[(&LossIr, &LossSchedule)]) -> (Vec<Site>, Vec<Vec<u32>>) {
+    let mut all = Vec::new();
+    for (li, (ir, _)) in losses.iter().enumerate() {
+        for r in ir.checked_reads() {
+            let tensor_name = match r.tensor {
+                Tensor::Input(i) => ir.inputs[i].name.clone(),
+                Tensor::Param(p) => ir.params[p].name.clone(),
+            };
+            all.push(Site {
+                loss: li,
+                loss_name: ir.name.clone(),
+                tensor: r.tensor,
+                tensor_name,
+                axis: r.axis,
+                subscript: ir.show_subscripts(&r.subscripts),
+                at: ir.origin.locate(ir.graph[r.node].span),
+            });
+        }
+    }
+    let n = all.len() as u32;
+    let mut codes: Vec<Vec<u32>> = vec![Vec::new(); losses.len()];
+    for (g, site) in all.iter().enumerate() {
+        codes[site.loss].push(n - g as u32);
+    }
+    all.reverse();
+    (all, codes)
 }
 
 /// Writes the fused kernel for the given (already scheduled) losses: generic (sizes read
@@ -201,9 +241,9 @@ pub fn generate(
     let values = specialising.as_ref().map(|s| s.values);
     if let Some(s) = &specialising {
         shared.layout = s.layout.clone();
-        shared.sites = s.sites.to_vec();
         shared.frozen = true;
     }
+    (shared.sites, shared.codes) = number_sites(losses);
     let mut body = Writer::default();
     shared.each_loss(losses, values, &mut body, |e| e.loss_fn());
     // main: the item loop, then the last workgroup's combination.
@@ -290,16 +330,7 @@ pub fn generate(
         w.line(b.declaration());
     }
     w.blank();
-    w.line(
-        "// A bounds-checked subscript: out of range raises `site` in the error word and reads 0.",
-    );
-    w.open("fn lc_chk(i: i32, n: i32, site: u32) -> i32");
-    w.open("if (i < 0 || i >= n)");
-    w.line("atomicMax(&lc_sync[1], site);");
-    w.line("return 0;");
-    w.close();
-    w.line("return i;");
-    w.close();
+    checks(&mut w, &total);
     w.blank();
     w.line("// A partial result published by another workgroup: atomics are the only memory WGSL");
     w.line("// orders between workgroups, so wait until the slot holds a value.");
@@ -319,4 +350,70 @@ pub fn generate(
         layout: shared.layout,
         sites: shared.sites,
     })
+}
+
+/// The checked reads' helpers. A read through a gather whose index leaves its axis reads
+/// index 0 instead and, where its value is needed, *raises* its site's code in the error
+/// word `lc_sync[1]` (the highest code wins: the first failed read) and the index in the
+/// site's word after the partial slots (the largest wins); `total` is the number of work
+/// items. While a hoisted table that reads through a gather is built, a failure is only
+/// *noted* for the entry (`lc_fault`, `lc_fault_at`: the highest code, then the largest
+/// index), stored beside the entry, and raised where the entry is read.
+fn checks(w: &mut Writer, total: &str) {
+    let word = format!("lc_sync[1 + 2 * {total} + i32(site)]");
+    w.line("// The failure noted for the table entry being built: a site's code, and its index");
+    w.line("// as u32 with the sign bit flipped (so that unsigned order is signed order).");
+    w.line("var<private> lc_fault: u32;");
+    w.line("var<private> lc_fault_at: u32;");
+    w.blank();
+    w.line("// Raises a failed read: its code in the error word, its index in the site's word.");
+    w.open("fn lc_raise(site: u32, at: u32)");
+    w.open("if (site != 0u)");
+    w.line("atomicMax(&lc_sync[1], site);");
+    w.line(format!("atomicMax(&{word}, at);"));
+    w.close();
+    w.close();
+    w.blank();
+    w.line("// Notes a failed read for the entry being built.");
+    w.open("fn lc_note(site: u32, at: u32)");
+    w.open("if (site > lc_fault || (site == lc_fault && at > lc_fault_at))");
+    w.line("lc_fault = site;");
+    w.line("lc_fault_at = at;");
+    w.close();
+    w.close();
+    w.blank();
+    w.line("// A gathered value as a subscript: whole, saturated at i32's bounds (NaN is 0).");
+    w.open("fn lc_idx(g: f32) -> i32");
+    w.line("if (lc_isnan(g)) { return 0; }");
+    w.line("if (g >= 2147483648.0) { return 2147483647; }");
+    w.line("if (g <= -2147483648.0) { return -2147483647 - 1; }");
+    w.line("return i32(g);");
+    w.close();
+    w.blank();
+    w.line("// A subscript through a gather `i`, computed in i32, and `f`, the same in f32: where");
+    w.line("// they differ by more than f32 rounding can, `i` wrapped, and the bound is returned.");
+    w.open("fn lc_exact(i: i32, f: f32) -> i32");
+    w.open("if (abs(f - f32(i)) > 1048576.0)");
+    w.line("return select(-2147483647 - 1, 2147483647, f > 0.0);");
+    w.close();
+    w.line("return i;");
+    w.close();
+    w.blank();
+    w.line("// A checked subscript: out of range, it raises `site` and reads index 0.");
+    w.open("fn lc_chk(i: i32, n: i32, site: u32) -> i32");
+    w.open("if (i < 0 || i >= n)");
+    w.line("lc_raise(site, bitcast<u32>(i) ^ 0x80000000u);");
+    w.line("return 0;");
+    w.close();
+    w.line("return i;");
+    w.close();
+    w.blank();
+    w.line("// The same in a hoisted table's entry: out of range, it notes `site` and reads 0.");
+    w.open("fn lc_chkq(i: i32, n: i32, site: u32) -> i32");
+    w.open("if (i < 0 || i >= n)");
+    w.line("lc_note(site, bitcast<u32>(i) ^ 0x80000000u);");
+    w.line("return 0;");
+    w.close();
+    w.line("return i;");
+    w.close();
 }

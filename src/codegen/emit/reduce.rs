@@ -197,8 +197,9 @@ impl LossEmitter<'_> {
             loss: self.li,
             table: k,
         });
+        let checks = self.sched.hoisted[k].checks;
         // (Small tables of small rows are built one row per thread: see loss_fn.)
-        if self.values.is_some() && table_vars.is_empty() && *kind != ReduceFn::Median {
+        if self.values.is_some() && table_vars.is_empty() && *kind != ReduceFn::Median && !checks {
             // One value, shared: every thread ends the tree holding it, so it stays in a
             // register (no scratch, no barrier to publish it).
             let r = self.cooperative_reduce(n, *kind, bound);
@@ -217,6 +218,11 @@ impl LossEmitter<'_> {
         let t = self.name("t");
         self.open(format!("for (var {t}: i32 = 0; {t} < {size}; {t}++)"));
         self.decompose(table_vars, &t);
+        if checks {
+            self.w.line("lc_fault = 0u;");
+            self.w.line("lc_fault_at = 0u;");
+        }
+        self.quiet = checks;
         let result = if *kind == ReduceFn::Median {
             self.table_median(n, bound);
             let r = self.name("r");
@@ -225,9 +231,36 @@ impl LossEmitter<'_> {
         } else {
             self.cooperative_reduce(n, *kind, bound)
         };
-        self.w.line(format!(
-            "if (lid == 0u) {{ lc_scratch[slice + {off} + {t}] = {result}; }}"
-        ));
+        self.quiet = false;
+        if checks {
+            // The entry's failure: the highest code any thread noted, then the largest
+            // index among the threads that noted it (its high 16 bits, then its low).
+            let (code, hi, lo) = (self.name("fc"), self.name("fh"), self.name("fl"));
+            self.w.line("lc_red[lid] = f32(lc_fault);");
+            self.w.line(format!("let {code} = lc_tree(lid, 1u);"));
+            self.w.line(format!(
+                "lc_red[lid] = select(-1.0f, f32(lc_fault_at >> 16u), f32(lc_fault) == {code});"
+            ));
+            self.w.line(format!("let {hi} = lc_tree(lid, 1u);"));
+            self.w.line(format!(
+                "lc_red[lid] = select(-1.0f, f32(lc_fault_at & 0xffffu), f32(lc_fault) == {code} && f32(lc_fault_at >> 16u) == {hi});"
+            ));
+            self.w.line(format!("let {lo} = lc_tree(lid, 1u);"));
+            self.open("if (lid == 0u)");
+            self.w
+                .line(format!("lc_scratch[slice + {off} + {t}] = {result};"));
+            for (j, part) in [&code, &hi, &lo].iter().enumerate() {
+                self.w.line(format!(
+                    "lc_scratch[slice + {off} + {} * {size} + {t}] = {part};",
+                    j + 1
+                ));
+            }
+            self.close();
+        } else {
+            self.w.line(format!(
+                "if (lid == 0u) {{ lc_scratch[slice + {off} + {t}] = {result}; }}"
+            ));
+        }
         self.close();
         self.w.line("storageBarrier();");
         self.w.line("workgroupBarrier();");
