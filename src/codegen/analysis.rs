@@ -1,74 +1,12 @@
 //! Analyses of a scheduled loss that the emitter, `lossc explain` and the host's plan
-//! share: which configuration choices a kernel knows, the indices in scope where each node
-//! runs, and so how often each input is read.
+//! share: which configuration choices a kernel knows, and how often each input is read,
+//! counted from the reads the emitter writes ([`ReadRecord`]).
 
-use std::collections::{BTreeSet, HashMap};
-
-use petgraph::algo::toposort;
 use petgraph::stable_graph::NodeIndex;
 
-use super::schedule::LossSchedule;
 use crate::ir::{
-    IndexId, InputId, LossIr, Op, ParamId, ParamKind, Tensor, TiSlice, TiVec, UnaryFn, operands,
+    IndexId, InputId, LossIr, Op, ParamId, ParamKind, TiSlice, TiVec, UnaryFn, operands,
 };
-
-/// The indices in scope where each node runs, from the per-element stages down: the
-/// domain's, an enclosing reduction's, or, under a hoisted table, the table's own free
-/// indices and its reduction's. A node under a table that is not built has none, and so
-/// has one only under the untaken branch of a `select` on enum params whose variants
-/// `enums` gives (per param; empty when unknown), as in a kernel specialised to them.
-fn scopes(
-    ir: &LossIr,
-    s: &LossSchedule,
-    enums: &TiSlice<ParamId, Option<String>>,
-) -> HashMap<NodeIndex, BTreeSet<IndexId>> {
-    let variant = |p: ParamId| {
-        let chosen = enums.get(p)?.as_ref()?;
-        let ParamKind::Enum(variants) = &ir.params[p].kind else {
-            return None;
-        };
-        variants.iter().position(|v| v == chosen).map(|k| k as i64)
-    };
-    let mut scope: HashMap<NodeIndex, BTreeSet<IndexId>> = HashMap::new();
-    for r in ir.element_roots() {
-        scope
-            .entry(r)
-            .or_default()
-            .extend(ir.domain.iter().copied());
-    }
-    let mut order = toposort(&ir.graph, None).unwrap_or_default();
-    order.reverse(); // users before operands
-    for n in order {
-        let Some(here) = scope.get(&n).cloned() else {
-            continue;
-        };
-        let mut args = operands(&ir.graph, n);
-        if matches!(ir.graph[n].op, Op::Select)
-            && let Some(taken) = known_truth(ir, args[0], &variant)
-        {
-            args = vec![args[0], if taken { args[1] } else { args[2] }];
-        }
-        let inner: BTreeSet<IndexId> = match &ir.graph[n].op {
-            // A table equal to an earlier one is not built: nothing under it is read.
-            Op::Reduce(..)
-                if s.hoisted_index(n)
-                    .is_some_and(|k| s.hoisted[k].same_as.is_some()) =>
-            {
-                continue;
-            }
-            // A hoisted table is computed once per value of its own free indices.
-            Op::Reduce(_, bound) if s.hoisted_index(n).is_some() => {
-                ir.graph[n].free.iter().chain(bound).copied().collect()
-            }
-            Op::Reduce(_, bound) => here.iter().chain(bound).copied().collect(),
-            _ => here,
-        };
-        for o in args {
-            scope.entry(o).or_default().extend(inner.iter().copied());
-        }
-    }
-    scope
-}
 
 /// The truth of a test of enum params (`param == "variant"`, negated or not), when the
 /// params' values are known: `variant(p)` is the number of param `p`'s variant (its
@@ -91,60 +29,98 @@ pub fn known_truth(
     }
 }
 
-/// Per input of the loss, in declaration order: how many f32 loads one dispatch makes
-/// of it on the bound index ranges (`ranges`, inclusive) and enum variants (`enums`, per
-/// param). Each read site loads once per value of the indices in scope where it runs;
-/// sites add up. Not counted: the ranking loop of a median (each value is compared with
-/// every other), and the tables a shared row longer than one chunk rebuilds per chunk.
-pub fn input_loads(
-    ir: &LossIr,
-    s: &LossSchedule,
-    ranges: &TiSlice<IndexId, (i64, i64)>,
-    enums: &TiSlice<ParamId, Option<String>>,
-) -> TiVec<InputId, u64> {
-    let scope = scopes(ir, s, enums);
-    let mut loads: TiVec<InputId, u64> = ir.inputs.iter().map(|_| 0).collect();
-    for n in ir.graph.node_indices() {
-        let (Op::Read(Tensor::Input(i), _), Some(sc)) = (&ir.graph[n].op, scope.get(&n)) else {
-            continue;
-        };
-        let times = sc
+/// One read of an input as the emitter writes it: where it is, and the loops around it.
+/// A kernel's records ([`super::Kernel::reads`], or [`super::Kernel::reads_specialised`]
+/// for the code one dispatch runs) count what the kernel loads, read by read: each runs
+/// once per iteration of the loops around it, and nothing else is counted or assumed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadRecord {
+    /// The loss's position in the kernel.
+    pub loss: usize,
+    /// The input read.
+    pub input: InputId,
+    /// The IR node of the read (its subscripts name its free indices).
+    pub node: NodeIndex,
+    /// The code it is in: one row per thread (`Some(true)`), shared rows (`Some(false)`),
+    /// or the final combination (`None`, once per dispatch).
+    pub placement: Option<bool>,
+    /// Whether it is in the per-element stages (which a shared row's chunks split),
+    /// rather than in a row's tables (which each chunk of a shared row builds again).
+    pub in_elements: bool,
+    /// The index of each loop around it, once per loop: the row's indices, a table's
+    /// entries, the element indices, a reduction's (twice in a median's ranking loop).
+    /// Over a workgroup's threads together, a loop runs once per value of its indices.
+    pub loops: Vec<IndexId>,
+    /// How many four-wide loops enclose it: each writes the read four times, each copy
+    /// running for a quarter of the values.
+    pub four_wide: u32,
+}
+
+impl ReadRecord {
+    /// How many times it runs on the bound ranges (`ranges`, inclusive), when shared rows
+    /// are split into `chunks` chunks.
+    pub fn runs(&self, ranges: &TiSlice<IndexId, (i64, i64)>, chunks: u64) -> u64 {
+        let values = self
+            .loops
             .iter()
             .map(|v| ranges.get(*v).map_or(0, |r| crate::ir::extent(*r) as u64))
-            .fold(1u64, u64::saturating_mul);
-        loads[*i] = loads[*i].saturating_add(times);
+            .fold(1u64, u64::saturating_mul)
+            / 4u64.saturating_pow(self.four_wide).max(1);
+        if self.placement == Some(false) && !self.in_elements {
+            values.saturating_mul(chunks.max(1))
+        } else {
+            values
+        }
+    }
+}
+
+/// Per input of loss `loss`, in declaration order: how many f32 loads a dispatch makes
+/// of it, from the `records` of the code it runs, with its rows one per thread or not
+/// (`per_thread`), shared rows split into `chunks` chunks, on the bound `ranges`.
+pub fn input_loads(
+    records: &[ReadRecord],
+    loss: usize,
+    inputs: usize,
+    per_thread: bool,
+    chunks: u64,
+    ranges: &TiSlice<IndexId, (i64, i64)>,
+) -> TiVec<InputId, u64> {
+    let mut loads: TiVec<InputId, u64> = (0..inputs).map(|_| 0).collect();
+    for r in records.iter().filter(|r| r.loss == loss) {
+        if r.placement.is_some_and(|p| p != per_thread) {
+            continue;
+        }
+        if let Some(l) = loads.get_mut(r.input) {
+            *l = l.saturating_add(r.runs(ranges, chunks));
+        }
     }
     loads
 }
 
-/// How many times each input's elements are read. Each read site reads its elements
-/// once per value of the indices in scope where it runs that its subscripts do not use
-/// (an enclosing reduction's, or a domain index); sites add up.
-pub(super) fn reads(ir: &LossIr, s: &LossSchedule) -> String {
-    let scope = scopes(ir, s, TiSlice::from_ref(&[]));
+/// How many times each input's elements are read: every read the kernel writes for loss
+/// `loss` (its shared-rows code and its final combination), with the indices of the
+/// loops around it that its subscripts do not use: it reads each element it reads once
+/// per value of those.
+pub(super) fn reads(ir: &LossIr, records: &[ReadRecord], loss: usize) -> String {
     let mut out = String::new();
     for (i, input) in ir.inputs.iter_enumerated() {
         let mut sites = Vec::new();
-        for n in ir.graph.node_indices() {
-            if !matches!(&ir.graph[n].op, Op::Read(Tensor::Input(j), _) if *j == i)
-                || !scope.contains_key(&n)
-            {
-                continue;
+        for r in records
+            .iter()
+            .filter(|r| r.loss == loss && r.input == i && r.placement != Some(true))
+        {
+            let mut extra = r.loops.clone();
+            for v in &ir.graph[r.node].free {
+                if let Some(k) = extra.iter().position(|w| w == v) {
+                    extra.remove(k);
+                }
             }
-            let extra: Vec<&str> = scope
-                .get(&n)
-                .map(|sc| {
-                    sc.iter()
-                        .filter(|v| !ir.graph[n].free.contains(v))
-                        .map(|v| ir.indices[*v].name.as_str())
-                        .collect()
-                })
-                .unwrap_or_default();
-            let place = ir.origin.locate(ir.graph[n].span);
-            sites.push(if extra.is_empty() {
+            let names: Vec<&str> = extra.iter().map(|v| ir.indices[*v].name.as_str()).collect();
+            let place = ir.origin.locate(ir.graph[r.node].span);
+            sites.push(if names.is_empty() {
                 format!("once at {place}")
             } else {
-                format!("once per value of ({}) at {place}", extra.join(", "))
+                format!("once per value of ({}) at {place}", names.join(", "))
             });
         }
         let total = if sites.len() == 1 && !sites[0].contains("per value") {

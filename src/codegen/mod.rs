@@ -17,7 +17,7 @@ pub mod validate;
 pub mod wgsl;
 pub mod writer;
 
-pub use analysis::input_loads;
+pub use analysis::{ReadRecord, input_loads};
 
 use crate::ice::InternalError;
 use crate::ir::{FactoryTerm, LossIr, Program};
@@ -84,6 +84,8 @@ pub struct Kernel {
     pub terms: Vec<FactoryTerm>,
     /// Each loss's schedule.
     pub schedules: Vec<LossSchedule>,
+    /// Every read of an input the generic kernel makes, as written.
+    pub reads: Vec<ReadRecord>,
     /// naga's validated module (for the other targets).
     pub validated: validate::Validated,
 }
@@ -106,6 +108,24 @@ impl Kernel {
         debug_assert_eq!(generated.sites, self.sites);
         validate::validate(&generated.wgsl)?;
         Ok(generated.wgsl)
+    }
+}
+
+impl Kernel {
+    /// The reads of an input that the kernel specialised to `values` (a parameter block
+    /// for `losses`) makes: without the branches and tables it does not run.
+    pub fn reads_specialised(
+        &self,
+        losses: &[&LossIr],
+        values: &[i32],
+    ) -> Result<Vec<ReadRecord>, InternalError> {
+        let pairs: Vec<(&LossIr, &LossSchedule)> =
+            losses.iter().copied().zip(self.schedules.iter()).collect();
+        let specialising = emit::Specialising {
+            values,
+            layout: &self.layout,
+        };
+        Ok(emit::generate(&self.name, &pairs, Some(specialising))?.reads)
     }
 }
 
@@ -135,6 +155,7 @@ pub fn compile(
         sites: generated.sites,
         terms: terms.to_vec(),
         schedules,
+        reads: generated.reads,
         validated,
     })
 }
@@ -147,10 +168,10 @@ pub fn explain(program: &Program, k: &Kernel) -> String {
         k.name,
         k.terms.len()
     );
-    for (t, s) in k.terms.iter().zip(&k.schedules) {
+    for (li, (t, s)) in k.terms.iter().zip(&k.schedules).enumerate() {
         if let Some(ir) = program.loss(&t.loss) {
             out.push_str(&schedule::explain(ir, s));
-            out.push_str(&analysis::reads(ir, s));
+            out.push_str(&analysis::reads(ir, &k.reads, li));
         }
     }
     out

@@ -50,6 +50,11 @@ impl Writer {
         self.line("}");
     }
 
+    /// Whether lines written now are dropped (inside a muted block).
+    pub fn muted(&self) -> bool {
+        self.mutes.iter().any(|m| *m)
+    }
+
     /// Where the next line will go, to [`Writer::insert`] lines there later; `None` inside
     /// a muted block.
     pub fn mark(&self) -> Option<(usize, usize)> {

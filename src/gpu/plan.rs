@@ -531,10 +531,26 @@ pub fn describe(plan: &Plan, kernel: &Kernel, bound: &[&Bound]) -> String {
         "  {} work item(s) on {} workgroup(s) of {WORKGROUP} threads\n",
         w.total_items, w.workgroups
     ));
+    // The reads of the code this dispatch runs: the kernel specialised to these sizes
+    // and enum values (without the branches and tables they rule out).
+    let losses: Vec<&LossIr> = bound.iter().map(|b| b.ir).collect();
+    let ones = vec![1.0; bound.len()];
+    let reads = super::pack::pack_arena(bound, &[])
+        .and_then(|arena| super::pack::fill_parameter_block(kernel, bound, &ones, &arena, plan))
+        .ok()
+        .and_then(|values| kernel.reads_specialised(&losses, &values).ok())
+        .unwrap_or_else(|| kernel.reads.clone());
     // Inputs by name, once each (losses of a factory share them), in first-use order.
     let mut inputs: Vec<(String, Vec<usize>, u64)> = Vec::new();
-    for (b, s) in bound.iter().zip(&kernel.schedules) {
-        let loads = crate::codegen::input_loads(b.ir, s, &b.ranges, &b.enums);
+    for (li, b) in bound.iter().enumerate() {
+        let loads = crate::codegen::input_loads(
+            &reads,
+            li,
+            b.ir.inputs.len(),
+            w.per_thread[li],
+            plan.chunks_per_row[li] as u64,
+            &b.ranges,
+        );
         for ((info, data), n) in b.ir.inputs.iter().zip(&b.inputs).zip(loads) {
             let Some(data) = data else { continue };
             match inputs.iter_mut().find(|(name, _, _)| *name == info.name) {

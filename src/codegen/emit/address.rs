@@ -5,9 +5,10 @@
 use petgraph::stable_graph::NodeIndex;
 
 use super::{LossEmitter, SharedLoad};
+use crate::codegen::analysis::ReadRecord;
 use crate::codegen::layout::{Layout, Slot};
 use crate::ir::sites::gathered;
-use crate::ir::{IndexExpr, IndexTerm, LossIr, Poly, Tensor, Ty};
+use crate::ir::{IndexExpr, IndexId, IndexTerm, InputId, LossIr, Poly, Tensor, Ty};
 
 impl LossEmitter<'_> {
     pub(super) fn poly(&mut self, p: &Poly) -> String {
@@ -101,6 +102,9 @@ impl LossEmitter<'_> {
             loss: self.li,
             tensor: name.clone(),
         });
+        if let (Tensor::Input(input), Some(node)) = (t, at.or(self.at)) {
+            self.record_read(input, node);
+        }
         if idx.is_empty() {
             return format!("lc_arena[{off}]");
         }
@@ -332,5 +336,29 @@ impl LossEmitter<'_> {
         } else {
             raw
         }
+    }
+
+    /// Records a read of input `input` written here, with the indices whose loops enclose
+    /// it (one per binding: a ranking loop binds its reduction's indices a second time),
+    /// for `lossc explain`'s counts. Muted code is never run, and is not recorded.
+    fn record_read(&mut self, input: InputId, node: NodeIndex) {
+        if self.w.muted() {
+            return;
+        }
+        let mut loops: Vec<IndexId> = self
+            .binds
+            .iter()
+            .flat_map(|(v, stack)| std::iter::repeat_n(*v, stack.len()))
+            .collect();
+        loops.sort_unstable();
+        self.reads.push(ReadRecord {
+            loss: self.li,
+            input,
+            node,
+            placement: self.placement,
+            in_elements: self.in_elements,
+            loops,
+            four_wide: self.four_wide_depth,
+        });
     }
 }

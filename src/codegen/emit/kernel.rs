@@ -48,6 +48,7 @@ impl LossEmitter<'_> {
 
         let known_mode = self.known(&Slot::RowPerThread { loss: li }).map(|m| m != 0);
         self.open_if(format!("{mode} != 0"), known_mode);
+        self.placement = Some(true);
         self.w.line(format!("let row = item * {mode} + i32(lid);"));
         self.open(format!("if (i32(lid) < {mode} && row < {n_rows})"));
         self.w.line(format!(
@@ -118,6 +119,7 @@ impl LossEmitter<'_> {
         self.close();
 
         self.open_else(known_mode);
+        self.placement = Some(false);
         let cpr = self.m(Slot::ChunksPerRow { loss: li });
         self.w.line(format!("let row = item / {cpr};"));
         self.w.line(format!("let chunk = item % {cpr};"));
@@ -168,6 +170,7 @@ impl LossEmitter<'_> {
             self.w.line("atomicStore(&lc_sync[3 + 2 * gitem], c);");
             self.close();
         }
+        self.placement = None;
         self.close();
         self.w.blank();
     }
@@ -175,6 +178,12 @@ impl LossEmitter<'_> {
     /// The per-element stages for the current element: masks, compute, rectify, and the
     /// running partial sum and count.
     pub(super) fn element(&mut self) {
+        self.in_elements = true;
+        self.element_stages();
+        self.in_elements = false;
+    }
+
+    fn element_stages(&mut self) {
         let li = self.li;
         self.w.line("var keep = true;");
         self.w.line("var zeroed = false;");

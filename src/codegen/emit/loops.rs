@@ -161,7 +161,9 @@ impl LossEmitter<'_> {
             self.open("");
             self.linear = Some((vars.to_vec(), format!("({x4} + {u})")));
             self.lane = Some((x4.to_string(), u));
+            self.four_wide_depth += 1;
             each(self);
+            self.four_wide_depth -= 1;
             self.lane = None;
             self.linear = None;
             self.close();
@@ -222,8 +224,12 @@ impl LossEmitter<'_> {
             self.linear = Some((vars.to_vec(), format!("({x4} + {u})")));
             if width == 4 {
                 self.lane = Some((x4.clone(), u));
+                self.four_wide_depth += 1;
             }
             each(self);
+            if width == 4 {
+                self.four_wide_depth -= 1;
+            }
             self.lane = None;
             self.linear = None;
             self.close();

@@ -29,6 +29,7 @@ use std::collections::HashMap;
 use petgraph::stable_graph::NodeIndex;
 
 use super::Site;
+use super::analysis::ReadRecord;
 use super::bindings::{BINDINGS, META_STRUCT};
 use super::layout::{Layout, Slot, SlotId};
 use super::schedule::LossSchedule;
@@ -61,6 +62,15 @@ struct LossEmitter<'a> {
     /// Whether a failed checked read is noted for the entry being built (`lc_chkq`, in a
     /// hoisted table that reads through a gather) rather than raised (`lc_chk`).
     quiet: bool,
+    /// Every read of an input the kernel makes, as written ([`ReadRecord`]).
+    reads: &'a mut Vec<ReadRecord>,
+    /// The code being written: a mode's (`Some(true)`: one row per thread, `Some(false)`:
+    /// shared rows) or the final combination's (`None`).
+    placement: Option<bool>,
+    /// Whether the per-element stages are being written.
+    in_elements: bool,
+    /// How many four-wide loops enclose the code being written.
+    four_wide_depth: u32,
     w: &'a mut Writer,
     /// Per open block: node → the WGSL name holding its value.
     cache: Vec<HashMap<NodeIndex, String>>,
@@ -115,6 +125,10 @@ impl<'a> LossEmitter<'a> {
             codes: shared.codes[li].clone(),
             frozen: shared.frozen,
             quiet: false,
+            reads: &mut shared.reads,
+            placement: None,
+            in_elements: false,
+            four_wide_depth: 0,
             w,
             cache: vec![HashMap::new()],
             binds: HashMap::new(),
@@ -140,6 +154,8 @@ struct Shared {
     sites: Vec<Site>,
     /// Per loss, the error code of each of its checked reads, in their order.
     codes: Vec<Vec<u32>>,
+    /// Every read of an input the kernel makes, as written.
+    reads: Vec<ReadRecord>,
     /// Whether `layout` is the generic kernel's: a specialised kernel is written against
     /// it, so that its slot numbers are the generic one's whatever order it meets them in
     /// (it drops branches, and walks some muted), and a slot the generic kernel lacks is
@@ -187,6 +203,8 @@ pub struct Generated {
     pub layout: Layout,
     /// The checked reads, by error code (1-based).
     pub sites: Vec<Site>,
+    /// Every read of an input the kernel makes, as written (muted code left out).
+    pub reads: Vec<ReadRecord>,
 }
 
 /// The generic kernel a specialised one is written against: its parameter block's
@@ -349,6 +367,7 @@ pub fn generate(
         wgsl: w.finish(),
         layout: shared.layout,
         sites: shared.sites,
+        reads: shared.reads,
     })
 }
 
