@@ -261,6 +261,15 @@ fn a_failed_gather_is_named_alike_on_both_back_ends() {
         &two,
         &["loss `g3`: index 2 is out of range for axis 0 of `w`"],
     );
+    // Two equal reductions at two places, one table built for both (the second reads
+    // the first's): a failure in it is the second's read too, and the first place is
+    // reported, as the evaluator, computing both, reports it.
+    fails_alike(
+        "loss e {\n    input y : [N, M]\n    param t : index[N]\n    compute select(t[i] >= 0, mean(q: y[t[i], q]), 0) * y[i, j] + select(t[i] >= 0, mean(q: y[t[i], q]), 0)\n    reduce mean\n}\n",
+        &["e"],
+        r#"{"y": {"shape": [2, 3], "data": [1, 2, 3, 4, 5, 6]}, "t": [1, 7]}"#,
+        &["index 7 is out of range for axis 0 of `y` (size 2), at `y[t[i], q]` (at f.loss:4:39)"],
+    );
     // A gathered value whose subscript is past i32: 3 · 1431655808 = 2^32 + 128 once
     // wrapped in 32 bits to 128 and read x[128] silently; it saturates on both back ends.
     let x: Vec<String> = (0..200).map(|i| i.to_string()).collect();

@@ -256,6 +256,34 @@ fn shape_of(ir: &LossIr, n: NodeIndex, row: &HashSet<IndexId>) -> (String, Vec<I
     (shape.text, shape.vars)
 }
 
+/// The nodes of two reductions with the same text under [`shape_of`] (a table and one
+/// that reads it, [`Hoisted::same_as`]), paired: each node under `a` with the one at the
+/// same place under `b`. A read that fails in the built table failed at its pair too.
+pub fn corresponding_nodes(ir: &LossIr, a: NodeIndex, b: NodeIndex) -> Vec<(NodeIndex, NodeIndex)> {
+    fn walk(
+        ir: &LossIr,
+        a: NodeIndex,
+        b: NodeIndex,
+        seen: &mut HashSet<NodeIndex>,
+        out: &mut Vec<(NodeIndex, NodeIndex)>,
+    ) {
+        if !seen.insert(a) {
+            return;
+        }
+        let (xs, ys) = (
+            crate::ir::operands(&ir.graph, a),
+            crate::ir::operands(&ir.graph, b),
+        );
+        for (x, y) in xs.into_iter().zip(ys) {
+            walk(ir, x, y, seen, out);
+        }
+        out.push((a, b));
+    }
+    let mut out = Vec::new();
+    walk(ir, a, b, &mut HashSet::new(), &mut out);
+    out
+}
+
 /// A human-readable account of the schedule (`lossc explain`).
 pub fn explain(ir: &LossIr, s: &LossSchedule) -> String {
     let names = |vs: &[IndexId]| {

@@ -288,11 +288,15 @@ impl LossEmitter<'_> {
     /// The entry of hoisted table `k` for the current table indices.
     pub(super) fn table_read(&mut self, k: usize, n: NodeIndex) -> String {
         let vars = self.sched.hoisted[k].table_vars.clone();
+        let reader = k;
         // A table shared with an earlier reduction is read where that one was built; a
-        // single shared value may be in a register.
+        // single shared value may be in a register (never a table that checks reads:
+        // reading it raises the failures it keeps).
         let k = match self.sched.hoisted[k].same_as {
             Some(src) => {
-                if let Some(x) = self.lookup(self.sched.hoisted[src].node) {
+                if !self.sched.hoisted[src].checks
+                    && let Some(x) = self.lookup(self.sched.hoisted[src].node)
+                {
                     return x;
                 }
                 src
@@ -324,12 +328,12 @@ impl LossEmitter<'_> {
                 )
             };
             let call = if self.quiet { "lc_note" } else { "lc_raise" };
-            self.w.line(format!(
-                "{call}({}, ({} << 16u) | {});",
-                part(1),
-                part(2),
-                part(3)
-            ));
+            let (code, hi, lo) = (part(1), part(2), part(3));
+            let name = self.name("fc");
+            self.w.line(format!("let {name} = {code};"));
+            let code = self.own_code(reader, k, name);
+            self.w
+                .line(format!("{call}({code}, ({hi} << 16u) | {lo});"));
         }
         if self.ir.graph[n].ty == Ty::Bool {
             format!("({raw} != 0.0)")
@@ -360,5 +364,32 @@ impl LossEmitter<'_> {
             loops,
             four_wide: self.four_wide_depth,
         });
+    }
+
+    /// The code a failure kept in table `built` is raised with where reduction `reader`
+    /// reads it: its own. A reduction equal to the built one up to renaming reads the
+    /// built table; a read that failed there failed at the reader's corresponding read,
+    /// which has its own site (and place), so the code is mapped to it (the evaluator
+    /// computes both and reports the reader's).
+    fn own_code(&mut self, reader: usize, built: usize, code: String) -> String {
+        if reader == built {
+            return code;
+        }
+        let (a, b) = (
+            self.sched.hoisted[built].node,
+            self.sched.hoisted[reader].node,
+        );
+        let mut mapped = code.clone();
+        for (x, y) in crate::codegen::schedule::corresponding_nodes(self.ir, a, b) {
+            let own: Vec<usize> = (0..self.checked.len())
+                .filter(|i| self.checked[*i].node == y)
+                .collect();
+            let theirs = (0..self.checked.len()).filter(|i| self.checked[*i].node == x);
+            for (i, j) in theirs.zip(own) {
+                let (from, to) = (self.codes[i], self.codes[j]);
+                mapped = format!("select({mapped}, {to}u, {code} == {from}u)");
+            }
+        }
+        mapped
     }
 }
