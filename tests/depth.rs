@@ -114,3 +114,59 @@ fn the_deepest_allowed_losses_check_evaluate_and_compile_on_a_test_thread() {
         assert!(total.is_finite(), "{name}: {total}");
     }
 }
+
+/// Reductions nested through lets that each add an index (`f_k[i, c]` sums `f_{k-1}[i, b]`
+/// over `b`, so none can be a table): `n` levels deep.
+fn nested_reductions(n: usize) -> String {
+    let mut s = String::from("loss deep {\n    input x : [N]\n    let f0[i, c] = x[i] * c\n");
+    for k in 1..=n {
+        s += &format!(
+            "    let f{k}[i, c] = sum(b in 0..2: f{}[i, b] * c + b)\n",
+            k - 1
+        );
+    }
+    s + &format!("    compute f{n}[i, 1]\n    reduce sum\n}}\n")
+}
+
+#[test]
+fn reductions_nested_deeper_than_a_gpu_kernel_allows_are_a_located_error() {
+    // 40 levels fit the 125 blocks of a kernel (naga's limit); 41 do not, and are refused
+    // with the place of the innermost reduction that went past it, not as a bug of lossc.
+    let fits = check(&nested_reductions(40)).unwrap();
+    lossc::codegen::compile(&fits, "deep", &[FactoryTerm::plain("deep")]).unwrap();
+    let deep = check(&nested_reductions(41)).unwrap();
+    match lossc::codegen::compile(&deep, "deep", &[FactoryTerm::plain("deep")]) {
+        Err(e @ lossc::codegen::CompileError::TooDeep { .. }) => {
+            let text = e.to_string();
+            assert!(text.contains("loss `deep` at deep.loss:4:20"), "{text}");
+            assert!(!text.contains("internal"), "{text}");
+        }
+        other => panic!("expected a too-deep error, got {:?}", other.map(|k| k.name)),
+    }
+    // Under `--backend auto` the CPU evaluator runs it instead, and the run says why.
+    let data = BTreeMap::from([(
+        "x".to_string(),
+        DataValue::Array(Array {
+            shape: vec![1],
+            data: vec![1.0],
+        }),
+    )]);
+    let opts = RunOptions::default();
+    let auto = lossc::runtime::run::run(
+        &deep,
+        "deep",
+        &[FactoryTerm::plain("deep")],
+        &data,
+        &vec![],
+        &opts,
+    )
+    .unwrap();
+    let cpu = run_cpu(&deep, &[FactoryTerm::plain("deep")], &data, &vec![], &opts).unwrap();
+    assert_eq!(auto.backend, "cpu");
+    assert_eq!(auto.total.to_bits(), cpu.total.to_bits());
+    assert!(
+        auto.notes.iter().any(|n| n.contains("nested too deep")),
+        "{:?}",
+        auto.notes
+    );
+}

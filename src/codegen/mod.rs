@@ -33,6 +33,16 @@ pub enum CompileError {
     /// naga could not write the validated module in another language.
     #[error("naga could not write {target}: {reason}")]
     Translate { target: String, reason: String },
+    /// The loss nests reductions and branches deeper than a GPU kernel can.
+    #[error(
+        "loss `{loss}`{}: reductions and branches nested too deep for a GPU kernel (a kernel's code nests at most {limit} blocks); compute inner reductions in `let`s that depend on fewer indices, or use --backend cpu",
+        at.as_ref().map(|a| format!(" at {a}")).unwrap_or_default()
+    )]
+    TooDeep {
+        loss: String,
+        at: Option<String>,
+        limit: usize,
+    },
     /// A bug in lossc: the emitter met a broken invariant, or naga rejects its WGSL.
     #[error(transparent)]
     Internal(#[from] InternalError),
@@ -147,6 +157,13 @@ pub fn compile(
     let pairs: Vec<(&LossIr, &LossSchedule)> =
         losses.iter().copied().zip(schedules.iter()).collect();
     let generated = emit::generate(name, &pairs, None)?;
+    if let Some(deep) = generated.too_deep {
+        return Err(CompileError::TooDeep {
+            loss: deep.loss,
+            at: deep.at,
+            limit: emit::MAX_BLOCK_DEPTH,
+        });
+    }
     let validated = validate::validate(&generated.wgsl)?;
     Ok(Kernel {
         name: name.to_string(),

@@ -50,6 +50,11 @@ impl Writer {
         self.line("}");
     }
 
+    /// How many blocks are open around the next line: its brace depth in the output.
+    pub fn depth(&self) -> usize {
+        self.indent
+    }
+
     /// Whether lines written now are dropped (inside a muted block).
     pub fn muted(&self) -> bool {
         self.mutes.iter().any(|m| *m)

@@ -11,7 +11,7 @@ use serde::ser::SerializeMap;
 
 use super::RunError;
 use crate::bind::{Array, Bound, DataValue, LossValue, ParamSource, bind};
-use crate::codegen::Kernel;
+use crate::codegen::{CompileError, Kernel};
 use crate::diagnostics::closest;
 use crate::eval;
 use crate::gpu::{Dispatch, DispatchOptions, GpuError, PlanError, RowPlacement};
@@ -386,7 +386,16 @@ pub fn run(
         Backend::Auto => crate::gpu::gpu().is_ok(),
     };
     let mut result = if gpu_found {
-        let kernel = crate::codegen::compile(program, kernel_name, terms)?;
+        let kernel = match crate::codegen::compile(program, kernel_name, terms) {
+            // A program too deep for any GPU kernel runs where it can under `auto`.
+            Err(e @ CompileError::TooDeep { .. }) if opts.backend == Backend::Auto => {
+                let mut r = run_prepared_cpu(&prepared, opts)?;
+                r.notes.push(format!("{e}; running on the CPU"));
+                r.warnings = warnings;
+                return Ok(r);
+            }
+            other => other?,
+        };
         match run_gpu(&kernel, &prepared, opts) {
             Err(RunError::Gpu(GpuError::Plan(e @ PlanError::LoopBudget { .. })))
                 if opts.backend == Backend::Auto =>

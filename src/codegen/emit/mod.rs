@@ -48,6 +48,22 @@ pub const CHUNK: usize = WORKGROUP * 64;
 /// The error word's value when a partial result never arrived.
 pub const TIMEOUT_CODE: u32 = 0xffff_fff0;
 
+/// The deepest block nesting a kernel may have. WGSL asks compilers to accept 127 nested
+/// braces and naga stops there, counting the function's own: a kernel whose lines sit
+/// inside 125 blocks passes naga 30, one at 126 does not. Nested reductions and branches
+/// each open a block or two, so past this the kernel is refused as a user's program too
+/// deep for a GPU, with its place, instead of failing naga as an internal error.
+pub const MAX_BLOCK_DEPTH: usize = 125;
+
+/// Where a kernel first nests blocks deeper than [`MAX_BLOCK_DEPTH`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TooDeep {
+    /// The loss being written.
+    pub loss: String,
+    /// `file:line:col` of the expression being written there, where known.
+    pub at: Option<String>,
+}
+
 /// Everything one loss's code needs while it is written.
 struct LossEmitter<'a> {
     ir: &'a LossIr,
@@ -79,6 +95,8 @@ struct LossEmitter<'a> {
     fresh: &'a mut usize,
     /// Set when the emitter meets a state that is a compiler bug.
     bug: Option<InternalError>,
+    /// Set when the code opens a block deeper than WGSL compilers accept.
+    too_deep: Option<TooDeep>,
     /// The WGSL name of the scratch offset hoisted tables are read at.
     slice: &'static str,
     /// The parameter block's values, when the kernel is specialised to them.
@@ -134,6 +152,7 @@ impl<'a> LossEmitter<'a> {
             binds: HashMap::new(),
             fresh: &mut shared.fresh,
             bug: None,
+            too_deep: None,
             slice: "slice",
             values,
             at: None,
@@ -165,6 +184,8 @@ struct Shared {
     fresh: usize,
     /// The first state met that is a compiler bug.
     bug: Option<InternalError>,
+    /// The first block opened deeper than WGSL compilers accept.
+    too_deep: Option<TooDeep>,
 }
 
 impl Shared {
@@ -189,8 +210,9 @@ impl Shared {
         for (li, (ir, sched)) in losses.iter().enumerate() {
             let mut e = LossEmitter::new(ir, li, sched, self, w, values);
             write(&mut e);
-            let bug = e.bug.take();
+            let (bug, too_deep) = (e.bug.take(), e.too_deep.take());
             self.bug = self.bug.take().or(bug);
+            self.too_deep = self.too_deep.take().or(too_deep);
         }
     }
 }
@@ -205,6 +227,8 @@ pub struct Generated {
     pub sites: Vec<Site>,
     /// Every read of an input the kernel makes, as written (muted code left out).
     pub reads: Vec<ReadRecord>,
+    /// Where the kernel nests blocks deeper than WGSL compilers accept, if it does.
+    pub too_deep: Option<TooDeep>,
 }
 
 /// The generic kernel a specialised one is written against: its parameter block's
@@ -368,6 +392,7 @@ pub fn generate(
         layout: shared.layout,
         sites: shared.sites,
         reads: shared.reads,
+        too_deep: shared.too_deep,
     })
 }
 

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use petgraph::stable_graph::NodeIndex;
 
-use super::LossEmitter;
+use super::{LossEmitter, MAX_BLOCK_DEPTH, TooDeep};
 use crate::codegen::analysis;
 use crate::codegen::layout::Slot;
 use crate::codegen::wgsl::meta_value;
@@ -26,6 +26,22 @@ impl LossEmitter<'_> {
     pub(super) fn open(&mut self, header: impl AsRef<str>) {
         self.w.open(header);
         self.cache.push(HashMap::new());
+        self.note_depth();
+    }
+
+    /// Notes the first node whose code opens a block deeper than WGSL compilers accept
+    /// ([`MAX_BLOCK_DEPTH`]), so that the kernel is refused with its place.
+    fn note_depth(&mut self) {
+        if self.w.depth() > MAX_BLOCK_DEPTH && self.too_deep.is_none() {
+            let at = self
+                .at
+                .map(|n| self.ir.graph[n].span)
+                .map(|span| self.ir.origin.locate(span));
+            self.too_deep = Some(TooDeep {
+                loss: self.ir.name.clone(),
+                at,
+            });
+        }
     }
 
     /// `if (cond) {`; in a kernel specialised to sizes where the condition is `known`,
@@ -36,6 +52,7 @@ impl LossEmitter<'_> {
             Some(taken) => {
                 self.w.open_muted(!taken);
                 self.cache.push(HashMap::new());
+                self.note_depth();
             }
         }
     }
@@ -47,6 +64,7 @@ impl LossEmitter<'_> {
             Some(taken) => {
                 self.w.open_muted(taken);
                 self.cache.push(HashMap::new());
+                self.note_depth();
             }
         }
     }
