@@ -2,8 +2,7 @@
 //! lavapipe or llvmpipe through GL otherwise; `WGPU_BACKEND` is honoured), keeps one
 //! device for the process, and caches compute pipelines by kernel text.
 
-use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::GpuError;
@@ -20,7 +19,46 @@ pub struct Gpu {
     pub info: wgpu::AdapterInfo,
     /// The device's limits.
     pub limits: wgpu::Limits,
-    pipelines: Mutex<HashMap<u64, Arc<Pipeline>>>,
+    pipelines: Mutex<PipelineCache<Arc<Pipeline>>>,
+}
+
+/// The pipelines of the kernels most recently built, by their whole WGSL text (a hash
+/// alone could hand one kernel another's pipeline). A training loop runs a few kernels
+/// again and again; a process that compiles many (a long test, a sweep over shapes)
+/// keeps the newest [`PIPELINES_KEPT`], since each holds the driver's compiled code.
+struct PipelineCache<P> {
+    by_text: HashMap<String, P>,
+    /// Texts in the order they were built, oldest first.
+    order: VecDeque<String>,
+}
+
+/// How many pipelines a [`Gpu`] keeps.
+pub const PIPELINES_KEPT: usize = 32;
+
+impl<P: Clone> Default for PipelineCache<P> {
+    fn default() -> Self {
+        PipelineCache {
+            by_text: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+}
+
+impl<P: Clone> PipelineCache<P> {
+    fn get(&self, wgsl: &str) -> Option<P> {
+        self.by_text.get(wgsl).cloned()
+    }
+
+    fn insert(&mut self, wgsl: &str, p: P) {
+        if self.by_text.insert(wgsl.to_string(), p).is_none() {
+            self.order.push_back(wgsl.to_string());
+        }
+        while self.order.len() > PIPELINES_KEPT {
+            if let Some(oldest) = self.order.pop_front() {
+                self.by_text.remove(&oldest);
+            }
+        }
+    }
 }
 
 pub(super) struct Pipeline {
@@ -68,7 +106,7 @@ impl Gpu {
             queue,
             info: adapter.get_info(),
             limits,
-            pipelines: Mutex::new(HashMap::new()),
+            pipelines: Mutex::new(PipelineCache::default()),
         })
     }
 
@@ -80,7 +118,7 @@ impl Gpu {
             queue,
             info,
             limits,
-            pipelines: Mutex::new(HashMap::new()),
+            pipelines: Mutex::new(PipelineCache::default()),
         }
     }
 
@@ -99,16 +137,13 @@ impl Gpu {
     }
 
     pub(super) fn pipeline(&self, wgsl: &str) -> Result<Arc<Pipeline>, GpuError> {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        wgsl.hash(&mut h);
-        let key = h.finish();
         if let Some(p) = self
             .pipelines
             .lock()
             .map_err(|_| InternalError::new("the pipeline cache is poisoned"))?
-            .get(&key)
+            .get(wgsl)
         {
-            return Ok(p.clone());
+            return Ok(p);
         }
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = self
@@ -144,7 +179,7 @@ impl Gpu {
         self.pipelines
             .lock()
             .map_err(|_| InternalError::new("the pipeline cache is poisoned"))?
-            .insert(key, p.clone());
+            .insert(wgsl, p.clone());
         Ok(p)
     }
 }
@@ -213,4 +248,28 @@ pub(super) fn bind_group(
         layout,
         entries: &entries,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{PIPELINES_KEPT, PipelineCache};
+
+    #[test]
+    fn the_pipeline_cache_keeps_the_newest_and_keys_by_whole_text() {
+        let mut c = PipelineCache::default();
+        for k in 0..PIPELINES_KEPT + 3 {
+            c.insert(&format!("kernel {k}"), k);
+        }
+        assert_eq!(c.by_text.len(), PIPELINES_KEPT);
+        assert_eq!(c.get("kernel 0"), None);
+        assert_eq!(c.get("kernel 2"), None);
+        assert_eq!(c.get("kernel 3"), Some(3));
+        assert_eq!(
+            c.get(&format!("kernel {}", PIPELINES_KEPT + 2)),
+            Some(PIPELINES_KEPT + 2)
+        );
+        // Built again, a kept text stays once.
+        c.insert("kernel 3", 3);
+        assert_eq!(c.order.len(), PIPELINES_KEPT);
+    }
 }
