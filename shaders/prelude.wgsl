@@ -33,12 +33,25 @@ fn lc_with_sign_of(m: f32, s: f32) -> f32 {
     return bitcast<f32>((bitcast<u32>(m) & 0x7fffffffu) | (bitcast<u32>(s) & 0x80000000u));
 }
 
+// Zero, in a form no shader compiler can know: every entry point sets it first, from the
+// length of a storage array, which WebGPU never binds empty. WGSL and Vulkan let a
+// compiler assume that no value is NaN or infinite and that a zero has no sign, and
+// compilers use it: llvmpipe folds `0 * x` and `x - x` to 0 and `(x + 1) - x` to 1 even
+// for a NaN or infinite x. The generators pass every constant and every computed value
+// through lc_opaque, so that the compiler sees each operation with operands it knows
+// nothing about, and makes none of those rewrites (docs/backend.md, section 9).
+var<private> lc_zero_bits: u32;
+
+// `x` itself, hidden from the shader compiler's algebra (an integer xor with zero).
+fn lc_opaque(x: f32) -> f32 {
+    return bitcast<f32>(bitcast<u32>(x) ^ lc_zero_bits);
+}
+
 // An f32 from its bits, at run time: WGSL makes a constant expression that evaluates to
 // NaN or an infinity a shader-creation error (Tint enforces it), so special values must
-// not be constant-folded.
+// not be constant-folded; and hidden, as lc_opaque's values are.
 fn lc_bits(bits: u32) -> f32 {
-    var b = bits;
-    return bitcast<f32>(b);
+    return bitcast<f32>(bits ^ lc_zero_bits);
 }
 
 fn lc_nan() -> f32 {

@@ -5,8 +5,10 @@
 //! (specialised to the sizes with each row placement, and generic) must each give it.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 use lossc::diagnostics::Source;
+use lossc::gpu::unfused::UnfusedPlan;
 use lossc::gpu::{Dispatch, DispatchOptions, KernelForm, RowPlacement};
 use lossc::ir::{FactoryTerm, Program};
 use lossc::runtime::data::{Array, Data, DataValue};
@@ -23,24 +25,62 @@ struct Case {
     forms: &'static [Form],
 }
 
-/// A form of the GPU kernel: its name, its text, and how rows are placed.
-type Form = (&'static str, KernelForm, RowPlacement);
+/// A way to run a loss on the GPU: the fused kernel (named, which text, how rows are
+/// placed), or the benchmark's unfused baseline (one dispatch per IR node).
+#[derive(Clone, Copy)]
+enum Form {
+    Fused(&'static str, KernelForm, RowPlacement),
+    Unfused,
+}
+
+/// Every form of the kernel: specialised to the sizes under each row placement, and
+/// generic (sizes from the parameter block); and the unfused baseline.
+const EVERY_FORM: &[Form] = &[
+    Form::Fused(
+        "specialised, shared rows",
+        KernelForm::Specialised,
+        RowPlacement::Shared,
+    ),
+    Form::Fused(
+        "specialised, a row per thread",
+        KernelForm::Specialised,
+        RowPlacement::PerThread,
+    ),
+    Form::Fused("generic", KernelForm::Generic, RowPlacement::Auto),
+    Form::Unfused,
+];
 
 /// For element-wise values of one-element inputs, where row placement changes nothing:
 /// the specialised kernel, whose literal sizes the shader compiler folds, and the generic.
 const SPECIALISED_AND_GENERIC: &[Form] = &[
-    ("specialised", KernelForm::Specialised, RowPlacement::Auto),
-    ("generic", KernelForm::Generic, RowPlacement::Auto),
+    Form::Fused("specialised", KernelForm::Specialised, RowPlacement::Auto),
+    Form::Fused("generic", KernelForm::Generic, RowPlacement::Auto),
+];
+
+/// The same and the unfused baseline (whose plans compile every kernel anew: kept to a
+/// sample of the cases).
+const SPECIALISED_GENERIC_AND_UNFUSED: &[Form] = &[
+    Form::Fused("specialised", KernelForm::Specialised, RowPlacement::Auto),
+    Form::Fused("generic", KernelForm::Generic, RowPlacement::Auto),
+    Form::Unfused,
 ];
 
 /// For a constant folded before code generation: the specialised kernel alone.
-const SPECIALISED: &[Form] = &[("specialised", KernelForm::Specialised, RowPlacement::Auto)];
+const SPECIALISED: &[Form] = &[Form::Fused(
+    "specialised",
+    KernelForm::Specialised,
+    RowPlacement::Auto,
+)];
 
 /// Runs every case on the CPU evaluator and on every GPU kernel form, and lists each value
 /// that is not the case's `want`. Cases with the same text share one compiled kernel (and
 /// the device's pipeline cache shares the specialised text of equal sizes), so a table of
 /// data rows compiles once.
 fn check_cases(cases: &[Case]) {
+    // One test at a time on the device: concurrent dispatches of many small kernels on
+    // llvmpipe take ten times as long as the same dispatches in turn.
+    static DEVICE: Mutex<()> = Mutex::new(());
+    let _turn = DEVICE.lock().unwrap_or_else(|e| e.into_inner());
     let dev = lossc::gpu::gpu().unwrap();
     let terms = [FactoryTerm::plain("t")];
     let mut programs: HashMap<&str, (Program, lossc::codegen::Kernel)> = HashMap::new();
@@ -57,15 +97,28 @@ fn check_cases(cases: &[Case]) {
         let mut got = vec![("CPU".to_string(), cpu.losses[0].1.loss)];
         let (prepared, _) = prepare(program, &terms, &case.data, &vec![]).unwrap();
         let bound: Vec<_> = prepared.iter().map(|p| &p.bound).collect();
-        for &(form_name, form, placement) in case.forms {
-            let options = DispatchOptions {
-                placement,
-                form,
-                ..Default::default()
+        for form in case.forms {
+            let (form_name, out) = match *form {
+                Form::Fused(form_name, form, placement) => {
+                    let options = DispatchOptions {
+                        placement,
+                        form,
+                        ..Default::default()
+                    };
+                    let out = Dispatch::new(dev, kernel, &bound, &[1.0], &options)
+                        .and_then(|d| d.run(dev))
+                        .map(|(out, _)| out)
+                        .map_err(|e| e.to_string());
+                    (form_name, out)
+                }
+                Form::Unfused => {
+                    let out = UnfusedPlan::new(dev, &bound, &[1.0])
+                        .and_then(|p| p.run(dev))
+                        .map_err(|e| e.to_string());
+                    ("unfused", out)
+                }
             };
-            let (out, _) = Dispatch::new(dev, kernel, &bound, &[1.0], &options)
-                .and_then(|d| d.run(dev))
-                .unwrap_or_else(|e| panic!("{}, {form_name}: {e}", case.what));
+            let out = out.unwrap_or_else(|e| panic!("{}, {form_name}: {e}", case.what));
             got.push((format!("GPU ({form_name})"), out[0]));
         }
         for (back_end, value) in got {
@@ -293,6 +346,84 @@ fn pow_follows_c_for_every_special_case_on_both_back_ends() {
                 forms,
             });
         }
+    }
+    check_cases(&cases);
+}
+
+/// The values every identity below is tried on: the specials and a few ordinary ones.
+const SPECIAL_VALUES: &[f32] = &[NAN, INF, -INF, 0.0, -0.0, 1.0, -2.0, 1e30];
+
+/// Rewrites that hold for real numbers but not for every f32 (`0 · x = 0`, `x − x = 0`,
+/// `(x + 1) − x = 1`, `x / x = 1`, `x == x`, `x + 0 = x`, ...) must not be made by either
+/// back end, nor by the shader compiler, which WGSL lets assume that no value is NaN or
+/// infinite. Each expression's value is IEEE 754's, as Rust's f32 arithmetic gives it.
+#[test]
+fn ieee_arithmetic_is_not_simplified_on_either_back_end() {
+    let bool_value = |b: bool| if b { 1.0 } else { 0.0 };
+    #[allow(clippy::eq_op)] // x - x, x / x, x == x: exactly what is being tested
+    let identities: &[(&str, &dyn Fn(f32) -> f32)] = &[
+        ("0 * x[n]", &|x| 0.0 * x),
+        ("x[n] * 0", &|x| x * 0.0),
+        ("x[n] - x[n]", &|x| x - x),
+        ("x[n] + -x[n]", &|x| x + -x),
+        ("(x[n] + 1) - x[n]", &|x| (x + 1.0) - x),
+        ("(x[n] * 3) / 3", &|x| (x * 3.0) / 3.0),
+        ("x[n] / x[n]", &|x| x / x),
+        ("0 / x[n]", &|x| 0.0 / x),
+        ("x[n] / 0", &|x| x / 0.0),
+        ("x[n] + 0", &|x| x + 0.0),
+        ("x[n] - 0", &|x| x - 0.0),
+        ("0 - x[n]", &|x| 0.0 - x),
+        ("exp(x[n]) * 0", &|x| x.exp() * 0.0),
+        ("select(x[n] == x[n], 1, 0)", &|x| bool_value(x == x)),
+        ("select(x[n] != x[n], 1, 0)", &|x| bool_value(x != x)),
+        ("select(x[n] <= x[n], 1, 0)", &|x| bool_value(x <= x)),
+        ("select(x[n] >= x[n], 1, 0)", &|x| bool_value(x >= x)),
+        ("max(x[n], x[n])", &|x| x),
+    ];
+    let mut cases = Vec::new();
+    for (expr, ieee) in identities {
+        for &x in SPECIAL_VALUES {
+            cases.push(Case {
+                text: loss_of(&["x"], expr),
+                data: [("x".to_string(), vector(&[x]))].into(),
+                want: show_zero_sign(ieee(x)),
+                what: format!("{expr} at x = {x:?}"),
+                forms: if x.is_nan() {
+                    SPECIALISED_GENERIC_AND_UNFUSED
+                } else {
+                    SPECIALISED_AND_GENERIC
+                },
+            });
+        }
+    }
+    check_cases(&cases);
+}
+
+/// Sizes become literals in a specialised kernel, and a quantity computed from them must
+/// keep IEEE's meaning: torch.var's unbiased variance of one sample is 0 / 0 = NaN, and the
+/// mean over an empty range is NaN (docs/language.md).
+#[test]
+fn quantities_of_specialised_sizes_keep_their_ieee_meaning() {
+    let var = "sum(i: (x[i] - mean(j: x[j])) ^ 2) / (N - 1)";
+    let empty_mean = "mean(j in 0..N - 1: x[j])";
+    let mut cases = Vec::new();
+    for (expr, xs, want) in [
+        (var, &[3.0][..], NAN),
+        (var, &[1.0, 3.0][..], 2.0),
+        (empty_mean, &[3.0][..], NAN),
+        (empty_mean, &[1.0, 3.0][..], 1.0),
+    ] {
+        // A compute stage of one element (its domain is empty), as a loss-level value.
+        cases.push(Case {
+            text: format!(
+                "loss t {{\n    input x : [N]\n    compute {expr} + 0 * x[0]\n    reduce mean\n}}\n"
+            ),
+            data: [("x".to_string(), vector(xs))].into(),
+            want,
+            what: format!("{expr} on {xs:?}"),
+            forms: EVERY_FORM,
+        });
     }
     check_cases(&cases);
 }

@@ -10,7 +10,7 @@ use petgraph::algo::toposort;
 use petgraph::stable_graph::NodeIndex;
 
 use super::bindings::{Access, Binding, Holds};
-use super::wgsl::{PRELUDE, binary_wgsl, f32_lit, unary_wgsl};
+use super::wgsl::{PRELUDE, binary_wgsl, opaque, opaque_lit, set_zero_bits, unary_wgsl};
 use super::writer::Writer;
 use crate::ice::InternalError;
 use crate::ir::{
@@ -167,12 +167,14 @@ pub fn generate(
 /// The factory total: the weighted losses times their anneal factors, in factory order.
 fn total_kernel(anneal: &[f32], n_losses: usize) -> String {
     let mut w = Writer::default();
+    w.splice(PRELUDE);
     declare(&mut w, 3);
     w.line("@compute @workgroup_size(1)");
     w.open("fn main()");
+    w.line(set_zero_bits("arena"));
     w.line("var t = 0.0f;");
     for (li, a) in anneal.iter().enumerate() {
-        w.line(format!("t = t + {} * out[{}];", f32_lit(*a), 3 * li + 2));
+        w.line(format!("t = t + {} * out[{}];", opaque_lit(*a), 3 * li + 2));
     }
     w.line(format!("out[{}] = t;", 3 * n_losses));
     w.close();
@@ -188,6 +190,7 @@ fn elementwise_kernel(n: usize) -> Writer {
     declare(&mut w, 2);
     w.line(format!("@compute @workgroup_size({WG})"));
     w.open("fn main(@builtin(global_invocation_id) gid: vec3<u32>)");
+    w.line(set_zero_bits("arena"));
     w.line("let g = i32(gid.x);");
     w.line(format!("if (g >= {n}) {{ return; }}"));
     w
@@ -276,7 +279,7 @@ impl LossPlan<'_> {
     /// The value of operand `n` inside a kernel whose indices are named by `names`.
     fn operand(&self, n: NodeIndex, names: &HashMap<IndexId, String>) -> String {
         match &self.ir.graph[n].op {
-            Op::Const(bits) => f32_lit(f32::from_bits(*bits)),
+            Op::Const(bits) => opaque_lit(f32::from_bits(*bits)),
             Op::BoolConst(b) => {
                 if *b {
                     "1.0f".into()
@@ -332,7 +335,7 @@ impl LossPlan<'_> {
         let truth = |x: String| format!("({x} != 0.0f)");
         let value = match &node.op {
             Op::Read(t, idx) => self.read(*t, idx, &names),
-            Op::IndexValue(e) => format!("f32({})", self.index(e, &names)),
+            Op::IndexValue(e) => opaque(&format!("f32({})", self.index(e, &names))),
             Op::EnumIs(p, v) => {
                 let on = self.b.enums[*p].as_deref() == Some(v.as_str());
                 if on { "1.0f".into() } else { "0.0f".into() }
@@ -348,7 +351,14 @@ impl LossPlan<'_> {
                 }
             }
             Op::Binary(f) => {
-                let (a, b) = (self.operand(args[0], &names), self.operand(args[1], &names));
+                let a = self.operand(args[0], &names);
+                // The same value twice (`x - x`): hidden anew, or the shader compiler may
+                // fold the operation (see `lc_opaque` in the prelude).
+                let b = if args[1] == args[0] {
+                    opaque(&a)
+                } else {
+                    self.operand(args[1], &names)
+                };
                 match f {
                     BinaryFn::And | BinaryFn::Or => bool_f(binary_wgsl(*f, &truth(a), &truth(b))),
                     BinaryFn::Eq
@@ -379,9 +389,13 @@ impl LossPlan<'_> {
             Op::Const(_) | Op::BoolConst(_) => self.operand(n, &names),
             Op::Reduce(kind, bound) => {
                 let (init, step, fin) = match kind {
-                    ReduceFn::Sum => ("0.0f", "acc = acc + x;", "acc"),
-                    ReduceFn::Mean => ("0.0f", "acc = acc + x;", "acc / f32(cnt)"),
-                    ReduceFn::Norm => ("0.0f", "acc = acc + x * x;", "sqrt(acc)"),
+                    ReduceFn::Sum => ("lc_opaque(0.0f)", "acc = acc + x;", "acc"),
+                    ReduceFn::Mean => (
+                        "lc_opaque(0.0f)",
+                        "acc = acc + x;",
+                        "acc / lc_opaque(f32(cnt))",
+                    ),
+                    ReduceFn::Norm => ("lc_opaque(0.0f)", "acc = acc + x * x;", "sqrt(acc)"),
                     ReduceFn::Max => ("-lc_inf()", "acc = lc_max(acc, x);", "acc"),
                     ReduceFn::Min => ("lc_inf()", "acc = lc_min(acc, x);", "acc"),
                     ReduceFn::All => ("1.0f", "acc = min(acc, x);", "acc"),
@@ -493,6 +507,7 @@ impl LossPlan<'_> {
         w.line("var<workgroup> s_cnt: array<f32, 256>;");
         w.line("@compute @workgroup_size(256)");
         w.open("fn main(@builtin(local_invocation_index) lid: u32)");
+        w.line(set_zero_bits("arena"));
         w.line("var s = 0.0f;");
         w.line("var c = 0.0f;");
         w.line(format!("for (var e = i32(lid); e < {}; e += 256) {{ s = s + vals[{elems_at} + e]; c = c + vals[{} + e]; }}", self.size(&self.ir.domain), elems_at + domain));
@@ -520,6 +535,7 @@ impl LossPlan<'_> {
         declare(&mut w, 3);
         w.line("@compute @workgroup_size(1)");
         w.open("fn main()");
+        w.line(set_zero_bits("arena"));
         w.line(format!("let s = vals[{}];", elems_at + 2 * domain));
         w.line(format!("let c = vals[{}];", elems_at + 2 * domain + 1));
         let empty = match (ir.empty, ir.reduce) {

@@ -67,6 +67,28 @@ pub fn f32_lit(v: f32) -> String {
     }
 }
 
+/// The statement every entry point starts with: it sets the prelude's `lc_zero_bits` to 0
+/// from the length of the storage array `array`, which the shader compiler cannot know.
+pub fn set_zero_bits(array: &str) -> String {
+    format!("lc_zero_bits = select(0u, 1u, arrayLength(&{array}) == 0u);")
+}
+
+/// The f32 expression `x`, hidden from the shader compiler's algebra (the prelude's
+/// `lc_opaque`): no rewrite that assumes no NaN, infinity or signed zero applies to it.
+pub fn opaque(x: &str) -> String {
+    format!("lc_opaque({x})")
+}
+
+/// The constant `v`, hidden from the shader compiler's algebra (non-finite values already
+/// are, through `lc_bits`).
+pub fn opaque_lit(v: f32) -> String {
+    if v.is_finite() {
+        opaque(&f32_lit(v))
+    } else {
+        f32_lit(v)
+    }
+}
+
 /// The uniform block's slot `slot`.
 pub fn meta_ref(slot: SlotId) -> String {
     let i = slot.index();
@@ -94,6 +116,8 @@ mod tests {
         assert_eq!(f32_lit(0.5), "0.5f");
         assert_eq!(f32_lit(1e-10), "1e-10f");
         assert_eq!(f32_lit(f32::INFINITY), "lc_bits(0x7f800000u)");
+        assert_eq!(opaque_lit(0.0), "lc_opaque(0.0f)");
+        assert_eq!(opaque_lit(f32::NAN), "lc_bits(0x7fc00000u)");
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! A node's value: the WGSL expression of its operation, bound to a `let` and cached in
-//! the current block.
+//! the current block. Every constant and every computed f32 is hidden from the shader
+//! compiler's algebra (`wgsl::opaque`), so that it cannot fold `0 * x` or `x - x` to 0, or
+//! reassociate, as WGSL lets it when it assumes no NaN or infinity.
 
 use std::collections::HashMap;
 
@@ -7,9 +9,9 @@ use petgraph::stable_graph::NodeIndex;
 
 use super::LossEmitter;
 use crate::codegen::layout::Slot;
-use crate::codegen::wgsl::{binary_wgsl, f32_lit, unary_wgsl};
+use crate::codegen::wgsl::{binary_wgsl, opaque, opaque_lit, unary_wgsl};
 use crate::ice::InternalError;
-use crate::ir::{BinaryFn, Op, ParamKind, operands};
+use crate::ir::{BinaryFn, Op, ParamKind, Ty, operands};
 
 impl LossEmitter<'_> {
     /// The WGSL name holding node `n`'s value, emitting what it needs.
@@ -27,7 +29,7 @@ impl LossEmitter<'_> {
         let node = self.ir.graph[n].clone();
         let args = operands(&self.ir.graph, n);
         let expr = match &node.op {
-            Op::Const(bits) => return f32_lit(f32::from_bits(*bits)),
+            Op::Const(bits) => return opaque_lit(f32::from_bits(*bits)),
             Op::BoolConst(b) => return b.to_string(),
             Op::Read(t, idx) => self.read(*t, idx, Some(n)),
             Op::IndexValue(e) => format!("f32({})", self.index(e)),
@@ -58,6 +60,9 @@ impl LossEmitter<'_> {
                     {
                         format!("({a} * {a})")
                     }
+                    // `x - x`, `x / x`, `x == x`: the same value twice would let the
+                    // shader compiler fold the operation, so the second is hidden anew.
+                    _ if args[1] == args[0] => binary_wgsl(*f, &a, &opaque(&a)),
                     _ => {
                         let b = self.val(args[1]);
                         binary_wgsl(*f, &a, &b)
@@ -123,6 +128,14 @@ impl LossEmitter<'_> {
                 Some(k) => self.table_read(k, n),
                 None => return self.inline_reduce(n),
             },
+        };
+        // A read's value is already unknown to the shader compiler; anything computed,
+        // or known once the kernel is specialised (an index value), is hidden.
+        let computed = !matches!(node.op, Op::Read(..) | Op::Reduce(..));
+        let expr = if computed && node.ty == Ty::Num {
+            opaque(&expr)
+        } else {
+            expr
         };
         let name = self.name("v");
         let comment = self.comment(n);

@@ -33,7 +33,7 @@ use super::analysis::ReadRecord;
 use super::bindings::{BINDINGS, META_STRUCT};
 use super::layout::{Layout, Slot, SlotId};
 use super::schedule::LossSchedule;
-use super::wgsl::{PRELUDE, REDUCE, meta_value};
+use super::wgsl::{PRELUDE, REDUCE, meta_value, set_zero_bits};
 use super::writer::Writer;
 use crate::ice::InternalError;
 use crate::ir::sites::CheckedRead;
@@ -300,6 +300,7 @@ pub fn generate(
     // A static use, so that a host building its pipeline with `layout: auto` gets the
     // binding the manifest lists even when no read is aligned.
     main.line("_ = lc_arena4[0];");
+    main.line(set_zero_bits("lc_arena"));
     main.line("let wid = i32(wg.x);");
     main.line(format!("let slice = wid * {slice_size};"));
     main.open(format!(

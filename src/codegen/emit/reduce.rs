@@ -5,6 +5,7 @@ use petgraph::stable_graph::NodeIndex;
 
 use super::{LossEmitter, WORKGROUP};
 use crate::codegen::layout::Slot;
+use crate::codegen::wgsl::{opaque, opaque_lit};
 use crate::ir::{IndexId, Op, ReduceFn, Ty, operands};
 
 impl LossEmitter<'_> {
@@ -48,7 +49,7 @@ impl LossEmitter<'_> {
             ReduceFn::Any => ("false".to_string(), true),
             ReduceFn::Max => ("-lc_inf()".to_string(), false),
             ReduceFn::Min => ("lc_inf()".to_string(), false),
-            _ => ("0.0f".to_string(), false),
+            _ => (opaque_lit(0.0), false),
         };
         self.w.line(format!(
             "var {acc}: {} = {init}; {comment}",
@@ -125,12 +126,13 @@ impl LossEmitter<'_> {
         let result = match kind {
             ReduceFn::Mean => {
                 let c = self.count(bound);
-                format!("{acc} / f32({c})")
+                format!("{acc} / {}", opaque(&format!("f32({c})")))
             }
             ReduceFn::Norm => format!("sqrt({acc})"),
             _ => acc.clone(),
         };
         let name = self.name("v");
+        let result = if is_bool { result } else { opaque(&result) };
         self.w.line(format!("let {name} = {result};"));
         let d = self.depth();
         self.cache[d].insert(n, name.clone());
@@ -282,10 +284,10 @@ impl LossEmitter<'_> {
         let xn = self.name("xn");
         self.w.line(format!("let {xn} = {xs};"));
         let init = match kind {
-            ReduceFn::All => "1.0f",
-            ReduceFn::Max => "-lc_inf()",
-            ReduceFn::Min => "lc_inf()",
-            _ => "0.0f",
+            ReduceFn::All => "1.0f".to_string(),
+            ReduceFn::Max => "-lc_inf()".to_string(),
+            ReduceFn::Min => "lc_inf()".to_string(),
+            _ => opaque_lit(0.0),
         };
         let bool_body = self.ir.graph[body].ty == Ty::Bool;
         let acc = self.name("acc");
@@ -341,7 +343,7 @@ impl LossEmitter<'_> {
         let r = self.name("r");
         self.w.line(format!("let {r} = lc_tree(lid, {tk}u);"));
         match kind {
-            ReduceFn::Mean => format!("{r} / f32({xn})"),
+            ReduceFn::Mean => format!("{r} / {}", opaque(&format!("f32({xn})"))),
             ReduceFn::Norm => format!("sqrt({r})"),
             _ => r,
         }
