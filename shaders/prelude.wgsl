@@ -149,6 +149,29 @@ fn lc_pow(a: f32, b: f32) -> f32 {
     return pow(a, b);
 }
 
+// The median from its two middle values lo <= hi (the same value twice for an odd
+// count), as src/ir/scalar.rs's `median_of`: NaN if either is; two equal values give that
+// value; else torch.lerp's hi - (hi - lo) * 0.5 while hi - lo is finite, and the
+// midpoint lo * 0.5 + hi * 0.5 with an infinite middle value; a zero median is +0.
+fn lc_median_of(lo: f32, hi: f32) -> f32 {
+    if (lc_isnan(lo) || lc_isnan(hi)) {
+        return lc_nan();
+    }
+    var m = lo;
+    if (!(lo == hi)) {
+        let d = hi - lo;
+        if (lc_isinf(d)) {
+            m = lo * 0.5 + hi * 0.5;
+        } else {
+            m = hi - d * 0.5;
+        }
+    }
+    if (m == 0.0) {
+        return 0.0;
+    }
+    return m;
+}
+
 // A partial sum as stored: NaNs canonical, so that no value equals LC_EMPTY.
 fn lc_publish(x: f32) -> u32 {
     if (lc_isnan(x)) {

@@ -427,3 +427,85 @@ fn quantities_of_specialised_sizes_keep_their_ieee_meaning() {
     }
     check_cases(&cases);
 }
+
+/// The median's rule (docs/language.md) on every row of this table, by hand: the middle
+/// value for an odd count; for an even count the two middle values, equal ones giving
+/// that value, else `hi - (hi - lo) · 0.5` while `hi - lo` is finite, else the midpoint
+/// `lo · 0.5 + hi · 0.5`; NaN for any NaN; a zero median +0.
+const MEDIAN_TABLE: &[(&[f32], f32)] = &[
+    // ±inf in the middle, odd and even counts.
+    (&[INF], INF),
+    (&[-INF], -INF),
+    (&[1.0, INF, INF], INF),
+    (&[-INF, -2.0, -INF], -INF),
+    (&[INF, 1.0, -INF], 1.0),
+    (&[INF, INF], INF),
+    (&[-INF, -INF], -INF),
+    (&[1.0, INF], INF),
+    (&[-INF, 1.0], -INF),
+    (&[INF, -INF], NAN),
+    (&[-INF, 1.0, 2.0, INF], 1.5),
+    // Ordinary values, and ties.
+    (&[3.0, 1.0, 2.0], 2.0),
+    (&[4.0, 1.0, 2.0, 3.0], 2.5),
+    (&[-1.0, 4.0], 1.5),
+    (&[2.0, 2.0, 2.0, 5.0], 2.0),
+    (&[1.0, 2.0, 2.0, 5.0], 2.0),
+    (&[5.0, 5.0, 1.0, 1.0], 3.0),
+    (&[7.0, 7.0], 7.0),
+    (&[6.0, 6.0, 6.0], 6.0),
+    // NaN anywhere.
+    (&[1.0, NAN, 3.0], NAN),
+    (&[NAN], NAN),
+    (&[INF, NAN], NAN),
+    (&[2.0, 1.0, NAN, 4.0], NAN),
+    // Zeros of either sign: +0.
+    (&[-0.0], 0.0),
+    (&[-0.0, -0.0], 0.0),
+    (&[0.0, -0.0, 0.0], 0.0),
+    (&[-1.0, -0.0, 0.0, 1.0], 0.0),
+    (&[-3.0, 3.0], 0.0),
+    // Large values: a difference past f32's range takes the midpoint.
+    (&[-3e38, 3e38], 0.0),
+    (&[1e38, 3e38], 2e38),
+    (&[3e38, 3.4e38], 3.2e38),
+];
+
+/// The median on both back ends, every kernel form (a median hoisted into a row's table,
+/// ranked by the workgroup or by one thread, and the unfused baseline), as the only value
+/// of a loss and as a row's table read by several elements.
+#[test]
+fn median_follows_its_rule_for_infinities_ties_nan_and_zeros() {
+    let shown = SHOW_ZERO_SIGN.replace('V', "median(j: x[j])");
+    let alone = format!("loss t {{\n    input x : [N]\n    compute {shown}\n    reduce sum\n}}\n");
+    // Three elements, the median counted once (the others add 0).
+    let in_a_row = format!(
+        "loss t {{\n    input x : [N]\n    input k : [K]\n    compute select(k[m] > 1, {shown}, 0)\n    reduce sum\n}}\n"
+    );
+    let mut cases = Vec::new();
+    for &(xs, median) in MEDIAN_TABLE {
+        for (how, text) in [("alone", &alone), ("in a row", &in_a_row)] {
+            let mut data: Data = [("x".to_string(), vector(xs))].into();
+            data.insert("k".into(), vector(&[0.0, 0.0, 2.0]));
+            if how == "alone" {
+                data.remove("k");
+            }
+            cases.push(Case {
+                text: text.clone(),
+                data,
+                want: show_zero_sign(median),
+                what: format!("median of {xs:?}, {how}"),
+                forms: EVERY_FORM,
+            });
+        }
+    }
+    // A median of nothing is NaN.
+    cases.push(Case {
+        text: loss_of(&["x"], "median(j in 0..N - 1: x[j]) + 0 * x[0]"),
+        data: [("x".to_string(), vector(&[5.0]))].into(),
+        want: NAN,
+        what: "median of nothing".into(),
+        forms: EVERY_FORM,
+    });
+    check_cases(&cases);
+}

@@ -436,7 +436,7 @@ impl LossPlan<'_> {
                     w.close();
                 }
                 if *kind == ReduceFn::Median {
-                    "select(hi - (hi - lo) * 0.5f, lc_nan(), nan || cnt == 0)".into()
+                    "select(lc_median_of(lo, hi), lc_nan(), nan || cnt == 0)".into()
                 } else {
                     fin.into()
                 }

@@ -500,20 +500,16 @@ fn reduce(kind: ReduceFn, items: &mut [f32]) -> f32 {
     }
 }
 
-/// The 0.5 quantile with linear interpolation, as `torch.quantile(q=0.5)`: the two middle
-/// values of an even count are combined as `torch.lerp` does (`hi - (hi - lo) * 0.5`).
+/// The median (docs/language.md): NaN for no values or any NaN, else the two middle
+/// values of the sorted values (the same one twice for an odd count) combined by
+/// [`scalar::median_of`].
 fn median(items: &mut [f32]) -> f32 {
     if items.is_empty() || items.iter().any(|x| x.is_nan()) {
         return f32::NAN;
     }
     items.sort_by(|a, b| a.total_cmp(b));
     let n = items.len();
-    if n % 2 == 1 {
-        items[n / 2]
-    } else {
-        let (lo, hi) = (items[n / 2 - 1], items[n / 2]);
-        hi - (hi - lo) * 0.5
-    }
+    scalar::median_of(items[(n - 1) / 2], items[n / 2])
 }
 
 #[cfg(test)]
@@ -521,10 +517,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn median_matches_torch_quantile() {
+    fn median_is_the_middle_or_the_midpoint_of_the_two_middle_values() {
         assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
         assert!(median(&mut [1.0, f32::NAN]).is_nan());
+        assert_eq!(median(&mut [f32::INFINITY, f32::INFINITY]), f32::INFINITY);
+        assert_eq!(median(&mut [1.0, f32::INFINITY]), f32::INFINITY);
+        assert!(median(&mut [f32::NEG_INFINITY, f32::INFINITY]).is_nan());
+        assert_eq!(median(&mut [-0.0]).to_bits(), 0);
     }
 
     #[test]

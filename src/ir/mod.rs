@@ -227,7 +227,8 @@ pub enum ReduceFn {
     Any,
     /// √Σx² (L2 norm)
     Norm,
-    /// the 0.5 quantile, averaging the two middle values (NaN when empty or any NaN)
+    /// the median: the middle value, or the two middle values combined by
+    /// `scalar::median_of` (NaN when empty or any NaN)
     Median,
 }
 

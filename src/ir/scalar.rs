@@ -106,6 +106,24 @@ pub fn is_odd_integer(b: f32) -> bool {
     b.abs() < 16_777_216.0 && b == b.floor() && (b as i32) % 2 != 0
 }
 
+/// The median from its two middle values `lo <= hi` (the same value twice for an odd
+/// count), neither NaN: docs/language.md states the rule. Two equal values give that
+/// value (so a middle ±inf stays ±inf); otherwise torch.lerp's `hi - (hi - lo) · 0.5`,
+/// bit for bit torch.quantile's, while `hi - lo` is finite; with an infinite middle value
+/// (or a difference past f32's range) `lo · 0.5 + hi · 0.5`, the midpoint where torch's
+/// formula gives NaN or the wrong infinity. A zero median is +0, whatever the zeros'
+/// signs and order. The GPU's `lc_median_of` (shaders/prelude.wgsl) is the same.
+pub fn median_of(lo: f32, hi: f32) -> f32 {
+    let m = if lo == hi {
+        lo
+    } else if (hi - lo).is_finite() {
+        hi - (hi - lo) * 0.5
+    } else {
+        lo * 0.5 + hi * 0.5
+    };
+    if m == 0.0 { 0.0 } else { m }
+}
+
 /// NaN-propagating minimum.
 pub fn nan_min(a: f32, b: f32) -> f32 {
     if a.is_nan() || b.is_nan() {

@@ -139,8 +139,9 @@ impl LossEmitter<'_> {
         name
     }
 
-    /// The 0.5 quantile by counting ranks (no arrays needed): the value of rank ⌊(n−1)/2⌋
-    /// and of rank ⌊n/2⌋, combined as torch.lerp does. NaN if any value is NaN.
+    /// The median by counting ranks (no arrays needed): the values of rank ⌊(n−1)/2⌋ and
+    /// of rank ⌊n/2⌋, combined by `lc_median_of` (the rule of `ir::scalar::median_of`).
+    /// NaN if any value is NaN.
     pub(super) fn inline_median(
         &mut self,
         n: NodeIndex,
@@ -178,7 +179,7 @@ impl LossEmitter<'_> {
         }
         let name = self.name("v");
         self.w.line(format!(
-            "let {name} = select({hi_v} - ({hi_v} - {lo_v}) * 0.5f, lc_nan(), {nan} || {cnt} == 0);"
+            "let {name} = lc_opaque(select(lc_median_of({lo_v}, {hi_v}), lc_nan(), {nan} || {cnt} == 0));"
         ));
         let d = self.depth();
         self.cache[d].insert(n, name.clone());
@@ -351,7 +352,8 @@ impl LossEmitter<'_> {
 
     /// A hoisted median, shared by the workgroup: each thread ranks the candidates
     /// `lid, lid + 64, ...` against every value; the values of rank ⌊(n−1)/2⌋ and ⌊n/2⌋
-    /// come out of two max-reductions (NaN if any value is NaN), combined as torch.lerp.
+    /// come out of two max-reductions (NaN if any value is NaN), combined by
+    /// `lc_median_of`.
     /// Leaves the result in `lc_median_result` (uniform: every thread reads the tree).
     pub(super) fn table_median(&mut self, n: NodeIndex, bound: &[IndexId]) {
         let body = operands(&self.ir.graph, n)[0];
@@ -387,6 +389,8 @@ impl LossEmitter<'_> {
         self.w.line(format!("let {lo_r} = lc_tree(lid, 1u);"));
         self.w.line(format!("lc_red[lid] = {hi_v};"));
         self.w.line(format!("let {hi_r} = lc_tree(lid, 1u);"));
-        self.w.line(format!("let lc_median_result = select({hi_r} - ({hi_r} - {lo_r}) * 0.5f, lc_nan(), {cnt} == 0);"));
+        self.w.line(format!(
+            "let lc_median_result = select(lc_median_of({lo_r}, {hi_r}), lc_nan(), {cnt} == 0);"
+        ));
     }
 }
