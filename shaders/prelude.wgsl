@@ -140,13 +140,66 @@ fn lc_pow(a: f32, b: f32) -> f32 {
         if (!(b == floor(b))) {
             return lc_nan();
         }
-        let m = pow(-a, b);
+        let m = lc_pow_positive(-a, b);
         if (odd) {
             return -m;
         }
         return m;
     }
-    return pow(a, b);
+    return lc_pow_positive(a, b);
+}
+
+// Subnormals. Arithmetic keeps them on llvmpipe, but its exp, exp2, log, log2 and pow
+// read or build the exponent field: log(1e-40) gave -88.02 (the log of 2^-127) instead of
+// -92.10, exp(-100) gave 0 instead of 3.8e-44. These helpers move a subnormal operand or
+// result into the normal range by an exact power of two (docs/backend.md, section 9).
+const LC_MIN_NORMAL: f32 = 1.17549435e-38;
+
+// ln x: for a subnormal x, ln(x * 2^24) - 24 ln 2.
+fn lc_log(x: f32) -> f32 {
+    if (x > 0.0 && x < LC_MIN_NORMAL) {
+        return log(x * 16777216.0) - 16.6355324;
+    }
+    return log(x);
+}
+
+// log2 x: for a subnormal x, log2(x * 2^24) - 24.
+fn lc_log2(x: f32) -> f32 {
+    if (x > 0.0 && x < LC_MIN_NORMAL) {
+        return log2(x * 16777216.0) - 24.0;
+    }
+    return log2(x);
+}
+
+// e^x: below ln 2^-126, where the result is subnormal, the square of e^(x/2).
+fn lc_exp(x: f32) -> f32 {
+    if (x < -87.3365448) {
+        let h = exp(x * 0.5);
+        return h * h;
+    }
+    return exp(x);
+}
+
+// 2^t: below -126, where the result is subnormal, the square of 2^(t/2).
+fn lc_exp2(t: f32) -> f32 {
+    if (t < -126.0) {
+        let h = exp2(t * 0.5);
+        return h * h;
+    }
+    return exp2(t);
+}
+
+// a ^ b for a finite a > 0 and a finite b: WGSL's pow, unless an operand or the result
+// is subnormal, then 2^(b log2 a) with the helpers above (the formula WGSL's pow is
+// specified by).
+fn lc_pow_positive(a: f32, b: f32) -> f32 {
+    if (a >= LC_MIN_NORMAL) {
+        let p = pow(a, b);
+        if (p >= LC_MIN_NORMAL) {
+            return p;
+        }
+    }
+    return lc_exp2(b * lc_log2(a));
 }
 
 // The median from its two middle values lo <= hi (the same value twice for an odd

@@ -18,8 +18,9 @@ pub fn unary_wgsl(f: UnaryFn, a: &str) -> String {
     match f {
         UnaryFn::Neg => format!("(-{a})"),
         UnaryFn::Not => format!("(!{a})"),
-        UnaryFn::Exp => format!("exp({a})"),
-        UnaryFn::Log => format!("log({a})"),
+        // Subnormal operands and results included (see the prelude).
+        UnaryFn::Exp => format!("lc_exp({a})"),
+        UnaryFn::Log => format!("lc_log({a})"),
         UnaryFn::Sqrt => format!("sqrt({a})"),
         UnaryFn::Abs => format!("abs({a})"),
         UnaryFn::Relu => format!("lc_relu({a})"),
