@@ -202,22 +202,43 @@ fn flatten(
 }
 
 fn read_npz(path: &Path) -> Result<Data, DataError> {
-    let err = |e: std::io::Error| DataError::Io {
-        path: path.display().to_string(),
+    let label = path.display().to_string();
+    let archive = npyz::npz::NpzArchive::open(path).map_err(|e| io_error(&label, e))?;
+    read_npz_archive(archive, &label)
+}
+
+/// Parses the bytes of an `.npz` file, as [`read_data`] reads one from disk; errors name
+/// the archive `npz data`.
+pub fn parse_npz_data(bytes: &[u8]) -> Result<Data, DataError> {
+    let label = "npz data";
+    let archive =
+        npyz::npz::NpzArchive::new(std::io::Cursor::new(bytes)).map_err(|e| io_error(label, e))?;
+    read_npz_archive(archive, label)
+}
+
+fn io_error(label: &str, e: std::io::Error) -> DataError {
+    DataError::Io {
+        path: label.to_string(),
         reason: e.to_string(),
-    };
-    let mut archive = npyz::npz::NpzArchive::open(path).map_err(err)?;
+    }
+}
+
+/// Every array of an archive; `label` names it in errors (its path).
+fn read_npz_archive<R: std::io::Read + std::io::Seek>(
+    mut archive: npyz::npz::NpzArchive<R>,
+    label: &str,
+) -> Result<Data, DataError> {
     let names: Vec<String> = archive.array_names().map(str::to_string).collect();
     let mut out = Data::new();
     for name in names {
         let npy = archive
             .by_name(&name)
-            .map_err(err)?
+            .map_err(|e| io_error(label, e))?
             .ok_or_else(|| DataError::Missing { name: name.clone() })?;
         out.insert(
             name.clone(),
             npy_array(npy).map_err(|e| DataError::InArray {
-                path: path.display().to_string(),
+                path: label.to_string(),
                 name: name.clone(),
                 source: Box::new(e),
             })?,
