@@ -12,6 +12,18 @@ pub const PRELUDE: &str = include_str!("../../shaders/prelude.wgsl");
 /// The fused kernel's workgroup reductions, in a fixed order (bit-identical run to run).
 pub const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
 
+/// `text` (a doc comment, a file name) made fit for a WGSL line comment: each of WGSL's
+/// line breaks (U+000A to U+000D, U+0085, U+2028, U+2029) would end the comment and turn
+/// the rest of the text into code, so each becomes a space.
+pub fn comment_text(text: &str) -> String {
+    text.replace(
+        [
+            '\n', '\u{b}', '\u{c}', '\r', '\u{85}', '\u{2028}', '\u{2029}',
+        ],
+        " ",
+    )
+}
+
 /// WGSL for an element-wise function of one operand, `a` a WGSL expression (a `bool` for
 /// `!`; `isnan` gives one).
 pub fn unary_wgsl(f: UnaryFn, a: &str) -> String {

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use super::{CHUNK, LossEmitter, WORKGROUP};
 use crate::codegen::layout::Slot;
+use crate::codegen::wgsl::comment_text;
 use crate::ir::{ParamKind, ReduceMode, Ty};
 
 impl LossEmitter<'_> {
@@ -18,10 +19,10 @@ impl LossEmitter<'_> {
         self.w.line(format!(
             "// loss {} ({})",
             self.ir.name,
-            self.ir.origin.locate(self.ir.span)
+            comment_text(&self.ir.origin.locate(self.ir.span))
         ));
         for line in self.ir.doc.lines() {
-            self.w.line(format!("/// {line}"));
+            self.w.line(format!("/// {}", comment_text(line)));
         }
         self.open(format!(
             "fn loss_{li}(item: i32, gitem: i32, lid: u32, slice: i32)"

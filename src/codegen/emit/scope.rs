@@ -121,7 +121,8 @@ impl LossEmitter<'_> {
     }
 
     pub(super) fn comment(&self, n: NodeIndex) -> String {
-        format!("// {}", self.ir.origin.locate(self.ir.graph[n].span))
+        let at = self.ir.origin.locate(self.ir.graph[n].span);
+        format!("// {}", crate::codegen::wgsl::comment_text(&at))
     }
 
     pub(super) fn m(&mut self, s: Slot) -> String {
