@@ -28,3 +28,30 @@ fn a_line_break_in_a_doc_comment_or_a_file_name_stays_in_the_wgsl_comment() {
         }
     }
 }
+
+/// `pipeline`: a `remove_nans` stage reading an absent optional input inside a reduction
+/// is skipped on the GPU, but the CPU evaluator materialised every reduction of the loss,
+/// the skipped stage's too: "internal compiler error in loss `f1`: input `m` is absent
+/// but read".
+#[test]
+fn an_absent_optional_input_read_in_a_reduction_of_a_skipped_mask_is_not_read() {
+    let text = "loss f1 {\n    input x : [N]\n    input m : [N] optional\n    compute x[i]\n    \
+                remove_nans drop where x[i] > 0 && all(c in 0..2: x[i] != m[i])\n    reduce sum\n}\n";
+    let sources = [Source::new("f1.loss", text)];
+    let checked = lossc::sema::check(&sources);
+    assert!(!checked.has_errors(), "{}", checked.render(&sources));
+    let data = lossc::runtime::data::parse_json_data(r#"{"x": [1, -2, 3]}"#).unwrap();
+    let terms = [FactoryTerm::plain("f1")];
+    let opts = lossc::runtime::RunOptions::default();
+    let cpu = lossc::runtime::run::run_cpu(&checked.program, &terms, &data, &vec![], &opts)
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The stage is skipped: 1 - 2 + 3.
+    assert_eq!(cpu.total, 2.0);
+    // With `m` given, the stage runs: it drops 3 (positive, and unlike m there), not 1
+    // (equal to m there) nor -2.
+    let data =
+        lossc::runtime::data::parse_json_data(r#"{"x": [1, -2, 3], "m": [1, 0, 0]}"#).unwrap();
+    let cpu =
+        lossc::runtime::run::run_cpu(&checked.program, &terms, &data, &vec![], &opts).unwrap();
+    assert_eq!(cpu.total, 1.0 - 2.0);
+}

@@ -13,7 +13,7 @@
 //! largest index that read took), the one the GPU reports too.
 
 use std::cell::Cell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use petgraph::algo::toposort;
 use petgraph::stable_graph::NodeIndex;
@@ -143,12 +143,6 @@ pub fn evaluate(b: &Bound) -> Result<LossValue, EvalError> {
     let mut env: TiVec<IndexId, i64> = ir.indices.iter().map(|_| 0).collect();
     // One value per element of the domain is kept for the final sum.
     ev.count(&ir.domain, "the domain", ir.compute)?;
-    for n in &order {
-        if let Op::Reduce(..) = ir.graph[*n].op {
-            let t = ev.materialise(*n, &mut env)?;
-            ev.tables.insert(*n, t);
-        }
-    }
     let masks: Vec<(MaskMode, NodeIndex)> = ir
         .masks
         .iter()
@@ -156,6 +150,21 @@ pub fn evaluate(b: &Bound) -> Result<LossValue, EvalError> {
         .filter(|(_, on)| **on)
         .map(|(m, _)| (m.mode, m.cond))
         .collect();
+    // The reductions of the stages that run: a mask skipped for an absent optional input
+    // may read that input inside a reduction, which then must not be materialised.
+    let mut roots = vec![ir.compute, ir.weight];
+    roots.extend(masks.iter().map(|(_, cond)| *cond));
+    roots.extend(ir.rectify);
+    roots.extend(ir.empty);
+    let live = depended_on(ir, &roots);
+    for n in &order {
+        if let Op::Reduce(..) = ir.graph[*n].op
+            && live.contains(n)
+        {
+            let t = ev.materialise(*n, &mut env)?;
+            ev.tables.insert(*n, t);
+        }
+    }
     let mut values = Vec::new();
     let mut err = None;
     for_each(&ir.domain, &b.ranges, &mut env, &mut |env| {
@@ -207,6 +216,18 @@ pub fn evaluate(b: &Bound) -> Result<LossValue, EvalError> {
         return Err(ev.out_of_range(f).into());
     }
     Ok(LossValue { loss, weight })
+}
+
+/// The nodes `roots` depend on, themselves included.
+fn depended_on(ir: &LossIr, roots: &[NodeIndex]) -> HashSet<NodeIndex> {
+    let mut seen = HashSet::new();
+    let mut stack = roots.to_vec();
+    while let Some(n) = stack.pop() {
+        if seen.insert(n) {
+            stack.extend(operands(&ir.graph, n));
+        }
+    }
+    seen
 }
 
 /// Calls `f` for every assignment of `vars` within `ranges`, last variable fastest.
