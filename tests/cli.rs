@@ -1139,102 +1139,11 @@ fn text_output_lists_total_losses_and_logs() {
 
 // ---------------------------------------------------------------- .npz input
 
-/// A minimal `.npz` writer: a zip of stored (uncompressed) `.npy` entries.
-mod npz {
-    pub enum Arr<'a> {
-        F32(&'a [usize], &'a [f32]),
-        F64(&'a [usize], &'a [f64]),
-        I64(&'a [usize], &'a [i64]),
-        /// An arbitrary dtype string and raw little-endian bytes.
-        Raw(&'a str, &'a [usize], &'a [u8]),
-    }
-
-    fn npy(a: &Arr) -> Vec<u8> {
-        let (descr, shape, data): (&str, &[usize], Vec<u8>) = match a {
-            Arr::F32(s, d) => ("<f4", s, d.iter().flat_map(|v| v.to_le_bytes()).collect()),
-            Arr::F64(s, d) => ("<f8", s, d.iter().flat_map(|v| v.to_le_bytes()).collect()),
-            Arr::I64(s, d) => ("<i8", s, d.iter().flat_map(|v| v.to_le_bytes()).collect()),
-            Arr::Raw(t, s, d) => (t, s, d.to_vec()),
-        };
-        let dims = match shape.len() {
-            0 => "()".to_string(),
-            1 => format!("({},)", shape[0]),
-            _ => format!(
-                "({})",
-                shape
-                    .iter()
-                    .map(|d| d.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        };
-        let mut header =
-            format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {dims}, }}");
-        while (10 + header.len() + 1) % 64 != 0 {
-            header.push(' ');
-        }
-        header.push('\n');
-        let mut out = b"\x93NUMPY\x01\x00".to_vec();
-        out.extend((header.len() as u16).to_le_bytes());
-        out.extend(header.as_bytes());
-        out.extend(data);
-        out
-    }
-
-    pub fn write(entries: &[(&str, Arr)]) -> Vec<u8> {
-        let mut out = Vec::new();
-        let mut central = Vec::new();
-        for (name, arr) in entries {
-            let data = npy(arr);
-            let name = format!("{name}.npy");
-            let mut crc = flate2::Crc::new();
-            crc.update(&data);
-            let offset = out.len() as u32;
-            let common = |v: &mut Vec<u8>| {
-                v.extend(20u16.to_le_bytes()); // version needed
-                v.extend(0u16.to_le_bytes()); // flags
-                v.extend(0u16.to_le_bytes()); // stored
-                v.extend(0u16.to_le_bytes()); // time
-                v.extend(0x21u16.to_le_bytes()); // date: 1980-01-01
-                v.extend(crc.sum().to_le_bytes());
-                v.extend((data.len() as u32).to_le_bytes());
-                v.extend((data.len() as u32).to_le_bytes());
-                v.extend((name.len() as u16).to_le_bytes());
-                v.extend(0u16.to_le_bytes()); // extra
-            };
-            out.extend(0x04034b50u32.to_le_bytes());
-            common(&mut out);
-            out.extend(name.as_bytes());
-            out.extend(&data);
-            central.extend(0x02014b50u32.to_le_bytes());
-            central.extend(20u16.to_le_bytes()); // made by
-            common(&mut central);
-            central.extend(0u16.to_le_bytes()); // comment
-            central.extend(0u16.to_le_bytes()); // disk
-            central.extend(0u16.to_le_bytes()); // internal attributes
-            central.extend(0u32.to_le_bytes()); // external attributes
-            central.extend(offset.to_le_bytes());
-            central.extend(name.as_bytes());
-        }
-        let cd_offset = out.len() as u32;
-        out.extend(&central);
-        out.extend(0x06054b50u32.to_le_bytes());
-        out.extend(0u16.to_le_bytes());
-        out.extend(0u16.to_le_bytes());
-        out.extend((entries.len() as u16).to_le_bytes());
-        out.extend((entries.len() as u16).to_le_bytes());
-        out.extend((central.len() as u32).to_le_bytes());
-        out.extend(cd_offset.to_le_bytes());
-        out.extend(0u16.to_le_bytes());
-        out
-    }
-}
-
 const KP_FLAT: [f32; 12] = [0., 0., 0., 0., 3., 4., 0., 1., 3., 4., 6., 9.];
 
 #[test]
 fn npz_input_gives_the_same_numbers_as_json() {
-    use npz::Arr;
+    use common::npz::{self, Arr};
     let tmp = Tmp::new("npz");
     let data = tmp.file(
         "d.npz",
@@ -1274,7 +1183,7 @@ fn npz_input_gives_the_same_numbers_as_json() {
 
 #[test]
 fn bad_npz_files_are_clear_errors() {
-    use npz::Arr;
+    use common::npz::{self, Arr};
     let tmp = Tmp::new("npz-bad");
     let garbage = tmp.file("g.npz", b"PK\x03\x04 this is not a zip file");
     expect_error(&["run", &ex("temporal"), "--data", &garbage], &["g.npz"]);

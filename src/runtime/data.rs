@@ -3,6 +3,7 @@
 //! of numbers, or strings.
 
 use std::collections::BTreeMap;
+use std::io::{Read, Seek};
 use std::path::Path;
 
 use serde_json::Value as Json;
@@ -224,30 +225,86 @@ fn io_error(label: &str, e: std::io::Error) -> DataError {
 }
 
 /// Every array of an archive; `label` names it in errors (its path).
-fn read_npz_archive<R: std::io::Read + std::io::Seek>(
+fn read_npz_archive<R: Read + Seek>(
     mut archive: npyz::npz::NpzArchive<R>,
     label: &str,
 ) -> Result<Data, DataError> {
-    let names: Vec<String> = archive.array_names().map(str::to_string).collect();
+    // In name order: the zip crate lists them in a hash map's order, which changes from
+    // run to run, and so would the error of an archive with two bad arrays.
+    let mut names: Vec<String> = archive.array_names().map(str::to_string).collect();
+    names.sort();
+    names.dedup();
     let mut out = Data::new();
     for name in names {
-        let npy = archive
-            .by_name(&name)
-            .map_err(|e| io_error(label, e))?
-            .ok_or_else(|| DataError::Missing { name: name.clone() })?;
+        let npy = npy_entry(&mut archive, &name, label)?;
         out.insert(
             name.clone(),
-            npy_array(npy).map_err(|e| DataError::InArray {
-                path: label.to_string(),
-                name: name.clone(),
-                source: Box::new(e),
-            })?,
+            npy_array(npy).map_err(|e| in_array(label, &name, e))?,
         );
     }
     Ok(out)
 }
 
-fn npy_array<R: std::io::Read>(npy: npyz::NpyFile<R>) -> Result<DataValue, DataError> {
+fn in_array(label: &str, name: &str, e: DataError) -> DataError {
+    DataError::InArray {
+        path: label.to_string(),
+        name: name.to_string(),
+        source: Box::new(e),
+    }
+}
+
+/// The `.npy` entry of the array `name`, its header read by [`super::npy`] (strictly, and
+/// with its shape checked) before npyz reads the header rewritten in NumPy's spelling.
+fn npy_entry<'a, R: Read + Seek>(
+    archive: &'a mut npyz::npz::NpzArchive<R>,
+    name: &str,
+    label: &str,
+) -> Result<npyz::NpyFile<impl Read + 'a>, DataError> {
+    let file_name = npyz::npz::file_name_from_array_name(name);
+    let mut file = match archive.zip_archive().by_name(&file_name) {
+        Ok(file) => file,
+        Err(npyz::zip::result::ZipError::FileNotFound) => {
+            return Err(DataError::Missing {
+                name: name.to_string(),
+            });
+        }
+        Err(npyz::zip::result::ZipError::Io(e)) => return Err(io_error(label, e)),
+        Err(e) => {
+            return Err(DataError::Io {
+                path: label.to_string(),
+                reason: e.to_string(),
+            });
+        }
+    };
+    // The magic string and the version, the header's length, and the header (read only
+    // as far as the entry goes, whatever the length says).
+    let mut read = |n: u64| {
+        let mut bytes = Vec::new();
+        (&mut file)
+            .take(n)
+            .read_to_end(&mut bytes)
+            .map_err(|e| io_error(label, e))
+            .map(|_| bytes)
+    };
+    let start = read(8)?;
+    let Some(length_bytes) = super::npy::length_bytes(&start) else {
+        return Err(in_array(
+            label,
+            name,
+            malformed("not an .npy file (no magic string, or an unknown version)"),
+        ));
+    };
+    let length = read(length_bytes)?
+        .iter()
+        .rev()
+        .fold(0u64, |a, b| (a << 8) | u64::from(*b));
+    let text = read(length)?;
+    let header = super::npy::Header::parse(&text).map_err(|e| in_array(label, name, e))?;
+    npyz::NpyFile::new(std::io::Cursor::new(header.write()).chain(file))
+        .map_err(|e| io_error(label, e))
+}
+
+fn npy_array<R: Read>(npy: npyz::NpyFile<R>) -> Result<DataValue, DataError> {
     use npyz::TypeChar;
     if npy.order() == npyz::Order::Fortran {
         return Err(DataError::Unsupported(
@@ -308,8 +365,9 @@ fn npy_array<R: std::io::Read>(npy: npyz::NpyFile<R>) -> Result<DataValue, DataE
             )));
         }
     };
-    // npyz counts the records with an unchecked product of the shape; a header whose
-    // product overflows gives fewer values than the shape holds.
+    // npyz reads the records its own product of the shape counts (the header's shape is
+    // checked before it sees it, so the two agree); a disagreement is still an error,
+    // never an array whose data does not fill its shape.
     if data.len() != n {
         return Err(malformed(format!(
             "shape {shape:?} holds {n} values but the file has {}",
