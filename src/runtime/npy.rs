@@ -106,7 +106,7 @@ impl Header {
         );
         let v1 = MAGIC.len() + 4 + dict.len() < usize::from(u16::MAX);
         let before = MAGIC.len() + if v1 { 4 } else { 6 };
-        while (before + dict.len() + 1) % 64 != 0 {
+        while !(before + dict.len() + 1).is_multiple_of(64) {
             dict.push(' ');
         }
         dict.push('\n');

@@ -38,7 +38,7 @@ fn npy(a: &Arr) -> Vec<u8> {
 }
 
 fn npy_with_header(mut header: String, data: &[u8]) -> Vec<u8> {
-    while (10 + header.len() + 1) % 64 != 0 {
+    while !(10 + header.len() + 1).is_multiple_of(64) {
         header.push(' ');
     }
     header.push('\n');
