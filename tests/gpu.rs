@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::Rng;
+
 use lossc::diagnostics::Source;
 use lossc::gpu::{GpuError, PlanError, RowPlacement};
 use lossc::ir::{FactoryTerm, Program};
@@ -125,27 +127,6 @@ fn run_placed(
     lossc::gpu::Dispatch::new(dev, kernel, bound, &[1.0], &options)?.run(dev)
 }
 
-/// A tiny deterministic generator (xorshift), so that failures reproduce by seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
-        xs[self.below(xs.len())]
-    }
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32
-    }
-}
-
 /// A random element-wise expression over the domain (i, j).
 fn expr(r: &mut Rng, depth: usize) -> String {
     let leaves = ["x[i, j]", "y[i, j]", "z[i]", "0.5", "2", "a"];
@@ -250,7 +231,7 @@ fn random_data_with(r: &mut Rng, n: usize, m: usize, nans: bool, specials: bool)
         match r.below(40) {
             0 if nan_ok => serde_json::Value::Null, // NaN
             1 | 2 => serde_json::json!(0.0),
-            _ => serde_json::json!(r.unit() * 2.0 - 1.0),
+            _ => serde_json::json!(r.unit_f32() * 2.0 - 1.0),
         }
     };
     let x: Vec<_> = (0..n * m).map(|_| val(r, false, n * m)).collect();
@@ -260,7 +241,7 @@ fn random_data_with(r: &mut Rng, n: usize, m: usize, nans: bool, specials: bool)
             if specials && r.below(n.div_ceil(3)) == 0 {
                 special(r)
             } else {
-                serde_json::json!(r.unit())
+                serde_json::json!(r.unit_f32())
             }
         })
         .collect();

@@ -10,32 +10,14 @@
 //! than the default runs each program one way, the four in turn, and reports progress);
 //! `LOSSC_SEED=S` starts the generator elsewhere. docs/fuzzing.md records the long runs.
 
+mod common;
+
+use common::Rng;
 use lossc::diagnostics::Source;
 use lossc::gpu::{Dispatch, DispatchOptions, GpuError, KernelForm, PlanError, RowPlacement};
 use lossc::ir::{FactoryTerm, Program};
 use lossc::runtime::data::{Data, parse_json_data};
 use lossc::runtime::run::{RunOptions, prepare, run_cpu};
-
-/// A tiny deterministic generator (xorshift), so that failures reproduce by seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
-        xs[self.below(xs.len())]
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
 
 /// The body of the `let l[r]`: a reduction over a row (a median only over short rows:
 /// llvmpipe takes a minute over a median of 768 values shared by a workgroup).

@@ -56,20 +56,8 @@ const EVERY_FORM: &[Form] = &[
     Form::Unfused,
 ];
 
-/// Every form of the fused kernel.
-const EVERY_FUSED_FORM: &[Form] = &[
-    Form::Fused(
-        "specialised, shared rows",
-        KernelForm::Specialised,
-        RowPlacement::Shared,
-    ),
-    Form::Fused(
-        "specialised, a row per thread",
-        KernelForm::Specialised,
-        RowPlacement::PerThread,
-    ),
-    Form::Fused("generic", KernelForm::Generic, RowPlacement::Auto),
-];
+/// Every form of the fused kernel: [`EVERY_FORM`] but the unfused baseline.
+const EVERY_FUSED_FORM: &[Form] = EVERY_FORM.split_at(3).0;
 
 /// For element-wise values of one-element inputs, where row placement changes nothing:
 /// the specialised kernel, whose literal sizes the shader compiler folds, and the generic.

@@ -171,13 +171,7 @@ impl LossEmitter<'_> {
                 self.w.line(line);
             }
         }
-        let loads = self.shared_loads.take().map(|(_, l)| l).unwrap_or_default();
-        let lets: Vec<String> = loads
-            .iter()
-            .map(|l| format!("let {} = {}; {}", l.name, l.load, l.comment))
-            .collect();
-        self.w.insert(top, &lets);
-        (self.linear, self.lane, self.shared_loads) = outer;
+        self.end_four_wide(top, outer);
         self.close();
     }
 
@@ -239,13 +233,7 @@ impl LossEmitter<'_> {
                 }
             }
         }
-        let loads = self.shared_loads.take().map(|(_, l)| l).unwrap_or_default();
-        let lets: Vec<String> = loads
-            .iter()
-            .map(|l| format!("let {} = {}; {}", l.name, l.load, l.comment))
-            .collect();
-        self.w.insert(top, &lets);
-        (self.linear, self.lane, self.shared_loads) = outer;
+        self.end_four_wide(top, outer);
         self.w.line(format!("{block} = {block} + {WORKGROUP};"));
         self.open(format!("if ({block} < {blocks})"));
         for line in &adv[1] {
@@ -302,4 +290,24 @@ impl LossEmitter<'_> {
         }
         self.close();
     }
+
+    /// Ends a four-wide loop's body: declares at `top` the vec4 loads its four elements
+    /// shared, and gives back the enclosing loop's state (`outer`).
+    fn end_four_wide(&mut self, top: Option<(usize, usize)>, outer: FourWideOuter) {
+        let loads = self.shared_loads.take().map(|(_, l)| l).unwrap_or_default();
+        let lets: Vec<String> = loads
+            .iter()
+            .map(|l| format!("let {} = {}; {}", l.name, l.load, l.comment))
+            .collect();
+        self.w.insert(top, &lets);
+        (self.linear, self.lane, self.shared_loads) = outer;
+    }
 }
+
+/// The loop state a four-wide loop replaces while its body is written: the linear index,
+/// the lane, and the shared loads of an enclosing four-wide loop.
+type FourWideOuter = (
+    Option<(Vec<IndexId>, String)>,
+    Option<(String, usize)>,
+    Option<(usize, Vec<super::SharedLoad>)>,
+);
