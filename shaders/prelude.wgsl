@@ -155,38 +155,32 @@ fn lc_pow(a: f32, b: f32) -> f32 {
 // result into the normal range by an exact power of two (docs/backend.md, section 9).
 const LC_MIN_NORMAL: f32 = 1.17549435e-38;
 
-// ln x: for a subnormal x, ln(x * 2^24) - 24 ln 2.
+// ln x: for a subnormal x, ln(x * 2^24) - 24 ln 2. Without a branch, and with one
+// comparison: zero, negative and NaN operands give log's own value either way (the log
+// of 0, of a negative number, of NaN, less a finite constant).
 fn lc_log(x: f32) -> f32 {
-    if (x > 0.0 && x < LC_MIN_NORMAL) {
-        return log(x * 16777216.0) - 16.6355324;
-    }
-    return log(x);
+    let s = x < LC_MIN_NORMAL;
+    return log(select(x, x * 16777216.0, s)) - select(0.0, 16.6355324, s);
 }
 
-// log2 x: for a subnormal x, log2(x * 2^24) - 24.
+// log2 x: for a subnormal x, log2(x * 2^24) - 24, as lc_log.
 fn lc_log2(x: f32) -> f32 {
-    if (x > 0.0 && x < LC_MIN_NORMAL) {
-        return log2(x * 16777216.0) - 24.0;
-    }
-    return log2(x);
+    let s = x < LC_MIN_NORMAL;
+    return log2(select(x, x * 16777216.0, s)) - select(0.0, 24.0, s);
 }
 
 // e^x: below ln 2^-126, where the result is subnormal, the square of e^(x/2).
 fn lc_exp(x: f32) -> f32 {
-    if (x < -87.3365448) {
-        let h = exp(x * 0.5);
-        return h * h;
-    }
-    return exp(x);
+    let s = x < -87.3365448;
+    let h = exp(select(x, x * 0.5, s));
+    return select(h, h * h, s);
 }
 
 // 2^t: below -126, where the result is subnormal, the square of 2^(t/2).
 fn lc_exp2(t: f32) -> f32 {
-    if (t < -126.0) {
-        let h = exp2(t * 0.5);
-        return h * h;
-    }
-    return exp2(t);
+    let s = t < -126.0;
+    let h = exp2(select(t, t * 0.5, s));
+    return select(h, h * h, s);
 }
 
 // a ^ b for a finite a > 0 and a finite b: WGSL's pow, unless an operand or the result

@@ -530,6 +530,39 @@ fn median_follows_its_rule_for_infinities_ties_nan_and_zeros() {
     check_cases(&cases);
 }
 
+/// `log` and `exp` at zeros, infinities, NaN and ordinary values, by hand (C's `log` and
+/// `exp`, C99 Annex F.10.3.7 and F.10.3.1): the GPU's subnormal paths (`lc_log`, `lc_exp`)
+/// take these operands too and must give C's value for them. (x, log x, exp x)
+const LOG_EXP_TABLE: &[(f32, f32, f32)] = &[
+    (NAN, NAN, NAN),
+    (INF, INF, INF),
+    (-INF, NAN, 0.0),
+    (0.0, -INF, 1.0),
+    (-0.0, -INF, 1.0),
+    (1.0, 0.0, std::f32::consts::E),
+    (-2.0, NAN, 0.135_335_28), // e^-2
+    (1e30, 69.077_55, INF),    // ln 1e30 = 30 ln 10
+    (-1e30, NAN, 0.0),
+];
+
+#[test]
+fn log_and_exp_of_zeros_infinities_and_nan_on_both_back_ends() {
+    let mut cases = Vec::new();
+    for &(x, log, exp) in LOG_EXP_TABLE {
+        for (expr, want) in [("log(x[n])", log), ("exp(x[n])", exp)] {
+            cases.push(Case {
+                text: loss_of(&["x"], expr),
+                data: [("x".to_string(), vector(&[x]))].into(),
+                want: show_zero_sign(want),
+                what: format!("{expr} at x = {x:?}"),
+                forms: SPECIALISED_AND_GENERIC,
+                rel: ROUNDING,
+            });
+        }
+    }
+    check_cases(&cases);
+}
+
 /// Subnormal operands and results of every operation with a special path for them
 /// (docs/backend.md, section 9): `log`, `exp`, `^`, and arithmetic and `sqrt` besides.
 /// Each expected value is computed in f64 (C's math on doubles) and rounded to f32, not by
