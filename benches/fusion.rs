@@ -125,6 +125,17 @@ fn data(b: usize, k: usize, hw: Option<usize>, pca: bool, targets: bool) -> Data
     d
 }
 
+/// The CPU time this process has used, in nanoseconds: the sum over its threads of the
+/// first field of `/proc/self/task/*/schedstat` (Linux). A thread that ends between the
+/// listing and the read counts 0.
+fn cpu_time_ns() -> u64 {
+    std::fs::read_dir("/proc/self/task")
+        .expect("LOSSC_BENCH_CPUTIME needs /proc/self/task (Linux)")
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
 fn bench_case(program: &Program, title: &str, losses: &[&str], data: &Data) {
     // `LOSSC_BENCH_ONLY=(c)`: just the cases whose title starts so.
     if std::env::var("LOSSC_BENCH_ONLY").is_ok_and(|only| !title.starts_with(&only)) {
@@ -157,6 +168,31 @@ fn bench_case(program: &Program, title: &str, losses: &[&str], data: &Data) {
             "{title}: {what} {v} vs cpu {}",
             cpu.total
         );
+    }
+    // `LOSSC_BENCH_CPUTIME=N`: instead, the process's CPU time per fused run (summed over
+    // its threads, the adapter's workers included), the median of N runs: a software
+    // adapter's work, less disturbed than wall-clock time by other load on the machine.
+    if let Some(runs) = std::env::var("LOSSC_BENCH_CPUTIME")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+    {
+        for _ in 0..3 {
+            fused.run(dev).unwrap();
+        }
+        let mut per_run: Vec<u64> = (0..runs)
+            .map(|_| {
+                let before = cpu_time_ns();
+                std::hint::black_box(fused.run(dev).unwrap());
+                cpu_time_ns() - before
+            })
+            .collect();
+        per_run.sort();
+        println!(
+            "{title:<48} fused CPU time {:>8.3} ms per run (median of {runs})",
+            per_run[runs / 2] as f64 / 1e6
+        );
+        return;
     }
     let (tf, tu) = interleaved(|| fused.run(dev).unwrap(), || unfused.run(dev).unwrap());
     let bytes: usize = bound
