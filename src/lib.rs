@@ -7,12 +7,14 @@
 //! - [`syntax`]: the pest grammar's parse tree turned into an AST with spans.
 //! - [`ir`]: the graph IR in index notation, its verifier and its passes.
 //! - [`sema`]: name resolution and typing, lowering the AST to the IR.
+//! - [`ad`]: reverse-mode differentiation, a loss's IR to its adjoint IR.
 //! - [`bind`]: arrays and values bound to a loss's declarations, the data both back ends read.
 //! - [`eval`]: the CPU reference evaluator of a bound loss.
 //! - [`codegen`]: the fused WGSL kernel of a factory, its parameter block and manifest.
 //! - [`gpu`]: the wgpu device, the layout of a dispatch, and the dispatch itself.
 //! - [`runtime`]: data files, which back end runs a factory, and its total and logs.
 
+pub mod ad;
 pub mod bind;
 pub mod codegen;
 pub mod diagnostics;

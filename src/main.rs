@@ -58,6 +58,13 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Also compute the gradient of the total with respect to every input the data
+        /// gives (on the CPU evaluator for now).
+        #[arg(long)]
+        grad: bool,
+        /// Compute the gradient with respect to these inputs only (implies --grad).
+        #[arg(long, value_delimiter = ',', value_name = "INPUTS")]
+        wrt: Vec<String>,
     },
     /// Write one fused kernel and its manifest per factory (or per loss).
     Compile {
@@ -241,6 +248,8 @@ fn main() -> ExitCode {
             rows,
             set,
             json,
+            grad,
+            wrt,
         } => {
             let Some(program) = load(&selection.files) else {
                 return ExitCode::FAILURE;
@@ -250,6 +259,13 @@ fn main() -> ExitCode {
                 anneal,
                 rows: rows.into(),
                 backend: backend.into(),
+                wrt: if !wrt.is_empty() {
+                    runtime::grad::Wrt::Inputs(wrt)
+                } else if grad {
+                    runtime::grad::Wrt::EveryInput
+                } else {
+                    runtime::grad::Wrt::Nothing
+                },
             };
             let result = run_terms(
                 &program,
@@ -302,6 +318,19 @@ fn print_result(result: &RunResult, json: bool) {
         let _ = writeln!(text, "logs:");
         for (name, v) in &result.logs {
             let _ = writeln!(text, "  {name} = {}", fmt(*v));
+        }
+        if !result.grads.is_empty() {
+            let _ = writeln!(text, "gradients of the total:");
+        }
+        for (name, g) in &result.grads {
+            let shape: Vec<String> = g.shape.iter().map(|d| d.to_string()).collect();
+            let _ = writeln!(
+                text,
+                "  {name:<36} shape [{}]  norm {}  max |g| {}",
+                shape.join(", "),
+                fmt(g.norm() as f32),
+                fmt(g.max_abs())
+            );
         }
         let _ = writeln!(
             text,

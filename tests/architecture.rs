@@ -14,13 +14,23 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("syntax", &["diagnostics"]),
     ("ir", &["diagnostics", "ice"]),
     ("sema", &["diagnostics", "ice", "syntax", "ir"]),
+    ("ad", &["diagnostics", "ice", "ir"]),
     ("bind", &["diagnostics", "ice", "ir"]),
     ("eval", &["ice", "ir", "bind"]),
     ("codegen", &["diagnostics", "ice", "ir"]),
     ("gpu", &["ice", "ir", "bind", "codegen"]),
     (
         "runtime",
-        &["diagnostics", "ice", "ir", "bind", "eval", "codegen", "gpu"],
+        &[
+            "diagnostics",
+            "ice",
+            "ir",
+            "ad",
+            "bind",
+            "eval",
+            "codegen",
+            "gpu",
+        ],
     ),
 ];
 

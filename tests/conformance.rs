@@ -285,6 +285,131 @@ fn run_suite(backend: &str) {
     assert!(matched > 0, "no conformance case ran");
 }
 
+/// Relative tolerance of a gradient element (f32 sums in another order), against the
+/// largest element of the reference: an element near 0 is the difference of larger terms.
+const GRAD_REL: f64 = 1e-4;
+
+#[test]
+fn every_conformance_gradient_matches_lightning_pose_autograd_on_the_cpu_evaluator() {
+    let declared = declared_params();
+    let files: Vec<String> = example_files()
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let tmp = std::env::temp_dir().join(format!("lossc-conformance-grad-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let (mut failures, mut matched) = (Vec::new(), 0);
+    for file in conformance_files() {
+        let suite = read_json(&file);
+        for case in suite["cases"].as_array().unwrap() {
+            let id = case["id"].as_str().unwrap();
+            let Some(grads) = case.get("grads").and_then(Value::as_object) else {
+                continue;
+            };
+            if case["loss"] == "generate_heatmaps" || case.get("error").is_some() {
+                continue;
+            }
+            let inv = invocation(case, &declared).unwrap();
+            let wrt: Vec<&String> = grads.keys().filter(|k| inv.data.contains_key(*k)).collect();
+            let data_path = tmp.join(format!("{}.json", id.replace('/', "_")));
+            std::fs::write(&data_path, serde_json::to_string(&inv.data).unwrap()).unwrap();
+            let mut args: Vec<String> = vec!["run".into()];
+            args.extend(files.iter().cloned());
+            args.push("--data".into());
+            args.push(data_path.display().to_string());
+            args.extend(inv.args.iter().cloned());
+            args.push("--backend=cpu".into());
+            args.push(format!(
+                "--wrt={}",
+                wrt.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")
+            ));
+            let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+            let out = lossc(&argv);
+            if out.status.code() != Some(0) {
+                failures.push(format!(
+                    "{id}: lossc failed: {}\n  lossc {}",
+                    String::from_utf8_lossy(&out.stderr),
+                    args.join(" ")
+                ));
+                continue;
+            }
+            let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+            let mut bad = Vec::new();
+            for name in &wrt {
+                let want = &grads[name.as_str()];
+                let have = &got["grads"][name.as_str()];
+                if have["shape"] != want["shape"] {
+                    bad.push(format!(
+                        "{name}: shape {} vs {}",
+                        have["shape"], want["shape"]
+                    ));
+                    continue;
+                }
+                let have = have["data"].as_array().unwrap();
+                // No autograd path (a mean over nothing): lossc's gradient is all zeros.
+                let Some(want) = want["data"].as_array() else {
+                    if let Some(x) = have.iter().find(|x| x.as_f64() != Some(0.0)) {
+                        bad.push(format!("{name}: {x} where there is no gradient path"));
+                    }
+                    continue;
+                };
+                // A single loss's vectors hold d loss / d input; lossc gives the
+                // gradient of the total, weight · loss.
+                let scale = if case["loss"] == "LossFactory" {
+                    1.0
+                } else {
+                    case["expected"]["weight"].as_f64().unwrap()
+                };
+                let want: Vec<Value> = want
+                    .iter()
+                    .map(|w| w.as_f64().map_or(Value::Null, |w| json!(w * scale)))
+                    .collect();
+                // A loss of exactly 0 is a minimum of a loss that is never negative: its
+                // gradient is 0, which lossc may give exactly where PyTorch gives
+                // rounding noise (JS divergence of identical heatmaps: ~5e-8).
+                let at_minimum = case["expected"]["loss"].as_f64() == Some(0.0);
+                let largest = want
+                    .iter()
+                    .filter_map(Value::as_f64)
+                    .fold(0.0f64, |m, x| m.max(x.abs()));
+                for (k, (h, w)) in have.iter().zip(&want).enumerate() {
+                    let ok = match (h.as_f64(), w.as_f64()) {
+                        (None, None) => h.is_null() && w.is_null(),
+                        (Some(h), Some(0.0)) => h == 0.0,
+                        (Some(0.0), Some(_)) if at_minimum => true,
+                        (Some(h), Some(w)) => (h - w).abs() <= GRAD_REL * largest.max(w.abs()),
+                        _ => false,
+                    };
+                    if !ok {
+                        bad.push(format!("{name}[{k}]: {h} vs {w}"));
+                        if bad.len() > 6 {
+                            break;
+                        }
+                    }
+                }
+            }
+            if bad.is_empty() {
+                matched += 1;
+            } else {
+                failures.push(format!(
+                    "{id}: {}\n  lossc {}",
+                    bad.join("; "),
+                    args.join(" ")
+                ));
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    eprintln!("conformance gradients (cpu): {matched} cases matched");
+    assert!(
+        failures.is_empty(),
+        "{} failing cases:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(matched > 40, "only {matched} gradient cases ran");
+}
+
 #[test]
 fn the_harness_maps_pca_params_from_the_fit() {
     // The PCA losses take the fitted mean, components and epsilon_used from `params.pca`.

@@ -313,6 +313,32 @@ pub fn bind<'a>(
     Ok(b)
 }
 
+/// `b`'s data bound to `ir`, an IR that extends `b.ir` with nodes and index variables
+/// of its own (an adjoint IR, `crate::ad`): the new variables' ranges are evaluated with
+/// `b`'s dimensions. Its reads are `b.ir`'s, already checked.
+pub fn rebind<'a>(b: &Bound, ir: &'a LossIr) -> Result<Bound<'a>, BindError> {
+    let known: Vec<Option<i64>> = b.dims.iter().copied().map(Some).collect();
+    let ranges: TiVec<IndexId, Option<(i64, i64)>> = ir
+        .indices
+        .iter()
+        .map(|v| match &v.range {
+            Some((lo, hi)) => Some((lo.eval(&known)?, hi.eval(&known)?)),
+            None => Some((0, -1)),
+        })
+        .collect();
+    sizes::check_ranges(ir, &ranges)?;
+    Ok(Bound {
+        ir,
+        dims: b.dims.clone(),
+        ranges: ranges.into_iter().flatten().collect(),
+        inputs: b.inputs.clone(),
+        params: b.params.clone(),
+        enums: b.enums.clone(),
+        active_masks: b.active_masks.clone(),
+        value_limit: b.value_limit,
+    })
+}
+
 /// Every affine subscript must stay inside its axis over the whole range of its indices
 /// (inferred ranges guarantee it; explicit ranges and several-index subscripts are
 /// checked here). Subscripts through gathers depend on data and are checked as they

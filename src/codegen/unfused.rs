@@ -387,6 +387,14 @@ impl LossPlan<'_> {
                 format!("lc_clamp({x}, {lo}, {hi})")
             }
             Op::Const(_) | Op::BoolConst(_) => self.operand(n, &names),
+            // The operand's slab read at the given indices.
+            Op::At(map) => {
+                let mut at = names.clone();
+                for (v, e) in map {
+                    at.insert(*v, format!("({})", self.index(e, &names)));
+                }
+                self.operand(args[0], &at)
+            }
             Op::Reduce(kind, bound) => {
                 let (init, step, fin) = match kind {
                     ReduceFn::Sum => ("lc_opaque(0.0f)", "acc = acc + x;", "acc"),

@@ -45,7 +45,7 @@ pub enum EvalError {
     )]
     TooManyValues {
         loss: String,
-        /// `"the reduction"` or `"the domain"`.
+        /// `"the reduction"`, `"the domain"` or `"the gradient"`.
         what: &'static str,
         /// The extent of each index it runs over.
         sizes: Vec<usize>,
@@ -122,24 +122,91 @@ struct Evaluator<'a, 'b> {
     fault: Cell<Option<Fault>>,
 }
 
+impl<'a, 'b> Evaluator<'a, 'b> {
+    fn new(b: &'b Bound<'a>) -> Result<(Evaluator<'a, 'b>, Vec<NodeIndex>), EvalError> {
+        let ir = b.ir;
+        let order = toposort(&ir.graph, None)
+            .map_err(|_| InternalError::in_loss(&ir.name, None, "the IR has a cycle"))?;
+        let args = order
+            .iter()
+            .map(|n| (*n, operands(&ir.graph, *n)))
+            .collect();
+        let ev = Evaluator {
+            b,
+            ir,
+            args,
+            tables: HashMap::new(),
+            dims: b.dims.iter().copied().map(Some).collect(),
+            sites: ir.checked_reads(),
+            fault: Cell::new(None),
+        };
+        Ok((ev, order))
+    }
+
+    /// Materialises the reductions `roots` depend on, inner ones first.
+    fn materialise_for(
+        &mut self,
+        order: &[NodeIndex],
+        roots: &[NodeIndex],
+        env: &mut TiSlice<IndexId, i64>,
+    ) -> Result<(), EvalError> {
+        let live = depended_on(self.ir, roots);
+        for n in order {
+            if let Op::Reduce(..) = self.ir.graph[*n].op
+                && live.contains(n)
+                && !self.tables.contains_key(n)
+            {
+                let t = self.materialise(*n, env)?;
+                self.tables.insert(*n, t);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Evaluates the gradients of an adjoint IR (`crate::ad`) bound to data: for each
+/// `(axes, node)`, the node's value at every point of its axes, row-major (all zeros for
+/// no node). The loss's own value is not evaluated: [`evaluate`] does that.
+pub fn gradients(
+    b: &Bound,
+    grads: &[(Vec<IndexId>, Option<NodeIndex>)],
+) -> Result<Vec<Vec<f32>>, EvalError> {
+    let (mut ev, order) = Evaluator::new(b)?;
+    let mut env: TiVec<IndexId, i64> = b.ir.indices.iter().map(|_| 0).collect();
+    let roots: Vec<NodeIndex> = grads.iter().filter_map(|(_, n)| *n).collect();
+    ev.materialise_for(&order, &roots, &mut env)?;
+    let mut out = Vec::with_capacity(grads.len());
+    for (axes, node) in grads {
+        let (_, total) = ev.count(axes, "the gradient", node.unwrap_or(b.ir.compute))?;
+        let Some(node) = *node else {
+            out.push(vec![0.0; total]);
+            continue;
+        };
+        let mut values = Vec::with_capacity(total);
+        let mut err = None;
+        for_each(axes, &b.ranges, &mut env, &mut |env| {
+            if err.is_none() {
+                match ev.eval(node, env) {
+                    Ok(v) => values.push(v),
+                    Err(e) => err = Some(*e),
+                }
+            }
+        });
+        if let Some(e) = err {
+            return Err(e);
+        }
+        out.push(values);
+    }
+    if let Some(f) = ev.fault.get() {
+        return Err(ev.out_of_range(f).into());
+    }
+    Ok(out)
+}
+
 /// Evaluates a bound loss.
 pub fn evaluate(b: &Bound) -> Result<LossValue, EvalError> {
     let ir = b.ir;
-    let order = toposort(&ir.graph, None)
-        .map_err(|_| InternalError::in_loss(&ir.name, None, "the IR has a cycle"))?;
-    let args = order
-        .iter()
-        .map(|n| (*n, operands(&ir.graph, *n)))
-        .collect();
-    let mut ev = Evaluator {
-        b,
-        ir,
-        args,
-        tables: HashMap::new(),
-        dims: b.dims.iter().copied().map(Some).collect(),
-        sites: ir.checked_reads(),
-        fault: Cell::new(None),
-    };
+    let (mut ev, order) = Evaluator::new(b)?;
     let mut env: TiVec<IndexId, i64> = ir.indices.iter().map(|_| 0).collect();
     // One value per element of the domain is kept for the final sum.
     ev.count(&ir.domain, "the domain", ir.compute)?;
@@ -156,15 +223,7 @@ pub fn evaluate(b: &Bound) -> Result<LossValue, EvalError> {
     roots.extend(masks.iter().map(|(_, cond)| *cond));
     roots.extend(ir.rectify);
     roots.extend(ir.empty);
-    let live = depended_on(ir, &roots);
-    for n in &order {
-        if let Op::Reduce(..) = ir.graph[*n].op
-            && live.contains(n)
-        {
-            let t = ev.materialise(*n, &mut env)?;
-            ev.tables.insert(*n, t);
-        }
-    }
+    ev.materialise_for(&order, &roots, &mut env)?;
     let mut values = Vec::new();
     let mut err = None;
     for_each(&ir.domain, &b.ranges, &mut env, &mut |env| {
@@ -376,6 +435,23 @@ impl Evaluator<'_, '_> {
             Op::Clamp => {
                 let x = self.eval(args[0], env)?;
                 scalar::clamp(x, self.eval(args[1], env)?, self.eval(args[2], env)?)
+            }
+            // The operand with some indices set: computed first, all of them, from the
+            // indices as they are, then restored.
+            Op::At(map) => {
+                let mut set = Vec::with_capacity(map.len());
+                for (v, e) in map {
+                    set.push((*v, self.index(e, env, n)?));
+                }
+                let saved: Vec<i64> = set.iter().map(|(v, _)| env[*v]).collect();
+                for (v, x) in &set {
+                    env[*v] = *x;
+                }
+                let value = self.eval(args[0], env);
+                for ((v, _), x) in set.iter().zip(saved) {
+                    env[*v] = x;
+                }
+                value?
             }
             Op::Reduce(..) => {
                 let t = &self.tables[&n];

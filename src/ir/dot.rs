@@ -35,6 +35,13 @@ pub fn op_label(ir: &LossIr, op: &Op) -> String {
         Op::Binary(f) => format!("{f:?}").to_lowercase(),
         Op::Select => "select".into(),
         Op::Clamp => "clamp".into(),
+        Op::At(map) => format!(
+            "at {}",
+            map.iter()
+                .map(|(v, e)| format!("{} := {}", ir.indices[*v].name, ir.show_index(e)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         Op::Reduce(f, over) => format!(
             "{}({})",
             format!("{f:?}").to_lowercase(),

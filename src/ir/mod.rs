@@ -285,6 +285,11 @@ pub enum Op {
     Clamp,
     /// A reduction over the given (bound) index variables: one operand.
     Reduce(ReduceFn, Vec<IndexId>),
+    /// The operand evaluated with some index variables set to index expressions of
+    /// others (`e` at `t := g - 1`): one operand. Only differentiation ([`crate::ad`])
+    /// makes it, to take an adjoint at the indices an input's element was read from; the
+    /// expressions are affine and gather no index.
+    At(Vec<(IndexId, IndexExpr)>),
 }
 
 impl Op {

@@ -5,6 +5,7 @@
 
 use thiserror::Error;
 
+use crate::ad::AdError;
 use crate::bind::BindError;
 use crate::codegen::CompileError;
 use crate::eval::EvalError;
@@ -83,4 +84,23 @@ pub enum RunError {
     /// The command does not say which losses to run.
     #[error("{0}")]
     Usage(String),
+    /// A loss the adjoint IR cannot differentiate.
+    #[error(transparent)]
+    Ad(#[from] AdError),
+    /// `--wrt` names something that is no input of the run's losses.
+    #[error("--wrt: `{name}` is not an input of {losses} (their inputs are {known}){}", hint.as_ref().map(|c| format!("; did you mean `{c}`?")).unwrap_or_default())]
+    NoSuchInput {
+        name: String,
+        losses: String,
+        known: String,
+        hint: Option<String>,
+    },
+    /// `--wrt` names an optional input the data does not give.
+    #[error("--wrt: input `{name}` has no data in this run, so it has no gradient")]
+    AbsentInput { name: String },
+    /// Gradients asked of the GPU back end, which does not compute them yet.
+    #[error(
+        "the GPU back end does not compute gradients yet: run with `--backend cpu` (or `auto`, which computes them on the CPU)"
+    )]
+    GradientsOnGpu,
 }

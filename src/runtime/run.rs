@@ -17,6 +17,7 @@ use crate::eval;
 use crate::gpu::{Dispatch, DispatchOptions, GpuError, PlanError, RowPlacement};
 use crate::ir::{FactoryTerm, InputId, LossIr, ParamId, ParamValue, Program, TiVec};
 use crate::runtime::data::{Data, DataError};
+use crate::runtime::grad::{self, Gradient, Wrt};
 
 /// Where a run evaluates its losses.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -42,6 +43,8 @@ pub struct RunOptions {
     pub rows: RowPlacement,
     /// Where to evaluate.
     pub backend: Backend,
+    /// The inputs to differentiate the total with respect to.
+    pub wrt: Wrt,
 }
 
 impl Default for RunOptions {
@@ -51,6 +54,7 @@ impl Default for RunOptions {
             anneal: 1.0,
             rows: RowPlacement::Auto,
             backend: Backend::Auto,
+            wrt: Wrt::Nothing,
         }
     }
 }
@@ -81,14 +85,27 @@ fn number<S: serde::Serializer>(v: &f32, s: S) -> Result<S::Ok, S::Error> {
     }
 }
 
+/// A list of f32s in JSON, each as [`number`] writes it.
+pub(crate) fn number_list<S: serde::Serializer>(v: &[f32], s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    let mut seq = s.serialize_seq(Some(v.len()))?;
+    for x in v {
+        seq.serialize_element(&Num(*x))?;
+    }
+    seq.end()
+}
+
+/// An f32 that serializes as [`number`] writes it.
+struct Num(f32);
+
+impl Serialize for Num {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        number(&self.0, s)
+    }
+}
+
 fn logs<S: serde::Serializer>(v: &[(String, f32)], s: S) -> Result<S::Ok, S::Error> {
     use serde::ser::SerializeSeq;
-    struct Num(f32);
-    impl Serialize for Num {
-        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            number(&self.0, s)
-        }
-    }
     let mut seq = s.serialize_seq(Some(v.len()))?;
     for (name, x) in v {
         seq.serialize_element(&(name, Num(*x)))?;
@@ -108,6 +125,13 @@ pub struct RunResult {
     /// `[name, value]` pairs, named as Lightning Pose names them.
     #[serde(serialize_with = "logs")]
     pub logs: Vec<(String, f32)>,
+    /// `d total / d input` for each input asked for, in the order asked (omitted from
+    /// JSON when none was).
+    #[serde(
+        serialize_with = "ordered_grads",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub grads: Vec<(String, Gradient)>,
     /// How many GPU dispatches the run recorded (0 on the CPU).
     pub dispatches: u32,
     /// Which back end ran it.
@@ -121,6 +145,14 @@ pub struct RunResult {
     /// The kernel text the GPU ran (specialised to the sizes), when it ran on one.
     #[serde(skip)]
     pub kernel: Option<String>,
+}
+
+fn ordered_grads<S: serde::Serializer>(v: &[(String, Gradient)], s: S) -> Result<S::Ok, S::Error> {
+    let mut m = s.serialize_map(Some(v.len()))?;
+    for (k, g) in v {
+        m.serialize_entry(k, g)?;
+    }
+    m.end()
 }
 
 fn ordered<S: serde::Serializer>(v: &[(String, LossResult)], s: S) -> Result<S::Ok, S::Error> {
@@ -377,6 +409,24 @@ pub fn run(
     opts: &RunOptions,
 ) -> Result<RunResult, RunError> {
     let (prepared, warnings) = prepare(program, terms, data, overrides)?;
+    if opts.wrt != Wrt::Nothing {
+        // The fused backward kernel is not built yet: gradients, and so the whole run,
+        // are the CPU evaluator's.
+        if opts.backend == Backend::Gpu {
+            return Err(RunError::GradientsOnGpu);
+        }
+        let names = grad::resolve(&prepared, &opts.wrt)?;
+        let mut r = run_prepared_cpu(&prepared, opts)?;
+        let weights: Vec<f32> = r.losses.iter().map(|(_, l)| l.weight).collect();
+        r.grads = grad::gradients(&prepared, &names, &weights, opts.anneal)?;
+        if opts.backend == Backend::Auto && crate::gpu::gpu().is_ok() {
+            r.notes.push(
+                "gradients are computed by the CPU evaluator (the GPU back end does not compute them yet): running on the CPU".into(),
+            );
+        }
+        r.warnings = warnings;
+        return Ok(r);
+    }
     let gpu_found = match opts.backend {
         Backend::Cpu => false,
         Backend::Gpu => {
@@ -441,6 +491,7 @@ fn run_prepared_cpu(prepared: &[Prepared], opts: &RunOptions) -> Result<RunResul
         total,
         losses,
         logs,
+        grads: vec![],
         dispatches: 0,
         backend: "cpu".into(),
         warnings: vec![],
@@ -485,6 +536,7 @@ pub fn run_gpu(
         total: out[3 * prepared.len()],
         losses,
         logs,
+        grads: vec![],
         dispatches,
         backend: format!("gpu: {}", gpu.describe()),
         warnings: vec![],

@@ -31,6 +31,16 @@ impl LossEmitter<'_> {
         let expr = match &node.op {
             Op::Const(bits) => return opaque_lit(f32::from_bits(*bits)),
             Op::BoolConst(b) => return b.to_string(),
+            // Differentiation's re-indexing is not compiled into fused kernels yet: the
+            // adjoint IR runs on the CPU evaluator.
+            Op::At(_) => {
+                self.bug = Some(InternalError::in_loss(
+                    &self.ir.name,
+                    Some(self.ir.origin.locate(node.span)),
+                    "a fused kernel cannot evaluate a node at other indices yet",
+                ));
+                return "0.0f".into();
+            }
             Op::Read(t, idx) => self.read(*t, idx, Some(n)),
             Op::IndexValue(e) => format!("f32({})", self.index(e)),
             Op::EnumIs(p, v) => {

@@ -223,6 +223,7 @@ fn signature(op: &Op, ty: Ty) -> (Vec<Ty>, Ty) {
         },
         Op::Select => (vec![Bool, ty, ty], ty),
         Op::Clamp => (vec![Num, Num, Num], Num),
+        Op::At(_) => (vec![ty], ty),
         Op::Reduce(ReduceFn::All | ReduceFn::Any, _) => (vec![Bool], Bool),
         Op::Reduce(..) => (vec![Num], Num),
     }
@@ -241,6 +242,7 @@ fn op_name(op: &Op) -> String {
         Op::Select => "select".into(),
         Op::Clamp => "clamp".into(),
         Op::Reduce(f, _) => format!("{f:?}").to_lowercase(),
+        Op::At(_) => "at".into(),
     }
 }
 
@@ -284,11 +286,14 @@ fn node(ir: &LossIr, n: NodeIndex, stage: Stage) -> Result<(), Violation> {
         });
     }
     let own = own_indices(ir, node)?;
+    // A reduction's bound indices leave its operand's free set; an `at`'s set ones do,
+    // and the variables of the expressions they are set to join it.
     let mut want: Vec<IndexId> = args
         .iter()
         .flat_map(|a| ir.graph[*a].free.iter().copied())
-        .chain(own.subscripts.iter().copied())
         .filter(|v| !own.bound.contains(v))
+        .chain(own.subscripts.iter().copied())
+        .filter(|v| matches!(node.op, Op::At(_)) || !own.bound.contains(v))
         .collect();
     want.sort_unstable();
     want.dedup();
@@ -374,6 +379,28 @@ fn own_indices(ir: &LossIr, node: &Node) -> Result<OwnIndices, Violation> {
                 }
             }
             own.bound.clone_from(bound);
+        }
+        Op::At(map) => {
+            for (i, (v, e)) in map.iter().enumerate() {
+                index_var(ir, *v)?;
+                if map[..i].iter().any(|(w, _)| w == v) {
+                    return Err(Violation::BadId(format!(
+                        "index `{}` is set twice",
+                        ir.indices[*v].name
+                    )));
+                }
+                if e.terms
+                    .iter()
+                    .any(|(_, t)| matches!(t, IndexTerm::Gather(..)))
+                {
+                    return Err(Violation::BadId(format!(
+                        "index `{}` is set to a gathered value",
+                        ir.indices[*v].name
+                    )));
+                }
+                index_expr(ir, e, &mut own.subscripts)?;
+            }
+            own.bound = map.iter().map(|(v, _)| *v).collect();
         }
         _ => {}
     }

@@ -1,0 +1,698 @@
+//! Gradients (`lossc run --grad`), checked against sources that share no code with the
+//! adjoint IR (`src/ad`):
+//! * the derivative conventions of docs/gradients.md, op by op, on values worked out by
+//!   hand (PyTorch autograd's answers at kinks, ties and specials);
+//! * central finite differences in f64, on random programs, with an f64 evaluator of the
+//!   IR written here (it shares the checked IR and the bound ranges, not the evaluator);
+//! * every example loss's adjoint IR passes the IR verifier.
+//!
+//! The conformance vectors' autograd gradients are checked in tests/conformance.rs.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::{Rng, example_files};
+use lossc::ad::adjoint;
+use lossc::bind::{Bound, rebind};
+use lossc::diagnostics::Source;
+use lossc::ir::verify::{Stage, verify};
+use lossc::ir::{
+    BinaryFn, FactoryTerm, IndexExpr, IndexId, IndexTerm, InputId, LossIr, MaskMode, Op, Program,
+    ReduceFn, ReduceMode, Tensor, TiSlice, UnaryFn, operands,
+};
+use lossc::runtime::data::parse_json_data;
+use lossc::runtime::grad::Wrt;
+use lossc::runtime::run::{Backend, RunOptions, prepare, run};
+
+fn check(text: &str) -> Program {
+    let sources = [Source::new("test.loss", text)];
+    let checked = lossc::sema::check(&sources);
+    assert!(!checked.has_errors(), "{}", checked.render(&sources));
+    checked.program
+}
+
+/// `d total / d input` of the one loss in `text` on `data` (JSON), on the CPU.
+fn grad(text: &str, data: &str, input: &str) -> (f32, Vec<f32>) {
+    let program = check(text);
+    let name = program.losses[0].name.clone();
+    let data = parse_json_data(data).unwrap();
+    let opts = RunOptions {
+        backend: Backend::Cpu,
+        wrt: Wrt::Inputs(vec![input.to_string()]),
+        ..Default::default()
+    };
+    let r = run(
+        &program,
+        &name,
+        &[FactoryTerm::plain(&name)],
+        &data,
+        &vec![],
+        &opts,
+    )
+    .unwrap();
+    (r.total, r.grads[0].1.data.clone())
+}
+
+/// Bitwise equality, so that NaN equals NaN and 0 is told from -0 only where it matters
+/// (it does not here: 0 and -0 are both accepted as 0).
+fn same(got: &[f32], want: &[f32]) -> bool {
+    got.len() == want.len()
+        && got
+            .iter()
+            .zip(want)
+            .all(|(g, w)| (g.is_nan() && w.is_nan()) || g == w)
+}
+
+macro_rules! assert_grad {
+    ($text:expr, $data:expr, $input:expr, $want:expr) => {{
+        let (_, g) = grad($text, $data, $input);
+        let want: Vec<f32> = $want.to_vec();
+        assert!(same(&g, &want), "gradient {g:?}, want {want:?}\n{}", $text);
+    }};
+}
+
+#[test]
+fn abs_relu_and_sqrt_at_their_kinks_follow_pytorch() {
+    // abs'(0) = 0; relu'(0) = 0 (the result is not positive); sqrt'(0) = +inf.
+    let body = |e: &str| format!("loss f {{\n input x : [N]\n compute {e}\n reduce sum\n}}");
+    assert_grad!(
+        &body("abs(x[i])"),
+        r#"{"x": [0, 2, -3]}"#,
+        "x",
+        [0.0, 1.0, -1.0]
+    );
+    assert_grad!(
+        &body("relu(x[i])"),
+        r#"{"x": [0, 2, -3]}"#,
+        "x",
+        [0.0, 1.0, 0.0]
+    );
+    assert_grad!(
+        &body("sqrt(x[i])"),
+        r#"{"x": [0, 4]}"#,
+        "x",
+        [f32::INFINITY, 0.25]
+    );
+    // RMSE at zero distance: sqrt'(0) · 0 is NaN, as in Lightning Pose.
+    assert_grad!(
+        &body("sqrt(x[i] * x[i])"),
+        r#"{"x": [0, 3]}"#,
+        "x",
+        [f32::NAN, 1.0]
+    );
+}
+
+#[test]
+fn norm_at_zero_has_gradient_zero() {
+    let text = "loss f {\n input x : [N, C]\n compute norm(c: x[n, c])\n reduce sum\n}";
+    // Row 0 is at the origin; row 1 is (3, 4): gradient x / |x|.
+    assert_grad!(
+        text,
+        r#"{"x": [[0, 0], [3, 4]]}"#,
+        "x",
+        [0.0, 0.0, 0.6, 0.8]
+    );
+}
+
+#[test]
+fn max_and_min_split_the_gradient_among_ties() {
+    // Reductions: evenly among the tied elements (torch.amax / amin).
+    let text = "loss f {\n input x : [N]\n compute max(i: x[i]) + min(i: x[i])\n reduce sum\n}";
+    assert_grad!(
+        text,
+        r#"{"x": [1, 3, 3, 1, 2]}"#,
+        "x",
+        [0.5, 0.5, 0.5, 0.5, 0.0]
+    );
+    // Two operands: half each on a tie (torch.maximum), none to the one that lost.
+    let text = "loss f {\n input x : [N]\n input y : [N]\n compute max(x[i], y[i])\n reduce sum\n}";
+    assert_grad!(
+        text,
+        r#"{"x": [1, 2, 3], "y": [1, 1, 4]}"#,
+        "x",
+        [0.5, 1.0, 0.0]
+    );
+    assert_grad!(
+        text,
+        r#"{"x": [1, 2, 3], "y": [1, 1, 4]}"#,
+        "y",
+        [0.5, 0.0, 1.0]
+    );
+}
+
+#[test]
+fn clamp_passes_the_gradient_where_the_value_is_within_its_bounds() {
+    let text = "loss f {\n input x : [N]\n compute clamp(x[i], 0, 1)\n reduce sum\n}";
+    assert_grad!(
+        text,
+        r#"{"x": [-1, 0, 0.5, 1, 2]}"#,
+        "x",
+        [0.0, 1.0, 1.0, 1.0, 0.0]
+    );
+}
+
+#[test]
+fn the_median_sends_its_gradient_to_the_middle_elements_of_a_stable_sort() {
+    let text = "loss f {\n input x : [N]\n compute median(i: x[i])\n reduce sum\n}";
+    // Even count: half to each of the two middle values (2 at index 3, 3 at index 2).
+    assert_grad!(text, r#"{"x": [4, 1, 3, 2]}"#, "x", [0.0, 0.0, 0.5, 0.5]);
+    // Odd count: all of it to the middle one.
+    assert_grad!(text, r#"{"x": [3, 1, 2]}"#, "x", [0.0, 0.0, 1.0]);
+    // Ties in index order: the sorted order is indices 0, 1, 2, 3; the middle ones 1, 2.
+    assert_grad!(text, r#"{"x": [5, 5, 5, 5]}"#, "x", [0.0, 0.5, 0.5, 0.0]);
+    // A NaN makes the median NaN, and its gradient NaN throughout.
+    assert_grad!(
+        text,
+        r#"{"x": [1, "NaN", 2]}"#,
+        "x",
+        [f32::NAN, f32::NAN, f32::NAN]
+    );
+}
+
+#[test]
+fn an_untaken_select_branch_and_a_masked_element_contribute_exactly_zero() {
+    // sqrt'(0) = inf in the branch not taken at x = 0: 0, not 0 · inf = NaN.
+    let text = "loss f {\n input x : [N]\n compute select(x[i] > 0, sqrt(x[i]), 0)\n reduce sum\n}";
+    assert_grad!(text, r#"{"x": [0, 4]}"#, "x", [0.0, 0.25]);
+    // A dropped NaN element: 0, and out of the mean's count (2 elements left).
+    let text = "loss f {\n input x : [N]\n compute x[i] * x[i]\n remove_nans drop where isnan(x[i])\n reduce mean\n}";
+    assert_grad!(text, r#"{"x": [1, "NaN", 3]}"#, "x", [1.0, 0.0, 3.0]);
+    // A zeroed one: 0, and still counted (3 elements).
+    let text = "loss f {\n input x : [N]\n input m : [N]\n compute 3 * x[i] * x[i]\n remove_nans zero where m[i] > 0\n reduce mean\n}";
+    assert_grad!(
+        text,
+        r#"{"x": [1, "NaN", 3], "m": [0, 1, 0]}"#,
+        "x",
+        [2.0, 0.0, 6.0]
+    );
+    // A mean of nothing is NaN, and its gradient all zeros.
+    let (total, g) = grad(
+        "loss f {\n input x : [N]\n compute x[i]\n remove_nans drop where x[i] > -1\n reduce mean\n}",
+        r#"{"x": [1, 2]}"#,
+        "x",
+    );
+    assert!(total.is_nan());
+    assert!(same(&g, &[0.0, 0.0]));
+}
+
+/// Lightning Pose's quirk Q6, which lossc deliberately does not reproduce
+/// (docs/conformance.md): a NaN prediction in a frame whose confidence is below the
+/// threshold gives Lightning Pose NaN gradients in that frame and its neighbours (0 · NaN
+/// through the zeroed norm); lossc gives exactly 0 there.
+#[test]
+fn a_nan_prediction_in_a_masked_frame_leaves_the_gradient_finite() {
+    let text =
+        std::fs::read_to_string(common::root().join("examples/lightning_pose/temporal.loss"))
+            .unwrap();
+    // Keypoint 0: (0, 0), (NaN, 0), (0, 0), (3, 4) over four frames; keypoint 1 stays at
+    // the origin. Frame 1's keypoint 0 is below the threshold, so the differences (0, 1)
+    // and (1, 2) of keypoint 0 are zeroed; (2, 3) has norm 5. Six differences in the mean,
+    // weight 1/2: total 5/12, and d total / d kp[3, 0..2] = (1/2)(1/6)(3/5, 4/5).
+    let data = r#"{
+        "keypoints_pred": [[0, 0, 0, 0], ["NaN", 0, 0, 0], [0, 0, 0, 0], [3, 4, 0, 0]],
+        "confidences": [[1, 1], [0.1, 1], [1, 1], [1, 1]],
+        "prob_threshold": 0.5
+    }"#;
+    let (total, g) = grad(&text, data, "keypoints_pred");
+    assert!((total - 5.0 / 12.0).abs() < 1e-6, "{total}");
+    let (a, b) = (0.5 / 6.0 * 0.6, 0.5 / 6.0 * 0.8);
+    let want = [
+        0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -a, -b, 0.0, 0.0, a, b, 0.0, 0.0,
+    ];
+    for (k, (got, want)) in g.iter().zip(want).enumerate() {
+        assert!((got - want).abs() < 1e-7, "[{k}]: {got} vs {want}: {g:?}");
+    }
+}
+
+#[test]
+fn a_zero_from_the_math_stays_an_ordinary_zero() {
+    // relu' = 0 at a negative value is a zero of the math, not of a mask: PyTorch
+    // multiplies it by the next derivative, 0 · inf = NaN, and so does lossc.
+    let text = "loss f {\n input x : [N]\n compute relu(-1 - sqrt(x[i]))\n reduce sum\n}";
+    assert_grad!(text, r#"{"x": [0, 4]}"#, "x", [f32::NAN, 0.0]);
+}
+
+#[test]
+fn shifted_subscripts_gathers_and_strided_layouts_transpose() {
+    // x[t + 1] - x[t]: the first element gets -1, the last +1, the middle ones both.
+    let text = "loss f {\n input x : [T]\n compute x[t + 1] - 2 * x[t]\n reduce sum\n}";
+    assert_grad!(text, r#"{"x": [1, 2, 3, 4]}"#, "x", [-2.0, -1.0, -1.0, 1.0]);
+    // A gather through an index param: x[2] is read twice, x[1] never.
+    let text = "loss f {\n input x : [N]\n param g : index[S]\n compute x[g[s]]\n reduce sum\n}";
+    assert_grad!(
+        text,
+        r#"{"x": [1, 2, 3], "g": [2, 2, 0]}"#,
+        "x",
+        [1.0, 0.0, 2.0]
+    );
+    // (x, y) pairs in one row, as Lightning Pose lays keypoints out.
+    let text = "loss f {\n input x : [B, 2 * K]\n compute norm(c in 0..2: x[b, 2 * k + c])\n reduce sum\n}";
+    assert_grad!(text, r#"{"x": [[3, 4, 0, 2]]}"#, "x", [0.6, 0.8, 0.0, 1.0]);
+}
+
+#[test]
+fn powers_and_quotients_follow_pytorch() {
+    let text = "loss f {\n input x : [N]\n compute x[i] ^ 3 + 2 ^ x[i]\n reduce sum\n}";
+    // 3x² + 2^x · ln 2.
+    let (_, g) = grad(text, r#"{"x": [-1, 2]}"#, "x");
+    let want = [3.0 + 0.5 * 2f32.ln(), 12.0 + 4.0 * 2f32.ln()];
+    assert!(
+        (g[0] - want[0]).abs() < 1e-6 && (g[1] - want[1]).abs() < 1e-5,
+        "{g:?}"
+    );
+    // x ^ 0 has gradient 0 even at x = 0 (PyTorch masks the exponent 0).
+    let text = "loss f {\n input x : [N]\n input y : [N]\n compute x[i] ^ y[i]\n reduce sum\n}";
+    assert_grad!(text, r#"{"x": [0, 0], "y": [0, 2]}"#, "x", [0.0, 0.0]);
+    // d(0^y)/dy is 0 for y >= 0.
+    assert_grad!(text, r#"{"x": [0, 0], "y": [0, 2]}"#, "y", [0.0, 0.0]);
+    let text = "loss f {\n input x : [N]\n input y : [N]\n compute x[i] / y[i]\n reduce sum\n}";
+    assert_grad!(text, r#"{"x": [3], "y": [2]}"#, "y", [-0.75]);
+}
+
+#[test]
+fn the_factory_gradient_is_the_annealed_weighted_sum_of_the_losses() {
+    let text = "loss a {\n input x : [N]\n compute x[i] * x[i]\n reduce sum\n weight 0.5\n}\n\
+                loss b {\n input x : [N]\n compute 3 * x[i]\n reduce sum\n weight 2\n}";
+    let program = check(text);
+    let data = parse_json_data(r#"{"x": [1, -2]}"#).unwrap();
+    let terms = [
+        FactoryTerm::plain("a"),
+        FactoryTerm {
+            annealed: true,
+            ..FactoryTerm::plain("b")
+        },
+    ];
+    let opts = RunOptions {
+        backend: Backend::Cpu,
+        anneal: 0.25,
+        wrt: Wrt::EveryInput,
+        ..Default::default()
+    };
+    let r = run(&program, "ab", &terms, &data, &vec![], &opts).unwrap();
+    // 0.5 · 2x + 0.25 · 2 · 3.
+    assert_eq!(r.grads[0].0, "x");
+    assert!(same(&r.grads[0].1.data, &[2.5, -0.5]), "{:?}", r.grads);
+}
+
+#[test]
+fn every_example_losss_adjoint_ir_verifies() {
+    let sources: Vec<Source> = example_files()
+        .iter()
+        .map(|p| Source::new(p.display().to_string(), std::fs::read_to_string(p).unwrap()))
+        .collect();
+    let checked = lossc::sema::check(&sources);
+    assert!(!checked.has_errors());
+    for loss in &checked.program.losses {
+        let wrt: Vec<InputId> = (0..loss.inputs.len()).map(InputId::new).collect();
+        for masks_on in [true, false] {
+            let active: Vec<bool> = loss.masks.iter().map(|_| masks_on).collect();
+            let adj = adjoint(loss, &wrt, TiSlice::from_ref(&active)).unwrap();
+            if let Err(e) = verify(&adj.ir, Stage::Ranged) {
+                panic!("loss `{}`: {e:?}", loss.name);
+            }
+            assert_eq!(adj.grads.len(), wrt.len());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Finite differences.
+
+/// An f64 evaluator of a bound loss's IR, independent of `lossc::eval` and of the
+/// adjoint: reductions are computed where they are used, by direct recursion.
+struct F64<'a> {
+    b: &'a Bound<'a>,
+    ir: &'a LossIr,
+    inputs: HashMap<InputId, Vec<f64>>,
+}
+
+impl F64<'_> {
+    fn index(&self, e: &IndexExpr, env: &HashMap<IndexId, i64>) -> i64 {
+        let dims: Vec<Option<i64>> = self.b.dims.iter().copied().map(Some).collect();
+        let mut v = e.offset.eval(&dims).unwrap();
+        for (c, t) in &e.terms {
+            v += c * match t {
+                IndexTerm::Var(x) => env[x],
+                IndexTerm::Gather(p, idx) => self.read(Tensor::Param(*p), idx, env) as i64,
+            };
+        }
+        v
+    }
+
+    fn read(&self, t: Tensor, idx: &[IndexExpr], env: &HashMap<IndexId, i64>) -> f64 {
+        let (shape, data): (&[usize], Vec<f64>) = match t {
+            Tensor::Input(i) => (
+                &self.b.inputs[i].as_ref().unwrap().shape,
+                self.inputs[&i].clone(),
+            ),
+            Tensor::Param(p) => (
+                &self.b.params[p].shape,
+                self.b.params[p]
+                    .data
+                    .iter()
+                    .map(|x| f64::from(*x))
+                    .collect(),
+            ),
+        };
+        let mut at = 0usize;
+        for (e, n) in idx.iter().zip(shape) {
+            let i = self.index(e, env);
+            assert!(i >= 0 && (i as usize) < *n, "read out of range");
+            at = at * n + i as usize;
+        }
+        data[at]
+    }
+
+    fn points(&self, vars: &[IndexId]) -> Vec<Vec<i64>> {
+        let mut out = vec![vec![]];
+        for v in vars {
+            let (lo, hi) = self.b.ranges[*v];
+            out = out
+                .into_iter()
+                .flat_map(|p| {
+                    (lo..=hi).map(move |x| {
+                        let mut q = p.clone();
+                        q.push(x);
+                        q
+                    })
+                })
+                .collect();
+        }
+        out
+    }
+
+    fn eval(&self, n: petgraph::stable_graph::NodeIndex, env: &mut HashMap<IndexId, i64>) -> f64 {
+        let args = operands(&self.ir.graph, n);
+        let truth = |b: bool| if b { 1.0 } else { 0.0 };
+        match &self.ir.graph[n].op {
+            Op::Const(bits) => f64::from(f32::from_bits(*bits)),
+            Op::BoolConst(b) => truth(*b),
+            Op::Read(t, idx) => self.read(*t, idx, env),
+            Op::IndexValue(e) => self.index(e, env) as f64,
+            Op::EnumIs(p, v) => truth(self.b.enums[*p].as_deref() == Some(v.as_str())),
+            Op::Unary(f) => {
+                let x = self.eval(args[0], env);
+                match f {
+                    UnaryFn::Neg => -x,
+                    UnaryFn::Not => truth(x == 0.0),
+                    UnaryFn::Exp => x.exp(),
+                    UnaryFn::Log => x.ln(),
+                    UnaryFn::Sqrt => x.sqrt(),
+                    UnaryFn::Abs => x.abs(),
+                    UnaryFn::Relu => x.max(0.0),
+                    UnaryFn::IsNan => truth(x.is_nan()),
+                }
+            }
+            Op::Binary(f) => {
+                let a = self.eval(args[0], env);
+                let b = self.eval(args[1], env);
+                match f {
+                    BinaryFn::Add => a + b,
+                    BinaryFn::Sub => a - b,
+                    BinaryFn::Mul => a * b,
+                    BinaryFn::Div => a / b,
+                    BinaryFn::Pow => a.powf(b),
+                    BinaryFn::Min => a.min(b),
+                    BinaryFn::Max => a.max(b),
+                    BinaryFn::Eq => truth(a == b),
+                    BinaryFn::Ne => truth(a != b),
+                    BinaryFn::Lt => truth(a < b),
+                    BinaryFn::Le => truth(a <= b),
+                    BinaryFn::Gt => truth(a > b),
+                    BinaryFn::Ge => truth(a >= b),
+                    BinaryFn::And => truth(a != 0.0 && b != 0.0),
+                    BinaryFn::Or => truth(a != 0.0 || b != 0.0),
+                }
+            }
+            Op::Select => {
+                if self.eval(args[0], env) != 0.0 {
+                    self.eval(args[1], env)
+                } else {
+                    self.eval(args[2], env)
+                }
+            }
+            Op::Clamp => {
+                let x = self.eval(args[0], env);
+                x.max(self.eval(args[1], env)).min(self.eval(args[2], env))
+            }
+            Op::Reduce(f, bound) => {
+                let mut items = Vec::new();
+                for p in self.points(bound) {
+                    for (v, x) in bound.iter().zip(&p) {
+                        env.insert(*v, *x);
+                    }
+                    items.push(self.eval(args[0], env));
+                }
+                let n = items.len() as f64;
+                match f {
+                    ReduceFn::Sum => items.iter().sum(),
+                    ReduceFn::Mean => items.iter().sum::<f64>() / n,
+                    ReduceFn::Norm => items.iter().map(|x| x * x).sum::<f64>().sqrt(),
+                    ReduceFn::Max => items.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                    ReduceFn::Min => items.iter().copied().fold(f64::INFINITY, f64::min),
+                    ReduceFn::All => truth(items.iter().all(|x| *x != 0.0)),
+                    ReduceFn::Any => truth(items.iter().any(|x| *x != 0.0)),
+                    ReduceFn::Median => {
+                        items.sort_by(f64::total_cmp);
+                        let k = items.len();
+                        (items[(k - 1) / 2] + items[k / 2]) / 2.0
+                    }
+                }
+            }
+            Op::At(_) => unreachable!("a forward IR has no `at`"),
+        }
+    }
+
+    /// The loss times its weight.
+    fn total(&self) -> f64 {
+        let ir = self.ir;
+        let mut env = HashMap::new();
+        let mut values = Vec::new();
+        'points: for p in self.points(&ir.domain) {
+            for (v, x) in ir.domain.iter().zip(&p) {
+                env.insert(*v, *x);
+            }
+            let mut zero = false;
+            for (m, on) in ir.masks.iter().zip(&self.b.active_masks) {
+                if *on && self.eval(m.cond, &mut env) != 0.0 {
+                    match m.mode {
+                        MaskMode::Drop => continue 'points,
+                        MaskMode::Zero => zero = true,
+                    }
+                }
+            }
+            let mut v = if zero {
+                0.0
+            } else {
+                self.eval(ir.compute, &mut env)
+            };
+            if let Some(eps) = ir.rectify {
+                v = (v - self.eval(eps, &mut env)).max(0.0);
+            }
+            values.push(v);
+        }
+        let loss = match ir.reduce {
+            ReduceMode::Sum => values.iter().sum(),
+            ReduceMode::Mean => values.iter().sum::<f64>() / values.len() as f64,
+        };
+        loss * self.eval(ir.weight, &mut env)
+    }
+}
+
+/// A random expression over row `n` (and column `j` when `col`), always positive.
+fn positive(r: &mut Rng, depth: u32, col: bool) -> String {
+    let leaf = |r: &mut Rng| -> String {
+        let mut xs = vec!["y[n]", "y[n + 1]", "w[n]"];
+        if col {
+            xs.extend(["x[n, j]", "x[n + 1, j]", "v[j]", "x[g[n], j]"]);
+        }
+        r.pick(&xs).to_string()
+    };
+    if depth == 0 {
+        return leaf(r);
+    }
+    let a = positive(r, depth - 1, col);
+    let b = positive(r, depth - 1, col);
+    // A reduction over `j` of a column expression (which reads `v[j]`, so that `j` has a
+    // range); column expressions hold no reduction, so `j` is never bound twice.
+    let red = |r: &mut Rng| {
+        let body = positive(r, depth - 1, true);
+        let kind = r.pick(&["sum", "mean", "norm", "max", "min", "median"]);
+        format!("{kind}(j: {body} * v[j])")
+    };
+    match r.below(if col { 12 } else { 14 }) {
+        0 => format!("({a} + {b})"),
+        1 => format!("({a} * {b})"),
+        2 => format!("({a} / (1 + {b}))"),
+        3 => format!("exp(0.25 * {a})"),
+        4 => format!("sqrt({a})"),
+        5 => format!("log(1 + {a})"),
+        6 => format!("max({a}, {b})"),
+        7 => format!("min({a}, {b})"),
+        8 => format!("{a} ^ 1.5"),
+        9 => format!("select({a} > 1.1, {a}, 2 * {b})"),
+        10 => format!("clamp({a}, 0.6, 1.4)"),
+        11 => format!("(abs({a} - 1) + relu({b} - 1) + {a} - {a} * 0.5)"),
+        12 => format!("({a} * {})", red(r)),
+        _ => red(r),
+    }
+}
+
+/// A random program over `x : [N, M]`, `y : [N]`, `w : [N]`, `v : [M]`, with the
+/// gather `g : index[N]`.
+fn random_program(r: &mut Rng) -> String {
+    let body = positive(r, 3, false);
+    let compute = if r.below(2) == 0 {
+        body
+    } else {
+        let kind = r.pick(&["sum", "mean", "norm", "max", "min", "median"]);
+        let inner = positive(r, 2, true);
+        format!("{body} * {kind}(j: {inner} + v[j])")
+    };
+    let mask = match r.below(3) {
+        0 => "    remove_nans drop where w[n] > 1.3\n",
+        1 => "    remove_nans zero where y[n] < 0.72\n",
+        _ => "",
+    };
+    let rectify = if r.below(3) == 0 {
+        "    rectify 0.1 * w[n]\n"
+    } else {
+        ""
+    };
+    let reduce = r.pick(&["mean", "sum"]);
+    format!(
+        "loss f {{\n    input x : [N, M]\n    input y : [N]\n    input w : [N]\n    input v : [M]\n    param g : index[N]\n    compute {compute}\n{mask}{rectify}    reduce {reduce}\n    weight 0.75\n}}\n"
+    )
+}
+
+/// Distinct values in [0.5, 1.5): no two within a finite difference's step of each other,
+/// so that no max, min, median or comparison changes its choice under the step.
+fn distinct(r: &mut Rng, n: usize) -> Vec<f64> {
+    let mut slots: Vec<usize> = (0..16).collect();
+    (0..n)
+        .map(|_| {
+            let k = slots.remove(r.below(slots.len()));
+            0.5 + k as f64 / 16.0 + (r.below(1000) as f64) / 64_000.0
+        })
+        .collect()
+}
+
+#[test]
+fn gradients_of_random_programs_match_central_finite_differences_in_f64() {
+    let mut r = Rng(0x5eed_9a0d_1ff5_u64);
+    let (n, m) = (4usize, 3usize);
+    let mut checked_programs = 0;
+    for case in 0..60 {
+        let text = random_program(&mut r);
+        let program = check(&text);
+        let x = distinct(&mut r, n * m);
+        let data = serde_json::json!({
+            "x": {"shape": [n, m], "data": x},
+            "y": distinct(&mut r, n),
+            "w": distinct(&mut r, n),
+            "v": distinct(&mut r, m),
+            "g": [2, 0, 3, 2],
+        });
+        let data = parse_json_data(&data.to_string()).unwrap();
+        let terms = [FactoryTerm::plain("f")];
+        let opts = RunOptions {
+            backend: Backend::Cpu,
+            wrt: Wrt::EveryInput,
+            ..Default::default()
+        };
+        let result = run(&program, "f", &terms, &data, &vec![], &opts).unwrap();
+        let (prepared, _) = prepare(&program, &terms, &data, &vec![]).unwrap();
+        let b = &prepared[0].bound;
+        let ir = b.ir;
+        let mut f = F64 {
+            b,
+            ir,
+            inputs: ir
+                .inputs
+                .iter_enumerated()
+                .map(|(i, _)| {
+                    let d = b.inputs[i].as_ref().unwrap();
+                    (i, d.data.iter().map(|v| f64::from(*v)).collect())
+                })
+                .collect(),
+        };
+        let total = f.total();
+        if !total.is_finite() {
+            continue;
+        }
+        assert!(
+            (total - f64::from(result.total)).abs() <= 1e-4 * total.abs().max(1e-3),
+            "case {case}: f64 total {total} vs {}\n{text}",
+            result.total
+        );
+        for (name, g) in &result.grads {
+            let i = InputId::new(ir.inputs.iter().position(|x| &x.name == name).unwrap());
+            let mut fd = Vec::new();
+            for k in 0..g.data.len() {
+                let x0 = f.inputs[&i][k];
+                let h = 1e-4;
+                f.inputs.get_mut(&i).unwrap()[k] = x0 + h;
+                let up = f.total();
+                f.inputs.get_mut(&i).unwrap()[k] = x0 - h;
+                let down = f.total();
+                f.inputs.get_mut(&i).unwrap()[k] = x0;
+                fd.push((up - down) / (2.0 * h));
+            }
+            let scale = fd.iter().fold(1e-3f64, |s, v| s.max(v.abs()));
+            for (k, (got, want)) in g.data.iter().zip(&fd).enumerate() {
+                assert!(
+                    (f64::from(*got) - want).abs() <= 2e-3 * scale,
+                    "case {case}: d/d{name}[{k}] = {got}, finite differences {want}\n{text}"
+                );
+            }
+        }
+        // The adjoint IR of each program verifies too.
+        let wrt: Vec<InputId> = (0..ir.inputs.len()).map(InputId::new).collect();
+        let adj = adjoint(ir, &wrt, &b.active_masks).unwrap();
+        verify(&adj.ir, Stage::Ranged).unwrap();
+        let _ = rebind(b, &adj.ir).unwrap();
+        checked_programs += 1;
+    }
+    assert!(
+        checked_programs >= 50,
+        "only {checked_programs} programs checked"
+    );
+}
+
+#[test]
+fn the_command_line_prints_gradients_and_refuses_what_it_cannot_give() {
+    let mut args = common::demo_run_args();
+    args.extend(["--wrt", "keypoints_pred", "--json", "--backend", "cpu"].map(String::from));
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = common::lossc(&argv);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let g = &v["grads"]["keypoints_pred"];
+    assert_eq!(g["shape"], serde_json::json!([6, 20]));
+    assert_eq!(g["data"].as_array().unwrap().len(), 120);
+    assert_eq!(v["grads"].as_object().unwrap().len(), 1);
+    // A near miss of an input's name.
+    let mut args = common::demo_run_args();
+    args.extend(["--wrt", "keypoint_pred"].map(String::from));
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = common::lossc(&argv);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        err.starts_with("error: --wrt: `keypoint_pred` is not an input of")
+            && err.contains("did you mean `keypoints_pred`?"),
+        "{err}"
+    );
+    // The GPU back end has no backward kernel yet: a refusal, not a half-GPU run.
+    let mut args = common::demo_run_args();
+    args.extend(["--grad", "--backend", "gpu"].map(String::from));
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = common::lossc(&argv);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not compute gradients yet"));
+}
