@@ -65,8 +65,12 @@ pub struct Step {
 pub struct Unfused {
     /// The value buffer's length in f32 (binding 1); at least 1.
     pub values: usize,
-    /// The output buffer's length in f32 (binding 2): `3 × losses + 1`.
+    /// The output buffer's length in f32 (binding 2): `3 × losses + 1`, then the
+    /// gradients asked for.
     pub outputs: usize,
+    /// Where each gradient asked for lies in the output buffer: (offset, length), in the
+    /// order asked.
+    pub gradients: Vec<(usize, usize)>,
     /// The dispatches, in order.
     pub steps: Vec<Step>,
 }
@@ -90,13 +94,20 @@ pub struct BoundSizes<'a> {
     pub active_masks: &'a TiSlice<MaskId, bool>,
 }
 
+/// A gradient of an adjoint IR (`crate::ad`) to copy out: the loss's index in the run,
+/// the gradient's axes, and its node (`None`: all zeros).
+pub type GradientOut = (usize, Vec<IndexId>, Option<NodeIndex>);
+
 /// Generates the unfused run of bound losses, with the factory's anneal factors (kernels
 /// specialised to their sizes). `arena_at` gives where each loss's tensors start in the
-/// arena (binding 0), in f32s: `(loss, tensor name) → offset`.
+/// arena (binding 0), in f32s: `(loss, tensor name) → offset`. Each of `gradients` (nodes
+/// of adjoint IRs) is written after the losses and the total, element by element over
+/// its axes, row-major.
 pub fn generate(
     bound: &[BoundSizes],
     arena_at: &HashMap<(usize, String), usize>,
     anneal: &[f32],
+    gradients: &[GradientOut],
 ) -> Result<Unfused, InternalError> {
     // Slabs for every non-constant node, then per loss: element values, keep flags,
     // the reduced (sum, count), and the outputs.
@@ -157,9 +168,19 @@ pub fn generate(
         make(p.combine_kernel(*elems_at, *domain), 1)?;
     }
     make(total_kernel(anneal, n_losses), 1)?;
+    let mut outputs = 3 * n_losses + 1;
+    let mut at = Vec::new();
+    for (li, axes, node) in gradients {
+        let p = &plans[*li].0;
+        let len = p.size(axes);
+        make(p.gradient_kernel(axes, *node, outputs), groups(len))?;
+        at.push((outputs, len));
+        outputs += len;
+    }
     Ok(Unfused {
         values: total_vals.max(1),
-        outputs: 3 * n_losses + 1,
+        outputs,
+        gradients: at,
         steps,
     })
 }
@@ -311,6 +332,38 @@ impl LossPlan<'_> {
             ));
             names.insert(*v, name);
         }
+    }
+
+    /// The kernel that copies a gradient's node into the output buffer at `at`, over its
+    /// axes (the node may not depend on every one), or writes zeros for no node.
+    fn gradient_kernel(&self, axes: &[IndexId], node: Option<NodeIndex>, at: usize) -> String {
+        let mut w = Writer::default();
+        w.splice(PRELUDE);
+        declare(&mut w, 3);
+        w.line(format!("@compute @workgroup_size({WG})"));
+        w.open("fn main(@builtin(global_invocation_id) gid: vec3<u32>)");
+        w.line(set_zero_bits("arena"));
+        w.line("let g = i32(gid.x);");
+        w.line(format!("if (g >= {}) {{ return; }}", self.size(axes)));
+        let mut names: HashMap<IndexId, String> = HashMap::new();
+        w.line("var q = g;");
+        for v in axes.iter().rev() {
+            let name = format!("i{v}");
+            w.line(format!(
+                "let {name} = {} + q % {};",
+                self.b.ranges[*v].0,
+                self.ext(*v).max(1)
+            ));
+            w.line(format!("q = q / {};", self.ext(*v).max(1)));
+            names.insert(*v, name);
+        }
+        let value = match node {
+            Some(n) => self.operand(n, &names),
+            None => "0.0f".into(),
+        };
+        w.line(format!("out[{at} + g] = {value};"));
+        w.close();
+        w.finish()
     }
 
     /// The WGSL of the kernel that materialises node `n`.

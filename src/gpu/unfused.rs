@@ -10,7 +10,7 @@ use super::pack::pack_arena;
 use super::{Gpu, GpuError};
 use crate::bind::Bound;
 use crate::codegen::bindings::Holds;
-use crate::codegen::unfused::{self, BINDINGS, BoundSizes};
+use crate::codegen::unfused::{self, BINDINGS, BoundSizes, GradientOut};
 
 /// One dispatch of the plan.
 struct Step {
@@ -25,17 +25,29 @@ pub struct UnfusedPlan {
     out: wgpu::Buffer,
     staging: wgpu::Buffer,
     outputs: usize,
+    gradients: Vec<(usize, usize)>,
 }
 
 impl UnfusedPlan {
     /// Plans the unfused run of bound losses (kernels specialised to their sizes).
     pub fn new(gpu: &Gpu, bound: &[&Bound], anneal: &[f32]) -> Result<UnfusedPlan, GpuError> {
+        UnfusedPlan::with_gradients(gpu, bound, anneal, &[])
+    }
+
+    /// Plans the unfused run of bound adjoint IRs (`crate::ad`), which also writes the
+    /// given gradient nodes ([`UnfusedPlan::gradients`] says where).
+    pub fn with_gradients(
+        gpu: &Gpu,
+        bound: &[&Bound],
+        anneal: &[f32],
+        gradients: &[GradientOut],
+    ) -> Result<UnfusedPlan, GpuError> {
         let d = &gpu.device;
         // The arena as the fused kernel's, and one more value, so that it is never empty.
         let mut packed = pack_arena(bound, &[])?;
         packed.values.push(0.0);
         let sizes: Vec<BoundSizes> = bound.iter().map(|b| sizes(b)).collect();
-        let generated = unfused::generate(&sizes, &packed.offsets, anneal)?;
+        let generated = unfused::generate(&sizes, &packed.offsets, anneal, gradients)?;
         let vals = d.create_buffer(&wgpu::BufferDescriptor {
             label: Some("unfused values"),
             size: (generated.values * 4) as u64,
@@ -104,7 +116,14 @@ impl UnfusedPlan {
             out,
             staging,
             outputs: generated.outputs,
+            gradients: generated.gradients,
         })
+    }
+
+    /// Where each gradient lies in [`UnfusedPlan::run`]'s output: (offset, length), in
+    /// the order asked.
+    pub fn gradients(&self) -> &[(usize, usize)] {
+        &self.gradients
     }
 
     /// How many dispatches one run records.

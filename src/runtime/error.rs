@@ -98,9 +98,4 @@ pub enum RunError {
     /// `--wrt` names an optional input the data does not give.
     #[error("--wrt: input `{name}` has no data in this run, so it has no gradient")]
     AbsentInput { name: String },
-    /// Gradients asked of the GPU back end, which does not compute them yet.
-    #[error(
-        "the GPU back end does not compute gradients yet: run with `--backend cpu` (or `auto`, which computes them on the CPU)"
-    )]
-    GradientsOnGpu,
 }

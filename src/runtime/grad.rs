@@ -1,16 +1,19 @@
 //! The gradient of a run's total with respect to its inputs: each loss's adjoint IR
 //! ([`crate::ad`]) evaluated by the CPU evaluator, scaled by the loss's anneal factor and
 //! weight, and summed over the losses that read the input, in factory order, in f32:
-//! `d total / d x = Σ_i anneal_i · weight_i · d loss_i / d x`.
+//! `d total / d x = Σ_i anneal_i · weight_i · d loss_i / d x`. On the GPU the adjoint IRs
+//! run unfused for now, one dispatch per IR node.
 
 use serde::Serialize;
 
 use super::RunError;
 use super::run::{Prepared, number_list};
-use crate::ad::adjoint;
-use crate::bind::rebind;
+use crate::ad::{Adjoint, adjoint};
+use crate::bind::{Bound, LossValue, rebind};
+use crate::codegen::unfused::GradientOut;
 use crate::diagnostics::closest;
 use crate::eval;
+use crate::gpu::unfused::UnfusedPlan;
 use crate::ir::InputId;
 
 /// The inputs a run differentiates its total with respect to.
@@ -106,59 +109,174 @@ pub fn resolve(prepared: &[Prepared], wrt: &Wrt) -> Result<Vec<String>, RunError
     Ok(out)
 }
 
-/// The gradients of the total with respect to the inputs `names`, given each loss's
-/// weight and the anneal factor of the annealed ones.
+/// One loss's adjoint IR for the inputs asked that it reads: each as (its position in
+/// the names asked, its id in the loss).
+struct LossAdjoint {
+    wrt: Vec<(usize, InputId)>,
+    adj: Adjoint,
+}
+
+/// Each loss's adjoint (`None` for a loss that reads none of `names`).
+fn adjoints(prepared: &[Prepared], names: &[String]) -> Result<Vec<Option<LossAdjoint>>, RunError> {
+    prepared
+        .iter()
+        .map(|p| {
+            let ir = p.bound.ir;
+            let wrt: Vec<(usize, InputId)> = names
+                .iter()
+                .enumerate()
+                .filter_map(|(k, name)| {
+                    let i = InputId::new(ir.inputs.iter().position(|x| &x.name == name)?);
+                    p.bound.inputs[i].is_some().then_some((k, i))
+                })
+                .collect();
+            if wrt.is_empty() {
+                return Ok(None);
+            }
+            let ids: Vec<InputId> = wrt.iter().map(|(_, i)| *i).collect();
+            let adj = adjoint(ir, &ids, &p.bound.active_masks)?;
+            Ok(Some(LossAdjoint { wrt, adj }))
+        })
+        .collect()
+}
+
+/// A zero gradient per name, in the input's shape.
+fn zeros(prepared: &[Prepared], names: &[String]) -> Vec<(String, Gradient)> {
+    names
+        .iter()
+        .map(|name| {
+            let shape = prepared
+                .iter()
+                .find_map(|p| {
+                    let i = p.bound.ir.inputs.iter().position(|x| &x.name == name)?;
+                    p.bound.inputs[InputId::new(i)]
+                        .as_ref()
+                        .map(|d| d.shape.clone())
+                })
+                .unwrap_or_default();
+            let len = shape.iter().product();
+            (
+                name.clone(),
+                Gradient {
+                    shape,
+                    data: vec![0.0; len],
+                },
+            )
+        })
+        .collect()
+}
+
+/// Adds `scale · values` to a gradient, element by element.
+fn accumulate(g: &mut Gradient, scale: f32, values: &[f32]) {
+    for (t, v) in g.data.iter_mut().zip(values) {
+        *t += scale * v;
+    }
+}
+
+/// The scale of a loss's gradient in the total's: its anneal factor times its weight.
+fn scale(p: &Prepared, weight: f32, anneal: f32) -> f32 {
+    let factor = if p.annealed { anneal } else { 1.0 };
+    factor * weight
+}
+
+/// The gradients of the total with respect to the inputs `names` on the CPU evaluator,
+/// given each loss's weight and the anneal factor of the annealed ones.
 pub fn gradients(
     prepared: &[Prepared],
     names: &[String],
     weights: &[f32],
     anneal: f32,
 ) -> Result<Vec<(String, Gradient)>, RunError> {
-    let mut out: Vec<(String, Gradient)> = Vec::new();
-    for name in names {
-        let shape = prepared
-            .iter()
-            .find_map(|p| {
-                let i = p.bound.ir.inputs.iter().position(|x| &x.name == name)?;
-                p.bound.inputs[InputId::new(i)]
-                    .as_ref()
-                    .map(|d| d.shape.clone())
-            })
-            .unwrap_or_default();
-        let len = shape.iter().product();
-        out.push((
-            name.clone(),
-            Gradient {
-                shape,
-                data: vec![0.0; len],
-            },
-        ));
-    }
-    for (p, weight) in prepared.iter().zip(weights) {
-        let ir = p.bound.ir;
-        let wrt: Vec<(usize, InputId)> = out
-            .iter()
-            .enumerate()
-            .filter_map(|(k, (name, _))| {
-                let i = ir.inputs.iter().position(|x| &x.name == name)?;
-                let i = InputId::new(i);
-                p.bound.inputs[i].is_some().then_some((k, i))
-            })
-            .collect();
-        if wrt.is_empty() {
+    let mut out = zeros(prepared, names);
+    for ((p, weight), la) in prepared.iter().zip(weights).zip(adjoints(prepared, names)?) {
+        let Some(la) = la else {
             continue;
-        }
-        let ids: Vec<InputId> = wrt.iter().map(|(_, i)| *i).collect();
-        let adj = adjoint(ir, &ids, &p.bound.active_masks)?;
-        let bound = rebind(&p.bound, &adj.ir)?;
-        let roots: Vec<_> = adj.grads.iter().map(|g| (g.axes.clone(), g.node)).collect();
+        };
+        let bound = rebind(&p.bound, &la.adj.ir)?;
+        let roots: Vec<_> = la
+            .adj
+            .grads
+            .iter()
+            .map(|g| (g.axes.clone(), g.node))
+            .collect();
         let values = eval::gradients(&bound, &roots)?;
-        let scale = if p.annealed { anneal } else { 1.0 } * weight;
-        for ((k, _), g) in wrt.iter().zip(values) {
-            for (t, v) in out[*k].1.data.iter_mut().zip(g) {
-                *t += scale * v;
-            }
+        for ((k, _), g) in la.wrt.iter().zip(values) {
+            accumulate(&mut out[*k].1, scale(p, *weight, anneal), &g);
         }
     }
     Ok(out)
+}
+
+/// The losses' values and the gradients of the total on the GPU, unfused: the adjoint
+/// IRs run one dispatch per IR node ([`UnfusedPlan`]), until the fused backward kernel
+/// exists. Returns the per-loss values, the total, the gradients and the dispatch count.
+pub fn gradients_unfused(
+    gpu: &crate::gpu::Gpu,
+    prepared: &[Prepared],
+    names: &[String],
+    anneal: f32,
+) -> Result<UnfusedGradients, RunError> {
+    let adjoints = adjoints(prepared, names)?;
+    let rebound: Vec<Option<Bound>> = prepared
+        .iter()
+        .zip(&adjoints)
+        .map(|(p, la)| {
+            la.as_ref()
+                .map(|la| rebind(&p.bound, &la.adj.ir))
+                .transpose()
+        })
+        .collect::<Result<_, _>>()?;
+    let bound: Vec<&Bound> = prepared
+        .iter()
+        .zip(&rebound)
+        .map(|(p, r)| r.as_ref().unwrap_or(&p.bound))
+        .collect();
+    let factors: Vec<f32> = prepared
+        .iter()
+        .map(|p| if p.annealed { anneal } else { 1.0 })
+        .collect();
+    let mut asked: Vec<GradientOut> = Vec::new();
+    let mut whose: Vec<(usize, usize)> = Vec::new();
+    for (li, la) in adjoints.iter().enumerate() {
+        if let Some(la) = la {
+            for ((k, _), g) in la.wrt.iter().zip(&la.adj.grads) {
+                asked.push((li, g.axes.clone(), g.node));
+                whose.push((li, *k));
+            }
+        }
+    }
+    let plan = UnfusedPlan::with_gradients(gpu, &bound, &factors, &asked)?;
+    let out = plan.run(gpu)?;
+    let values: Vec<LossValue> = (0..prepared.len())
+        .map(|i| LossValue {
+            loss: out[3 * i],
+            weight: out[3 * i + 1],
+        })
+        .collect();
+    let mut grads = zeros(prepared, names);
+    for ((li, k), (at, len)) in whose.iter().zip(plan.gradients()) {
+        let s = scale(&prepared[*li], values[*li].weight, anneal);
+        accumulate(&mut grads[*k].1, s, &out[*at..at + len]);
+    }
+    Ok(UnfusedGradients {
+        weighted: (0..prepared.len()).map(|i| out[3 * i + 2]).collect(),
+        values,
+        total: out[3 * prepared.len()],
+        grads,
+        dispatches: plan.dispatches() as u32,
+    })
+}
+
+/// What [`gradients_unfused`] computes.
+pub struct UnfusedGradients {
+    /// Each loss's value and weight.
+    pub values: Vec<LossValue>,
+    /// Each loss's weighted value, as the GPU computed it.
+    pub weighted: Vec<f32>,
+    /// The factory's total.
+    pub total: f32,
+    /// The gradients asked for.
+    pub grads: Vec<(String, Gradient)>,
+    /// The dispatches of the run.
+    pub dispatches: u32,
 }

@@ -410,20 +410,22 @@ pub fn run(
 ) -> Result<RunResult, RunError> {
     let (prepared, warnings) = prepare(program, terms, data, overrides)?;
     if opts.wrt != Wrt::Nothing {
-        // The fused backward kernel is not built yet: gradients, and so the whole run,
-        // are the CPU evaluator's.
-        if opts.backend == Backend::Gpu {
-            return Err(RunError::GradientsOnGpu);
-        }
         let names = grad::resolve(&prepared, &opts.wrt)?;
-        let mut r = run_prepared_cpu(&prepared, opts)?;
-        let weights: Vec<f32> = r.losses.iter().map(|(_, l)| l.weight).collect();
-        r.grads = grad::gradients(&prepared, &names, &weights, opts.anneal)?;
-        if opts.backend == Backend::Auto && crate::gpu::gpu().is_ok() {
-            r.notes.push(
-                "gradients are computed by the CPU evaluator (the GPU back end does not compute them yet): running on the CPU".into(),
-            );
-        }
+        let mut r = if opts.backend == Backend::Gpu {
+            run_unfused_gradients(&prepared, &names, opts)?
+        } else {
+            // The fused backward kernel is not built yet: under `auto` the CPU evaluator
+            // gives the values and the gradients.
+            let mut r = run_prepared_cpu(&prepared, opts)?;
+            let weights: Vec<f32> = r.losses.iter().map(|(_, l)| l.weight).collect();
+            r.grads = grad::gradients(&prepared, &names, &weights, opts.anneal)?;
+            if opts.backend == Backend::Auto && crate::gpu::gpu().is_ok() {
+                r.notes.push(
+                    "gradients are computed by the CPU evaluator (the GPU back end has no fused backward kernel yet): running on the CPU".into(),
+                );
+            }
+            r
+        };
         r.warnings = warnings;
         return Ok(r);
     }
@@ -496,6 +498,37 @@ fn run_prepared_cpu(prepared: &[Prepared], opts: &RunOptions) -> Result<RunResul
         backend: "cpu".into(),
         warnings: vec![],
         notes: vec![],
+        kernel: None,
+    })
+}
+
+/// Runs prepared losses and the gradients of their total on the process's GPU, unfused
+/// (one dispatch per node of the adjoint IRs: the fused backward kernel is not built
+/// yet).
+fn run_unfused_gradients(
+    prepared: &[Prepared],
+    names: &[String],
+    opts: &RunOptions,
+) -> Result<RunResult, RunError> {
+    let gpu = crate::gpu::gpu()?;
+    let g = grad::gradients_unfused(gpu, prepared, names, opts.anneal)?;
+    let names_: Vec<&str> = prepared.iter().map(|p| p.bound.ir.name.as_str()).collect();
+    let annealed: Vec<bool> = prepared.iter().map(|p| p.annealed).collect();
+    let (_, mut losses, logs) = combine(&names_, &g.values, &annealed, opts);
+    for ((_, r), w) in losses.iter_mut().zip(&g.weighted) {
+        r.weighted = *w;
+    }
+    Ok(RunResult {
+        total: g.total,
+        losses,
+        logs,
+        grads: g.grads,
+        dispatches: g.dispatches,
+        backend: format!("gpu (unfused): {}", gpu.describe()),
+        warnings: vec![],
+        notes: vec![
+            "gradients on the GPU run unfused, one dispatch per node of the adjoint IR, until the fused backward kernel exists".into(),
+        ],
         kernel: None,
     })
 }
