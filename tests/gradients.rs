@@ -754,3 +754,38 @@ fn gpu_gradients_of_random_programs_match_the_cpu() {
         }
     }
 }
+
+/// The same run gives the same gradient bits, run after run, on both back ends.
+#[test]
+fn gradients_are_bit_identical_across_runs() {
+    let text =
+        std::fs::read_to_string(common::root().join("examples/lightning_pose/pca_singleview.loss"))
+            .unwrap()
+            + &std::fs::read_to_string(
+                common::root().join("examples/lightning_pose/temporal.loss"),
+            )
+            .unwrap();
+    let program = check(&text);
+    let demo = std::fs::read_to_string(common::root().join("examples/demo.json")).unwrap();
+    let data = parse_json_data(&demo).unwrap();
+    let terms = [
+        FactoryTerm::plain("pca_singleview"),
+        FactoryTerm::plain("temporal"),
+    ];
+    for (backend, runs) in [(Backend::Cpu, 20), (Backend::Gpu, 3)] {
+        let opts = RunOptions {
+            backend,
+            wrt: Wrt::Inputs(vec!["keypoints_pred".into()]),
+            ..Default::default()
+        };
+        let bits = || -> Vec<u32> {
+            let r = run(&program, "t", &terms, &data, &vec![], &opts).unwrap();
+            r.grads[0].1.data.iter().map(|x| x.to_bits()).collect()
+        };
+        let first = bits();
+        assert!(first.iter().any(|b| *b != 0));
+        for _ in 1..runs {
+            assert_eq!(bits(), first, "{backend:?}");
+        }
+    }
+}
