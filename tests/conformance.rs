@@ -133,6 +133,48 @@ fn invocation(
     Some(Invocation { losses, data, args })
 }
 
+/// Runs `lossc run` on a case as a user would: the example files, the case's data
+/// written to a file in `tmp`, its arguments and `extra`. Returns the arguments and the
+/// output.
+fn run_case(
+    files: &[String],
+    tmp: &std::path::Path,
+    id: &str,
+    inv: &Invocation,
+    extra: &[String],
+) -> (Vec<String>, std::process::Output) {
+    let data_path = tmp.join(format!("{}.json", id.replace('/', "_")));
+    std::fs::write(&data_path, serde_json::to_string(&inv.data).unwrap()).unwrap();
+    let mut args: Vec<String> = vec!["run".into()];
+    args.extend(files.iter().cloned());
+    args.push("--data".into());
+    args.push(data_path.display().to_string());
+    args.extend(inv.args.iter().cloned());
+    args.extend(extra.iter().cloned());
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = lossc(&argv);
+    (args, out)
+}
+
+/// Counts a case as matched, or records why it failed with its command line.
+fn tally(
+    id: &str,
+    bad: &[String],
+    args: &[String],
+    matched: &mut usize,
+    failures: &mut Vec<String>,
+) {
+    if bad.is_empty() {
+        *matched += 1;
+    } else {
+        failures.push(format!(
+            "{id}: {}\n  lossc {}",
+            bad.join("; "),
+            args.join(" ")
+        ));
+    }
+}
+
 fn conformance_files() -> Vec<PathBuf> {
     let dir = std::env::var_os("LOSSC_CONFORMANCE_DIR")
         .map(PathBuf::from)
@@ -187,16 +229,7 @@ fn run_suite(backend: &str) {
                 errors_handled += 1;
                 continue;
             };
-            let data_path = tmp.join(format!("{}.json", id.replace('/', "_")));
-            std::fs::write(&data_path, serde_json::to_string(&inv.data).unwrap()).unwrap();
-            let mut args: Vec<String> = vec!["run".into()];
-            args.extend(files.iter().cloned());
-            args.push("--data".into());
-            args.push(data_path.display().to_string());
-            args.extend(inv.args.iter().cloned());
-            args.push(format!("--backend={backend}"));
-            let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-            let out = lossc(&argv);
+            let (args, out) = run_case(&files, &tmp, id, &inv, &[format!("--backend={backend}")]);
             let stdout = String::from_utf8_lossy(&out.stdout);
             let stderr = String::from_utf8_lossy(&out.stderr);
             let code = out.status.code();
@@ -261,15 +294,7 @@ fn run_suite(backend: &str) {
                     None => bad.push(format!("log {name} missing")),
                 }
             }
-            if bad.is_empty() {
-                matched += 1;
-            } else {
-                failures.push(format!(
-                    "{id}: {}\n  lossc {}",
-                    bad.join("; "),
-                    args.join(" ")
-                ));
-            }
+            tally(id, &bad, &args, &mut matched, &mut failures);
         }
     }
     let _ = std::fs::remove_dir_all(&tmp);
@@ -331,20 +356,17 @@ fn gradient_suite(backend: &str, per_file: usize) {
             taken += 1;
             let inv = invocation(case, &declared).unwrap();
             let wrt: Vec<&String> = grads.keys().filter(|k| inv.data.contains_key(*k)).collect();
-            let data_path = tmp.join(format!("{}.json", id.replace('/', "_")));
-            std::fs::write(&data_path, serde_json::to_string(&inv.data).unwrap()).unwrap();
-            let mut args: Vec<String> = vec!["run".into()];
-            args.extend(files.iter().cloned());
-            args.push("--data".into());
-            args.push(data_path.display().to_string());
-            args.extend(inv.args.iter().cloned());
-            args.push(format!("--backend={backend}"));
-            args.push(format!(
+            let wrt_arg = format!(
                 "--wrt={}",
                 wrt.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")
-            ));
-            let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-            let out = lossc(&argv);
+            );
+            let (args, out) = run_case(
+                &files,
+                &tmp,
+                id,
+                &inv,
+                &[format!("--backend={backend}"), wrt_arg],
+            );
             if out.status.code() != Some(0) {
                 failures.push(format!(
                     "{id}: lossc failed: {}\n  lossc {}",
@@ -411,15 +433,7 @@ fn gradient_suite(backend: &str, per_file: usize) {
                     }
                 }
             }
-            if bad.is_empty() {
-                matched += 1;
-            } else {
-                failures.push(format!(
-                    "{id}: {}\n  lossc {}",
-                    bad.join("; "),
-                    args.join(" ")
-                ));
-            }
+            tally(id, &bad, &args, &mut matched, &mut failures);
         }
     }
     let _ = std::fs::remove_dir_all(&tmp);

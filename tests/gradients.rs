@@ -578,23 +578,27 @@ fn distinct(r: &mut Rng, n: usize) -> Vec<f64> {
         .collect()
 }
 
+/// A random program ([`random_program`]) and data for it, with N = 4 and M = 3.
+fn random_case(r: &mut Rng) -> (String, Program, lossc::runtime::data::Data) {
+    let (n, m) = (4usize, 3usize);
+    let text = random_program(r);
+    let program = check(&text);
+    let data = serde_json::json!({
+        "x": {"shape": [n, m], "data": distinct(r, n * m)},
+        "y": distinct(r, n),
+        "w": distinct(r, n),
+        "v": distinct(r, m),
+        "g": [2, 0, 3, 2],
+    });
+    (text, program, parse_json_data(&data.to_string()).unwrap())
+}
+
 #[test]
 fn gradients_of_random_programs_match_central_finite_differences_in_f64() {
     let mut r = Rng(0x5eed_9a0d_1ff5_u64);
-    let (n, m) = (4usize, 3usize);
     let mut checked_programs = 0;
     for case in 0..60 {
-        let text = random_program(&mut r);
-        let program = check(&text);
-        let x = distinct(&mut r, n * m);
-        let data = serde_json::json!({
-            "x": {"shape": [n, m], "data": x},
-            "y": distinct(&mut r, n),
-            "w": distinct(&mut r, n),
-            "v": distinct(&mut r, m),
-            "g": [2, 0, 3, 2],
-        });
-        let data = parse_json_data(&data.to_string()).unwrap();
+        let (text, program, data) = random_case(&mut r);
         let terms = [FactoryTerm::plain("f")];
         let opts = RunOptions {
             backend: Backend::Cpu,
@@ -660,12 +664,17 @@ fn gradients_of_random_programs_match_central_finite_differences_in_f64() {
     );
 }
 
+/// `lossc run` of the README's demo with `extra` arguments.
+fn demo(extra: &[&str]) -> std::process::Output {
+    let mut args = common::demo_run_args();
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    common::lossc(&argv)
+}
+
 #[test]
 fn the_command_line_prints_gradients_on_both_back_ends_and_refuses_unknown_inputs() {
-    let mut args = common::demo_run_args();
-    args.extend(["--wrt", "keypoints_pred", "--json", "--backend", "cpu"].map(String::from));
-    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = common::lossc(&argv);
+    let out = demo(&["--wrt", "keypoints_pred", "--json", "--backend", "cpu"]);
     assert!(
         out.status.success(),
         "{}",
@@ -677,10 +686,7 @@ fn the_command_line_prints_gradients_on_both_back_ends_and_refuses_unknown_input
     assert_eq!(g["data"].as_array().unwrap().len(), 120);
     assert_eq!(v["grads"].as_object().unwrap().len(), 1);
     // A near miss of an input's name.
-    let mut args = common::demo_run_args();
-    args.extend(["--wrt", "keypoint_pred"].map(String::from));
-    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = common::lossc(&argv);
+    let out = demo(&["--wrt", "keypoint_pred"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
     assert!(
@@ -690,10 +696,7 @@ fn the_command_line_prints_gradients_on_both_back_ends_and_refuses_unknown_input
     );
     // On the GPU, until the fused backward kernel exists, the adjoint IR runs unfused,
     // and the run says so.
-    let mut args = common::demo_run_args();
-    args.extend(["--wrt", "keypoints_pred", "--json", "--backend", "gpu"].map(String::from));
-    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = common::lossc(&argv);
+    let out = demo(&["--wrt", "keypoints_pred", "--json", "--backend", "gpu"]);
     assert!(
         out.status.success(),
         "{}",
@@ -720,18 +723,8 @@ fn the_command_line_prints_gradients_on_both_back_ends_and_refuses_unknown_input
 #[test]
 fn gpu_gradients_of_random_programs_match_the_cpu() {
     let mut r = Rng(0x00dd_ba11_5eed_u64);
-    let (n, m) = (4usize, 3usize);
     for case in 0..12 {
-        let text = random_program(&mut r);
-        let program = check(&text);
-        let data = serde_json::json!({
-            "x": {"shape": [n, m], "data": distinct(&mut r, n * m)},
-            "y": distinct(&mut r, n),
-            "w": distinct(&mut r, n),
-            "v": distinct(&mut r, m),
-            "g": [2, 0, 3, 2],
-        });
-        let data = parse_json_data(&data.to_string()).unwrap();
+        let (text, program, data) = random_case(&mut r);
         let terms = [FactoryTerm::plain("f")];
         let on = |backend| {
             let opts = RunOptions {

@@ -39,7 +39,7 @@ use crate::diagnostics::Span;
 use crate::ice::InternalError;
 use crate::ir::{
     BinaryFn, IndexExpr, IndexId, IndexTerm, IndexVar, InputId, LossIr, MaskId, MaskMode, Node, Op,
-    Poly, ReduceFn, ReduceMode, Tensor, TiSlice, Ty, UnaryFn, add_node, operands,
+    Poly, ReduceFn, ReduceMode, Tensor, TiSlice, Ty, UnaryFn, add_node, free_indices, operands,
 };
 
 /// A loss's IR with the nodes of its gradients.
@@ -194,16 +194,7 @@ fn differentiable(op: &Op, slot: usize) -> bool {
     match op {
         Op::Select => slot > 0,
         Op::Unary(UnaryFn::Not | UnaryFn::IsNan) => false,
-        Op::Binary(f) => matches!(
-            f,
-            BinaryFn::Add
-                | BinaryFn::Sub
-                | BinaryFn::Mul
-                | BinaryFn::Div
-                | BinaryFn::Pow
-                | BinaryFn::Min
-                | BinaryFn::Max
-        ),
+        Op::Binary(f) => f.gives_number(),
         Op::Reduce(ReduceFn::All | ReduceFn::Any, _) => false,
         Op::Unary(_) | Op::Clamp | Op::Reduce(..) | Op::At(_) => true,
         Op::Const(_) | Op::BoolConst(_) | Op::Read(..) | Op::IndexValue(_) | Op::EnumIs(..) => {
@@ -274,22 +265,7 @@ struct Builder {
 
 impl Builder {
     fn add(&mut self, op: Op, ty: Ty, args: &[NodeIndex], span: Span) -> NodeIndex {
-        let mut free: Vec<IndexId> = args
-            .iter()
-            .flat_map(|a| self.ir.graph[*a].free.clone())
-            .collect();
-        match &op {
-            Op::Read(_, idx) => idx.iter().for_each(|e| e.vars(&mut free)),
-            Op::IndexValue(e) => e.vars(&mut free),
-            Op::Reduce(_, bound) => free.retain(|v| !bound.contains(v)),
-            Op::At(map) => {
-                free.retain(|v| map.iter().all(|(w, _)| w != v));
-                map.iter().for_each(|(_, e)| e.vars(&mut free));
-            }
-            _ => {}
-        }
-        free.sort_unstable();
-        free.dedup();
+        let free = free_indices(&self.ir.graph, &op, args);
         add_node(&mut self.ir.graph, Node { op, ty, free, span }, args)
     }
 
@@ -303,16 +279,7 @@ impl Builder {
     }
 
     fn bin(&mut self, f: BinaryFn, a: NodeIndex, b: NodeIndex) -> NodeIndex {
-        let ty = match f {
-            BinaryFn::Add
-            | BinaryFn::Sub
-            | BinaryFn::Mul
-            | BinaryFn::Div
-            | BinaryFn::Pow
-            | BinaryFn::Min
-            | BinaryFn::Max => Ty::Num,
-            _ => Ty::Bool,
-        };
+        let ty = if f.gives_number() { Ty::Num } else { Ty::Bool };
         let span = self.span_of(a);
         self.add(Op::Binary(f), ty, &[a, b], span)
     }

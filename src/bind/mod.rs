@@ -283,17 +283,7 @@ pub fn bind<'a>(
         params_bound.push(t);
         enums.push(e);
     }
-    // A bound that overflows is `None`, an error below, rather than an empty range.
-    let ranges: TiVec<IndexId, Option<(i64, i64)>> = ir
-        .indices
-        .iter()
-        .map(|v| match &v.range {
-            Some((lo, hi)) => Some((lo.eval(&known)?, hi.eval(&known)?)),
-            None => Some((0, -1)),
-        })
-        .collect();
-    sizes::check_ranges(ir, &ranges)?;
-    let ranges = ranges.into_iter().flatten().collect();
+    let ranges = index_ranges(ir, &known)?;
     let active_masks: TiVec<MaskId, bool> = ir
         .masks
         .iter()
@@ -313,24 +303,34 @@ pub fn bind<'a>(
     Ok(b)
 }
 
+/// Every index variable's range with the dimensions `known`, each checked
+/// ([`sizes::check_ranges`]); a variable without a range is empty.
+fn index_ranges(
+    ir: &LossIr,
+    known: &[Option<i64>],
+) -> Result<TiVec<IndexId, (i64, i64)>, BindError> {
+    // A bound that overflows is `None`, an error, rather than an empty range.
+    let ranges: TiVec<IndexId, Option<(i64, i64)>> = ir
+        .indices
+        .iter()
+        .map(|v| match &v.range {
+            Some((lo, hi)) => Some((lo.eval(known)?, hi.eval(known)?)),
+            None => Some((0, -1)),
+        })
+        .collect();
+    sizes::check_ranges(ir, &ranges)?;
+    Ok(ranges.into_iter().flatten().collect())
+}
+
 /// `b`'s data bound to `ir`, an IR that extends `b.ir` with nodes and index variables
 /// of its own (an adjoint IR, `crate::ad`): the new variables' ranges are evaluated with
 /// `b`'s dimensions. Its reads are `b.ir`'s, already checked.
 pub fn rebind<'a>(b: &Bound, ir: &'a LossIr) -> Result<Bound<'a>, BindError> {
     let known: Vec<Option<i64>> = b.dims.iter().copied().map(Some).collect();
-    let ranges: TiVec<IndexId, Option<(i64, i64)>> = ir
-        .indices
-        .iter()
-        .map(|v| match &v.range {
-            Some((lo, hi)) => Some((lo.eval(&known)?, hi.eval(&known)?)),
-            None => Some((0, -1)),
-        })
-        .collect();
-    sizes::check_ranges(ir, &ranges)?;
     Ok(Bound {
         ir,
         dims: b.dims.clone(),
-        ranges: ranges.into_iter().flatten().collect(),
+        ranges: index_ranges(ir, &known)?,
         inputs: b.inputs.clone(),
         params: b.params.clone(),
         enums: b.enums.clone(),

@@ -334,6 +334,21 @@ impl LossPlan<'_> {
         }
     }
 
+    /// Names `vars`' values at the invocation's linear index `g`, row-major.
+    fn decompose(&self, w: &mut Writer, vars: &[IndexId], names: &mut HashMap<IndexId, String>) {
+        w.line("var q = g;");
+        for v in vars.iter().rev() {
+            let name = format!("i{v}");
+            w.line(format!(
+                "let {name} = {} + q % {};",
+                self.b.ranges[*v].0,
+                self.ext(*v).max(1)
+            ));
+            w.line(format!("q = q / {};", self.ext(*v).max(1)));
+            names.insert(*v, name);
+        }
+    }
+
     /// The kernel that copies a gradient's node into the output buffer at `at`, over its
     /// axes (the node may not depend on every one), or writes zeros for no node.
     fn gradient_kernel(&self, axes: &[IndexId], node: Option<NodeIndex>, at: usize) -> String {
@@ -346,17 +361,7 @@ impl LossPlan<'_> {
         w.line("let g = i32(gid.x);");
         w.line(format!("if (g >= {}) {{ return; }}", self.size(axes)));
         let mut names: HashMap<IndexId, String> = HashMap::new();
-        w.line("var q = g;");
-        for v in axes.iter().rev() {
-            let name = format!("i{v}");
-            w.line(format!(
-                "let {name} = {} + q % {};",
-                self.b.ranges[*v].0,
-                self.ext(*v).max(1)
-            ));
-            w.line(format!("q = q / {};", self.ext(*v).max(1)));
-            names.insert(*v, name);
-        }
+        self.decompose(&mut w, axes, &mut names);
         let value = match node {
             Some(n) => self.operand(n, &names),
             None => "0.0f".into(),
@@ -372,17 +377,7 @@ impl LossPlan<'_> {
         let slab = &self.slabs[&n];
         let mut names: HashMap<IndexId, String> = HashMap::new();
         let mut w = elementwise_kernel(self.size(&slab.vars).max(1));
-        w.line("var q = g;");
-        for v in slab.vars.iter().rev() {
-            let name = format!("i{v}");
-            w.line(format!(
-                "let {name} = {} + q % {};",
-                self.b.ranges[*v].0,
-                self.ext(*v).max(1)
-            ));
-            w.line(format!("q = q / {};", self.ext(*v).max(1)));
-            names.insert(*v, name);
-        }
+        self.decompose(&mut w, &slab.vars, &mut names);
         let args = operands(&self.ir.graph, n);
         let bool_f = |x: String| format!("select(0.0f, 1.0f, {x})");
         let truth = |x: String| format!("({x} != 0.0f)");

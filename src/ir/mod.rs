@@ -210,6 +210,22 @@ pub enum BinaryFn {
     Or,
 }
 
+impl BinaryFn {
+    /// Whether it gives a number (arithmetic, `min`, `max`) rather than a truth value.
+    pub fn gives_number(self) -> bool {
+        matches!(
+            self,
+            BinaryFn::Add
+                | BinaryFn::Sub
+                | BinaryFn::Mul
+                | BinaryFn::Div
+                | BinaryFn::Pow
+                | BinaryFn::Min
+                | BinaryFn::Max
+        )
+    }
+}
+
 /// Reductions that bind indices.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 pub enum ReduceFn {
@@ -536,6 +552,27 @@ pub fn operands(g: &Graph, n: NodeIndex) -> Vec<NodeIndex> {
         .collect();
     e.sort_unstable_by_key(|(slot, _)| *slot);
     e.into_iter().map(|(_, s)| s).collect()
+}
+
+/// The free indices of a node with op `op` over operands `args`: its operands' and its
+/// subscripts', less those a reduction binds or an `at` sets (plus the variables of the
+/// expressions an `at` sets them to), sorted. Sema and differentiation build nodes with
+/// it; the verifier checks them with its own account.
+pub fn free_indices(g: &Graph, op: &Op, args: &[NodeIndex]) -> Vec<IndexId> {
+    let mut free: Vec<IndexId> = args.iter().flat_map(|a| g[*a].free.clone()).collect();
+    match op {
+        Op::Read(_, idx) => idx.iter().for_each(|e| e.vars(&mut free)),
+        Op::IndexValue(e) => e.vars(&mut free),
+        Op::Reduce(_, bound) => free.retain(|v| !bound.contains(v)),
+        Op::At(map) => {
+            free.retain(|v| map.iter().all(|(w, _)| w != v));
+            map.iter().for_each(|(_, e)| e.vars(&mut free));
+        }
+        _ => {}
+    }
+    free.sort_unstable();
+    free.dedup();
+    free
 }
 
 /// Adds a node with its operands.

@@ -205,22 +205,10 @@ fn signature(op: &Op, ty: Ty) -> (Vec<Ty>, Ty) {
             | UnaryFn::Abs
             | UnaryFn::Relu,
         ) => (vec![Num], Num),
-        Op::Binary(f) => match f {
-            BinaryFn::Add
-            | BinaryFn::Sub
-            | BinaryFn::Mul
-            | BinaryFn::Div
-            | BinaryFn::Pow
-            | BinaryFn::Min
-            | BinaryFn::Max => (vec![Num, Num], Num),
-            BinaryFn::Eq
-            | BinaryFn::Ne
-            | BinaryFn::Lt
-            | BinaryFn::Le
-            | BinaryFn::Gt
-            | BinaryFn::Ge => (vec![Num, Num], Bool),
-            BinaryFn::And | BinaryFn::Or => (vec![Bool, Bool], Bool),
-        },
+        Op::Binary(f) if f.gives_number() => (vec![Num, Num], Num),
+        Op::Binary(BinaryFn::And | BinaryFn::Or) => (vec![Bool, Bool], Bool),
+        // The comparisons.
+        Op::Binary(_) => (vec![Num, Num], Bool),
         Op::Select => (vec![Bool, ty, ty], ty),
         Op::Clamp => (vec![Num, Num, Num], Num),
         Op::At(_) => (vec![ty], ty),

@@ -15,18 +15,7 @@ impl Lowerer<'_> {
     /// Adds a node; its free indices are its operands' and its subscripts', less those
     /// a reduction binds.
     pub(super) fn node(&mut self, op: Op, ty: Ty, args: &[NodeIndex], span: Span) -> NodeIndex {
-        let mut free: Vec<IndexId> = args
-            .iter()
-            .flat_map(|a| self.graph[*a].free.clone())
-            .collect();
-        match &op {
-            Op::Read(_, idx) => idx.iter().for_each(|e| e.vars(&mut free)),
-            Op::IndexValue(e) => e.vars(&mut free),
-            Op::Reduce(_, bound) => free.retain(|v| !bound.contains(v)),
-            _ => {}
-        }
-        free.sort_unstable();
-        free.dedup();
+        let free = free_indices(&self.graph, &op, args);
         add_node(&mut self.graph, Node { op, ty, free, span }, args)
     }
 
