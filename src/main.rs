@@ -103,6 +103,10 @@ enum Command {
         /// Only these losses.
         #[arg(long, value_delimiter = ',')]
         losses: Vec<String>,
+        /// Print each loss's adjoint IR with respect to these of its inputs instead
+        /// (every `remove_nans` stage on; docs/gradients.md).
+        #[arg(long, value_delimiter = ',', value_name = "INPUTS")]
+        wrt: Vec<String>,
     },
 }
 
@@ -189,7 +193,7 @@ fn main() -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Command::Graph { files, losses } => {
+        Command::Graph { files, losses, wrt } => {
             let Some(program) = load(&files) else {
                 return ExitCode::FAILURE;
             };
@@ -198,8 +202,11 @@ fn main() -> ExitCode {
                 .iter()
                 .filter(|l| losses.is_empty() || losses.contains(&l.name))
                 .collect();
-            print_out(&lossc::ir::dot::to_dot(&chosen));
-            ExitCode::SUCCESS
+            if wrt.is_empty() {
+                print_out(&lossc::ir::dot::to_dot(&chosen));
+                return ExitCode::SUCCESS;
+            }
+            exit_with(adjoint_graphs(&chosen, &wrt).map(|dot| print_out(&dot)))
         }
         Command::Compile {
             selection,
@@ -281,6 +288,32 @@ fn main() -> ExitCode {
             exit_with(result)
         }
     }
+}
+
+/// The DOT of each loss's adjoint IR with respect to those of `wrt` it reads (with
+/// every mask on); an error when no loss reads one of them.
+fn adjoint_graphs(losses: &[&lossc::ir::LossIr], wrt: &[String]) -> Result<String, RunError> {
+    let mut adjoints = Vec::new();
+    for l in losses {
+        let ids: Vec<lossc::ir::InputId> = l
+            .inputs
+            .iter_enumerated()
+            .filter(|(_, i)| wrt.contains(&i.name))
+            .map(|(id, _)| id)
+            .collect();
+        if ids.is_empty() {
+            continue;
+        }
+        let on: lossc::ir::TiVec<lossc::ir::MaskId, bool> = l.masks.iter().map(|_| true).collect();
+        adjoints.push(lossc::ad::adjoint(l, &ids, &on)?.ir);
+    }
+    if adjoints.is_empty() {
+        return Err(RunError::Usage(format!(
+            "--wrt: no loss of the selection reads {}",
+            wrt.join(", ")
+        )));
+    }
+    Ok(lossc::ir::dot::to_dot(&adjoints.iter().collect::<Vec<_>>()))
 }
 
 /// Prints a run's warnings and notes on stderr, its result on stdout; writes the kernel

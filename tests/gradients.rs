@@ -782,3 +782,30 @@ fn gradients_are_bit_identical_across_runs() {
         }
     }
 }
+
+/// `lossc graph --wrt` prints the adjoint IR: for the temporal loss, the read
+/// `keypoints_pred[t + 1, 2 * k + c]` inverted (`t` and `c` set from the gradient's
+/// indices, `k` summed over).
+#[test]
+fn the_adjoint_ir_prints_as_a_graph() {
+    let out = common::lossc(&[
+        "graph",
+        "examples/lightning_pose/temporal.loss",
+        "--wrt",
+        "keypoints_pred",
+    ]);
+    assert!(out.status.success());
+    let dot = String::from_utf8_lossy(&out.stdout);
+    assert!(dot.starts_with("digraph lossc {"));
+    assert!(
+        dot.contains("at t := keypoints_pred#0 - 1, c := keypoints_pred#1 - 2*k"),
+        "{dot}"
+    );
+    let out = common::lossc(&[
+        "graph",
+        "examples/lightning_pose/temporal.loss",
+        "--wrt",
+        "x",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+}
