@@ -5,7 +5,9 @@
 #     GPU tests run on the CPU through the same wgpu code path;
 #   - spirv-tools, whose spirv-val checks the SPIR-V target (tests/targets.rs);
 #   - Chromium, whose WebGPU (Tint) validates the WGSL independently of naga
-#     (tests/webgpu_independent.rs).
+#     (tests/webgpu_independent.rs);
+#   - a nightly toolchain and cargo-fuzz, for the brief run of the fuzz targets at the end
+#     (scripts/fuzz.sh installs them).
 # No test skips when something is missing: it fails and says what to install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,3 +39,12 @@ fi
 export NODEVICE_SELECT=1
 
 cargo test --locked "$@"
+
+# The fuzz targets briefly (docs/fuzzing.md), so that their harnesses keep up with the
+# code: LOSSC_FUZZ_SECONDS (default 30) each from their seeds, built without optimisation
+# (the build is most of the cost). Only for the whole suite (no arguments);
+# LOSSC_FUZZ_SECONDS=0 skips them.
+fuzz_seconds=${LOSSC_FUZZ_SECONDS:-30}
+if [ $# -eq 0 ] && [ "$fuzz_seconds" != 0 ]; then
+    LOSSC_FUZZ_PROFILE=${LOSSC_FUZZ_PROFILE:-dev} LOSSC_FUZZ_FRESH=1 scripts/fuzz.sh "$fuzz_seconds"
+fi

@@ -1,0 +1,53 @@
+//! The generator of the `pipeline` target on pseudo-random bytes, outside libFuzzer:
+//! every program it writes checks clean, and (with `--ignored`, on a GPU or lavapipe)
+//! runs the same on both back ends.
+
+use arbitrary::{Arbitrary, Unstructured};
+use lossc_fuzz::pipeline::{Case, check};
+
+/// Bytes from a fixed xorshift sequence.
+fn bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 24) as u8
+        })
+        .collect()
+}
+
+fn case(seed: u64) -> Case {
+    let b = bytes(seed, 600);
+    Case::arbitrary(&mut Unstructured::new(&b)).unwrap()
+}
+
+#[test]
+fn generated_programs_check_clean() {
+    for seed in 0..3000 {
+        let c = case(seed);
+        let sources = [lossc::diagnostics::Source::new(
+            "case.loss",
+            c.program.as_str(),
+        )];
+        let checked = lossc::sema::check(&sources);
+        assert!(
+            !checked.has_errors(),
+            "seed {seed}:\n{}\n{c:?}",
+            checked.render(&sources)
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs a GPU adapter (lavapipe will do)"]
+fn generated_programs_agree_on_both_back_ends() {
+    let n: u64 = std::env::var("CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200);
+    for seed in 0..n {
+        check(&case(seed));
+    }
+}
