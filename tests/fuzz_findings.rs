@@ -143,3 +143,32 @@ fn an_npy_header_of_open_brackets_is_refused_at_once() {
         (&[2, 2][..], &[1.0, 2.0, 3.0, 4.5][..])
     );
 }
+
+/// `pipeline`: a truth value combined with itself, `isnan(x[i]) && isnan(x[i])` (one node
+/// twice once CSE has merged the two), had its second operand hidden from the shader
+/// compiler like a number's, `(v && lc_opaque(v))`; `lc_opaque` takes an f32, so naga
+/// rejected the kernel: "internal compiler error ... Argument 0 value doesn't match the
+/// type". `c && c` and `c || c` are `c` for every truth value: nothing to hide.
+#[test]
+fn a_truth_value_combined_with_itself_compiles() {
+    use lossc::runtime::run::{Backend, RunOptions, run};
+    let text = "loss r {\n    input x : [N]\n    compute x[i]\n    \
+                remove_nans drop where (isnan(x[i]) && isnan(x[i])) || (x[i] < 0 || x[i] < 0)\n    \
+                reduce sum\n}\n";
+    let sources = [Source::new("r.loss", text)];
+    let checked = lossc::sema::check(&sources);
+    assert!(!checked.has_errors(), "{}", checked.render(&sources));
+    let terms = [FactoryTerm::plain("r")];
+    lossc::codegen::compile(&checked.program, "r", &terms).unwrap_or_else(|e| panic!("{e}"));
+    // NaN and -2 are dropped: 1 + 3.
+    let data = lossc::runtime::data::parse_json_data(r#"{"x": [1, null, -2, 3]}"#).unwrap();
+    for backend in [Backend::Cpu, Backend::Gpu] {
+        let opts = RunOptions {
+            backend,
+            ..RunOptions::default()
+        };
+        let r = run(&checked.program, "r", &terms, &data, &vec![], &opts)
+            .unwrap_or_else(|e| panic!("{backend:?}: {e}"));
+        assert_eq!(r.total, 4.0, "{backend:?}");
+    }
+}

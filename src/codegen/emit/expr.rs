@@ -70,9 +70,13 @@ impl LossEmitter<'_> {
                     {
                         format!("({a} * {a})")
                     }
-                    // `x - x`, `x / x`, `x == x`: the same value twice would let the
+                    // `x - x`, `x / x`, `x == x`: the same number twice would let the
                     // shader compiler fold the operation, so the second is hidden anew.
-                    _ if args[1] == args[0] => binary_wgsl(*f, &a, &opaque(&a)),
+                    // (`c && c` and `c || c` are `c` for every truth value: nothing to
+                    // hide, and `lc_opaque` takes an f32.)
+                    _ if args[1] == args[0] && self.ir.graph[args[0]].ty == Ty::Num => {
+                        binary_wgsl(*f, &a, &opaque(&a))
+                    }
                     _ => {
                         let b = self.val(args[1]);
                         binary_wgsl(*f, &a, &b)
