@@ -66,12 +66,17 @@ for target in "${targets[@]}"; do
     esac
     log=fuzz/target/logs/$target.log
     echo "fuzz.sh: $target for ${seconds}s" >&2
-    status=0
-    cargo +nightly fuzz run "${build[@]}" "$target" "$corpus" "fuzz/corpus/$target" -- "${args[@]}" \
-        2>&1 | tee "$log" \
+    # The run's status goes through a file: the pipeline's own is tee's or grep's.
+    rm -f "$log.status"
+    {
+        run_status=0
+        cargo +nightly fuzz run "${build[@]}" "$target" "$corpus" "fuzz/corpus/$target" \
+            -- "${args[@]}" 2>&1 || run_status=$?
+        echo "$run_status" >"$log.status"
+    } | tee "$log" \
         | grep --line-buffered -E '^(#[0-9]+ +(INITED|DONE)|==[0-9]+== ERROR|SUMMARY|thread .* panicked)' >&2 \
         || true
-    status=${PIPESTATUS[0]}
+    status=$(cat "$log.status" 2>/dev/null || echo "unknown")
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
     summary+=("$target: ${runs:-?} executions in ${seconds}s (${rate:-?}/s), exit status $status")

@@ -15,8 +15,8 @@ use lossc::ir::FactoryTerm;
 /// checks clean is compiled to a fused kernel per loss and per factory (validated by
 /// naga): that must succeed too, since a program that checks is one lossc promises to
 /// compile, but for the one limit of the GPU back end a check does not foresee
-/// (`CompileError::TooDeep`: reductions nested past WGSL's 127 blocks, which the CPU
-/// evaluator still runs).
+/// (`CompileError::TooDeep`: reductions nested deeper than a kernel's blocks may nest,
+/// which the CPU evaluator still runs).
 pub fn check_bytes(bytes: &[u8]) {
     let text = String::from_utf8_lossy(bytes);
     let sources = [Source::new("fuzz.loss", text.as_ref())];

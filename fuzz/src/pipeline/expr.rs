@@ -1,7 +1,7 @@
 //! The expressions of a generated loss: numbers ([`Gen::num`]) and truth values
 //! ([`Gen::cond`]) over the index variables in scope, each with its [`Mag`], and with the
-//! exclusions that keep the two back ends comparable (see [`super::mag`] and the
-//! comments naming issue 8's open items).
+//! exclusions that keep the two back ends comparable (see [`super::mag`], and [`open`]
+//! for the issue 8 items the generator once steered around).
 
 use super::mag::Mag;
 use super::program::{Gen, Index, Kind};
@@ -19,18 +19,19 @@ pub mod open {
     /// (0 ^ -0.5, -0 ^ -1, 1 ^ NaN, (-1) ^ inf) differed on the GPU. Off, a power's base
     /// is `abs(a) + 1` and its exponent a constant.
     pub const POW_SPECIALS: bool = true;
-    /// Item 4: the driver folds `0 * x`, `x - x`, `(c + x) - x` and `0 / 0` as if x were
-    /// finite, wherever the kernel knows the 0 or sees the same value twice: a constant,
-    /// a size or an enum (literals of the specialised kernel), an index, the weight, the
-    /// anneal factor, one read used on both sides. `mean` over an empty range of literal
-    /// size gives 0 (`mean(s in 0..S: 1) + z[i]` with S = 0 is a loss of 0 however large
-    /// z); `compute 1.5 + x[i]` with `rectify x[i]` gives 1.5 for x = −inf (CPU: NaN).
-    /// Off: a factor, numerator or denominator the kernel may know to be 0 meets only
-    /// another such; two sides reading a value in common are not added or subtracted
-    /// (`max` instead), nor are compute and rectify; the weight and the anneal factor are
-    /// never a known 0; gathers, the only ranges here that can be empty, are not
-    /// averaged.
-    pub const FOLDED_SPECIALS: bool = false;
+    /// Item 4 (fixed: the kernel hands the shader compiler no algebra that assumes no NaN
+    /// or infinity): the driver folded `0 * x`, `x - x`, `(c + x) - x` and `0 / 0` as if
+    /// x were finite, wherever the kernel knew the 0 or saw the same value twice: a
+    /// constant, a size or an enum (literals of the specialised kernel), an index, the
+    /// weight, the anneal factor, one read used on both sides. `mean` over an empty range
+    /// of literal size gave 0 (`mean(s in 0..S: 1) + z[i]` with S = 0 was a loss of 0
+    /// however large z); `compute 1.5 + x[i]` with `rectify x[i]` gave 1.5 for x = −inf
+    /// (CPU: NaN). Off, a factor, numerator or denominator the kernel may know to be 0
+    /// meets only another such; two sides reading a value in common are not added or
+    /// subtracted (`max` instead), nor are compute and rectify; the weight and the anneal
+    /// factor are never a known 0; gathers, the only ranges here that can be empty, are
+    /// not averaged.
+    pub const FOLDED_SPECIALS: bool = true;
 }
 
 /// A generated number-valued expression.

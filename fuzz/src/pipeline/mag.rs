@@ -4,7 +4,8 @@
 //!
 //! * **No subnormals.** Every finite nonzero value an expression can take lies within
 //!   [2^[`MIN_LOG2`], 2^[`MAX_LOG2`]]; an operation that could leave that range is not
-//!   written (lavapipe flushes subnormals to zero, issue 8 item 8, and a sum near f32's
+//!   written (WGSL lets a GPU flush subnormals, docs/backend.md section 9, and the error
+//!   bounds here are relative ones, which hold for normal values only; a sum near f32's
 //!   largest value could overflow in one back end's order and not the other's).
 //! * **The tolerance follows from the program.** An exact value (a dyadic rational with
 //!   few enough bits: data, constants, `+ - *`, `min`, `max`, `sum`, ...) must come out

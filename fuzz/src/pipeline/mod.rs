@@ -1,7 +1,7 @@
 //! The differential target: a generated well-typed program ([`program`]) and matching
 //! data ([`data`]) run through `lossc::runtime::run` on the CPU evaluator and on the GPU
-//! kernel, which must agree: both an error, or both numbers within the tolerance the
-//! program's own rounding allows ([`mag`]), NaN equal to NaN.
+//! kernel, which must agree: both the same error, or both numbers within the tolerance
+//! the program's own rounding allows ([`mag`]), NaN equal to NaN.
 //!
 //! A [`Case`]'s `Debug` output is its reproducer: the `.loss` file, the JSON data and
 //! the run's options (`cargo fuzz fmt pipeline ARTIFACT` prints it).
@@ -133,9 +133,14 @@ pub fn check(case: &Case) {
                 panic!("the back ends differ: {what}\n{case:?}");
             }
         }
-        // The same input is refused by both. (Which read each names is not compared:
-        // issue 8 item 7.)
-        (Err(_), Err(_)) => {}
+        // The same input is refused by both, with the same error: the same failed read,
+        // in the same words.
+        (Err(c), Err(g)) => {
+            let (c, g) = (c.to_string(), g.to_string());
+            if c != g {
+                panic!("the back ends refuse differently:\ncpu: {c}\ngpu: {g}\n{case:?}");
+            }
+        }
         // llvmpipe's loop budget is a property of the adapter, WGSL's limit on nested
         // blocks one of the GPU back end: `--backend auto` runs these on the CPU.
         (Ok(_), Err(RunError::Gpu(GpuError::Plan(PlanError::LoopBudget { .. }))))
