@@ -809,3 +809,34 @@ fn the_adjoint_ir_prints_as_a_graph() {
     ]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+/// A weight that reads a requested input is refused with its place (its gradient would
+/// need the loss's value); the same loss differentiates with respect to another input.
+#[test]
+fn a_weight_that_reads_the_input_is_refused_with_its_place() {
+    let text = "loss f {\n input x : [N]\n input y : [N]\n compute x[i] * y[i]\n reduce sum\n weight mean(i: x[i])\n}";
+    let program = check(text);
+    let data = parse_json_data(r#"{"x": [1, 2], "y": [3, 4]}"#).unwrap();
+    let on = |input: &str| {
+        let opts = RunOptions {
+            backend: Backend::Cpu,
+            wrt: Wrt::Inputs(vec![input.to_string()]),
+            ..Default::default()
+        };
+        run(
+            &program,
+            "f",
+            &[FactoryTerm::plain("f")],
+            &data,
+            &vec![],
+            &opts,
+        )
+    };
+    let err = on("x").unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "loss `f`: its weight reads input `x`, and lossc does not differentiate through a weight yet (at test.loss:6:9)"
+    );
+    // d(w · Σ x y)/dy = w · x with w = mean(x) = 1.5.
+    assert!(same(&on("y").unwrap().grads[0].1.data, &[1.5, 3.0]));
+}

@@ -116,7 +116,7 @@ pub fn adjoint(
     let mut adj = Adjoints::default();
     b.seed(forward, active_masks, &active, &mut adj);
     // Users before operands: every contribution to a node is in before it is summed.
-    let mut at_reads: Vec<(NodeIndex, NodeIndex)> = Vec::new();
+    let mut read_adjoints: Vec<(NodeIndex, NodeIndex)> = Vec::new();
     for &u in order.iter().rev() {
         if !active.contains_key(&u) {
             continue;
@@ -125,17 +125,17 @@ pub fn adjoint(
             continue;
         };
         if let Op::Read(Tensor::Input(_), _) = forward.graph[u].op {
-            at_reads.push((u, a_u));
+            read_adjoints.push((u, a_u));
             continue;
         }
         b.propagate(forward, u, a_u, g_u, &active, &mut adj);
     }
-    at_reads.sort_by_key(|(r, _)| r.index());
+    read_adjoints.sort_by_key(|(r, _)| r.index());
     let mut grads = Vec::new();
     for &input in wrt {
         let axes = b.gradient_axes(input);
         let mut total: Option<NodeIndex> = None;
-        for &(r, a_r) in &at_reads {
+        for &(r, a_r) in &read_adjoints {
             let Op::Read(Tensor::Input(i), subs) = &forward.graph[r].op else {
                 continue;
             };
