@@ -94,6 +94,9 @@ enum Command {
         /// How the rows are placed on threads, as for `run`.
         #[arg(long, value_enum, default_value_t = Rows::Auto)]
         rows: Rows,
+        /// Also say how the gradient with respect to these inputs is gathered.
+        #[arg(long, value_delimiter = ',', value_name = "INPUTS")]
+        wrt: Vec<String>,
     },
     /// Print the IR as Graphviz DOT.
     Graph {
@@ -224,6 +227,7 @@ fn main() -> ExitCode {
             data,
             set,
             rows,
+            wrt,
         } => {
             let Some(program) = load(&selection.files) else {
                 return ExitCode::FAILURE;
@@ -239,6 +243,9 @@ fn main() -> ExitCode {
                     print_out(&lossc::codegen::explain(&program, &k));
                     if let (Some((data, overrides)), Some(path)) = (&on, &data) {
                         print_out(&layout(&program, &k, data, overrides, path, rows.into()));
+                    }
+                    if !wrt.is_empty() {
+                        print_out(&explain_gradients(&program, &terms, &wrt)?);
                     }
                 }
                 Ok(())
@@ -288,6 +295,34 @@ fn main() -> ExitCode {
             exit_with(result)
         }
     }
+}
+
+/// How each loss of `terms` gathers its gradient with respect to those of `wrt` it
+/// reads (every mask on).
+fn explain_gradients(
+    program: &lossc::ir::Program,
+    terms: &[lossc::ir::FactoryTerm],
+    wrt: &[String],
+) -> Result<String, RunError> {
+    let mut out = String::from("gradients (the CPU evaluator's adjoint IR; docs/gradients.md):\n");
+    for t in terms {
+        let Some(l) = program.loss(&t.loss) else {
+            continue;
+        };
+        let ids: Vec<lossc::ir::InputId> = l
+            .inputs
+            .iter_enumerated()
+            .filter(|(_, i)| wrt.contains(&i.name))
+            .map(|(id, _)| id)
+            .collect();
+        if ids.is_empty() {
+            continue;
+        }
+        let on: lossc::ir::TiVec<lossc::ir::MaskId, bool> = l.masks.iter().map(|_| true).collect();
+        let adj = lossc::ad::adjoint(l, &ids, &on)?;
+        out.push_str(&lossc::ad::explain(l, &adj));
+    }
+    Ok(out)
 }
 
 /// The DOT of each loss's adjoint IR with respect to those of `wrt` it reads (with

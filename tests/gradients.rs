@@ -840,3 +840,26 @@ fn a_weight_that_reads_the_input_is_refused_with_its_place() {
     // d(w · Σ x y)/dy = w · x with w = mean(x) = 1.5.
     assert!(same(&on("y").unwrap().grads[0].1.data, &[1.5, 3.0]));
 }
+
+/// `lossc explain --wrt` says how each read of the input is transposed.
+#[test]
+fn explain_says_how_each_gradient_is_gathered() {
+    let out = common::lossc(&[
+        "explain",
+        "examples/lightning_pose/temporal.loss",
+        "--wrt",
+        "keypoints_pred",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(
+            "  read keypoints_pred[t + 1, 2*k + c] at examples/lightning_pose/temporal.loss:12:33: its adjoint at t := keypoints_pred#0 - 1, c := keypoints_pred#1 - 2*k, summed over k in 0..=K - 1\n"
+        ),
+        "{text}"
+    );
+}

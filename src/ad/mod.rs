@@ -49,6 +49,26 @@ pub struct Adjoint {
     pub ir: LossIr,
     /// One gradient per requested input, in the order requested.
     pub grads: Vec<Grad>,
+    /// How each read of a requested input is transposed, in node order per input.
+    pub reads: Vec<Transposed>,
+}
+
+/// How one read of an input becomes a term of the input's gradient: its adjoint taken
+/// at some of its indices set from the gradient's (`set`), summed over the others
+/// (`summed`), where the set indices are in their ranges and the subscripts of
+/// `matched` axes equal the gradient's indices.
+#[derive(Clone, Debug)]
+pub struct Transposed {
+    /// The input.
+    pub input: InputId,
+    /// The read.
+    pub read: NodeIndex,
+    /// Indices of the read set from the gradient's axes.
+    pub set: Vec<(IndexId, IndexExpr)>,
+    /// Indices of the read summed over.
+    pub summed: Vec<IndexId>,
+    /// Axes whose subscript could not be inverted, matched by a condition instead.
+    pub matched: Vec<usize>,
 }
 
 /// The gradient of a loss's reduced value with respect to one input.
@@ -132,6 +152,7 @@ pub fn adjoint(
     }
     read_adjoints.sort_by_key(|(r, _)| r.index());
     let mut grads = Vec::new();
+    let mut transposed = Vec::new();
     for &input in wrt {
         let axes = b.gradient_axes(input);
         let mut total: Option<NodeIndex> = None;
@@ -142,7 +163,12 @@ pub fn adjoint(
             if *i != input {
                 continue;
             }
-            let term = b.transpose(forward, r, subs, a_r, &axes);
+            let (term, plan) = b.transpose(forward, r, subs, a_r, &axes);
+            transposed.push(Transposed {
+                input,
+                read: r,
+                ..plan
+            });
             total = Some(match total {
                 Some(t) => b.bin(BinaryFn::Add, t, term),
                 None => term,
@@ -154,7 +180,11 @@ pub fn adjoint(
             node: total,
         });
     }
-    Ok(Adjoint { ir: b.ir, grads })
+    Ok(Adjoint {
+        ir: b.ir,
+        grads,
+        reads: transposed,
+    })
 }
 
 /// The nodes whose adjoint is needed: numbers that depend on a requested input through
@@ -758,7 +788,7 @@ impl Builder {
         subs: &[IndexExpr],
         a_r: NodeIndex,
         axes: &[IndexId],
-    ) -> NodeIndex {
+    ) -> (NodeIndex, Transposed) {
         let span = ir.graph[r].span;
         let mut in_axis: HashMap<IndexId, usize> = HashMap::new();
         let mut in_gather: Vec<IndexId> = Vec::new();
@@ -819,6 +849,13 @@ impl Builder {
             .copied()
             .filter(|v| solved.iter().all(|(w, _)| w != v))
             .collect();
+        let plan = Transposed {
+            input: InputId::new(0),
+            read: r,
+            set: solved.clone(),
+            summed: unsolved.clone(),
+            matched: checks.clone(),
+        };
         for axis in checks {
             // The subscript, with the solved variables set, equals the gradient's index.
             let e = substitute(&subs[axis], &solved).add_scaled(&IndexExpr::var(axes[axis]), -1);
@@ -833,12 +870,87 @@ impl Builder {
             self.add(Op::At(solved), Ty::Num, &[a_r], span)
         };
         let term = self.guarded(guard, body);
-        if unsolved.is_empty() {
+        let term = if unsolved.is_empty() {
             term
         } else {
             self.reduce(ReduceFn::Sum, &unsolved, term)
+        };
+        (term, plan)
+    }
+}
+
+/// How each read of each requested input is transposed, for `lossc explain --wrt`.
+pub fn explain(forward: &LossIr, adj: &Adjoint) -> String {
+    let mut out = String::new();
+    for g in &adj.grads {
+        let info = &forward.inputs[g.input];
+        let axes: Vec<&str> = g
+            .axes
+            .iter()
+            .map(|a| adj.ir.indices[*a].name.as_str())
+            .collect();
+        out.push_str(&format!(
+            "loss `{}`: d loss / d {}[{}], each element gathered:\n",
+            forward.name,
+            info.name,
+            axes.join(", ")
+        ));
+        let reads: Vec<&Transposed> = adj.reads.iter().filter(|t| t.input == g.input).collect();
+        if reads.is_empty() {
+            out.push_str("  no read of it is differentiable: every element is 0\n");
+        }
+        for t in reads {
+            let Op::Read(_, subs) = &forward.graph[t.read].op else {
+                continue;
+            };
+            let set: Vec<String> = t
+                .set
+                .iter()
+                .map(|(v, e)| format!("{} := {}", adj.ir.indices[*v].name, adj.ir.show_index(e)))
+                .collect();
+            let summed: Vec<String> = t
+                .summed
+                .iter()
+                .map(|v| {
+                    let var = &adj.ir.indices[*v];
+                    let range = var
+                        .range
+                        .as_ref()
+                        .map(|(lo, hi)| {
+                            let names = adj.ir.dim_names();
+                            format!(" in {}..={}", lo.display(&names), hi.display(&names))
+                        })
+                        .unwrap_or_default();
+                    format!("{}{range}", var.name)
+                })
+                .collect();
+            out.push_str(&format!(
+                "  read {}[{}] at {}: ",
+                info.name,
+                forward.show_subscripts(subs),
+                forward.origin.locate(forward.graph[t.read].span)
+            ));
+            let mut parts = Vec::new();
+            if !set.is_empty() {
+                parts.push(format!("its adjoint at {}", set.join(", ")));
+            } else {
+                parts.push("its adjoint".to_string());
+            }
+            if !summed.is_empty() {
+                parts.push(format!("summed over {}", summed.join(", ")));
+            }
+            if !t.matched.is_empty() {
+                let axes: Vec<String> = t.matched.iter().map(|a| a.to_string()).collect();
+                parts.push(format!(
+                    "where the subscript of axis {} equals the element's",
+                    axes.join(", ")
+                ));
+            }
+            out.push_str(&parts.join(", "));
+            out.push('\n');
         }
     }
+    out
 }
 
 /// `e` with some variables replaced by expressions.
