@@ -42,16 +42,19 @@ fn lc_with_sign_of(m: f32, s: f32) -> f32 {
 // nothing about, and makes none of those rewrites (docs/backend.md, section 9).
 var<private> lc_zero_bits: u32;
 
-// `x` itself, hidden from the shader compiler's algebra (an integer xor with zero).
+// `x` itself, hidden from the shader compiler's algebra (an integer or with zero). Not
+// an xor: a value hidden twice, `lc_opaque(lc_opaque(c))`, which a select on a known
+// condition can produce, would be `(c ^ z) ^ z`, which the compiler cancels to `c`;
+// `(c | z) | z` stays `c | z`, unknown.
 fn lc_opaque(x: f32) -> f32 {
-    return bitcast<f32>(bitcast<u32>(x) ^ lc_zero_bits);
+    return bitcast<f32>(bitcast<u32>(x) | lc_zero_bits);
 }
 
 // An f32 from its bits, at run time: WGSL makes a constant expression that evaluates to
 // NaN or an infinity a shader-creation error (Tint enforces it), so special values must
 // not be constant-folded; and hidden, as lc_opaque's values are.
 fn lc_bits(bits: u32) -> f32 {
-    return bitcast<f32>(bits ^ lc_zero_bits);
+    return bitcast<f32>(bits | lc_zero_bits);
 }
 
 fn lc_nan() -> f32 {

@@ -172,3 +172,34 @@ fn a_truth_value_combined_with_itself_compiles() {
         assert_eq!(r.total, 4.0, "{backend:?}");
     }
 }
+
+/// `pipeline` (the generator's long mode, seed 1 932): a weight `select(isnan(0.1),
+/// exp(a), 0 * 1)` was written `lc_opaque(select(lc_opaque(0.0), v, false))`. The driver
+/// took the select's known branch, and `lc_opaque` was an xor with an unknown zero, so
+/// the two cancelled: the weight became a known 0 and `0 · inf` (an infinite loss) gave
+/// 0 instead of NaN. `lc_opaque` is now an or with the unknown zero, which a second one
+/// does not undo.
+#[test]
+fn a_constant_hidden_twice_stays_hidden() {
+    use lossc::runtime::run::{Backend, RunOptions, run};
+    let text = "loss f {\n    input x : [N]\n    param a = 0.5\n    compute x[i]\n    \
+                reduce sum\n    weight select(isnan(0.1), exp(a), 0)\n}\n";
+    let sources = [Source::new("f.loss", text)];
+    let checked = lossc::sema::check(&sources);
+    assert!(!checked.has_errors(), "{}", checked.render(&sources));
+    let terms = [FactoryTerm::plain("f")];
+    let data = lossc::runtime::data::parse_json_data(r#"{"x": ["Infinity", 1]}"#).unwrap();
+    for backend in [Backend::Cpu, Backend::Gpu] {
+        let opts = RunOptions {
+            backend,
+            ..RunOptions::default()
+        };
+        let r = run(&checked.program, "f", &terms, &data, &vec![], &opts)
+            .unwrap_or_else(|e| panic!("{backend:?}: {e}"));
+        // The loss is inf and the weight 0: weighted and total are 0 · inf = NaN.
+        assert_eq!(r.losses[0].1.loss, f32::INFINITY, "{backend:?}");
+        assert_eq!(r.losses[0].1.weight, 0.0, "{backend:?}");
+        assert!(r.losses[0].1.weighted.is_nan(), "{backend:?}: {:?}", r.losses);
+        assert!(r.total.is_nan(), "{backend:?}");
+    }
+}
