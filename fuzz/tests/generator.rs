@@ -47,11 +47,21 @@ fn generated_programs_agree_on_both_back_ends() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(200);
-    // A long run (`CASES=10000`) reports its progress; a disagreement stops it.
-    for seed in 0..n {
-        check(&case(seed));
-        if (seed + 1) % 1000 == 0 {
-            eprintln!("{} programs agree on both back ends", seed + 1);
+    // `FIRST=S` starts at seed S. A long run (`CASES=10000`) reports its progress and
+    // every program that takes more than 10 s; a disagreement stops it.
+    let first: u64 = std::env::var("FIRST")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    for seed in first..first + n {
+        let started = std::time::Instant::now();
+        let c = case(seed);
+        check(&c);
+        if started.elapsed().as_secs() >= 10 {
+            eprintln!("seed {seed} took {:?}:\n{c:?}", started.elapsed());
+        }
+        if (seed + 1 - first) % 1000 == 0 {
+            eprintln!("{} programs agree on both back ends", seed + 1 - first);
         }
     }
     eprintln!("{n} programs agree on both back ends");
