@@ -166,8 +166,8 @@ fn random_programs_with_lets_ranks_enums_and_gathers_agree_with_the_cpu() {
     // A long run (more programs than the default) runs each program one way: pipeline
     // compilation, once per way, is most of the cost, and lavapipe compiles a generic
     // kernel in 1 to 5 s where a specialised one takes 0.05 to 0.5 s. So a long run gives
-    // the generic kernel one program in fifty (the default run gives it every program):
-    // 10,000 programs take about 40 minutes of one core.
+    // the generic kernel one program in fifty (the default run gives it every program).
+    // docs/fuzzing.md records the runs and their times.
     let one_way = cases > DEFAULT_PROGRAMS;
     let seed: u64 = std::env::var("LOSSC_SEED")
         .ok()

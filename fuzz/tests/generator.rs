@@ -56,7 +56,10 @@ fn generated_programs_agree_on_both_back_ends() {
     for seed in first..first + n {
         let started = std::time::Instant::now();
         let c = case(seed);
-        check(&c);
+        if let Err(e) = std::panic::catch_unwind(|| check(&c)) {
+            eprintln!("seed {seed} fails");
+            std::panic::resume_unwind(e);
+        }
         if started.elapsed().as_secs() >= 10 {
             eprintln!("seed {seed} took {:?}:\n{c:?}", started.elapsed());
         }

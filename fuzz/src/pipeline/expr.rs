@@ -144,6 +144,19 @@ pub const CONSTANTS: &[(&str, f32)] = &[
     ("(-0)", -0.0),
 ];
 
+/// The constants a param's default may be: those exact in f32, as every data value is
+/// (a default of 0.1 read as an exact value made the generator demand bit-equal sums of
+/// it from back ends that add in different orders).
+pub fn exact_constants() -> Vec<&'static str> {
+    CONSTANTS
+        .iter()
+        .filter(|(text, v)| {
+            text.trim_matches(|c| c == '(' || c == ')').parse::<f64>() == Ok(f64::from(*v))
+        })
+        .map(|(text, _)| *text)
+        .collect()
+}
+
 /// The magnitude of every data value and param (see `super::data`).
 const DATA: Mag = Mag {
     lo: -2.0,
@@ -606,5 +619,16 @@ impl Gen<'_, '_> {
             reads: [a.reads, b.reads].concat(),
             fixed: a.fixed && b.fixed,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A param's default is one of the constants f32 holds exactly: every one but 0.1.
+    #[test]
+    fn param_defaults_are_exact_constants() {
+        let exact = super::exact_constants();
+        assert_eq!(exact.len(), super::CONSTANTS.len() - 1);
+        assert!(!exact.contains(&"0.1") && exact.contains(&"(-0)") && exact.contains(&"0.25"));
     }
 }

@@ -13,7 +13,7 @@
 
 use arbitrary::Unstructured;
 
-use super::expr::{CONSTANTS, Expr, open};
+use super::expr::{Expr, open};
 use super::mag::Mag;
 
 /// What an index variable runs over.
@@ -142,9 +142,10 @@ impl Gen<'_, '_> {
             "loss {name} {{\n    input x : [N, M]\n    input y : [N, M]\n    input z : [N]\n    \
              input m : [N] optional\n"
         );
-        let default = CONSTANTS[self.pick(CONSTANTS.len())].0;
+        let exact = super::expr::exact_constants();
+        let default = exact[self.pick(exact.len())];
         text += &format!("    param {} = {default}\n", self.param("a"));
-        let default = CONSTANTS[self.pick(CONSTANTS.len())].0;
+        let default = exact[self.pick(exact.len())];
         text += &format!("    param {} : [M] = {default}\n", self.param("e"));
         let gather_default = ["", " = 0..M", " = [0]", " = 0..N"][self.pick(4)];
         text += &format!("    param {} : index[S]{gather_default}\n", self.param("g"));
