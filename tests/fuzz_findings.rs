@@ -199,7 +199,11 @@ fn a_constant_hidden_twice_stays_hidden() {
         // The loss is inf and the weight 0: weighted and total are 0 · inf = NaN.
         assert_eq!(r.losses[0].1.loss, f32::INFINITY, "{backend:?}");
         assert_eq!(r.losses[0].1.weight, 0.0, "{backend:?}");
-        assert!(r.losses[0].1.weighted.is_nan(), "{backend:?}: {:?}", r.losses);
+        assert!(
+            r.losses[0].1.weighted.is_nan(),
+            "{backend:?}: {:?}",
+            r.losses
+        );
         assert!(r.total.is_nan(), "{backend:?}");
     }
 }
