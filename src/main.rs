@@ -297,6 +297,25 @@ fn main() -> ExitCode {
     }
 }
 
+/// A loss's adjoint IR with respect to those of `wrt` it reads, every mask on (`None`
+/// when it reads none).
+fn adjoint_wrt(
+    l: &lossc::ir::LossIr,
+    wrt: &[String],
+) -> Result<Option<lossc::ad::Adjoint>, RunError> {
+    let ids: Vec<lossc::ir::InputId> = l
+        .inputs
+        .iter_enumerated()
+        .filter(|(_, i)| wrt.contains(&i.name))
+        .map(|(id, _)| id)
+        .collect();
+    if ids.is_empty() {
+        return Ok(None);
+    }
+    let on: lossc::ir::TiVec<lossc::ir::MaskId, bool> = l.masks.iter().map(|_| true).collect();
+    Ok(Some(lossc::ad::adjoint(l, &ids, &on)?))
+}
+
 /// How each loss of `terms` gathers its gradient with respect to those of `wrt` it
 /// reads (every mask on).
 fn explain_gradients(
@@ -309,18 +328,9 @@ fn explain_gradients(
         let Some(l) = program.loss(&t.loss) else {
             continue;
         };
-        let ids: Vec<lossc::ir::InputId> = l
-            .inputs
-            .iter_enumerated()
-            .filter(|(_, i)| wrt.contains(&i.name))
-            .map(|(id, _)| id)
-            .collect();
-        if ids.is_empty() {
-            continue;
+        if let Some(adj) = adjoint_wrt(l, wrt)? {
+            out.push_str(&lossc::ad::explain(l, &adj));
         }
-        let on: lossc::ir::TiVec<lossc::ir::MaskId, bool> = l.masks.iter().map(|_| true).collect();
-        let adj = lossc::ad::adjoint(l, &ids, &on)?;
-        out.push_str(&lossc::ad::explain(l, &adj));
     }
     Ok(out)
 }
@@ -330,17 +340,9 @@ fn explain_gradients(
 fn adjoint_graphs(losses: &[&lossc::ir::LossIr], wrt: &[String]) -> Result<String, RunError> {
     let mut adjoints = Vec::new();
     for l in losses {
-        let ids: Vec<lossc::ir::InputId> = l
-            .inputs
-            .iter_enumerated()
-            .filter(|(_, i)| wrt.contains(&i.name))
-            .map(|(id, _)| id)
-            .collect();
-        if ids.is_empty() {
-            continue;
+        if let Some(adj) = adjoint_wrt(l, wrt)? {
+            adjoints.push(adj.ir);
         }
-        let on: lossc::ir::TiVec<lossc::ir::MaskId, bool> = l.masks.iter().map(|_| true).collect();
-        adjoints.push(lossc::ad::adjoint(l, &ids, &on)?.ir);
     }
     if adjoints.is_empty() {
         return Err(RunError::Usage(format!(
