@@ -200,17 +200,26 @@ fn every_conformance_case_matches_lightning_pose_on_the_gpu_in_one_dispatch() {
     run_suite("gpu");
 }
 
-fn run_suite(backend: &str) {
-    let declared = declared_params();
-    let files: Vec<String> = example_files()
+/// What a suite needs: the example losses' params, their files' paths, and an empty
+/// folder for the data files, named after `tag` and the process.
+fn setup(
+    tag: &str,
+) -> (
+    std::collections::HashMap<String, Vec<String>>,
+    Vec<String>,
+    PathBuf,
+) {
+    let files = example_files()
         .iter()
         .map(|p| p.display().to_string())
         .collect();
-    let tmp = std::env::temp_dir().join(format!(
-        "lossc-conformance-{backend}-{}",
-        std::process::id()
-    ));
+    let tmp = std::env::temp_dir().join(format!("{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).unwrap();
+    (declared_params(), files, tmp)
+}
+
+fn run_suite(backend: &str) {
+    let (declared, files, tmp) = setup(&format!("lossc-conformance-{backend}"));
     let mut failures = Vec::new();
     let (mut matched, mut errors_handled) = (0, 0);
     for file in conformance_files() {
@@ -328,16 +337,7 @@ fn conformance_gradients_match_lightning_pose_on_the_gpu_unfused() {
 
 /// Runs the cases with gradients, at most `per_file` of each file, on `backend`.
 fn gradient_suite(backend: &str, per_file: usize) {
-    let declared = declared_params();
-    let files: Vec<String> = example_files()
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect();
-    let tmp = std::env::temp_dir().join(format!(
-        "lossc-conformance-grad-{backend}-{}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&tmp).unwrap();
+    let (declared, files, tmp) = setup(&format!("lossc-conformance-grad-{backend}"));
     let (mut failures, mut matched) = (Vec::new(), 0);
     for file in conformance_files() {
         let suite = read_json(&file);
