@@ -22,7 +22,7 @@ use lossc::ir::{
     ReduceFn, ReduceMode, Tensor, TiSlice, UnaryFn, operands,
 };
 use lossc::runtime::data::parse_json_data;
-use lossc::runtime::grad::Wrt;
+use lossc::runtime::grad::{Wrt, gradients_unfused, resolve};
 use lossc::runtime::run::{Backend, RunOptions, prepare, run};
 
 fn check(text: &str) -> Program {
@@ -694,20 +694,16 @@ fn the_command_line_prints_gradients_on_both_back_ends_and_refuses_unknown_input
             && err.contains("did you mean `keypoints_pred`?"),
         "{err}"
     );
-    // On the GPU, until the fused backward kernel exists, the adjoint IR runs unfused,
-    // and the run says so.
+    // On the GPU: the forward kernel and the backward kernel, two dispatches.
     let out = demo(&["--wrt", "keypoints_pred", "--json", "--backend", "gpu"]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("note: gradients on the GPU run unfused")
-    );
     let w: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(w["backend"].as_str().unwrap().starts_with("gpu (unfused)"));
-    assert!(w["dispatches"].as_u64().unwrap() > 2);
+    assert!(w["backend"].as_str().unwrap().starts_with("gpu: "), "{w}");
+    assert_eq!(w["dispatches"], serde_json::json!(2));
     let (a, b) = (
         &v["grads"]["keypoints_pred"]["data"],
         &w["grads"]["keypoints_pred"]["data"],
@@ -718,12 +714,14 @@ fn the_command_line_prints_gradients_on_both_back_ends_and_refuses_unknown_input
     }
 }
 
-/// The GPU's gradients (the adjoint IR run unfused, one dispatch per node) against the
-/// CPU evaluator's, on random programs: the same up to f32 rounding, NaN where NaN.
+/// The GPU's gradients (the forward and the backward kernel, two dispatches) against the
+/// CPU evaluator's, on random programs: the same up to f32 rounding, NaN where NaN. The
+/// first few also run unfused (the benchmark's baseline, one dispatch per adjoint node),
+/// which must agree too.
 #[test]
 fn gpu_gradients_of_random_programs_match_the_cpu() {
     let mut r = Rng(0x00dd_ba11_5eed_u64);
-    for case in 0..12 {
+    for case in 0..40 {
         let (text, program, data) = random_case(&mut r);
         let terms = [FactoryTerm::plain("f")];
         let on = |backend| {
@@ -735,14 +733,26 @@ fn gpu_gradients_of_random_programs_match_the_cpu() {
             run(&program, "f", &terms, &data, &vec![], &opts).unwrap()
         };
         let (cpu, gpu) = (on(Backend::Cpu), on(Backend::Gpu));
-        assert!(gpu.backend.starts_with("gpu") && gpu.dispatches > 1);
-        for ((name, c), (_, g)) in cpu.grads.iter().zip(&gpu.grads) {
-            let scale = c.data.iter().fold(1e-6f32, |s, v| s.max(v.abs()));
-            for (k, (a, b)) in c.data.iter().zip(&g.data).enumerate() {
-                assert!(
-                    (a.is_nan() && b.is_nan()) || (a - b).abs() <= 1e-5 * scale,
-                    "case {case}: d/d{name}[{k}]: cpu {a}, gpu {b}\n{text}"
-                );
+        assert!(gpu.backend.starts_with("gpu") && (1..=2).contains(&gpu.dispatches));
+        let mut runs = vec![("fused", gpu.grads)];
+        if case < 4 {
+            let (prepared, _) = prepare(&program, &terms, &data, &vec![]).unwrap();
+            let names = resolve(&prepared, &Wrt::EveryInput).unwrap();
+            let device = lossc::gpu::gpu().unwrap();
+            let unfused = gradients_unfused(device, &prepared, &names, 1.0).unwrap();
+            assert!(unfused.dispatches > 2);
+            runs.push(("unfused", unfused.grads));
+        }
+        for (how, grads) in runs {
+            assert_eq!(grads.len(), cpu.grads.len());
+            for ((name, c), (_, g)) in cpu.grads.iter().zip(&grads) {
+                let scale = c.data.iter().fold(1e-6f32, |s, v| s.max(v.abs()));
+                for (k, (a, b)) in c.data.iter().zip(&g.data).enumerate() {
+                    assert!(
+                        (a.is_nan() && b.is_nan()) || (a - b).abs() <= 1e-5 * scale,
+                        "case {case}, {how}: d/d{name}[{k}]: cpu {a}, gpu {b}\n{text}"
+                    );
+                }
             }
         }
     }
@@ -765,7 +775,7 @@ fn gradients_are_bit_identical_across_runs() {
         FactoryTerm::plain("pca_singleview"),
         FactoryTerm::plain("temporal"),
     ];
-    for (backend, runs) in [(Backend::Cpu, 20), (Backend::Gpu, 3)] {
+    for (backend, runs) in [(Backend::Cpu, 20), (Backend::Gpu, 20)] {
         let opts = RunOptions {
             backend,
             wrt: Wrt::Inputs(vec!["keypoints_pred".into()]),

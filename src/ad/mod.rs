@@ -30,6 +30,8 @@
 //! What the adjoint cannot express is refused with [`AdError`]: a `weight` or `empty:`
 //! value that reads a requested input.
 
+pub mod kernel;
+
 use std::collections::HashMap;
 
 use petgraph::algo::toposort;
@@ -51,6 +53,9 @@ pub struct Adjoint {
     pub grads: Vec<Grad>,
     /// How each read of a requested input is transposed, in node order per input.
     pub reads: Vec<Transposed>,
+    /// For a mean, the node counting the loss's counted elements (the seed divides by
+    /// it): a kernel reads it from the forward pass instead of counting again.
+    pub count: Option<NodeIndex>,
 }
 
 /// How one read of an input becomes a term of the input's gradient: its adjoint taken
@@ -114,6 +119,7 @@ pub fn adjoint(
 ) -> Result<Adjoint, AdError> {
     let mut b = Builder {
         ir: forward.clone(),
+        count: None,
     };
     let order = toposort(&forward.graph, None)
         .map_err(|_| InternalError::in_loss(&forward.name, None, "the IR has a cycle"))?;
@@ -184,6 +190,7 @@ pub fn adjoint(
         ir: b.ir,
         grads,
         reads: transposed,
+        count: b.count,
     })
 }
 
@@ -291,6 +298,8 @@ impl Adjoints {
 /// Adds nodes to the adjoint IR, each with its free indices worked out as sema does.
 struct Builder {
     ir: LossIr,
+    /// The mean's count of counted elements, once the seed has built it.
+    count: Option<NodeIndex>,
 }
 
 impl Builder {
@@ -436,6 +445,7 @@ impl Builder {
                     None => one,
                 };
                 let n = self.reduce(ReduceFn::Sum, &ir.domain, counted_one);
+                self.count = Some(n);
                 let one = self.num(1.0, span);
                 self.bin(BinaryFn::Div, one, n)
             }

@@ -326,12 +326,37 @@ fn index_ranges(
 /// of its own (an adjoint IR, `crate::ad`): the new variables' ranges are evaluated with
 /// `b`'s dimensions. Its reads are `b.ir`'s, already checked.
 pub fn rebind<'a>(b: &Bound, ir: &'a LossIr) -> Result<Bound<'a>, BindError> {
+    rebind_with(b, ir, b.inputs.clone())
+}
+
+/// [`rebind`] with the inputs' shapes and not their elements: enough for a back end that
+/// reads the elements where an earlier binding put them (a backward kernel reads its
+/// forward kernel's arena).
+pub fn rebind_shapes<'a>(b: &Bound, ir: &'a LossIr) -> Result<Bound<'a>, BindError> {
+    let inputs = b
+        .inputs
+        .iter()
+        .map(|d| {
+            d.as_ref().map(|d| TensorData {
+                shape: d.shape.clone(),
+                data: vec![],
+            })
+        })
+        .collect();
+    rebind_with(b, ir, inputs)
+}
+
+fn rebind_with<'a>(
+    b: &Bound,
+    ir: &'a LossIr,
+    inputs: TiVec<InputId, Option<TensorData>>,
+) -> Result<Bound<'a>, BindError> {
     let known: Vec<Option<i64>> = b.dims.iter().copied().map(Some).collect();
     Ok(Bound {
         ir,
         dims: b.dims.clone(),
         ranges: index_ranges(ir, &known)?,
-        inputs: b.inputs.clone(),
+        inputs,
         params: b.params.clone(),
         enums: b.enums.clone(),
         active_masks: b.active_masks.clone(),

@@ -36,6 +36,10 @@ pub enum Holds {
     Out,
     /// The unfused baseline's intermediate values (see [`super::unfused`]).
     Values,
+    /// A backward kernel's view of its forward kernel's results ([`Holds::Out`]).
+    Saved,
+    /// A backward kernel's gradients.
+    Grads,
 }
 
 /// One binding of a kernel.
@@ -101,7 +105,7 @@ pub const BINDINGS: [Binding; 6] = [
         access: Access::ReadWrite,
         element: "f32",
         holds: Holds::Out,
-        role: "per loss i: loss at 3i, weight at 3i+1, weighted at 3i+2; the factory total at 3n",
+        role: "per loss i: loss at 3i, weight at 3i+1, weighted at 3i+2; the factory total at 3n; the count of loss i's counted elements (as f32) at 3n + 1 + i (4n + 1 floats)",
         note: None,
     },
     Binding {
@@ -112,6 +116,37 @@ pub const BINDINGS: [Binding; 6] = [
         holds: Holds::Arena,
         role: "the same arena buffer again, as vec4s (pad the arena to a multiple of 4 floats)",
         note: Some("The arena again, four floats at a time (for aligned contiguous reads)."),
+    },
+];
+
+/// A backward kernel's bindings: the forward kernel's, with the results read (their
+/// counts) instead of written, and the gradient buffer.
+pub const BACKWARD_BINDINGS: [Binding; 7] = [
+    BINDINGS[0],
+    BINDINGS[1],
+    BINDINGS[2],
+    Binding {
+        role: "[1] error word (reads the backward kernel discards never raise it, since the forward kernel checked every read it uses), then one word per site; the other words are unused",
+        ..BINDINGS[3]
+    },
+    Binding {
+        number: 4,
+        name: "lc_saved",
+        access: Access::Read,
+        element: "f32",
+        holds: Holds::Saved,
+        role: "the forward kernel's results (its `lc_out`): the count of loss i's counted elements at 3n + 1 + i",
+        note: Some("The forward kernel's results: the counts its means divided by."),
+    },
+    BINDINGS[5],
+    Binding {
+        number: 6,
+        name: "lc_grad",
+        access: Access::ReadWrite,
+        element: "f32",
+        holds: Holds::Grads,
+        role: "each backward loss's gradient, row-major in its input's shape, at the offset its `grad_offset` slot gives; every element written once per dispatch",
+        note: None,
     },
 ];
 

@@ -55,6 +55,9 @@ pub enum Slot {
     Table { loss: usize, table: usize },
     /// The anneal factor of the loss, as f32 bits.
     Anneal { loss: usize },
+    /// In a backward kernel: where the loss's gradient starts in the gradient buffer, in
+    /// f32s (the sizes of the losses before it).
+    GradOffset { loss: usize },
     /// The number of work items of all losses.
     TotalItems,
     /// The number of f32 scratch values per workgroup: one row's tables per thread.

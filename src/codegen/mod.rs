@@ -98,6 +98,9 @@ pub struct Kernel {
     pub reads: Vec<ReadRecord>,
     /// naga's validated module (for the other targets).
     pub validated: validate::Validated,
+    /// For a backward kernel, where each loss finds its forward loss's count in the
+    /// forward kernel's results ([`emit::generate_backward`]); `None` for a forward one.
+    pub backward: Option<Vec<Option<usize>>>,
 }
 
 impl Kernel {
@@ -111,7 +114,7 @@ impl Kernel {
             values,
             layout: &self.layout,
         };
-        let generated = emit::generate(&self.name, &pairs, Some(specialising))?;
+        let generated = self.generate(&pairs, Some(specialising))?;
         // The emitter keeps the generic kernel's slots and sites, and reports (with the
         // loss and the place) any it meets that the generic kernel lacks.
         debug_assert_eq!(generated.layout.slots, self.layout.slots);
@@ -135,8 +138,56 @@ impl Kernel {
             values,
             layout: &self.layout,
         };
-        Ok(emit::generate(&self.name, &pairs, Some(specialising))?.reads)
+        Ok(self.generate(&pairs, Some(specialising))?.reads)
     }
+
+    /// Writes this kernel again (forward or backward), for `specialising`.
+    fn generate(
+        &self,
+        pairs: &[(&LossIr, &LossSchedule)],
+        specialising: Option<emit::Specialising>,
+    ) -> Result<emit::Generated, InternalError> {
+        match &self.backward {
+            Some(counts) => emit::generate_backward(&self.name, pairs, counts, specialising),
+            None => emit::generate(&self.name, pairs, specialising),
+        }
+    }
+}
+
+/// Schedules, generates and validates the backward kernel of gradient losses
+/// ([`crate::ir::COUNT_PARAM`]): `count_at[i]` is where loss `i` reads its forward
+/// loss's count in the forward kernel's results, if it reads one.
+pub fn compile_backward(
+    name: &str,
+    losses: &[&LossIr],
+    count_at: &[Option<usize>],
+) -> Result<Kernel, CompileError> {
+    let schedules: Vec<LossSchedule> = losses.iter().map(|l| schedule::schedule(l)).collect();
+    let pairs: Vec<(&LossIr, &LossSchedule)> =
+        losses.iter().copied().zip(schedules.iter()).collect();
+    let generated = emit::generate_backward(name, &pairs, count_at, None)?;
+    if let Some(deep) = generated.too_deep {
+        return Err(CompileError::TooDeep {
+            loss: deep.loss,
+            at: deep.at,
+            limit: emit::MAX_BLOCK_DEPTH,
+        });
+    }
+    let validated = validate::validate(&generated.wgsl)?;
+    Ok(Kernel {
+        name: name.to_string(),
+        wgsl: generated.wgsl,
+        layout: generated.layout,
+        sites: generated.sites,
+        terms: losses
+            .iter()
+            .map(|l| FactoryTerm::plain(l.name.clone()))
+            .collect(),
+        schedules,
+        reads: generated.reads,
+        validated,
+        backward: Some(count_at.to_vec()),
+    })
 }
 
 /// Schedules, generates and validates the fused kernel of the given terms.
@@ -174,6 +225,7 @@ pub fn compile(
         schedules,
         reads: generated.reads,
         validated,
+        backward: None,
     })
 }
 

@@ -137,6 +137,15 @@ impl Gpu {
     }
 
     pub(super) fn pipeline(&self, wgsl: &str) -> Result<Arc<Pipeline>, GpuError> {
+        self.pipeline_for(wgsl, &BINDINGS)
+    }
+
+    /// The pipeline of a kernel with the given bindings, cached by its text.
+    pub(super) fn pipeline_for(
+        &self,
+        wgsl: &str,
+        bindings: &[Binding],
+    ) -> Result<Arc<Pipeline>, GpuError> {
         if let Some(p) = self
             .pipelines
             .lock()
@@ -152,7 +161,7 @@ impl Gpu {
                 label: Some("lossc kernel"),
                 source: wgpu::ShaderSource::Wgsl(wgsl.into()),
             });
-        let layout = bind_group_layout(&self.device, "lossc", &BINDINGS);
+        let layout = bind_group_layout(&self.device, "lossc", bindings);
         let pl = self
             .device
             .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {

@@ -61,6 +61,11 @@ pub struct Dispatch {
     /// Where the sites' words start in `sync`, in words.
     site_words: u64,
     wgsl: String,
+    /// Where each loss's tensors are in the arena (a backward kernel reads them there).
+    pub(super) offsets: std::collections::HashMap<(usize, String), usize>,
+    /// The options it was built with.
+    pub(super) placement: RowPlacement,
+    pub(super) form: KernelForm,
 }
 
 impl Dispatch {
@@ -148,10 +153,13 @@ impl Dispatch {
                 | wgpu::BufferUsages::COPY_DST,
         });
         let n_losses = bound.len();
+        // The results, then each loss's count for a backward kernel (4n + 1 floats);
+        // the first 3n + 1 are read back.
         let out_bytes = ((3 * n_losses + 1) * 4) as u64;
+        let out_size = ((4 * n_losses + 1) * 4) as u64;
         let out = d.create_buffer(&wgpu::BufferDescriptor {
             label: Some("lossc out"),
-            size: out_bytes,
+            size: out_size,
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
         });
@@ -168,7 +176,7 @@ impl Dispatch {
                 Holds::Scratch => scratch.clone(),
                 Holds::Sync => sync.clone(),
                 Holds::Out => out.clone(),
-                Holds::Values => return None,
+                Holds::Values | Holds::Saved | Holds::Grads => return None,
             })
         })?;
         Ok(Dispatch {
@@ -188,7 +196,18 @@ impl Dispatch {
                 .collect(),
             site_words,
             wgsl,
+            offsets: arena.offsets,
+            placement: options.placement,
+            form: options.form,
         })
+    }
+
+    pub(super) fn arena(&self) -> &wgpu::Buffer {
+        &self.arena
+    }
+
+    pub(super) fn out(&self) -> &wgpu::Buffer {
+        &self.out
     }
 
     /// The number of workgroups one dispatch launches.
@@ -205,6 +224,17 @@ impl Dispatch {
     /// Dispatches once and reads back `[loss, weight, weighted] × losses` and the total.
     /// Returns the values and the number of dispatches recorded.
     pub fn run(&self, gpu: &Gpu) -> Result<(Vec<f32>, u32), GpuError> {
+        let (out, _, dispatches) = self.run_with(gpu, None)?;
+        Ok((out, dispatches))
+    }
+
+    /// Dispatches once, then `backward` if given, in one command buffer; reads back the
+    /// results and the backward kernel's gradients.
+    pub(super) fn run_with(
+        &self,
+        gpu: &Gpu,
+        backward: Option<&super::backward::Backward>,
+    ) -> Result<(Vec<f32>, Vec<f32>, u32), GpuError> {
         gpu.queue.write_buffer(&self.sync, 4, &0u32.to_le_bytes());
         if !self.sites.is_empty() {
             let zeros = vec![0u8; 4 * self.sites.len()];
@@ -230,8 +260,11 @@ impl Dispatch {
             pass.dispatch_workgroups(self.workgroups, 1, 1);
             dispatches += 1;
         }
+        if let Some(b) = backward {
+            dispatches += b.record(&mut enc);
+        }
         let out_bytes = (4 * (3 * self.n_losses + 1)) as u64;
-        enc.copy_buffer_to_buffer(&self.out, 0, &self.staging, 0, None);
+        enc.copy_buffer_to_buffer(&self.out, 0, &self.staging, 0, Some(out_bytes));
         enc.copy_buffer_to_buffer(&self.sync, 4, &self.staging, out_bytes, Some(4));
         if !self.sites.is_empty() {
             let bytes = 4 * self.sites.len() as u64;
@@ -245,6 +278,10 @@ impl Dispatch {
         }
         gpu.queue.submit([enc.finish()]);
         let mut out = read_back(gpu, &self.staging)?;
+        let grads = match backward {
+            Some(b) => b.read(gpu)?,
+            None => vec![],
+        };
         let words: Vec<u32> = out
             .split_off(3 * self.n_losses + 1)
             .iter()
@@ -275,7 +312,7 @@ impl Dispatch {
             })));
         }
         debug_assert_eq!(out.len(), 3 * self.n_losses + 1);
-        Ok((out, dispatches))
+        Ok((out, grads, dispatches))
     }
 }
 

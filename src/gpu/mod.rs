@@ -5,6 +5,7 @@
 //! ([`crate::bind`]) and compiled kernels ([`crate::codegen`]); it knows nothing of data
 //! files or factories' logs (the runtime layer above does).
 
+pub mod backward;
 pub mod device;
 pub mod dispatch;
 mod error;
@@ -12,6 +13,7 @@ pub mod pack;
 pub mod plan;
 pub mod unfused;
 
+pub use backward::Backward;
 pub use device::{Gpu, gpu};
 pub use dispatch::{Dispatch, DispatchOptions, KernelForm};
 pub use error::{GpuError, PlanError};

@@ -171,6 +171,7 @@ pub fn fill_parameter_block(
             Slot::Items { loss } => work.items[*loss],
             Slot::Table { loss, table } => plan.tables[*loss][*table],
             Slot::Anneal { loss } => anneal[*loss].to_bits() as i32 as i64,
+            Slot::GradOffset { loss } => bound[..*loss].iter().map(|b| domain_size(b)).sum(),
             Slot::TotalItems => work.total_items,
             Slot::SliceSize => plan.slice * WORKGROUP as i64,
             Slot::Workgroups => work.workgroups,
@@ -206,6 +207,11 @@ fn enum_number(b: &Bound, param: &str) -> i64 {
         },
         None => -1,
     }
+}
+
+/// The number of elements of a loss's domain (of a backward loss's gradient).
+pub fn domain_size(b: &Bound) -> i64 {
+    b.ir.domain.iter().map(|d| extent(b.ranges[*d])).product()
 }
 
 #[cfg(test)]

@@ -367,6 +367,11 @@ pub enum ParamValue {
     Str(String),
 }
 
+/// The scalar param a backward loss ([`crate::ad::kernel`]) reads its forward loss's
+/// count of counted elements from: a backward kernel takes it from the forward kernel's
+/// results. No `.loss` file can declare it: a name holds no `.`.
+pub const COUNT_PARAM: &str = "lc.count";
+
 /// A declared param.
 #[derive(Clone, Debug)]
 pub struct ParamInfo {

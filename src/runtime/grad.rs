@@ -1,15 +1,18 @@
 //! The gradient of a run's total with respect to its inputs: each loss's adjoint IR
 //! ([`crate::ad`]) evaluated by the CPU evaluator, scaled by the loss's anneal factor and
 //! weight, and summed over the losses that read the input, in factory order, in f32:
-//! `d total / d x = Σ_i anneal_i · weight_i · d loss_i / d x`. On the GPU the adjoint IRs
-//! run unfused for now, one dispatch per IR node.
+//! `d total / d x = Σ_i anneal_i · weight_i · d loss_i / d x`. On the GPU the gradients
+//! run fused, one forward and one backward dispatch ([`gradients_fused`]); the unfused
+//! execution of the same adjoint IRs ([`gradients_unfused`], one dispatch per IR node)
+//! is the baseline the benchmark measures it against.
 
 use serde::Serialize;
 
 use super::RunError;
 use super::run::{Prepared, number_list};
+use crate::ad::kernel::{GradLoss, gradient_losses};
 use crate::ad::{Adjoint, adjoint};
-use crate::bind::{Bound, LossValue, rebind};
+use crate::bind::{Bound, LossValue, TensorData, rebind, rebind_shapes};
 use crate::codegen::unfused::GradientOut;
 use crate::diagnostics::closest;
 use crate::eval;
@@ -215,7 +218,7 @@ pub fn gradients_unfused(
     prepared: &[Prepared],
     names: &[String],
     anneal: f32,
-) -> Result<UnfusedGradients, RunError> {
+) -> Result<FusedGradients, RunError> {
     let adjoints = adjoints(prepared, names)?;
     let rebound: Vec<Option<Bound>> = prepared
         .iter()
@@ -258,7 +261,7 @@ pub fn gradients_unfused(
         let s = scale(&prepared[*li], values[*li].weight, anneal);
         accumulate(&mut grads[*k].1, s, &out[*at..at + len]);
     }
-    Ok(UnfusedGradients {
+    Ok(FusedGradients {
         weighted: (0..prepared.len()).map(|i| out[3 * i + 2]).collect(),
         values,
         total: out[3 * prepared.len()],
@@ -267,8 +270,118 @@ pub fn gradients_unfused(
     })
 }
 
-/// What [`gradients_unfused`] computes.
-pub struct UnfusedGradients {
+/// The losses' values and the gradients of the total on the GPU, fused: the forward
+/// kernel `kernel` of the prepared losses, then one backward kernel for every gradient
+/// of every loss ([`crate::ad::kernel`]), recorded in one command buffer: two dispatches
+/// (one, when no loss's value depends on the inputs asked). Each loss's gradient is
+/// scaled by its anneal factor and weight and summed on the host, as on the CPU.
+pub fn gradients_fused(
+    gpu: &crate::gpu::Gpu,
+    kernel: &crate::codegen::Kernel,
+    prepared: &[Prepared],
+    names: &[String],
+    anneal: f32,
+    placement: crate::gpu::RowPlacement,
+) -> Result<FusedGradients, RunError> {
+    let adjoints = adjoints(prepared, names)?;
+    // Each gradient loss with its forward loss and the position of its input in `names`.
+    let mut losses: Vec<(usize, usize, GradLoss)> = Vec::new();
+    for (li, la) in adjoints.iter().enumerate() {
+        let Some(la) = la else { continue };
+        for gl in gradient_losses(&la.adj)? {
+            let k = la.wrt[gl.grad].0;
+            losses.push((li, k, gl));
+        }
+    }
+    let bound: Vec<&Bound> = prepared.iter().map(|p| &p.bound).collect();
+    let factors: Vec<f32> = prepared
+        .iter()
+        .map(|p| if p.annealed { anneal } else { 1.0 })
+        .collect();
+    let options = crate::gpu::DispatchOptions {
+        placement,
+        ..Default::default()
+    };
+    let forward = crate::gpu::Dispatch::new(gpu, kernel, &bound, &factors, &options)?;
+    let (out, flat, dispatches) = if losses.is_empty() {
+        let (out, d) = forward.run(gpu)?;
+        (out, vec![], d)
+    } else {
+        let rebound: Vec<Bound> = losses
+            .iter()
+            .map(|(li, _, gl)| backward_bound(&prepared[*li].bound, &gl.ir, 0.0, false))
+            .collect::<Result<_, _>>()?;
+        let irs: Vec<&crate::ir::LossIr> = losses.iter().map(|(_, _, gl)| &gl.ir).collect();
+        let n = prepared.len();
+        let count_at: Vec<Option<usize>> = losses
+            .iter()
+            .map(|(li, _, gl)| gl.reads_count.then_some(3 * n + 1 + li))
+            .collect();
+        let kb = crate::codegen::compile_backward(
+            &format!("{}.backward", kernel.name),
+            &irs,
+            &count_at,
+        )?;
+        let refs: Vec<&Bound> = rebound.iter().collect();
+        let forward_of: Vec<usize> = losses.iter().map(|(li, _, _)| *li).collect();
+        let backward = forward.backward(gpu, &kb, &refs, &forward_of)?;
+        let (out, flat, d) = forward.run_backward(gpu, &backward)?;
+        let spans = backward.spans.clone();
+        let mut per_loss = Vec::new();
+        for (at, len) in spans {
+            per_loss.push(flat[at..at + len].to_vec());
+        }
+        (out, per_loss.concat(), d)
+    };
+    let values: Vec<LossValue> = (0..prepared.len())
+        .map(|i| LossValue {
+            loss: out[3 * i],
+            weight: out[3 * i + 1],
+        })
+        .collect();
+    let mut grads = zeros(prepared, names);
+    let mut at = 0;
+    for (li, k, _) in &losses {
+        let len = grads[*k].1.data.len();
+        let s = scale(&prepared[*li], values[*li].weight, anneal);
+        accumulate(&mut grads[*k].1, s, &flat[at..at + len]);
+        at += len;
+    }
+    Ok(FusedGradients {
+        weighted: (0..prepared.len()).map(|i| out[3 * i + 2]).collect(),
+        values,
+        total: out[3 * prepared.len()],
+        grads,
+        dispatches,
+    })
+}
+
+/// A gradient loss bound to its forward loss's data: shapes only (a kernel reads the
+/// elements from the forward's arena) or with the elements (for the CPU evaluator), and
+/// the forward's count where the loss reads it.
+pub fn backward_bound<'a>(
+    forward: &Bound,
+    ir: &'a crate::ir::LossIr,
+    count: f32,
+    with_elements: bool,
+) -> Result<Bound<'a>, RunError> {
+    let mut b = if with_elements {
+        rebind(forward, ir)?
+    } else {
+        rebind_shapes(forward, ir)?
+    };
+    while b.params.len() < ir.params.len() {
+        b.params.push(TensorData {
+            shape: vec![],
+            data: vec![count],
+        });
+        b.enums.push(None);
+    }
+    Ok(b)
+}
+
+/// What [`gradients_unfused`] and [`gradients_fused`] compute.
+pub struct FusedGradients {
     /// Each loss's value and weight.
     pub values: Vec<LossValue>,
     /// Each loss's weighted value, as the GPU computed it.

@@ -409,26 +409,6 @@ pub fn run(
     opts: &RunOptions,
 ) -> Result<RunResult, RunError> {
     let (prepared, warnings) = prepare(program, terms, data, overrides)?;
-    if opts.wrt != Wrt::Nothing {
-        let names = grad::resolve(&prepared, &opts.wrt)?;
-        let mut r = if opts.backend == Backend::Gpu {
-            run_unfused_gradients(&prepared, &names, opts)?
-        } else {
-            // The fused backward kernel is not built yet: under `auto` the CPU evaluator
-            // gives the values and the gradients.
-            let mut r = run_prepared_cpu(&prepared, opts)?;
-            let weights: Vec<f32> = r.losses.iter().map(|(_, l)| l.weight).collect();
-            r.grads = grad::gradients(&prepared, &names, &weights, opts.anneal)?;
-            if opts.backend == Backend::Auto && crate::gpu::gpu().is_ok() {
-                r.notes.push(
-                    "gradients are computed by the CPU evaluator (the GPU back end has no fused backward kernel yet): running on the CPU".into(),
-                );
-            }
-            r
-        };
-        r.warnings = warnings;
-        return Ok(r);
-    }
     let gpu_found = match opts.backend {
         Backend::Cpu => false,
         Backend::Gpu => {
@@ -437,29 +417,35 @@ pub fn run(
         }
         Backend::Auto => crate::gpu::gpu().is_ok(),
     };
+    let names = grad::resolve(&prepared, &opts.wrt)?;
     let mut result = if gpu_found {
         let kernel = match crate::codegen::compile(program, kernel_name, terms) {
             // A program too deep for any GPU kernel runs where it can under `auto`.
             Err(e @ CompileError::TooDeep { .. }) if opts.backend == Backend::Auto => {
-                let mut r = run_prepared_cpu(&prepared, opts)?;
+                let mut r = run_prepared_cpu_with_gradients(&prepared, &names, opts)?;
                 r.notes.push(format!("{e}; running on the CPU"));
                 r.warnings = warnings;
                 return Ok(r);
             }
             other => other?,
         };
-        match run_gpu(&kernel, &prepared, opts) {
+        let on_gpu = if opts.wrt == Wrt::Nothing {
+            run_gpu(&kernel, &prepared, opts)
+        } else {
+            run_gpu_gradients(&kernel, &prepared, &names, opts)
+        };
+        match on_gpu {
             Err(RunError::Gpu(GpuError::Plan(e @ PlanError::LoopBudget { .. })))
                 if opts.backend == Backend::Auto =>
             {
-                let mut r = run_prepared_cpu(&prepared, opts)?;
+                let mut r = run_prepared_cpu_with_gradients(&prepared, &names, opts)?;
                 r.notes.push(format!("{e}; running on the CPU"));
                 r
             }
             other => other?,
         }
     } else {
-        run_prepared_cpu(&prepared, opts)?
+        run_prepared_cpu_with_gradients(&prepared, &names, opts)?
     };
     result.warnings = warnings;
     Ok(result)
@@ -502,16 +488,31 @@ fn run_prepared_cpu(prepared: &[Prepared], opts: &RunOptions) -> Result<RunResul
     })
 }
 
-/// Runs prepared losses and the gradients of their total on the process's GPU, unfused
-/// (one dispatch per node of the adjoint IRs: the fused backward kernel is not built
-/// yet).
-fn run_unfused_gradients(
+/// Evaluates prepared losses on the CPU, with the gradients of their total with respect
+/// to `names` (none when empty).
+fn run_prepared_cpu_with_gradients(
+    prepared: &[Prepared],
+    names: &[String],
+    opts: &RunOptions,
+) -> Result<RunResult, RunError> {
+    let mut r = run_prepared_cpu(prepared, opts)?;
+    if !names.is_empty() || opts.wrt != Wrt::Nothing {
+        let weights: Vec<f32> = r.losses.iter().map(|(_, l)| l.weight).collect();
+        r.grads = grad::gradients(prepared, names, &weights, opts.anneal)?;
+    }
+    Ok(r)
+}
+
+/// Runs prepared losses and the gradients of their total with respect to `names` on the
+/// process's GPU: the forward kernel and the backward kernel in one command buffer.
+fn run_gpu_gradients(
+    kernel: &Kernel,
     prepared: &[Prepared],
     names: &[String],
     opts: &RunOptions,
 ) -> Result<RunResult, RunError> {
     let gpu = crate::gpu::gpu()?;
-    let g = grad::gradients_unfused(gpu, prepared, names, opts.anneal)?;
+    let g = grad::gradients_fused(gpu, kernel, prepared, names, opts.anneal, opts.rows)?;
     let names_: Vec<&str> = prepared.iter().map(|p| p.bound.ir.name.as_str()).collect();
     let annealed: Vec<bool> = prepared.iter().map(|p| p.annealed).collect();
     let (_, mut losses, logs) = combine(&names_, &g.values, &annealed, opts);
@@ -524,11 +525,9 @@ fn run_unfused_gradients(
         logs,
         grads: g.grads,
         dispatches: g.dispatches,
-        backend: format!("gpu (unfused): {}", gpu.describe()),
+        backend: format!("gpu: {}", gpu.describe()),
         warnings: vec![],
-        notes: vec![
-            "gradients on the GPU run unfused, one dispatch per node of the adjoint IR, until the fused backward kernel exists".into(),
-        ],
+        notes: vec![],
         kernel: None,
     })
 }

@@ -8,7 +8,7 @@ use super::{LossEmitter, SharedLoad};
 use crate::codegen::analysis::ReadRecord;
 use crate::codegen::layout::{Layout, Slot};
 use crate::ir::sites::gathered;
-use crate::ir::{IndexExpr, IndexId, IndexTerm, InputId, LossIr, Poly, Tensor, Ty};
+use crate::ir::{COUNT_PARAM, IndexExpr, IndexId, IndexTerm, InputId, LossIr, Poly, Tensor, Ty};
 
 impl LossEmitter<'_> {
     pub(super) fn poly(&mut self, p: &Poly) -> String {
@@ -98,6 +98,18 @@ impl LossEmitter<'_> {
             Tensor::Input(i) => self.ir.inputs[i].name.clone(),
             Tensor::Param(p) => self.ir.params[p].name.clone(),
         };
+        if let (Tensor::Param(_), Some(store)) = (t, self.store)
+            && name == COUNT_PARAM
+        {
+            // The forward kernel's count, from its results.
+            return match store.count_at {
+                Some(k) => format!("lc_saved[{k}]"),
+                None => {
+                    self.fail("a backward loss reads a count its forward loss has not".into());
+                    "0.0f".into()
+                }
+            };
+        }
         let off = self.m(Slot::Offset {
             loss: self.li,
             tensor: name.clone(),

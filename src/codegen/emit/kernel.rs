@@ -150,6 +150,13 @@ impl LossEmitter<'_> {
         }
         self.close();
 
+        if self.store.is_some() {
+            // A backward loss stored its elements: nothing to publish or combine.
+            self.placement = None;
+            self.close();
+            self.w.blank();
+            return;
+        }
         // A row of one element shared by the workgroup (a heatmap's KL per keypoint):
         // only thread 0 has a value, so no reduction is needed to publish it.
         let single = self.known(&Slot::RowPerThread { loss: li }) == Some(0)
@@ -186,6 +193,30 @@ impl LossEmitter<'_> {
 
     fn element_stages(&mut self) {
         let li = self.li;
+        if self.store.is_some() {
+            // A gradient element, written once where the input's element is: the domain
+            // is the input's axes, row-major.
+            let v = self.val(self.ir.compute);
+            let mut flat = String::new();
+            for (k, d) in self.ir.domain.clone().iter().enumerate() {
+                let x = self.var(*d);
+                if k == 0 {
+                    flat = x;
+                } else {
+                    let e = self.m(Slot::Extent {
+                        loss: li,
+                        index: *d,
+                    });
+                    flat = format!("({flat}) * {e} + {x}");
+                }
+            }
+            if flat.is_empty() {
+                flat = "0".into();
+            }
+            let off = self.m(Slot::GradOffset { loss: li });
+            self.w.line(format!("lc_grad[{off} + {flat}] = {v};"));
+            return;
+        }
         self.w.line("var keep = true;");
         self.w.line("var zeroed = false;");
         for (mi, mask) in self.ir.masks.clone().iter_enumerated() {
@@ -276,6 +307,11 @@ impl LossEmitter<'_> {
         self.w.line(format!("lc_out[{}] = loss;", 3 * li));
         self.w.line(format!("lc_out[{}] = {w};", 3 * li + 1));
         self.w.line(format!("lc_out[{}] = {w} * loss;", 3 * li + 2));
+        // What a backward kernel divides by.
+        self.w.line(format!(
+            "lc_out[{}] = f32(count);",
+            3 * self.n_losses + 1 + li
+        ));
         self.close();
         self.close();
     }

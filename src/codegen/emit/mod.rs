@@ -30,7 +30,7 @@ use petgraph::stable_graph::NodeIndex;
 
 use super::Site;
 use super::analysis::ReadRecord;
-use super::bindings::{BINDINGS, META_STRUCT};
+use super::bindings::{BACKWARD_BINDINGS, BINDINGS, META_STRUCT};
 use super::layout::{Layout, Slot, SlotId};
 use super::schedule::LossSchedule;
 use super::wgsl::{PRELUDE, REDUCE, meta_value, set_zero_bits};
@@ -111,6 +111,18 @@ struct LossEmitter<'a> {
     /// In a four-wide loop: the block depth of its body, and the vec4 loads its four
     /// elements share, declared at the top of the body once the elements are written.
     shared_loads: Option<(usize, Vec<SharedLoad>)>,
+    /// In a backward kernel: this loss's gradient is stored element by element, not
+    /// reduced ([`Backward`]).
+    store: Option<StoreTo>,
+    /// The number of losses in the kernel.
+    n_losses: usize,
+}
+
+/// Where a backward loss's elements go and where its forward count is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct StoreTo {
+    /// The position of its forward loss's count in the forward kernel's results.
+    count_at: Option<usize>,
 }
 
 /// A vec4 load the four values of a four-wide loop's iteration share.
@@ -159,6 +171,8 @@ impl<'a> LossEmitter<'a> {
             linear: None,
             lane: None,
             shared_loads: None,
+            store: shared.store.as_ref().and_then(|s| s.get(li).copied()),
+            n_losses: 0,
         }
     }
 }
@@ -186,6 +200,8 @@ struct Shared {
     bug: Option<InternalError>,
     /// The first block opened deeper than WGSL compilers accept.
     too_deep: Option<TooDeep>,
+    /// In a backward kernel, each loss's store.
+    store: Option<Vec<StoreTo>>,
 }
 
 impl Shared {
@@ -209,6 +225,7 @@ impl Shared {
     ) {
         for (li, (ir, sched)) in losses.iter().enumerate() {
             let mut e = LossEmitter::new(ir, li, sched, self, w, values);
+            e.n_losses = losses.len();
             write(&mut e);
             let (bug, too_deep) = (e.bug.take(), e.too_deep.take());
             self.bug = self.bug.take().or(bug);
@@ -342,22 +359,87 @@ pub fn generate(
     main.close();
     main.close();
     main.close();
+    let title = format!(
+        "// lossc fused kernel `{name}`: {} loss(es) in one dispatch.",
+        losses.len()
+    );
+    module(&title, &BINDINGS, shared, body, main, &total)
+}
+
+/// Writes the backward kernel of a factory: `losses` are its gradients as losses
+/// ([`crate::ir::COUNT_PARAM`]), each stored element by element into `lc_grad` instead of
+/// reduced; `count_at[i]` is where loss `i` finds its forward loss's count in the forward
+/// kernel's results (`lc_saved`), for a gradient of a mean.
+pub fn generate_backward(
+    name: &str,
+    losses: &[(&LossIr, &LossSchedule)],
+    count_at: &[Option<usize>],
+    specialising: Option<Specialising>,
+) -> Result<Generated, InternalError> {
+    let mut shared = Shared::default();
+    let values = specialising.as_ref().map(|s| s.values);
+    if let Some(s) = &specialising {
+        shared.layout = s.layout.clone();
+        shared.frozen = true;
+    }
+    shared.store = Some(count_at.iter().map(|c| StoreTo { count_at: *c }).collect());
+    (shared.sites, shared.codes) = number_sites(losses);
+    let mut body = Writer::default();
+    shared.each_loss(losses, values, &mut body, |e| e.loss_fn());
+    let mut main = Writer::default();
+    main.line(format!("@compute @workgroup_size({WORKGROUP})"));
+    main.open(
+        "fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>)",
+    );
+    let nwg = meta_value(shared.slot(Slot::Workgroups), values);
+    let total = meta_value(shared.slot(Slot::TotalItems), values);
+    let slice_size = meta_value(shared.slot(Slot::SliceSize), values);
+    main.line("_ = lc_arena4[0];");
+    main.line("_ = lc_saved[0];");
+    main.line(set_zero_bits("lc_arena"));
+    main.line("let wid = i32(wg.x);");
+    main.line(format!("let slice = wid * {slice_size};"));
+    main.open(format!(
+        "for (var item: i32 = wid; item < {total}; item += {nwg})"
+    ));
+    for li in 0..losses.len() {
+        let base = meta_value(shared.slot(Slot::Base { loss: li }), values);
+        let items = meta_value(shared.slot(Slot::Items { loss: li }), values);
+        main.open(format!("if (item >= {base} && item < {base} + {items})"));
+        main.line(format!("loss_{li}(item - {base}, item, lid, slice);"));
+        main.close();
+    }
+    main.close();
+    main.close();
+    let title = format!(
+        "// lossc backward kernel `{name}`: {} gradient(s) in one dispatch, after the forward kernel.",
+        losses.len()
+    );
+    module(&title, &BACKWARD_BINDINGS, shared, body, main, &total)
+}
+
+/// The module around the losses' functions (`body`) and `main`: the prelude, the
+/// bindings, the checked reads' helpers.
+fn module(
+    title: &str,
+    bindings: &[super::bindings::Binding],
+    shared: Shared,
+    body: Writer,
+    main: Writer,
+    total: &str,
+) -> Result<Generated, InternalError> {
     if let Some(b) = shared.bug {
         return Err(b);
     }
-
     let mut w = Writer::default();
-    w.line(format!(
-        "// lossc fused kernel `{name}`: {} loss(es) in one dispatch.",
-        losses.len()
-    ));
+    w.line(title);
     w.line("// Generated by lossc; each statement names the .loss line it comes from.");
     w.blank();
     w.splice(PRELUDE);
     w.blank();
     w.splice(REDUCE);
     w.blank();
-    for b in BINDINGS.iter().filter(|b| b.is_uniform()) {
+    for b in bindings.iter().filter(|b| b.is_uniform()) {
         w.open(format!("struct {META_STRUCT}"));
         w.line(format!(
             "m: array<{}, {}>,",
@@ -366,14 +448,14 @@ pub fn generate(
         ));
         w.close();
     }
-    for b in &BINDINGS {
+    for b in bindings {
         if let Some(note) = b.note {
             w.line(format!("// {note}"));
         }
         w.line(b.declaration());
     }
     w.blank();
-    checks(&mut w, &total);
+    checks(&mut w, total);
     w.blank();
     w.line("// A partial result published by another workgroup: atomics are the only memory WGSL");
     w.line("// orders between workgroups, so wait until the slot holds a value.");

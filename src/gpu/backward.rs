@@ -1,0 +1,195 @@
+//! The backward kernel's dispatch: it runs right after its forward [`Dispatch`], in the
+//! same command buffer, on the forward's arena (the same inputs and params, at the same
+//! offsets) and reading the forward's results (each mean's count); it writes every
+//! gradient element once into its own buffer.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use wgpu::util::DeviceExt;
+
+use super::device::{Pipeline, bind_group};
+use super::dispatch::{Dispatch, KernelForm, read_back};
+use super::pack::{Arena, domain_size, fill_parameter_block};
+use super::plan::{self, Adapter, Plan};
+use super::{Gpu, GpuError};
+use crate::bind::Bound;
+use crate::codegen::Kernel;
+use crate::codegen::bindings::{BACKWARD_BINDINGS, Holds};
+use crate::codegen::emit::WORKGROUP;
+use crate::ice::InternalError;
+use crate::ir::LossIr;
+
+/// A backward kernel bound to its forward dispatch's buffers, ready to run after it.
+pub struct Backward {
+    pipeline: Arc<Pipeline>,
+    bind_group: wgpu::BindGroup,
+    workgroups: u32,
+    grads: wgpu::Buffer,
+    staging: wgpu::Buffer,
+    /// Where each loss's gradient starts in the gradient buffer, and its length.
+    pub spans: Vec<(usize, usize)>,
+    wgsl: String,
+}
+
+impl Dispatch {
+    /// The backward kernel `kernel` of this dispatch's losses, on `bound` (its gradient
+    /// losses bound to the same data); `forward_of[i]` is the forward loss whose tensors
+    /// backward loss `i` reads (a gradient loss holds its forward loss's inputs and params
+    /// under the same names).
+    pub fn backward(
+        &self,
+        gpu: &Gpu,
+        kernel: &Kernel,
+        bound: &[&Bound],
+        forward_of: &[usize],
+    ) -> Result<Backward, GpuError> {
+        let mut offsets = HashMap::new();
+        for (bi, fi) in forward_of.iter().enumerate() {
+            for ((li, name), at) in &self.offsets {
+                if li == fi {
+                    offsets.insert((bi, name.clone()), *at);
+                }
+            }
+        }
+        let arena = Arena {
+            values: vec![],
+            offsets,
+            device_copies: vec![],
+        };
+        let plan = plan::plan(&Adapter::of(gpu), kernel, bound, self.placement)?;
+        let ones = vec![1.0f32; bound.len()];
+        let block = fill_parameter_block(kernel, bound, &ones, &arena, &plan)?;
+        let wgsl = match self.form {
+            KernelForm::Specialised => {
+                let losses: Vec<&LossIr> = bound.iter().map(|b| b.ir).collect();
+                kernel.specialise(&losses, &block)?
+            }
+            KernelForm::Generic => kernel.wgsl.clone(),
+        };
+        let pipeline = gpu.pipeline_for(&wgsl, &BACKWARD_BINDINGS)?;
+        let Plan { slice, work, .. } = plan;
+        let d = &gpu.device;
+        let meta = d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("lossc backward meta"),
+            contents: &block
+                .iter()
+                .flat_map(|x| x.to_le_bytes())
+                .collect::<Vec<u8>>(),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let max = gpu
+            .limits
+            .max_storage_buffer_binding_size
+            .min(gpu.limits.max_buffer_size);
+        let scratch_len = (slice * WORKGROUP as i64 * work.workgroups).max(1) as u64;
+        if scratch_len * 4 > max {
+            return Err(GpuError::ScratchTooLarge);
+        }
+        let scratch = d.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("lossc backward scratch"),
+            size: scratch_len * 4,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        // The error word and the sites' words are written by reads whose values are
+        // discarded (see `BACKWARD_BINDINGS`); nobody reads them.
+        let sync_words = 2 + 2 * work.total_items.max(0) as u64 + kernel.sites.len() as u64;
+        let sync = d.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("lossc backward sync"),
+            size: sync_words * 4,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        let mut spans = Vec::new();
+        let mut at = 0usize;
+        for b in bound {
+            let n = domain_size(b).max(0) as usize;
+            spans.push((at, n));
+            at += n;
+        }
+        let bytes = (4 * at.max(1)) as u64;
+        if bytes > max {
+            return Err(GpuError::ScratchTooLarge);
+        }
+        let grads = d.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("lossc gradients"),
+            size: bytes,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let staging = d.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("lossc gradients staging"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let bind_group = bind_group(&gpu.device, &pipeline.layout, &BACKWARD_BINDINGS, |h| {
+            Some(match h {
+                Holds::Meta => meta.clone(),
+                Holds::Arena => self.arena().clone(),
+                Holds::Scratch => scratch.clone(),
+                Holds::Sync => sync.clone(),
+                Holds::Saved => self.out().clone(),
+                Holds::Grads => grads.clone(),
+                Holds::Out | Holds::Values => return None,
+            })
+        })?;
+        Ok(Backward {
+            pipeline,
+            bind_group,
+            workgroups: work.workgroups as u32,
+            grads,
+            staging,
+            spans,
+            wgsl,
+        })
+    }
+
+    /// Runs the forward kernel, then `backward`, recorded in one command buffer: the
+    /// results (as [`Dispatch::run`]), every gradient loss's elements (at
+    /// [`Backward::spans`]), and the number of dispatches.
+    pub fn run_backward(
+        &self,
+        gpu: &Gpu,
+        backward: &Backward,
+    ) -> Result<(Vec<f32>, Vec<f32>, u32), GpuError> {
+        self.run_with(gpu, Some(backward))
+    }
+}
+
+impl Backward {
+    /// Records the backward dispatch and the copy of its gradients; the number of
+    /// dispatches recorded.
+    pub(super) fn record(&self, enc: &mut wgpu::CommandEncoder) -> u32 {
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("lossc backward"),
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(&self.pipeline.pipeline);
+            pass.set_bind_group(0, &self.bind_group, &[]);
+            pass.dispatch_workgroups(self.workgroups, 1, 1);
+        }
+        enc.copy_buffer_to_buffer(&self.grads, 0, &self.staging, 0, None);
+        1
+    }
+
+    /// The gradients of the last run.
+    pub(super) fn read(&self, gpu: &Gpu) -> Result<Vec<f32>, GpuError> {
+        let mut v = read_back(gpu, &self.staging)?;
+        let n = self.spans.last().map_or(0, |(a, n)| a + n);
+        if v.len() < n {
+            return Err(
+                InternalError::new("the gradient buffer is shorter than its losses").into(),
+            );
+        }
+        v.truncate(n);
+        Ok(v)
+    }
+
+    /// The kernel text it runs.
+    pub fn wgsl(&self) -> &str {
+        &self.wgsl
+    }
+}
