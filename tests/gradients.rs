@@ -721,7 +721,12 @@ fn the_command_line_prints_gradients_on_both_back_ends_and_refuses_unknown_input
 #[test]
 fn gpu_gradients_of_random_programs_match_the_cpu() {
     let mut r = Rng(0x00dd_ba11_5eed_u64);
-    for case in 0..40 {
+    // `LOSSC_GRAD_PROGRAMS=N` runs N programs instead (a long run, by hand).
+    let programs: usize = std::env::var("LOSSC_GRAD_PROGRAMS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(40);
+    for case in 0..programs {
         let (text, program, data) = random_case(&mut r);
         let terms = [FactoryTerm::plain("f")];
         let on = |backend| {
@@ -872,4 +877,71 @@ fn explain_says_how_each_gradient_is_gathered() {
         ),
         "{text}"
     );
+}
+
+/// The losses a backward kernel runs ([`lossc::ad::kernel`]: every `at` replaced by its
+/// operand rebuilt at the set indices, the mean's count read from a param) give the
+/// adjoint's gradients bit for bit on the CPU evaluator: the rewrite changes where values
+/// are read, not what is computed. A read the rewrite moves outside its axis gives NaN
+/// here, so a guard that failed to discard one would show. On random programs (shifted reads `y[n + 1]`, gathers
+/// `x[g[n], j]`, masks, rectify) and on every example loss with the demo data.
+#[test]
+fn the_backward_kernels_losses_evaluate_to_the_adjoints_gradients() {
+    use lossc::ad::kernel::gradient_losses;
+    use lossc::runtime::grad::backward_bound;
+    let mut cases: Vec<(String, Program, lossc::runtime::data::Data)> = Vec::new();
+    let mut r = Rng(0x0bac_4a2d_u64);
+    for _ in 0..60 {
+        cases.push(random_case(&mut r));
+    }
+    let demo = std::fs::read_to_string(common::root().join("examples/demo.json")).unwrap();
+    for f in example_files() {
+        let text = std::fs::read_to_string(&f).unwrap();
+        cases.push((text.clone(), check(&text), parse_json_data(&demo).unwrap()));
+    }
+    let mut compared = 0;
+    for (text, program, data) in &cases {
+        let terms = [FactoryTerm::plain(program.losses[0].name.clone())];
+        let Ok((prepared, _)) = prepare(program, &terms, data, &vec![]) else {
+            continue;
+        };
+        let b = &prepared[0].bound;
+        let wrt: Vec<InputId> = b
+            .inputs
+            .iter_enumerated()
+            .filter(|(_, d)| d.is_some())
+            .map(|(i, _)| i)
+            .collect();
+        let Ok(adj) = adjoint(b.ir, &wrt, &b.active_masks) else {
+            continue;
+        };
+        let adj_bound = rebind(b, &adj.ir).unwrap();
+        let roots: Vec<_> = adj.grads.iter().map(|g| (g.axes.clone(), g.node)).collect();
+        let want = lossc::eval::gradients(&adj_bound, &roots).unwrap();
+        let count = match adj.count {
+            Some(n) => lossc::eval::gradients(&adj_bound, &[(vec![], Some(n))]).unwrap()[0][0],
+            None => 0.0,
+        };
+        for gl in gradient_losses(&adj).unwrap() {
+            verify(&gl.ir, Stage::Ranged).unwrap_or_else(|e| panic!("{e}\n{text}"));
+            assert!(
+                !gl.ir
+                    .graph
+                    .node_weights()
+                    .any(|n| matches!(n.op, Op::At(_))),
+                "an `at` is left\n{text}"
+            );
+            let bound = backward_bound(b, &gl.ir, count, true).unwrap();
+            let got = lossc::eval::backward_gradients(
+                &bound,
+                &[(gl.ir.domain.clone(), Some(gl.ir.compute))],
+            )
+            .unwrap();
+            let want: Vec<u32> = want[gl.grad].iter().map(|x| x.to_bits()).collect();
+            let got: Vec<u32> = got[0].iter().map(|x| x.to_bits()).collect();
+            assert_eq!(got, want, "d/d{}\n{text}", b.ir.inputs[gl.input].name);
+            compared += 1;
+        }
+    }
+    assert!(compared >= 100, "only {compared} gradients compared");
 }

@@ -63,6 +63,39 @@ fn wgsl_and_manifest_of_the_example_factories() {
     }
 }
 
+/// The backward kernel of every example loss with respect to every input it reads, and
+/// of the example factories: generated WGSL, reviewable as snapshots (validated by naga
+/// as they are compiled; run against the CPU and Lightning Pose's gradients in
+/// `tests/conformance.rs` and `tests/gradients.rs`).
+#[test]
+fn backward_wgsl_of_every_example_loss_and_factory() {
+    use lossc::runtime::grad::{Wrt, compile_backward};
+    let program = program();
+    let mut kernels: Vec<(String, Vec<FactoryTerm>)> = program
+        .losses
+        .iter()
+        .map(|l| (l.name.clone(), vec![FactoryTerm::plain(l.name.clone())]))
+        .collect();
+    kernels.extend(
+        program
+            .factories
+            .iter()
+            .map(|f| (f.name.clone(), f.terms.clone())),
+    );
+    for (name, terms) in kernels {
+        let (k, described) = compile_backward(&program, &name, &terms, &Wrt::EveryInput).unwrap();
+        let mut text = String::new();
+        for d in &described {
+            text.push_str(&format!(
+                "// loss {}: d {} / d {}\n",
+                d.term, d.loss, d.input
+            ));
+        }
+        text.push_str(&k.wgsl);
+        insta::assert_snapshot!(format!("{name}.backward.wgsl"), text);
+    }
+}
+
 /// Runs a factory kernel on the GPU and on the CPU; both must match `expected_total`.
 fn check_factory(program: &Program, name: &str, data_json: &str, expected_total: f32) {
     let f = program.factories.iter().find(|f| f.name == name).unwrap();

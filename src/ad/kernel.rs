@@ -27,8 +27,8 @@ use super::Adjoint;
 use crate::ice::InternalError;
 use crate::ir::passes::dce::remove_dead_nodes;
 use crate::ir::{
-    IndexExpr, IndexId, IndexTerm, InputId, LossIr, Node, Op, ParamInfo, ParamKind, ParamValue,
-    ReduceMode, Tensor, Ty, add_node, free_indices, operands,
+    BinaryFn, IndexExpr, IndexId, IndexTerm, InputId, LossIr, Node, Op, ParamInfo, ParamKind,
+    ParamValue, ReduceMode, Tensor, Ty, add_node, free_indices, operands,
 };
 
 pub use crate::ir::COUNT_PARAM;
@@ -79,6 +79,7 @@ pub fn gradient_losses(adj: &Adjoint) -> Result<Vec<GradLoss>, InternalError> {
         let Some(node) = g.node else { continue };
         let node = replaced.get(&node).copied().unwrap_or(node);
         let mut loss = ir.clone();
+        let node = broadcast(&mut loss, node, &g.axes);
         loss.name = format!("{}.d_{}", ir.name, ir.inputs[g.input].name);
         loss.domain = g.axes.clone();
         loss.compute = node;
@@ -110,6 +111,34 @@ pub fn gradient_losses(adj: &Adjoint) -> Result<Vec<GradLoss>, InternalError> {
         });
     }
     Ok(out)
+}
+
+/// `n` made to depend on every one of `axes` it is constant along (a gradient broadcast
+/// over an axis), as `select(Σ missing ≥ 0, n, n)`: the same value, bit for bit, but a
+/// loss's domain is its `compute`'s free indices, which schedules rely on and the
+/// verifier checks.
+fn broadcast(ir: &mut LossIr, n: NodeIndex, axes: &[IndexId]) -> NodeIndex {
+    let missing: Vec<IndexId> = axes
+        .iter()
+        .copied()
+        .filter(|v| !ir.graph[n].free.contains(v))
+        .collect();
+    if missing.is_empty() {
+        return n;
+    }
+    let span = ir.graph[n].span;
+    let add = |ir: &mut LossIr, op: Op, ty: Ty, args: &[NodeIndex]| {
+        let free = free_indices(&ir.graph, &op, args);
+        add_node(&mut ir.graph, Node { op, ty, free, span }, args)
+    };
+    let mut sum = IndexExpr::default();
+    for v in &missing {
+        sum = sum.add_scaled(&IndexExpr::var(*v), 1);
+    }
+    let at = add(ir, Op::IndexValue(sum), Ty::Num, &[]);
+    let zero = add(ir, Op::constant(0.0), Ty::Num, &[]);
+    let cond = add(ir, Op::Binary(BinaryFn::Ge), Ty::Bool, &[at, zero]);
+    add(ir, Op::Select, ir.graph[n].ty, &[cond, n, n])
 }
 
 /// Replaces every [`Op::At`] by its operand rebuilt at the indices it sets, operands

@@ -120,6 +120,9 @@ struct Evaluator<'a, 'b> {
     /// The failure to report, of the reads made so far (of the entry being computed,
     /// while a reduction is materialised).
     fault: Cell<Option<Fault>>,
+    /// Whether a read outside its axis gives NaN and is not reported (the losses of a
+    /// backward kernel, [`backward_gradients`]), instead of being an error.
+    lenient: bool,
 }
 
 impl<'a, 'b> Evaluator<'a, 'b> {
@@ -139,6 +142,7 @@ impl<'a, 'b> Evaluator<'a, 'b> {
             dims: b.dims.iter().copied().map(Some).collect(),
             sites: ir.checked_reads(),
             fault: Cell::new(None),
+            lenient: false,
         };
         Ok((ev, order))
     }
@@ -171,7 +175,28 @@ pub fn gradients(
     b: &Bound,
     grads: &[(Vec<IndexId>, Option<NodeIndex>)],
 ) -> Result<Vec<Vec<f32>>, EvalError> {
+    gradients_with(b, grads, false)
+}
+
+/// [`gradients`] of the losses a backward kernel runs (`crate::ad::kernel`), whose
+/// reads at indices rebuilt from a gradient's may leave their axes where the adjoint's
+/// guards discard the value: such a read gives NaN, so that a guard that failed to
+/// discard it shows, and a checked read failing there is not reported (the forward
+/// pass made every read the gradient uses).
+pub fn backward_gradients(
+    b: &Bound,
+    grads: &[(Vec<IndexId>, Option<NodeIndex>)],
+) -> Result<Vec<Vec<f32>>, EvalError> {
+    gradients_with(b, grads, true)
+}
+
+fn gradients_with(
+    b: &Bound,
+    grads: &[(Vec<IndexId>, Option<NodeIndex>)],
+    lenient: bool,
+) -> Result<Vec<Vec<f32>>, EvalError> {
     let (mut ev, order) = Evaluator::new(b)?;
+    ev.lenient = lenient;
     let mut env: TiVec<IndexId, i64> = b.ir.indices.iter().map(|_| 0).collect();
     let roots: Vec<NodeIndex> = grads.iter().filter_map(|(_, n)| *n).collect();
     ev.materialise_for(&order, &roots, &mut env)?;
@@ -552,6 +577,9 @@ impl Evaluator<'_, '_> {
         let mut at = 0usize;
         for (axis, (e, n)) in idx.iter().zip(&data.shape).enumerate() {
             let mut i = self.index(e, env, node)?;
+            if (i < 0 || i >= *n as i64) && self.lenient {
+                return Ok(f32::NAN);
+            }
             if i < 0 || i >= *n as i64 {
                 // Only a gathered subscript can leave its axis here (the binder checks
                 // the others over their whole ranges); the read goes on at index 0.

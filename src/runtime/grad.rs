@@ -380,6 +380,72 @@ pub fn backward_bound<'a>(
     Ok(b)
 }
 
+/// One loss of a backward kernel: the gradient of a factory term's loss with respect to
+/// one of its inputs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BackwardTerm {
+    /// The term's position in the factory (its loss's in the forward kernel).
+    pub term: usize,
+    /// The loss's name.
+    pub loss: String,
+    /// The input.
+    pub input: String,
+}
+
+/// The backward kernel of `terms` (compiled as forward kernel `name`) with respect to
+/// the inputs `wrt`, without data, for runs in which every `remove_nans` stage runs
+/// (every optional input given), as `lossc compile --grad` writes it: the kernel and
+/// what each of its losses is. A term whose loss reads none of `wrt` has no loss in it,
+/// nor has a gradient that does not depend on its input.
+pub fn compile_backward(
+    program: &crate::ir::Program,
+    name: &str,
+    terms: &[crate::ir::FactoryTerm],
+    wrt: &Wrt,
+) -> Result<(crate::codegen::Kernel, Vec<BackwardTerm>), RunError> {
+    let mut losses: Vec<(usize, GradLoss)> = Vec::new();
+    for (li, t) in terms.iter().enumerate() {
+        let ir = program
+            .loss(&t.loss)
+            .ok_or_else(|| crate::codegen::CompileError::NoSuchLoss(t.loss.clone()))?;
+        let ids: Vec<InputId> = ir
+            .inputs
+            .iter_enumerated()
+            .filter(|(_, info)| match wrt {
+                Wrt::Nothing => false,
+                Wrt::EveryInput => true,
+                Wrt::Inputs(names) => names.contains(&info.name),
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if ids.is_empty() {
+            continue;
+        }
+        let active: crate::ir::TiVec<crate::ir::MaskId, bool> =
+            ir.masks.iter().map(|_| true).collect();
+        let adj = adjoint(ir, &ids, &active)?;
+        for gl in gradient_losses(&adj)? {
+            losses.push((li, gl));
+        }
+    }
+    let n = terms.len();
+    let irs: Vec<&crate::ir::LossIr> = losses.iter().map(|(_, gl)| &gl.ir).collect();
+    let count_at: Vec<Option<usize>> = losses
+        .iter()
+        .map(|(li, gl)| gl.reads_count.then_some(3 * n + 1 + li))
+        .collect();
+    let kernel = crate::codegen::compile_backward(&format!("{name}.backward"), &irs, &count_at)?;
+    let described = losses
+        .iter()
+        .map(|(li, gl)| BackwardTerm {
+            term: *li,
+            loss: terms[*li].loss.clone(),
+            input: gl.ir.inputs[gl.input].name.clone(),
+        })
+        .collect();
+    Ok((kernel, described))
+}
+
 /// What [`gradients_unfused`] and [`gradients_fused`] compute.
 pub struct FusedGradients {
     /// Each loss's value and weight.
