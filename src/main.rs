@@ -79,6 +79,13 @@ enum Command {
         /// Print how each loss was scheduled.
         #[arg(long)]
         explain: bool,
+        /// Also write the backward kernel: the gradient of the total with respect to
+        /// every input (docs/gradients.md), and its part of the manifest.
+        #[arg(long)]
+        grad: bool,
+        /// The backward kernel's inputs, these only (implies --grad).
+        #[arg(long, value_delimiter = ',', value_name = "INPUTS")]
+        wrt: Vec<String>,
     },
     /// Print how each loss of a factory is scheduled in its fused kernel; with --data,
     /// also how a dispatch on that data is laid out and how many bytes it loads.
@@ -94,9 +101,13 @@ enum Command {
         /// How the rows are placed on threads, as for `run`.
         #[arg(long, value_enum, default_value_t = Rows::Auto)]
         rows: Rows,
-        /// Also say how the gradient with respect to these inputs is gathered.
+        /// Also say how the gradient with respect to these inputs is gathered, and how
+        /// the backward kernel is scheduled.
         #[arg(long, value_delimiter = ',', value_name = "INPUTS")]
         wrt: Vec<String>,
+        /// Also say how the backward kernel (every input) is scheduled.
+        #[arg(long)]
+        grad: bool,
     },
     /// Print the IR as Graphviz DOT.
     Graph {
@@ -216,11 +227,14 @@ fn main() -> ExitCode {
             out,
             target,
             explain,
+            grad,
+            wrt,
         } => {
             let Some(program) = load(&selection.files) else {
                 return ExitCode::FAILURE;
             };
-            exit_with(compile(&program, &out, &selection, target, explain))
+            let wrt = wrt_of(grad, wrt);
+            exit_with(compile(&program, &out, &selection, target, explain, &wrt))
         }
         Command::Explain {
             selection,
@@ -228,10 +242,12 @@ fn main() -> ExitCode {
             set,
             rows,
             wrt,
+            grad,
         } => {
             let Some(program) = load(&selection.files) else {
                 return ExitCode::FAILURE;
             };
+            let backward = wrt_of(grad, wrt.clone());
             let result = (|| -> Result<(), RunError> {
                 let ks = selection.kernels(&program)?;
                 let on = match &data {
@@ -246,6 +262,12 @@ fn main() -> ExitCode {
                     }
                     if !wrt.is_empty() {
                         print_out(&explain_gradients(&program, &terms, &wrt)?);
+                    }
+                    if backward != runtime::grad::Wrt::Nothing {
+                        runtime::grad::check_wrt(&program, &terms, &backward)?;
+                        let b =
+                            runtime::grad::compile_backward(&program, &name, &terms, &backward)?;
+                        print_out(&b.explain());
                     }
                 }
                 Ok(())
@@ -273,13 +295,7 @@ fn main() -> ExitCode {
                 anneal,
                 rows: rows.into(),
                 backend: backend.into(),
-                wrt: if !wrt.is_empty() {
-                    runtime::grad::Wrt::Inputs(wrt)
-                } else if grad {
-                    runtime::grad::Wrt::EveryInput
-                } else {
-                    runtime::grad::Wrt::Nothing
-                },
+                wrt: wrt_of(grad, wrt),
             };
             let result = run_terms(
                 &program,
@@ -479,12 +495,24 @@ enum TargetArg {
     Glsl,
 }
 
+/// The inputs `--grad` and `--wrt` ask gradients for.
+fn wrt_of(grad: bool, wrt: Vec<String>) -> runtime::grad::Wrt {
+    if !wrt.is_empty() {
+        runtime::grad::Wrt::Inputs(wrt)
+    } else if grad {
+        runtime::grad::Wrt::EveryInput
+    } else {
+        runtime::grad::Wrt::Nothing
+    }
+}
+
 fn compile(
     program: &Program,
     out: &Path,
     selection: &Selection,
     target: TargetArg,
     explain: bool,
+    wrt: &runtime::grad::Wrt,
 ) -> Result<(), RunError> {
     use lossc::codegen::validate::Target;
     let target = match target {
@@ -504,7 +532,17 @@ fn compile(
         let code = lossc::codegen::validate::translate(&k.validated, &k.wgsl, target)?;
         let path = out.join(format!("{name}.{}", target.extension()));
         std::fs::write(&path, code).map_err(|e| write_error(&path, e))?;
-        let manifest = lossc::codegen::manifest::manifest(program, &k);
+        let mut manifest = lossc::codegen::manifest::manifest(program, &k);
+        if *wrt != runtime::grad::Wrt::Nothing {
+            runtime::grad::check_wrt(program, &terms, wrt)?;
+            let b = runtime::grad::compile_backward(program, &name, &terms, wrt)?;
+            let code =
+                lossc::codegen::validate::translate(&b.kernel.validated, &b.kernel.wgsl, target)?;
+            let bpath = out.join(format!("{name}.backward.{}", target.extension()));
+            std::fs::write(&bpath, code).map_err(|e| write_error(&bpath, e))?;
+            manifest["backward"] = b.manifest();
+            eprintln!("wrote {}", bpath.display());
+        }
         let mpath = out.join(format!("{name}.manifest.json"));
         let json = serde_json::to_string_pretty(&manifest).expect("a manifest serialises") + "\n";
         std::fs::write(&mpath, json).map_err(|e| write_error(&mpath, e))?;

@@ -945,3 +945,99 @@ fn the_backward_kernels_losses_evaluate_to_the_adjoints_gradients() {
     }
     assert!(compared >= 100, "only {compared} gradients compared");
 }
+
+/// `lossc compile --grad` writes the backward kernel beside the forward one, and the
+/// manifest says how to bind and order it; `--wrt` restricts it, an unknown name is an
+/// error with a suggestion; `lossc explain --grad` prints the backward schedules (one
+/// for `temporal`: its `confidences` only decide which elements count).
+#[test]
+fn compile_and_explain_write_the_backward_kernel() {
+    let dir = std::env::temp_dir().join(format!("lossc-compile-grad-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let d = dir.display().to_string();
+    let out = common::lossc(&[
+        "compile",
+        "examples/lightning_pose/temporal.loss",
+        "examples/lightning_pose/pca_singleview.loss",
+        "--losses",
+        "temporal,pca_singleview",
+        "-o",
+        &d,
+        "--wrt",
+        "keypoints_pred",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let name = "temporal+pca_singleview";
+    let wgsl = std::fs::read_to_string(dir.join(format!("{name}.backward.wgsl"))).unwrap();
+    assert!(wgsl.contains("lc_grad[") && wgsl.contains("lc_saved["));
+    let m: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join(format!("{name}.manifest.json"))).unwrap(),
+    )
+    .unwrap();
+    let losses = m["backward"]["losses"].as_array().unwrap();
+    let described: Vec<(String, u64, String)> = losses
+        .iter()
+        .map(|l| {
+            (
+                l["name"].as_str().unwrap().to_string(),
+                l["term"].as_u64().unwrap(),
+                l["input"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        described,
+        [
+            (
+                "temporal.d_keypoints_pred".to_string(),
+                0,
+                "keypoints_pred".to_string()
+            ),
+            (
+                "pca_singleview.d_keypoints_pred".to_string(),
+                1,
+                "keypoints_pred".to_string()
+            ),
+        ]
+    );
+    // Both are means: each reads its forward loss's count at 3n + 1 + term (n = 2).
+    assert_eq!(losses[0]["reads_count_at"], serde_json::json!(7));
+    assert_eq!(losses[1]["reads_count_at"], serde_json::json!(8));
+    let names: Vec<&str> = m["backward"]["bindings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"lc_grad") && names.contains(&"lc_saved"));
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let out = common::lossc(&[
+        "compile",
+        "examples/lightning_pose/temporal.loss",
+        "-o",
+        &d,
+        "--wrt",
+        "keypoint_pred",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean `keypoints_pred`?"));
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let out = common::lossc(&["explain", "examples/lightning_pose/temporal.loss", "--grad"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("backward kernel temporal.backward: 1 gradient(s)")
+            && text.contains("loss temporal.d_keypoints_pred"),
+        "{text}"
+    );
+}

@@ -83,9 +83,10 @@ fn backward_wgsl_of_every_example_loss_and_factory() {
             .map(|f| (f.name.clone(), f.terms.clone())),
     );
     for (name, terms) in kernels {
-        let (k, described) = compile_backward(&program, &name, &terms, &Wrt::EveryInput).unwrap();
+        let compiled = compile_backward(&program, &name, &terms, &Wrt::EveryInput).unwrap();
+        let (k, described) = (&compiled.kernel, &compiled.terms);
         let mut text = String::new();
-        for d in &described {
+        for d in described {
             text.push_str(&format!(
                 "// loss {}: d {} / d {}\n",
                 d.term, d.loss, d.input

@@ -5,9 +5,9 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::Kernel;
-use super::bindings::{BINDINGS, GROUP};
+use super::bindings::{BACKWARD_BINDINGS, BINDINGS, GROUP};
 use super::emit::{CHUNK, TIMEOUT_CODE, WORKGROUP};
-use crate::ir::{IndexId, ParamKind, Program};
+use crate::ir::{IndexId, LossIr, ParamKind, Program};
 
 /// One binding of the kernel, as the manifest lists it.
 #[derive(Serialize)]
@@ -111,5 +111,65 @@ pub fn manifest(program: &Program, k: &Kernel) -> Value {
         "sites": k.sites.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
         "determinism": "bit-identical run to run on one adapter: every reduction (per thread, workgroup tree, and the last workgroup's combination of per-item partials) runs in a fixed order; partials pass between workgroups through atomics",
         "limits": {"max_storage_buffers_per_stage": 5, "max_workgroup_invocations": WORKGROUP, "workgroup_storage_bytes": 2 * 4 * WORKGROUP + 4},
+    })
+}
+
+/// The manifest's `backward` section: how a host binds and runs a factory's backward
+/// kernel (`losses[i]`: backward loss `i`'s IR, the position of its forward loss in the
+/// factory, and the input its gradient is of).
+pub fn backward(k: &Kernel, losses: &[(&LossIr, usize, &str)]) -> Value {
+    let bindings: Vec<BindingEntry> = BACKWARD_BINDINGS
+        .iter()
+        .map(|b| BindingEntry {
+            group: GROUP,
+            binding: b.number,
+            name: b.name,
+            role: b.role,
+            ty: b.manifest_type(k.layout.vec4s()),
+        })
+        .collect();
+    let counts = k.backward.clone().unwrap_or_default();
+    let entries: Vec<Value> = losses
+        .iter()
+        .zip(&k.schedules)
+        .enumerate()
+        .map(|(i, ((ir, term, input), s))| {
+            let idx = |vs: &[IndexId]| {
+                vs.iter()
+                    .map(|v| ir.indices[*v].name.clone())
+                    .collect::<Vec<_>>()
+            };
+            json!({
+                "name": ir.name,
+                "term": term,
+                "input": input,
+                "gradient_axes": idx(&ir.domain),
+                "reads_count_at": counts.get(i).copied().flatten(),
+                "schedule": {
+                    "rows": idx(&s.row_vars),
+                    "elements": idx(&s.elem_vars),
+                    "hoisted": s.hoisted.iter().map(|h| json!({
+                        "reduction": crate::ir::dot::op_label(ir, &ir.graph[h.node].op),
+                        "table_over": idx(&h.table_vars),
+                        "same_as": h.same_as,
+                        "checks": h.checks,
+                    })).collect::<Vec<_>>(),
+                },
+            })
+        })
+        .collect();
+    json!({
+        "kernel": k.name,
+        "entry_point": "main",
+        "workgroup_size": [WORKGROUP, 1, 1],
+        "order": "dispatch the forward kernel, then this one, with no write to the forward's lc_out in between (lossc records both in one command buffer); the forward's lc_out is bound here read-only as lc_saved, and its arena is bound here too: a backward loss reads its forward loss's inputs and params at the forward's offsets",
+        "assumes": "every remove_nans stage runs (every optional input given); lossc's runtime builds the kernel for the stages that run",
+        "bindings": bindings,
+        "losses": entries,
+        "parameter_block": k.layout.slots,
+        "work": "as the forward kernel's (`work`), for these losses; slot `grad_offset` of loss i: the summed gradient sizes (products of the input's shape) of losses 0..i; lc_grad holds all of them (at least one f32); lc_sync needs 2 + 2 × total_items + sites words and is neither read back nor reset",
+        "gradient_of_total": "d total / d input = Σ, over the losses of that input in order, anneal_t × weight_t × the loss's slice of lc_grad, where t is its term, weight_t the forward's lc_out[3t + 1] and anneal_t its anneal factor (1 when not annealed)",
+        "sites": k.sites.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        "determinism": "every gradient element is written once, by one thread, from values read in a fixed order: bit-identical run to run on one adapter",
     })
 }

@@ -380,6 +380,47 @@ pub fn backward_bound<'a>(
     Ok(b)
 }
 
+/// Refuses a name in `wrt` that no loss of `terms` declares as an input, naming the
+/// inputs they have (for a kernel compiled without data).
+pub fn check_wrt(
+    program: &crate::ir::Program,
+    terms: &[crate::ir::FactoryTerm],
+    wrt: &Wrt,
+) -> Result<(), RunError> {
+    let Wrt::Inputs(names) = wrt else {
+        return Ok(());
+    };
+    let mut declared: Vec<String> = Vec::new();
+    for t in terms {
+        if let Some(ir) = program.loss(&t.loss) {
+            for i in &ir.inputs {
+                if !declared.contains(&i.name) {
+                    declared.push(i.name.clone());
+                }
+            }
+        }
+    }
+    for name in names {
+        if !declared.contains(name) {
+            return Err(RunError::NoSuchInput {
+                name: name.clone(),
+                losses: terms
+                    .iter()
+                    .map(|t| format!("`{}`", t.loss))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                known: declared
+                    .iter()
+                    .map(|d| format!("`{d}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                hint: closest(name, declared.iter().map(String::as_str)).map(str::to_string),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// One loss of a backward kernel: the gradient of a factory term's loss with respect to
 /// one of its inputs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -402,7 +443,7 @@ pub fn compile_backward(
     name: &str,
     terms: &[crate::ir::FactoryTerm],
     wrt: &Wrt,
-) -> Result<(crate::codegen::Kernel, Vec<BackwardTerm>), RunError> {
+) -> Result<CompiledBackward, RunError> {
     let mut losses: Vec<(usize, GradLoss)> = Vec::new();
     for (li, t) in terms.iter().enumerate() {
         let ir = program
@@ -443,7 +484,48 @@ pub fn compile_backward(
             input: gl.ir.inputs[gl.input].name.clone(),
         })
         .collect();
-    Ok((kernel, described))
+    Ok(CompiledBackward {
+        kernel,
+        terms: described,
+        losses: losses.into_iter().map(|(_, gl)| gl.ir).collect(),
+    })
+}
+
+/// A factory's backward kernel, as [`compile_backward`] builds it.
+pub struct CompiledBackward {
+    /// The kernel.
+    pub kernel: crate::codegen::Kernel,
+    /// What each of its losses is.
+    pub terms: Vec<BackwardTerm>,
+    /// Its losses' IRs.
+    pub losses: Vec<crate::ir::LossIr>,
+}
+
+impl CompiledBackward {
+    /// The manifest's `backward` section ([`crate::codegen::manifest::backward`]).
+    pub fn manifest(&self) -> serde_json::Value {
+        let losses: Vec<(&crate::ir::LossIr, usize, &str)> = self
+            .losses
+            .iter()
+            .zip(&self.terms)
+            .map(|(ir, t)| (ir, t.term, t.input.as_str()))
+            .collect();
+        crate::codegen::manifest::backward(&self.kernel, &losses)
+    }
+
+    /// How each loss of the backward kernel is scheduled, as `lossc explain --grad`
+    /// prints it.
+    pub fn explain(&self) -> String {
+        let mut out = format!(
+            "backward kernel {}: {} gradient(s), one dispatch after the forward kernel\n",
+            self.kernel.name,
+            self.losses.len()
+        );
+        for (ir, s) in self.losses.iter().zip(&self.kernel.schedules) {
+            out.push_str(&crate::codegen::schedule::explain(ir, s));
+        }
+        out
+    }
 }
 
 /// What [`gradients_unfused`] and [`gradients_fused`] compute.
