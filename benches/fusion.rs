@@ -214,6 +214,140 @@ fn bench_case(program: &Program, title: &str, losses: &[&str], data: &Data) {
     );
 }
 
+/// The median times of `a`, `b` and `c`, interleaved as [`interleaved`] does.
+fn interleaved3<A, B, C>(
+    mut a: impl FnMut() -> A,
+    mut b: impl FnMut() -> B,
+    mut c: impl FnMut() -> C,
+) -> (Duration, Duration, Duration) {
+    for _ in 0..3 {
+        a();
+        b();
+        c();
+    }
+    let (mut ta, mut tb, mut tc) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..RUNS {
+        let t = Instant::now();
+        std::hint::black_box(a());
+        ta.push(t.elapsed());
+        let t = Instant::now();
+        std::hint::black_box(b());
+        tb.push(t.elapsed());
+        let t = Instant::now();
+        std::hint::black_box(c());
+        tc.push(t.elapsed());
+    }
+    (median(ta), median(tb), median(tc))
+}
+
+/// Forward + backward: the fused forward and backward kernels (two dispatches) against
+/// the unfused execution of the same adjoint IRs (one dispatch per node), and the fused
+/// forward kernel alone, interleaved; the gradients with respect to `wrt` checked against
+/// the CPU evaluator's first.
+fn bench_gradients(program: &Program, title: &str, losses: &[&str], data: &Data, wrt: &[&str]) {
+    use lossc::runtime::grad::{FusedGradientPlan, UnfusedGradientPlan, Wrt, resolve};
+    if std::env::var("LOSSC_BENCH_ONLY").is_ok_and(|only| !title.starts_with(&only)) {
+        return;
+    }
+    let dev = gpu().unwrap();
+    let terms: Vec<FactoryTerm> = losses
+        .iter()
+        .map(|l| FactoryTerm {
+            loss: l.to_string(),
+            settings: vec![],
+            annealed: l.starts_with("temporal") || l.starts_with("pca"),
+        })
+        .collect();
+    let opts = RunOptions {
+        wrt: Wrt::Inputs(wrt.iter().map(|s| s.to_string()).collect()),
+        ..RunOptions::default()
+    };
+    let (prepared, _) = prepare(program, &terms, data, &vec![]).unwrap();
+    let names = resolve(&prepared, &opts.wrt).unwrap();
+    let kernel = lossc::codegen::compile(program, title, &terms).unwrap();
+    let fused =
+        FusedGradientPlan::new(dev, &kernel, &prepared, &names, 1.0, Default::default()).unwrap();
+    let cpu = run_cpu(program, &terms, data, &vec![], &opts).unwrap();
+    let f = fused.run(dev).unwrap();
+    let unfused = UnfusedGradientPlan::new(dev, &prepared, &names, 1.0);
+    let mut runs = vec![("fused", f)];
+    if let Ok(u) = &unfused {
+        runs.push(("unfused", u.run(dev).unwrap()));
+    }
+    for (what, r) in &runs {
+        for ((name, c), (_, g)) in cpu.grads.iter().zip(&r.grads) {
+            let scale = c.data.iter().fold(1e-30f32, |m, x| m.max(x.abs()));
+            for (a, b) in c.data.iter().zip(&g.data) {
+                assert!(
+                    (a - b).abs() <= 1e-4 * scale,
+                    "{title}: {what} d/d{name}: {b} vs cpu {a}"
+                );
+            }
+        }
+    }
+    let forward = fused.forward();
+    let wrt_list = names.join(", ");
+    match &unfused {
+        Ok(u) => {
+            let (tf, tu, t1) = interleaved3(
+                || fused.run(dev).unwrap(),
+                || u.run(dev).unwrap(),
+                || forward.run(dev).unwrap(),
+            );
+            println!(
+                "{title:<48} d/d({wrt_list}): fwd+bwd fused {:>8.2} ms (2 dispatches)   unfused {:>8.2} ms ({} dispatches)   unfused/fused {:>6.1}x   forward alone {:>8.2} ms   fwd+bwd/fwd {:>5.2}x",
+                ms(tf),
+                ms(tu),
+                u.dispatches(),
+                tu.as_secs_f64() / tf.as_secs_f64(),
+                ms(t1),
+                tf.as_secs_f64() / t1.as_secs_f64()
+            );
+        }
+        Err(e) => {
+            let (tf, t1) = interleaved(|| fused.run(dev).unwrap(), || forward.run(dev).unwrap());
+            println!(
+                "{title:<48} d/d({wrt_list}): fwd+bwd fused {:>8.2} ms (2 dispatches)   unfused: not run ({e})   forward alone {:>8.2} ms   fwd+bwd/fwd {:>5.2}x",
+                ms(tf),
+                ms(t1),
+                tf.as_secs_f64() / t1.as_secs_f64()
+            );
+        }
+    }
+}
+
+/// The four forward + backward cases of docs/gradients.md.
+fn gradient_cases(program: &Program) {
+    bench_gradients(
+        program,
+        "(a) heatmap_mse B=16 K=17 64x64",
+        &["heatmap_mse"],
+        &data(16, 17, Some(64), false, true),
+        &["heatmaps_pred"],
+    );
+    bench_gradients(
+        program,
+        "(b) temporal + pca_singleview B=32 K=17",
+        &["temporal", "pca_singleview"],
+        &data(32, 17, None, true, false),
+        &["keypoints_pred"],
+    );
+    bench_gradients(
+        program,
+        "(c) temporal_heatmap_mse + temporal B=32 K=17 64x64",
+        &["temporal_heatmap_mse", "temporal"],
+        &data(32, 17, Some(64), false, false),
+        &["heatmaps_pred", "keypoints_pred"],
+    );
+    bench_gradients(
+        program,
+        "(d) heatmap_kl B=16 K=17 64x64",
+        &["heatmap_kl"],
+        &data(16, 17, Some(64), false, true),
+        &["heatmaps_pred"],
+    );
+}
+
 /// A soft-target cross-entropy over C classes (a max-shifted log-sum-exp inside the sum
 /// over classes), fused, for C = 128 and C = 512 interleaved: the log-sum-exp is hoisted
 /// once per row, so 4× the classes should cost about 4× the time, not 16×.
@@ -501,4 +635,8 @@ fn main() {
         &data(32, 17, Some(64), false, false),
     );
     cross_entropy_scaling();
+    if std::env::var("LOSSC_BENCH_NO_GRAD").is_err() {
+        println!("forward + backward (docs/gradients.md):");
+        gradient_cases(&program);
+    }
 }

@@ -1041,3 +1041,75 @@ fn compile_and_explain_write_the_backward_kernel() {
         "{text}"
     );
 }
+
+/// The unfused baseline shares a reduction over more than 4096 values among a workgroup
+/// (one thread looping over 90 000 values would run past llvmpipe's loop budget, which ends
+/// the loop silently), and
+/// agrees with the CPU on values and gradients; a median over as many values, whose ranks
+/// take every pair, is refused on llvmpipe with the loop budget error instead.
+#[test]
+fn the_unfused_baseline_shares_long_reductions_and_refuses_what_it_cannot_run() {
+    use lossc::gpu::unfused::UnfusedPlan;
+    use lossc::runtime::grad::UnfusedGradientPlan;
+    let text = "loss f {\n    input x : [N, M]\n    input y : [B]\n    \
+                compute (y[b] - mean(n, m: x[n, m])) * max(n, m: x[n, m]) + norm(n, m: x[n, m]) - min(n, m: x[n, m]) + sum(n, m: x[n, m] * y[b])\n    \
+                remove_nans drop where all(n, m: x[n, m] > 2)\n    reduce mean\n}\n";
+    let program = check(text);
+    let mut r = Rng(0x1009_u64);
+    let data = serde_json::json!({
+        "x": {"shape": [300, 300], "data": (0..90_000).map(|_| r.below(1000) as f64 / 1000.0).collect::<Vec<_>>()},
+        "y": [0.25, 0.5, 1.5],
+    });
+    let data = parse_json_data(&data.to_string()).unwrap();
+    let terms = [FactoryTerm::plain("f")];
+    let opts = RunOptions {
+        backend: Backend::Cpu,
+        wrt: Wrt::EveryInput,
+        ..Default::default()
+    };
+    let cpu = run(&program, "f", &terms, &data, &vec![], &opts).unwrap();
+    let (prepared, _) = prepare(&program, &terms, &data, &vec![]).unwrap();
+    let dev = lossc::gpu::gpu().unwrap();
+    let bound: Vec<&Bound> = prepared.iter().map(|p| &p.bound).collect();
+    let out = UnfusedPlan::new(dev, &bound, &[1.0])
+        .unwrap()
+        .run(dev)
+        .unwrap();
+    assert!(
+        (out[3] - cpu.total).abs() <= 1e-5 * cpu.total.abs(),
+        "{} vs {}",
+        out[3],
+        cpu.total
+    );
+    let names = resolve(&prepared, &Wrt::EveryInput).unwrap();
+    let g = UnfusedGradientPlan::new(dev, &prepared, &names, 1.0)
+        .unwrap()
+        .run(dev)
+        .unwrap();
+    for ((name, c), (_, u)) in cpu.grads.iter().zip(&g.grads) {
+        let scale = c.data.iter().fold(1e-30f32, |m, x| m.max(x.abs()));
+        for (a, b) in c.data.iter().zip(&u.data) {
+            assert!(
+                (a - b).abs() <= 1e-4 * scale,
+                "d/d{name}: unfused {b} vs cpu {a}"
+            );
+        }
+    }
+    let median = check(
+        "loss f {\n    input x : [N, M]\n    input y : [B]\n    compute y[b] - median(n, m: x[n, m])\n    reduce mean\n}\n",
+    );
+    let (prepared, _) = prepare(&median, &terms, &data, &vec![]).unwrap();
+    let bound: Vec<&Bound> = prepared.iter().map(|p| &p.bound).collect();
+    if dev.is_llvmpipe() {
+        let e = UnfusedPlan::new(dev, &bound, &[1.0])
+            .err()
+            .expect("refused");
+        assert!(
+            matches!(
+                e,
+                lossc::gpu::GpuError::Plan(lossc::gpu::PlanError::LoopBudget { .. })
+            ),
+            "{e}"
+        );
+    }
+}

@@ -59,7 +59,15 @@ pub struct Step {
     pub wgsl: String,
     /// Workgroups to dispatch, `(workgroups, 1, 1)`; at least 1.
     pub workgroups: u32,
+    /// The loop iterations its busiest invocation runs (llvmpipe bounds them).
+    pub iterations: u64,
 }
+
+/// Threads of a workgroup that shares one long reduction's values.
+const COOP: usize = 256;
+/// A reduction over more values than this (per output value) is shared by a workgroup
+/// of [`COOP`] threads, one workgroup per output value.
+const COOP_FROM: i64 = 4096;
 
 /// Every kernel of an unfused run and the sizes of the buffers they share.
 pub struct Unfused {
@@ -145,11 +153,12 @@ pub fn generate(
     }
     let n_losses = bound.len();
     let mut steps = Vec::new();
-    let mut make = |wgsl: String, workgroups: u32| -> Result<(), InternalError> {
+    let mut make = |wgsl: String, workgroups: u32, iterations: u64| -> Result<(), InternalError> {
         super::validate::validate(&wgsl)?;
         steps.push(Step {
             wgsl,
             workgroups: workgroups.max(1),
+            iterations,
         });
         Ok(())
     };
@@ -157,23 +166,32 @@ pub fn generate(
     for (p, order, elems_at, domain) in &plans {
         for n in order {
             if p.slabs.contains_key(n) {
-                make(p.node_kernel(*n), groups(p.size(&p.slabs[n].vars)))?;
+                let size = p.size(&p.slabs[n].vars);
+                match p.shared_reduction(*n) {
+                    Some((wgsl, iterations)) => make(wgsl, size as u32, iterations)?,
+                    None => make(p.node_kernel(*n), groups(size), p.iterations(*n))?,
+                }
             }
         }
         make(
             p.stages_kernel(*elems_at, *domain),
             groups(p.size(&p.ir.domain)),
+            1,
         )?;
-        make(p.reduce_kernel(*elems_at, *domain), 1)?;
-        make(p.combine_kernel(*elems_at, *domain), 1)?;
+        make(
+            p.reduce_kernel(*elems_at, *domain),
+            1,
+            (*domain).div_ceil(256) as u64,
+        )?;
+        make(p.combine_kernel(*elems_at, *domain), 1, 1)?;
     }
-    make(total_kernel(anneal, n_losses), 1)?;
+    make(total_kernel(anneal, n_losses), 1, 1)?;
     let mut outputs = 3 * n_losses + 1;
     let mut at = Vec::new();
     for (li, axes, node) in gradients {
         let p = &plans[*li].0;
         let len = p.size(axes);
-        make(p.gradient_kernel(axes, *node, outputs), groups(len))?;
+        make(p.gradient_kernel(axes, *node, outputs), groups(len), 1)?;
         at.push((outputs, len));
         outputs += len;
     }
@@ -369,6 +387,105 @@ impl LossPlan<'_> {
         w.line(format!("out[{at} + g] = {value};"));
         w.close();
         w.finish()
+    }
+
+    /// The loop iterations of [`Self::node_kernel`]'s invocations for node `n`: its
+    /// reduction's values (squared, for a median's ranks), or 1.
+    fn iterations(&self, n: NodeIndex) -> u64 {
+        match &self.ir.graph[n].op {
+            Op::Reduce(kind, bound) => {
+                let total = self.size(bound) as u64;
+                if *kind == ReduceFn::Median {
+                    total.saturating_mul(total.saturating_add(1))
+                } else {
+                    total
+                }
+            }
+            _ => 1,
+        }
+    }
+
+    /// For a reduction over more than [`COOP_FROM`] values per output value (not a
+    /// median, whose ranks need every pair), the kernel in which one workgroup of
+    /// [`COOP`] threads computes each output value: thread `t` reduces values
+    /// `t, t + COOP, ...` in order, then a fixed-order tree combines the threads. With
+    /// its loop iterations per invocation.
+    fn shared_reduction(&self, n: NodeIndex) -> Option<(String, u64)> {
+        let Op::Reduce(kind, bound) = &self.ir.graph[n].op else {
+            return None;
+        };
+        let total = self.size(bound);
+        let slab = &self.slabs[&n];
+        let outputs = self.size(&slab.vars).max(1);
+        if *kind == ReduceFn::Median || (total as i64) <= COOP_FROM || outputs > 65_535 {
+            return None;
+        }
+        let (init, step, combine, fin) = match kind {
+            ReduceFn::Sum => ("lc_opaque(0.0f)", "acc + x", "a + b", "acc"),
+            ReduceFn::Mean => (
+                "lc_opaque(0.0f)",
+                "acc + x",
+                "a + b",
+                &*format!("acc / lc_opaque(f32({total}))"),
+            ),
+            ReduceFn::Norm => ("lc_opaque(0.0f)", "acc + x * x", "a + b", "sqrt(acc)"),
+            ReduceFn::Max => ("-lc_inf()", "lc_max(acc, x)", "lc_max(a, b)", "acc"),
+            ReduceFn::Min => ("lc_inf()", "lc_min(acc, x)", "lc_min(a, b)", "acc"),
+            ReduceFn::All => ("1.0f", "min(acc, x)", "min(a, b)", "acc"),
+            ReduceFn::Any => ("0.0f", "max(acc, x)", "max(a, b)", "acc"),
+            ReduceFn::Median => return None,
+        };
+        let fin = fin.to_string();
+        let mut w = Writer::default();
+        w.splice(PRELUDE);
+        declare(&mut w, 2);
+        w.line(format!("var<workgroup> s_acc: array<f32, {COOP}>;"));
+        w.line(format!("@compute @workgroup_size({COOP})"));
+        w.open(
+            "fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>)",
+        );
+        w.line(set_zero_bits("arena"));
+        w.line("let g = i32(wg.x);");
+        let mut names: HashMap<IndexId, String> = HashMap::new();
+        self.decompose(&mut w, &slab.vars, &mut names);
+        w.line(format!("var acc: f32 = {init};"));
+        w.open(format!("for (var e = i32(lid); e < {total}; e += {COOP})"));
+        w.line("var r = e;");
+        let mut inner = names.clone();
+        for v in bound.iter().rev() {
+            let name = format!("b{v}");
+            w.line(format!(
+                "let {name} = {} + r % {};",
+                self.b.ranges[*v].0,
+                self.ext(*v).max(1)
+            ));
+            w.line(format!("r = r / {};", self.ext(*v).max(1)));
+            inner.insert(*v, name);
+        }
+        let args = operands(&self.ir.graph, n);
+        w.line(format!("let x = {};", self.operand(args[0], &inner)));
+        w.line(format!("acc = {step};"));
+        w.close();
+        w.line("s_acc[lid] = acc;");
+        w.line("workgroupBarrier();");
+        w.open(format!("for (var k = {}u; k > 0u; k = k >> 1u)", COOP / 2));
+        w.open("if (lid < k)");
+        w.line("let a = s_acc[lid];");
+        w.line("let b = s_acc[lid + k];");
+        w.line(format!("s_acc[lid] = {combine};"));
+        w.close();
+        w.line("workgroupBarrier();");
+        w.close();
+        w.open("if (lid == 0u)");
+        w.line("let acc = s_acc[0];");
+        w.line(format!(
+            "vals[{} + {}] = {fin};",
+            slab.offset,
+            self.lin(&slab.vars, &names)
+        ));
+        w.close();
+        w.close();
+        Some((w.finish(), total.div_ceil(COOP) as u64))
     }
 
     /// The WGSL of the kernel that materialises node `n`.

@@ -48,6 +48,23 @@ impl UnfusedPlan {
         packed.values.push(0.0);
         let sizes: Vec<BoundSizes> = bound.iter().map(|b| sizes(b)).collect();
         let generated = unfused::generate(&sizes, &packed.offsets, anneal, gradients)?;
+        // llvmpipe ends a shader invocation's loops past its budget, silently: refuse
+        // a run that would need more, as the fused kernel's plan does.
+        let needed = generated
+            .steps
+            .iter()
+            .map(|s| s.iterations)
+            .max()
+            .unwrap_or(0);
+        if gpu.is_llvmpipe() && needed > super::LLVMPIPE_LOOP_LIMIT {
+            return Err(super::PlanError::LoopBudget {
+                needed,
+                limit: super::LLVMPIPE_LOOP_LIMIT,
+                costliest: None,
+                shared_would_fit: false,
+            }
+            .into());
+        }
         let vals = d.create_buffer(&wgpu::BufferDescriptor {
             label: Some("unfused values"),
             size: (generated.values * 4) as u64,

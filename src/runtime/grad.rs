@@ -211,70 +211,20 @@ pub fn gradients(
 }
 
 /// The losses' values and the gradients of the total on the GPU, unfused: the adjoint
-/// IRs run one dispatch per IR node ([`UnfusedPlan`]), until the fused backward kernel
-/// exists. Returns the per-loss values, the total, the gradients and the dispatch count.
+/// IRs run one dispatch per IR node ([`UnfusedPlan`]), the baseline the fused kernels
+/// are measured against. Returns the per-loss values, the total, the gradients and the
+/// dispatch count.
 pub fn gradients_unfused(
     gpu: &crate::gpu::Gpu,
     prepared: &[Prepared],
     names: &[String],
     anneal: f32,
 ) -> Result<FusedGradients, RunError> {
-    let adjoints = adjoints(prepared, names)?;
-    let rebound: Vec<Option<Bound>> = prepared
-        .iter()
-        .zip(&adjoints)
-        .map(|(p, la)| {
-            la.as_ref()
-                .map(|la| rebind(&p.bound, &la.adj.ir))
-                .transpose()
-        })
-        .collect::<Result<_, _>>()?;
-    let bound: Vec<&Bound> = prepared
-        .iter()
-        .zip(&rebound)
-        .map(|(p, r)| r.as_ref().unwrap_or(&p.bound))
-        .collect();
-    let factors: Vec<f32> = prepared
-        .iter()
-        .map(|p| if p.annealed { anneal } else { 1.0 })
-        .collect();
-    let mut asked: Vec<GradientOut> = Vec::new();
-    let mut whose: Vec<(usize, usize)> = Vec::new();
-    for (li, la) in adjoints.iter().enumerate() {
-        if let Some(la) = la {
-            for ((k, _), g) in la.wrt.iter().zip(&la.adj.grads) {
-                asked.push((li, g.axes.clone(), g.node));
-                whose.push((li, *k));
-            }
-        }
-    }
-    let plan = UnfusedPlan::with_gradients(gpu, &bound, &factors, &asked)?;
-    let out = plan.run(gpu)?;
-    let values: Vec<LossValue> = (0..prepared.len())
-        .map(|i| LossValue {
-            loss: out[3 * i],
-            weight: out[3 * i + 1],
-        })
-        .collect();
-    let mut grads = zeros(prepared, names);
-    for ((li, k), (at, len)) in whose.iter().zip(plan.gradients()) {
-        let s = scale(&prepared[*li], values[*li].weight, anneal);
-        accumulate(&mut grads[*k].1, s, &out[*at..at + len]);
-    }
-    Ok(FusedGradients {
-        weighted: (0..prepared.len()).map(|i| out[3 * i + 2]).collect(),
-        values,
-        total: out[3 * prepared.len()],
-        grads,
-        dispatches: plan.dispatches() as u32,
-    })
+    UnfusedGradientPlan::new(gpu, prepared, names, anneal)?.run(gpu)
 }
 
-/// The losses' values and the gradients of the total on the GPU, fused: the forward
-/// kernel `kernel` of the prepared losses, then one backward kernel for every gradient
-/// of every loss ([`crate::ad::kernel`]), recorded in one command buffer: two dispatches
-/// (one, when no loss's value depends on the inputs asked). Each loss's gradient is
-/// scaled by its anneal factor and weight and summed on the host, as on the CPU.
+/// The losses' values and the gradients of the total on the GPU, fused
+/// ([`FusedGradientPlan`]): two dispatches.
 pub fn gradients_fused(
     gpu: &crate::gpu::Gpu,
     kernel: &crate::codegen::Kernel,
@@ -283,77 +233,218 @@ pub fn gradients_fused(
     anneal: f32,
     placement: crate::gpu::RowPlacement,
 ) -> Result<FusedGradients, RunError> {
-    let adjoints = adjoints(prepared, names)?;
-    // Each gradient loss with its forward loss and the position of its input in `names`.
-    let mut losses: Vec<(usize, usize, GradLoss)> = Vec::new();
-    for (li, la) in adjoints.iter().enumerate() {
-        let Some(la) = la else { continue };
-        for gl in gradient_losses(&la.adj)? {
-            let k = la.wrt[gl.grad].0;
-            losses.push((li, k, gl));
+    FusedGradientPlan::new(gpu, kernel, prepared, names, anneal, placement)?.run(gpu)
+}
+
+/// What turns a run's raw results into values and gradients of the total: the names
+/// asked, and for each gradient the GPU computes, its loss and name.
+struct Assembly {
+    /// A zero gradient per name asked.
+    zeros: Vec<(String, Gradient)>,
+    /// Per gradient computed: its loss and the position of its input in `zeros`.
+    whose: Vec<(usize, usize)>,
+    /// Each loss's anneal factor (1 when not annealed).
+    factors: Vec<f32>,
+}
+
+impl Assembly {
+    /// `out`: the forward results (`3n + 1` floats); `slabs`: each computed gradient's
+    /// elements, in `whose`'s order.
+    fn assemble<'s>(
+        &self,
+        out: &[f32],
+        slabs: impl Iterator<Item = &'s [f32]>,
+        dispatches: u32,
+    ) -> FusedGradients {
+        let n = self.factors.len();
+        let values: Vec<LossValue> = (0..n)
+            .map(|i| LossValue {
+                loss: out[3 * i],
+                weight: out[3 * i + 1],
+            })
+            .collect();
+        let mut grads = self.zeros.clone();
+        for ((li, k), slab) in self.whose.iter().zip(slabs) {
+            accumulate(
+                &mut grads[*k].1,
+                self.factors[*li] * values[*li].weight,
+                slab,
+            );
+        }
+        FusedGradients {
+            weighted: (0..n).map(|i| out[3 * i + 2]).collect(),
+            values,
+            total: out[3 * n],
+            grads,
+            dispatches,
         }
     }
-    let bound: Vec<&Bound> = prepared.iter().map(|p| &p.bound).collect();
-    let factors: Vec<f32> = prepared
+}
+
+fn factors(prepared: &[Prepared], anneal: f32) -> Vec<f32> {
+    prepared
         .iter()
         .map(|p| if p.annealed { anneal } else { 1.0 })
-        .collect();
-    let options = crate::gpu::DispatchOptions {
-        placement,
-        ..Default::default()
-    };
-    let forward = crate::gpu::Dispatch::new(gpu, kernel, &bound, &factors, &options)?;
-    let (out, flat, dispatches) = if losses.is_empty() {
-        let (out, d) = forward.run(gpu)?;
-        (out, vec![], d)
-    } else {
-        let rebound: Vec<Bound> = losses
+        .collect()
+}
+
+/// The unfused execution of the losses' adjoint IRs, planned once and run many times.
+pub struct UnfusedGradientPlan {
+    plan: UnfusedPlan,
+    assembly: Assembly,
+}
+
+impl UnfusedGradientPlan {
+    /// Plans the run: the values and the gradients with respect to `names`.
+    pub fn new(
+        gpu: &crate::gpu::Gpu,
+        prepared: &[Prepared],
+        names: &[String],
+        anneal: f32,
+    ) -> Result<UnfusedGradientPlan, RunError> {
+        let adjoints = adjoints(prepared, names)?;
+        let rebound: Vec<Option<Bound>> = prepared
             .iter()
-            .map(|(li, _, gl)| backward_bound(&prepared[*li].bound, &gl.ir, 0.0, false))
+            .zip(&adjoints)
+            .map(|(p, la)| {
+                la.as_ref()
+                    .map(|la| rebind(&p.bound, &la.adj.ir))
+                    .transpose()
+            })
             .collect::<Result<_, _>>()?;
-        let irs: Vec<&crate::ir::LossIr> = losses.iter().map(|(_, _, gl)| &gl.ir).collect();
-        let n = prepared.len();
-        let count_at: Vec<Option<usize>> = losses
+        let bound: Vec<&Bound> = prepared
             .iter()
-            .map(|(li, _, gl)| gl.reads_count.then_some(3 * n + 1 + li))
+            .zip(&rebound)
+            .map(|(p, r)| r.as_ref().unwrap_or(&p.bound))
             .collect();
-        let kb = crate::codegen::compile_backward(
-            &format!("{}.backward", kernel.name),
-            &irs,
-            &count_at,
-        )?;
-        let refs: Vec<&Bound> = rebound.iter().collect();
-        let forward_of: Vec<usize> = losses.iter().map(|(li, _, _)| *li).collect();
-        let backward = forward.backward(gpu, &kb, &refs, &forward_of)?;
-        let (out, flat, d) = forward.run_backward(gpu, &backward)?;
-        let spans = backward.spans.clone();
-        let mut per_loss = Vec::new();
-        for (at, len) in spans {
-            per_loss.push(flat[at..at + len].to_vec());
+        let factors = factors(prepared, anneal);
+        let mut asked: Vec<GradientOut> = Vec::new();
+        let mut whose: Vec<(usize, usize)> = Vec::new();
+        for (li, la) in adjoints.iter().enumerate() {
+            if let Some(la) = la {
+                for ((k, _), g) in la.wrt.iter().zip(&la.adj.grads) {
+                    asked.push((li, g.axes.clone(), g.node));
+                    whose.push((li, *k));
+                }
+            }
         }
-        (out, per_loss.concat(), d)
-    };
-    let values: Vec<LossValue> = (0..prepared.len())
-        .map(|i| LossValue {
-            loss: out[3 * i],
-            weight: out[3 * i + 1],
+        let plan = UnfusedPlan::with_gradients(gpu, &bound, &factors, &asked)?;
+        Ok(UnfusedGradientPlan {
+            plan,
+            assembly: Assembly {
+                zeros: zeros(prepared, names),
+                whose,
+                factors,
+            },
         })
-        .collect();
-    let mut grads = zeros(prepared, names);
-    let mut at = 0;
-    for (li, k, _) in &losses {
-        let len = grads[*k].1.data.len();
-        let s = scale(&prepared[*li], values[*li].weight, anneal);
-        accumulate(&mut grads[*k].1, s, &flat[at..at + len]);
-        at += len;
     }
-    Ok(FusedGradients {
-        weighted: (0..prepared.len()).map(|i| out[3 * i + 2]).collect(),
-        values,
-        total: out[3 * prepared.len()],
-        grads,
-        dispatches,
-    })
+
+    /// Runs it.
+    pub fn run(&self, gpu: &crate::gpu::Gpu) -> Result<FusedGradients, RunError> {
+        let out = self.plan.run(gpu)?;
+        let slabs = self
+            .plan
+            .gradients()
+            .iter()
+            .map(|(at, len)| &out[*at..at + len]);
+        Ok(self
+            .assembly
+            .assemble(&out, slabs, self.plan.dispatches() as u32))
+    }
+
+    /// The dispatches of one run.
+    pub fn dispatches(&self) -> usize {
+        self.plan.dispatches()
+    }
+}
+
+/// The fused forward and backward kernels of prepared losses, planned once and run many
+/// times: the forward kernel, then one backward kernel for every gradient of every loss
+/// ([`crate::ad::kernel`]), recorded in one command buffer (one dispatch when no loss's
+/// value depends on the inputs asked). Each loss's gradient is scaled by its anneal
+/// factor and weight and summed on the host, as on the CPU.
+pub struct FusedGradientPlan {
+    forward: crate::gpu::Dispatch,
+    backward: Option<crate::gpu::Backward>,
+    assembly: Assembly,
+}
+
+impl FusedGradientPlan {
+    /// Plans the run of `kernel` (the forward kernel of `prepared`): the values and the
+    /// gradients with respect to `names`.
+    pub fn new(
+        gpu: &crate::gpu::Gpu,
+        kernel: &crate::codegen::Kernel,
+        prepared: &[Prepared],
+        names: &[String],
+        anneal: f32,
+        placement: crate::gpu::RowPlacement,
+    ) -> Result<FusedGradientPlan, RunError> {
+        let adjoints = adjoints(prepared, names)?;
+        // Each gradient loss with its forward loss and the position of its input.
+        let mut losses: Vec<(usize, usize, GradLoss)> = Vec::new();
+        for (li, la) in adjoints.iter().enumerate() {
+            let Some(la) = la else { continue };
+            for gl in gradient_losses(&la.adj)? {
+                let k = la.wrt[gl.grad].0;
+                losses.push((li, k, gl));
+            }
+        }
+        let bound: Vec<&Bound> = prepared.iter().map(|p| &p.bound).collect();
+        let factors = factors(prepared, anneal);
+        let options = crate::gpu::DispatchOptions {
+            placement,
+            ..Default::default()
+        };
+        let forward = crate::gpu::Dispatch::new(gpu, kernel, &bound, &factors, &options)?;
+        let backward = if losses.is_empty() {
+            None
+        } else {
+            let rebound: Vec<Bound> = losses
+                .iter()
+                .map(|(li, _, gl)| backward_bound(&prepared[*li].bound, &gl.ir, 0.0, false))
+                .collect::<Result<_, _>>()?;
+            let irs: Vec<&crate::ir::LossIr> = losses.iter().map(|(_, _, gl)| &gl.ir).collect();
+            let n = prepared.len();
+            let count_at: Vec<Option<usize>> = losses
+                .iter()
+                .map(|(li, _, gl)| gl.reads_count.then_some(3 * n + 1 + li))
+                .collect();
+            let kb = crate::codegen::compile_backward(
+                &format!("{}.backward", kernel.name),
+                &irs,
+                &count_at,
+            )?;
+            let refs: Vec<&Bound> = rebound.iter().collect();
+            let forward_of: Vec<usize> = losses.iter().map(|(li, _, _)| *li).collect();
+            Some(forward.backward(gpu, &kb, &refs, &forward_of)?)
+        };
+        Ok(FusedGradientPlan {
+            forward,
+            backward,
+            assembly: Assembly {
+                zeros: zeros(prepared, names),
+                whose: losses.iter().map(|(li, k, _)| (*li, *k)).collect(),
+                factors,
+            },
+        })
+    }
+
+    /// Runs it.
+    pub fn run(&self, gpu: &crate::gpu::Gpu) -> Result<FusedGradients, RunError> {
+        let Some(backward) = &self.backward else {
+            let (out, d) = self.forward.run(gpu)?;
+            return Ok(self.assembly.assemble(&out, std::iter::empty(), d));
+        };
+        let (out, flat, d) = self.forward.run_backward(gpu, backward)?;
+        let slabs = backward.spans.iter().map(|(at, len)| &flat[*at..at + len]);
+        Ok(self.assembly.assemble(&out, slabs, d))
+    }
+
+    /// The forward kernel's dispatch (to time the forward pass alone).
+    pub fn forward(&self) -> &crate::gpu::Dispatch {
+        &self.forward
+    }
 }
 
 /// A gradient loss bound to its forward loss's data: shapes only (a kernel reads the
