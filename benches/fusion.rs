@@ -258,8 +258,13 @@ fn bench_gradients(program: &Program, title: &str, losses: &[&str], data: &Data,
             annealed: l.starts_with("temporal") || l.starts_with("pca"),
         })
         .collect();
+    // `LOSSC_BENCH_WRT=a,b`: differentiate with respect to these inputs instead.
+    let wrt: Vec<String> = match std::env::var("LOSSC_BENCH_WRT") {
+        Ok(w) => w.split(',').map(str::to_string).collect(),
+        Err(_) => wrt.iter().map(|s| s.to_string()).collect(),
+    };
     let opts = RunOptions {
-        wrt: Wrt::Inputs(wrt.iter().map(|s| s.to_string()).collect()),
+        wrt: Wrt::Inputs(wrt),
         ..RunOptions::default()
     };
     let (prepared, _) = prepare(program, &terms, data, &vec![]).unwrap();

@@ -374,10 +374,35 @@ impl Builder {
         }
     }
 
-    /// The number of points of `over` (1 for none).
+    /// The number of points of `over` (1 for none): the product of their ranges' sizes,
+    /// each `max(hi - lo + 1, 0)`, computed from the dimensions rather than counted (a
+    /// kernel would loop over every point to count them).
     fn count(&mut self, over: &[IndexId], span: Span) -> NodeIndex {
-        let one = self.num(1.0, span);
-        self.reduce(ReduceFn::Sum, over, one)
+        let ranges: Option<Vec<(Poly, Poly)>> = over
+            .iter()
+            .map(|v| self.ir.indices[*v].range.clone())
+            .collect();
+        let Some(ranges) = ranges else {
+            let one = self.num(1.0, span);
+            return self.reduce(ReduceFn::Sum, over, one);
+        };
+        let mut n = self.num(1.0, span);
+        for (lo, hi) in ranges {
+            let size = hi.sub(&lo).add(&Poly::constant(1));
+            let size = self.index_value(IndexExpr::poly(size), span);
+            let zero = self.num(0.0, span);
+            let size = self.bin(BinaryFn::Max, size, zero);
+            n = self.bin(BinaryFn::Mul, n, size);
+        }
+        n
+    }
+
+    /// The value of a constant node.
+    fn constant(&self, n: NodeIndex) -> Option<f32> {
+        match self.ir.graph[n].op {
+            Op::Const(bits) => Some(f32::from_bits(bits)),
+            _ => None,
+        }
     }
 
     /// A fresh index variable with the range of `v`, named after it.
@@ -588,6 +613,26 @@ impl Builder {
                         let top = self.bin(BinaryFn::Mul, na, p);
                         let qq = self.bin(BinaryFn::Mul, q, q);
                         (self.bin(BinaryFn::Div, top, qq), true, None)
+                    }
+                    // A constant exponent `c` (`x ^ 2`): grad · c · p^(c - 1), the power
+                    // written out where it is p or 1, exactly as `powf` gives them; 0
+                    // for c == 0.
+                    (BinaryFn::Pow, 0) if self.constant(q).is_some() => {
+                        let c = self.constant(q).unwrap_or(0.0);
+                        if c == 0.0 {
+                            (self.num(0.0, span), true, None)
+                        } else {
+                            let d = match c - 1.0 {
+                                0.0 => q,
+                                1.0 => self.bin(BinaryFn::Mul, q, p),
+                                e => {
+                                    let e = self.num(e, span);
+                                    let pw = self.bin(BinaryFn::Pow, p, e);
+                                    self.bin(BinaryFn::Mul, q, pw)
+                                }
+                            };
+                            (self.bin(BinaryFn::Mul, a, d), true, None)
+                        }
                     }
                     // grad · q · p^(q - 1), and 0 where q == 0.
                     (BinaryFn::Pow, 0) => {
