@@ -54,6 +54,9 @@ pub struct ReadRecord {
     /// How many four-wide loops enclose it: each writes the read four times, each copy
     /// running for a quarter of the values.
     pub four_wide: u32,
+    /// Whether it is in a table built once per workgroup (`Hoisted::per_workgroup`): it
+    /// runs once per workgroup that has items of the loss.
+    pub per_workgroup: bool,
 }
 
 impl ReadRecord {
@@ -76,13 +79,15 @@ impl ReadRecord {
 
 /// Per input of loss `loss`, in declaration order: how many f32 loads a dispatch makes
 /// of it, from the `records` of the code it runs, with its rows one per thread or not
-/// (`per_thread`), shared rows split into `chunks` chunks, on the bound `ranges`.
+/// (`per_thread`), shared rows split into `chunks` chunks, `workgroups` workgroups having
+/// items of the loss, on the bound `ranges`.
 pub fn input_loads(
     records: &[ReadRecord],
     loss: usize,
     inputs: usize,
     per_thread: bool,
     chunks: u64,
+    workgroups: u64,
     ranges: &TiSlice<IndexId, (i64, i64)>,
 ) -> TiVec<InputId, u64> {
     let mut loads: TiVec<InputId, u64> = (0..inputs).map(|_| 0).collect();
@@ -90,8 +95,13 @@ pub fn input_loads(
         if r.placement.is_some_and(|p| p != per_thread) {
             continue;
         }
+        let runs = if r.per_workgroup {
+            r.runs(ranges, 1).saturating_mul(workgroups)
+        } else {
+            r.runs(ranges, chunks)
+        };
         if let Some(l) = loads.get_mut(r.input) {
-            *l = l.saturating_add(r.runs(ranges, chunks));
+            *l = l.saturating_add(runs);
         }
     }
     loads

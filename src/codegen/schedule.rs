@@ -37,6 +37,10 @@ pub struct Hoisted {
     /// one is not built, its reads read that table, and `table_vars` are in the order
     /// of that table's.
     pub same_as: Option<usize>,
+    /// Whether it depends on no row index: then its table is the same for every row of
+    /// the loss, and a workgroup builds it once, before its first item of the loss,
+    /// instead of once per row.
+    pub per_workgroup: bool,
     /// Whether computing it may make a checked read (a read through a gather): then a
     /// failed read is not raised while the table is built but kept with the entry (its
     /// table holds four values per entry: the value, the site's code, and the index's
@@ -82,8 +86,8 @@ pub fn schedule(ir: &LossIr) -> LossSchedule {
     }
     let order = toposort(&ir.graph, None).unwrap_or_default();
     let domain: HashSet<IndexId> = ir.domain.iter().copied().collect();
-    let mut hoisted_nodes = Vec::new();
-    let mut row: HashSet<IndexId> = HashSet::new();
+    // Each reduction to hoist, with whether only its length hoists it (rule 2 below).
+    let mut candidates: Vec<(NodeIndex, bool)> = Vec::new();
     for n in order {
         if !reached.contains(&n) || !matches!(ir.graph[n].op, Op::Reduce(..)) {
             continue;
@@ -102,10 +106,30 @@ pub fn schedule(ir: &LossIr) -> LossSchedule {
         // invariant in every enclosing loop: inline, it would be recomputed for each
         // value of the enclosing indices (a log-sum-exp inside a sum over classes: O(C²)).
         let invariant = nested.contains(&n) && free.is_subset(&domain);
-        if !domain.iter().all(|d| free.contains(d)) || (long && !nested.contains(&n)) || invariant {
-            row.extend(free.intersection(&domain));
-            hoisted_nodes.push(n);
+        let partial = !domain.iter().all(|d| free.contains(d));
+        let long_top = long && !nested.contains(&n);
+        if partial || long_top || invariant {
+            candidates.push((n, !partial && !invariant));
         }
+    }
+    // A long reduction that depends on every domain index is hoisted so that a row of one
+    // element shares it among the workgroup (heatmap_kl's sum over the pixels); but it
+    // makes every domain index a row index, and then a table that depends on fewer of
+    // them is rebuilt for every element. Where such tables exist, it runs inline: each
+    // element's thread loops over it, and the tables are built once per row of the
+    // indices they depend on. (A gradient's loss: a sum over the keypoints that gathered
+    // an element, beside per-frame tables.)
+    let any_partial = candidates
+        .iter()
+        .any(|(n, long_only)| !long_only && !domain.iter().all(|d| ir.graph[*n].free.contains(d)));
+    let mut hoisted_nodes = Vec::new();
+    let mut row: HashSet<IndexId> = HashSet::new();
+    for (n, long_only) in candidates {
+        if long_only && any_partial {
+            continue;
+        }
+        row.extend(ir.graph[n].free.iter().filter(|v| domain.contains(v)));
+        hoisted_nodes.push(n);
     }
     let row_vars: Vec<IndexId> = ir
         .domain
@@ -130,6 +154,7 @@ pub fn schedule(ir: &LossIr) -> LossSchedule {
             .filter(|v| !row.contains(v))
             .collect();
         let checks = ir.checks_at_run_time(n);
+        let per_workgroup = !ir.graph[n].free.iter().any(|v| row.contains(v));
         let earlier = shapes
             .iter()
             .position(|(s, _)| *s == shape)
@@ -149,12 +174,14 @@ pub fn schedule(ir: &LossIr) -> LossSchedule {
                         table_vars,
                         same_as: Some(k),
                         checks,
+                        per_workgroup,
                     },
                     None => Hoisted {
                         node: n,
                         table_vars,
                         same_as: None,
                         checks,
+                        per_workgroup,
                     },
                 }
             }
@@ -163,6 +190,7 @@ pub fn schedule(ir: &LossIr) -> LossSchedule {
                 table_vars,
                 same_as: None,
                 checks,
+                per_workgroup,
             },
         };
         hoisted.push(h);
@@ -315,6 +343,9 @@ pub fn explain(ir: &LossIr, s: &LossSchedule) -> String {
                 "the same table as hoisted #{} up to renaming its indices, not built again",
                 j + 1
             ),
+            None if h.per_workgroup => {
+                format!("once per workgroup (it depends on no row index){table}")
+            }
             None => format!("once per row (per 4096-element chunk of longer rows){table}"),
         };
         out.push_str(&format!(

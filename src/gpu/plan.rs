@@ -383,7 +383,7 @@ impl WorkPlan {
 fn serial_row_cost(b: &Bound, s: &LossSchedule) -> u64 {
     let mut memo = HashMap::new();
     let mut cost = 0u64;
-    for h in &s.hoisted {
+    for h in s.hoisted.iter().filter(|h| !h.per_workgroup) {
         // The table's reduction runs inline here; the tables it reads are already built.
         let Some((t, x, body, kind)) = table_sizes(b, s, h, &mut memo) else {
             continue;
@@ -409,11 +409,18 @@ fn iterations_per_invocation(
     let per_thread = |n: u64| n.div_ceil(wg);
     let mut worst_item = 0u64;
     let mut finish = 0u64;
+    // The tables a workgroup builds once per loss, cooperatively (see `table_cost`).
+    let mut once = 0u64;
     let total_items: u64 = items.iter().map(|i| *i as u64).sum();
     for (li, ((b, s), n_items)) in bound.iter().zip(&kernel.schedules).zip(items).enumerate() {
         let ir = b.ir;
         let mut memo = HashMap::new();
         let mut item = 0u64;
+        for h in s.hoisted.iter().filter(|h| h.per_workgroup) {
+            if let Some(sizes) = table_sizes(b, s, h, &mut memo) {
+                once = once.saturating_add(table_cost(sizes, per_thread));
+            }
+        }
         if per_thread_rows[li] {
             worst_item = worst_item.max(row_cost[li].saturating_add(2 * TREE));
             finish = finish
@@ -421,20 +428,10 @@ fn iterations_per_invocation(
                 .saturating_add(2 * TREE);
             continue;
         }
-        for h in &s.hoisted {
-            let Some((t, x, body, kind)) = table_sizes(b, s, h, &mut memo) else {
-                continue;
-            };
-            let median = kind == ReduceFn::Median;
-            let per = if median {
-                per_thread(x)
-                    .saturating_mul(body.saturating_add(x.saturating_mul(body)))
-                    .saturating_add(2 * TREE)
-            } else {
-                per_thread(x).saturating_mul(body).saturating_add(TREE)
-            };
-            let cost = t.saturating_mul(per.saturating_add(1));
-            item = item.saturating_add(cost);
+        for h in s.hoisted.iter().filter(|h| !h.per_workgroup) {
+            if let Some(sizes) = table_sizes(b, s, h, &mut memo) {
+                item = item.saturating_add(table_cost(sizes, per_thread));
+            }
         }
         let elems: u64 = values_of(&s.elem_vars, &b.ranges);
         let per_elem = element_iterations(ir, s, &b.ranges, &mut memo);
@@ -454,8 +451,27 @@ fn iterations_per_invocation(
     let items_per_workgroup = total_items.div_ceil(workgroups.max(1) as u64).max(1);
     items_per_workgroup
         .saturating_mul(worst_item.saturating_add(1))
+        .saturating_add(once)
         .saturating_add(finish)
         .saturating_add(per_thread(2 * total_items))
+}
+
+/// The loop iterations one thread runs while its workgroup builds a hoisted table of
+/// `(entries, values, body, kind)` ([`table_sizes`]) together: each entry's values
+/// shared among the threads (`per_thread`), then a tree.
+fn table_cost(
+    (t, x, body, kind): (u64, u64, u64, ReduceFn),
+    per_thread: impl Fn(u64) -> u64,
+) -> u64 {
+    const TREE: u64 = 16;
+    let per = if kind == ReduceFn::Median {
+        per_thread(x)
+            .saturating_mul(body.saturating_add(x.saturating_mul(body)))
+            .saturating_add(2 * TREE)
+    } else {
+        per_thread(x).saturating_mul(body).saturating_add(TREE)
+    };
+    t.saturating_mul(per.saturating_add(1))
 }
 
 /// A hoisted table's entries, its reduction's values, the loop iterations of one value
@@ -549,6 +565,7 @@ pub fn describe(plan: &Plan, kernel: &Kernel, bound: &[&Bound]) -> String {
             b.ir.inputs.len(),
             w.per_thread[li],
             plan.chunks_per_row[li] as u64,
+            w.items[li].min(w.workgroups).max(0) as u64,
             &b.ranges,
         );
         for ((info, data), n) in b.ir.inputs.iter().zip(&b.inputs).zip(loads) {

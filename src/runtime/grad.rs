@@ -445,6 +445,18 @@ impl FusedGradientPlan {
     pub fn forward(&self) -> &crate::gpu::Dispatch {
         &self.forward
     }
+
+    /// The kernels it runs (as specialised), the forward one first.
+    pub fn wgsl(&self) -> String {
+        let mut text = self.forward.wgsl().to_string();
+        if let Some(b) = &self.backward {
+            text.push_str(
+                "\n// ---- the backward kernel, dispatched after the forward one ----\n\n",
+            );
+            text.push_str(b.wgsl());
+        }
+        text
+    }
 }
 
 /// A gradient loss bound to its forward loss's data: shapes only (a kernel reads the

@@ -512,7 +512,8 @@ fn run_gpu_gradients(
     opts: &RunOptions,
 ) -> Result<RunResult, RunError> {
     let gpu = crate::gpu::gpu()?;
-    let g = grad::gradients_fused(gpu, kernel, prepared, names, opts.anneal, opts.rows)?;
+    let plan = grad::FusedGradientPlan::new(gpu, kernel, prepared, names, opts.anneal, opts.rows)?;
+    let g = plan.run(gpu)?;
     let names_: Vec<&str> = prepared.iter().map(|p| p.bound.ir.name.as_str()).collect();
     let annealed: Vec<bool> = prepared.iter().map(|p| p.annealed).collect();
     let (_, mut losses, logs) = combine(&names_, &g.values, &annealed, opts);
@@ -528,7 +529,7 @@ fn run_gpu_gradients(
         backend: format!("gpu: {}", gpu.describe()),
         warnings: vec![],
         notes: vec![],
-        kernel: None,
+        kernel: Some(plan.wgsl()),
     })
 }
 

@@ -328,17 +328,20 @@ impl LossEmitter<'_> {
             loss: self.li,
             table: k,
         });
-        let raw = format!("lc_scratch[{} + {off} + {lin}]", self.slice);
+        // A table built once per workgroup is in the workgroup's slice (thread 0's, in
+        // the one-row-per-thread mode), at its own offset.
+        let slice = if self.sched.hoisted[k].per_workgroup {
+            "slice"
+        } else {
+            self.slice
+        };
+        let raw = format!("lc_scratch[{slice} + {off} + {lin}]");
         if self.sched.hoisted[k].checks {
             // The entry's failed read, stored after the values (code, then the index's
             // high and low 16 bits): raised here, where the entry's value is needed.
             let entries = self.count(&vars);
-            let part = |j: usize| {
-                format!(
-                    "u32(lc_scratch[{} + {off} + {j} * {entries} + {lin}])",
-                    self.slice
-                )
-            };
+            let part =
+                |j: usize| format!("u32(lc_scratch[{slice} + {off} + {j} * {entries} + {lin}])");
             let call = if self.quiet { "lc_note" } else { "lc_raise" };
             let (code, hi, lo) = (part(1), part(2), part(3));
             let name = self.name("fc");
@@ -375,6 +378,7 @@ impl LossEmitter<'_> {
             in_elements: self.in_elements,
             loops,
             four_wide: self.four_wide_depth,
+            per_workgroup: self.per_workgroup_tables,
         });
     }
 

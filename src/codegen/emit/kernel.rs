@@ -47,6 +47,33 @@ impl LossEmitter<'_> {
         let n_rows = self.m(Slot::Rows { loss: li });
         let slice_size = self.m(Slot::SliceSize);
 
+        // Tables that depend on no row index: built by the workgroup before its first
+        // item of this loss (its items of a loss are consecutive), read by every row.
+        let per_workgroup: Vec<usize> = hoisted
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| h.per_workgroup && h.same_as.is_none())
+            .map(|(k, _)| k)
+            .collect();
+        if !per_workgroup.is_empty() {
+            let nwg = self.m(Slot::Workgroups);
+            self.open(format!("if (item < {nwg})"));
+            self.per_workgroup_tables = true;
+            for &k in &per_workgroup {
+                let h = &hoisted[k];
+                if self.table_needed(k) {
+                    self.table(k, h.node, &h.table_vars);
+                } else {
+                    self.w.open_muted(true);
+                    self.cache.push(HashMap::new());
+                    self.table(k, h.node, &h.table_vars);
+                    self.close();
+                }
+            }
+            self.per_workgroup_tables = false;
+            self.close();
+        }
+
         let known_mode = self.known(&Slot::RowPerThread { loss: li }).map(|m| m != 0);
         self.open_if(format!("{mode} != 0"), known_mode);
         self.placement = Some(true);
@@ -58,7 +85,7 @@ impl LossEmitter<'_> {
         self.slice = "tslice";
         self.decompose(&rows, "row");
         for (k, h) in hoisted.iter().enumerate() {
-            if h.same_as.is_some() {
+            if h.same_as.is_some() || h.per_workgroup {
                 continue;
             }
             let needed = self.table_needed(k);
@@ -126,7 +153,7 @@ impl LossEmitter<'_> {
         self.w.line(format!("let chunk = item % {cpr};"));
         self.decompose(&rows, "row");
         for (k, h) in hoisted.iter().enumerate() {
-            if h.same_as.is_some() {
+            if h.same_as.is_some() || h.per_workgroup {
                 continue;
             }
             if self.table_needed(k) {

@@ -116,6 +116,8 @@ struct LossEmitter<'a> {
     store: Option<StoreTo>,
     /// The number of losses in the kernel.
     n_losses: usize,
+    /// Whether the tables built once per workgroup are being written.
+    per_workgroup_tables: bool,
 }
 
 /// Where a backward loss's elements go and where its forward count is.
@@ -173,6 +175,7 @@ impl<'a> LossEmitter<'a> {
             shared_loads: None,
             store: shared.store.as_ref().and_then(|s| s.get(li).copied()),
             n_losses: 0,
+            per_workgroup_tables: false,
         }
     }
 }

@@ -202,7 +202,15 @@ impl LossEmitter<'_> {
         });
         let checks = self.sched.hoisted[k].checks;
         // (Small tables of small rows are built one row per thread: see loss_fn.)
-        if self.values.is_some() && table_vars.is_empty() && *kind != ReduceFn::Median && !checks {
+        // (Not a table built once per workgroup: the rows that read it are in another
+        // block, and later work items, so it goes to scratch.)
+        let per_workgroup = self.sched.hoisted[k].per_workgroup;
+        if self.values.is_some()
+            && table_vars.is_empty()
+            && *kind != ReduceFn::Median
+            && !checks
+            && !per_workgroup
+        {
             // One value, shared: every thread ends the tree holding it, so it stays in a
             // register (no scratch, no barrier to publish it).
             let r = self.cooperative_reduce(n, *kind, bound);
