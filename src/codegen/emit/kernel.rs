@@ -134,6 +134,7 @@ impl LossEmitter<'_> {
             self.close();
             self.close();
         }
+        self.row_invariants();
         if self.known_multiple_of_4(&ev) {
             // Four consecutive elements per iteration: contiguous reads load a vec4 each.
             self.four_wide(&ev, "e4", "0", &elems, false, &mut |e: &mut Self| {
@@ -168,6 +169,7 @@ impl LossEmitter<'_> {
         // Stream this chunk of the row's elements.
         self.w.line(format!("let e0 = chunk * {CHUNK};"));
         self.w.line(format!("let e1 = min(e0 + {CHUNK}, {elems});"));
+        self.row_invariants();
         if self.known_multiple_of_4(&ev) {
             // Four consecutive elements per thread and iteration, so that contiguous
             // reads load a vec4 each: a quarter of the load instructions.
@@ -210,6 +212,39 @@ impl LossEmitter<'_> {
         self.w.blank();
     }
 
+    /// Before a row's element loop: the values `compute` and `rectify` use that depend on
+    /// the row's indices alone (a row's mask read from its table, a mean's 1 / count, a
+    /// per-frame weight), written once, so that every element reads them instead of
+    /// computing them again. Only where the stages are computed whatever the masks say
+    /// (no read through a gather: see `element_stages`), so nothing is evaluated that
+    /// the elements would not evaluate.
+    fn row_invariants(&mut self) {
+        let mut roots = vec![self.ir.compute];
+        roots.extend(self.ir.rectify);
+        if self.sched.elem_vars.is_empty() || roots.iter().any(|r| self.ir.checks_at_run_time(*r)) {
+            return;
+        }
+        let row: std::collections::HashSet<_> = self.sched.row_vars.iter().copied().collect();
+        let mut seen = std::collections::HashSet::new();
+        while let Some(n) = roots.pop() {
+            if !seen.insert(n) {
+                continue;
+            }
+            let node = &self.ir.graph[n];
+            if matches!(
+                node.op,
+                crate::ir::Op::Const(_) | crate::ir::Op::BoolConst(_)
+            ) {
+                continue;
+            }
+            if node.free.iter().all(|v| row.contains(v)) {
+                self.val(n);
+                continue;
+            }
+            roots.extend(crate::ir::operands(&self.ir.graph, n));
+        }
+    }
+
     /// The per-element stages for the current element: masks, compute, rectify, and the
     /// running partial sum and count.
     pub(super) fn element(&mut self) {
@@ -224,6 +259,30 @@ impl LossEmitter<'_> {
             // A gradient element, written once where the input's element is: the domain
             // is the input's axes, row-major.
             let v = self.val(self.ir.compute);
+            // Rows then elements in the input's order: the row's first element, plus the
+            // element loop's linear index.
+            let rows_first = self
+                .sched
+                .row_vars
+                .iter()
+                .chain(&self.sched.elem_vars)
+                .eq(self.ir.domain.iter());
+            if let Some((vars, lin)) = self.linear.clone()
+                && rows_first
+                && vars == self.sched.elem_vars
+            {
+                let mut row = String::from("0");
+                for d in self.sched.row_vars.clone() {
+                    let x = self.var(d);
+                    let e = self.m(Slot::Extent { loss: li, index: d });
+                    row = format!("({row}) * {e} + {x}");
+                }
+                let elems = self.m(Slot::Elems { loss: li });
+                let off = self.m(Slot::GradOffset { loss: li });
+                self.w
+                    .line(format!("lc_grad[{off} + ({row}) * {elems} + {lin}] = {v};"));
+                return;
+            }
             let mut flat = String::new();
             for (k, d) in self.ir.domain.clone().iter().enumerate() {
                 let x = self.var(*d);
