@@ -24,9 +24,29 @@ pub struct BindingEntry {
     pub ty: String,
 }
 
-/// The manifest as JSON.
-pub fn manifest(program: &Program, k: &Kernel) -> Value {
-    let bindings: Vec<BindingEntry> = BINDINGS
+/// A loss's schedule as the manifest lists it.
+fn schedule(ir: &LossIr, s: &super::schedule::LossSchedule) -> Value {
+    let idx = |vs: &[IndexId]| {
+        vs.iter()
+            .map(|v| ir.indices[*v].name.clone())
+            .collect::<Vec<_>>()
+    };
+    json!({
+        "rows": idx(&s.row_vars),
+        "elements": idx(&s.elem_vars),
+        "hoisted": s.hoisted.iter().map(|h| json!({
+            "reduction": crate::ir::dot::op_label(ir, &ir.graph[h.node].op),
+            "table_over": idx(&h.table_vars),
+            "same_as": h.same_as,
+            "checks": h.checks,
+            "per_workgroup": h.per_workgroup,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// A kernel's bindings as the manifest lists them.
+fn entries(bindings: &[super::bindings::Binding], k: &Kernel) -> Vec<BindingEntry> {
+    bindings
         .iter()
         .map(|b| BindingEntry {
             group: GROUP,
@@ -35,7 +55,12 @@ pub fn manifest(program: &Program, k: &Kernel) -> Value {
             role: b.role,
             ty: b.manifest_type(k.layout.vec4s()),
         })
-        .collect();
+        .collect()
+}
+
+/// The manifest as JSON.
+pub fn manifest(program: &Program, k: &Kernel) -> Value {
+    let bindings = entries(&BINDINGS, k);
     let losses: Vec<Value> = k
         .terms
         .iter()
@@ -43,7 +68,6 @@ pub fn manifest(program: &Program, k: &Kernel) -> Value {
         .filter_map(|(t, s)| {
             let ir = program.loss(&t.loss)?;
             let names = ir.dim_names();
-            let idx = |vs: &[IndexId]| vs.iter().map(|v| ir.indices[*v].name.clone()).collect::<Vec<_>>();
             let logs: Vec<String> =
                 ["{stage}_NAME_loss", "NAME_weight", "{stage}_NAME_loss_weighted"].iter().map(|l| l.replace("NAME", &ir.name)).collect();
             Some(json!({
@@ -70,17 +94,7 @@ pub fn manifest(program: &Program, k: &Kernel) -> Value {
                            "default": p.default.as_ref().map(|v| crate::ir::dot::show_value(ir, v))})
                 }).collect::<Vec<_>>(),
                 "index_ranges": crate::ir::dot::ranges(ir),
-                "schedule": {
-                    "rows": idx(&s.row_vars),
-                    "elements": idx(&s.elem_vars),
-                    "hoisted": s.hoisted.iter().map(|h| json!({
-                        "reduction": crate::ir::dot::op_label(ir, &ir.graph[h.node].op),
-                        "table_over": idx(&h.table_vars),
-                        "same_as": h.same_as,
-                        "checks": h.checks,
-                        "per_workgroup": h.per_workgroup,
-                    })).collect::<Vec<_>>(),
-                },
+                "schedule": schedule(ir, s),
                 "logs": logs,
             }))
         })
@@ -119,16 +133,7 @@ pub fn manifest(program: &Program, k: &Kernel) -> Value {
 /// kernel (`losses[i]`: backward loss `i`'s IR, the position of its forward loss in the
 /// factory, and the input its gradient is of).
 pub fn backward(k: &Kernel, losses: &[(&LossIr, usize, &str)]) -> Value {
-    let bindings: Vec<BindingEntry> = BACKWARD_BINDINGS
-        .iter()
-        .map(|b| BindingEntry {
-            group: GROUP,
-            binding: b.number,
-            name: b.name,
-            role: b.role,
-            ty: b.manifest_type(k.layout.vec4s()),
-        })
-        .collect();
+    let bindings = entries(&BACKWARD_BINDINGS, k);
     let counts = k.backward.clone().unwrap_or_default();
     let entries: Vec<Value> = losses
         .iter()
@@ -146,17 +151,7 @@ pub fn backward(k: &Kernel, losses: &[(&LossIr, usize, &str)]) -> Value {
                 "input": input,
                 "gradient_axes": idx(&ir.domain),
                 "reads_count_at": counts.get(i).copied().flatten(),
-                "schedule": {
-                    "rows": idx(&s.row_vars),
-                    "elements": idx(&s.elem_vars),
-                    "hoisted": s.hoisted.iter().map(|h| json!({
-                        "reduction": crate::ir::dot::op_label(ir, &ir.graph[h.node].op),
-                        "table_over": idx(&h.table_vars),
-                        "same_as": h.same_as,
-                        "checks": h.checks,
-                        "per_workgroup": h.per_workgroup,
-                    })).collect::<Vec<_>>(),
-                },
+                "schedule": schedule(ir, s),
             })
         })
         .collect();

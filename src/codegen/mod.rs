@@ -162,32 +162,11 @@ pub fn compile_backward(
     losses: &[&LossIr],
     count_at: &[Option<usize>],
 ) -> Result<Kernel, CompileError> {
-    let schedules: Vec<LossSchedule> = losses.iter().map(|l| schedule::schedule(l)).collect();
-    let pairs: Vec<(&LossIr, &LossSchedule)> =
-        losses.iter().copied().zip(schedules.iter()).collect();
-    let generated = emit::generate_backward(name, &pairs, count_at, None)?;
-    if let Some(deep) = generated.too_deep {
-        return Err(CompileError::TooDeep {
-            loss: deep.loss,
-            at: deep.at,
-            limit: emit::MAX_BLOCK_DEPTH,
-        });
-    }
-    let validated = validate::validate(&generated.wgsl)?;
-    Ok(Kernel {
-        name: name.to_string(),
-        wgsl: generated.wgsl,
-        layout: generated.layout,
-        sites: generated.sites,
-        terms: losses
-            .iter()
-            .map(|l| FactoryTerm::plain(l.name.clone()))
-            .collect(),
-        schedules,
-        reads: generated.reads,
-        validated,
-        backward: Some(count_at.to_vec()),
-    })
+    let terms = losses
+        .iter()
+        .map(|l| FactoryTerm::plain(l.name.clone()))
+        .collect();
+    build(name, losses, terms, Some(count_at.to_vec()))
 }
 
 /// Schedules, generates and validates the fused kernel of the given terms.
@@ -204,10 +183,24 @@ pub fn compile(
                 .ok_or_else(|| CompileError::NoSuchLoss(t.loss.clone()))
         })
         .collect::<Result<_, _>>()?;
+    build(name, &losses, terms.to_vec(), None)
+}
+
+/// Schedules, generates (forward, or backward with each loss's count position) and
+/// validates a kernel.
+fn build(
+    name: &str,
+    losses: &[&LossIr],
+    terms: Vec<FactoryTerm>,
+    backward: Option<Vec<Option<usize>>>,
+) -> Result<Kernel, CompileError> {
     let schedules: Vec<LossSchedule> = losses.iter().map(|l| schedule::schedule(l)).collect();
     let pairs: Vec<(&LossIr, &LossSchedule)> =
         losses.iter().copied().zip(schedules.iter()).collect();
-    let generated = emit::generate(name, &pairs, None)?;
+    let generated = match &backward {
+        Some(counts) => emit::generate_backward(name, &pairs, counts, None)?,
+        None => emit::generate(name, &pairs, None)?,
+    };
     if let Some(deep) = generated.too_deep {
         return Err(CompileError::TooDeep {
             loss: deep.loss,
@@ -221,11 +214,11 @@ pub fn compile(
         wgsl: generated.wgsl,
         layout: generated.layout,
         sites: generated.sites,
-        terms: terms.to_vec(),
+        terms,
         schedules,
         reads: generated.reads,
         validated,
-        backward: None,
+        backward,
     })
 }
 

@@ -404,16 +404,10 @@ impl FusedGradientPlan {
                 .iter()
                 .map(|(li, _, gl)| backward_bound(&prepared[*li].bound, &gl.ir, 0.0, false))
                 .collect::<Result<_, _>>()?;
-            let irs: Vec<&crate::ir::LossIr> = losses.iter().map(|(_, _, gl)| &gl.ir).collect();
-            let n = prepared.len();
-            let count_at: Vec<Option<usize>> = losses
-                .iter()
-                .map(|(li, _, gl)| gl.reads_count.then_some(3 * n + 1 + li))
-                .collect();
-            let kb = crate::codegen::compile_backward(
-                &format!("{}.backward", kernel.name),
-                &irs,
-                &count_at,
+            let kb = backward_kernel(
+                &kernel.name,
+                prepared.len(),
+                losses.iter().map(|(li, _, gl)| (*li, gl)),
             )?;
             let refs: Vec<&Bound> = rebound.iter().collect();
             let forward_of: Vec<usize> = losses.iter().map(|(li, _, _)| *li).collect();
@@ -457,6 +451,24 @@ impl FusedGradientPlan {
         }
         text
     }
+}
+
+/// The backward kernel (`NAME.backward`) of the forward kernel `name` of `n` losses: the
+/// gradient losses, each with its forward loss's position, which says where it reads its
+/// count in the forward's results.
+fn backward_kernel<'g>(
+    name: &str,
+    n: usize,
+    losses: impl Iterator<Item = (usize, &'g GradLoss)>,
+) -> Result<crate::codegen::Kernel, RunError> {
+    let (irs, count_at): (Vec<&crate::ir::LossIr>, Vec<Option<usize>>) = losses
+        .map(|(li, gl)| (&gl.ir, gl.reads_count.then_some(3 * n + 1 + li)))
+        .unzip();
+    Ok(crate::codegen::compile_backward(
+        &format!("{name}.backward"),
+        &irs,
+        &count_at,
+    )?)
 }
 
 /// A gradient loss bound to its forward loss's data: shapes only (a kernel reads the
@@ -572,13 +584,7 @@ pub fn compile_backward(
             losses.push((li, gl));
         }
     }
-    let n = terms.len();
-    let irs: Vec<&crate::ir::LossIr> = losses.iter().map(|(_, gl)| &gl.ir).collect();
-    let count_at: Vec<Option<usize>> = losses
-        .iter()
-        .map(|(li, gl)| gl.reads_count.then_some(3 * n + 1 + li))
-        .collect();
-    let kernel = crate::codegen::compile_backward(&format!("{name}.backward"), &irs, &count_at)?;
+    let kernel = backward_kernel(name, terms.len(), losses.iter().map(|(li, gl)| (*li, gl)))?;
     let described = losses
         .iter()
         .map(|(li, gl)| BackwardTerm {

@@ -59,17 +59,7 @@ impl LossEmitter<'_> {
             let nwg = self.m(Slot::Workgroups);
             self.open(format!("if (item < {nwg})"));
             self.per_workgroup_tables = true;
-            for &k in &per_workgroup {
-                let h = &hoisted[k];
-                if self.table_needed(k) {
-                    self.table(k, h.node, &h.table_vars);
-                } else {
-                    self.w.open_muted(true);
-                    self.cache.push(HashMap::new());
-                    self.table(k, h.node, &h.table_vars);
-                    self.close();
-                }
-            }
+            self.shared_tables(&per_workgroup);
             self.per_workgroup_tables = false;
             self.close();
         }
@@ -153,19 +143,13 @@ impl LossEmitter<'_> {
         self.w.line(format!("let row = item / {cpr};"));
         self.w.line(format!("let chunk = item % {cpr};"));
         self.decompose(&rows, "row");
-        for (k, h) in hoisted.iter().enumerate() {
-            if h.same_as.is_some() || h.per_workgroup {
-                continue;
-            }
-            if self.table_needed(k) {
-                self.table(k, h.node, &h.table_vars);
-            } else {
-                self.w.open_muted(true);
-                self.cache.push(HashMap::new());
-                self.table(k, h.node, &h.table_vars);
-                self.close();
-            }
-        }
+        let per_row: Vec<usize> = hoisted
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| h.same_as.is_none() && !h.per_workgroup)
+            .map(|(k, _)| k)
+            .collect();
+        self.shared_tables(&per_row);
         // Stream this chunk of the row's elements.
         self.w.line(format!("let e0 = chunk * {CHUNK};"));
         self.w.line(format!("let e1 = min(e0 + {CHUNK}, {elems});"));
@@ -210,6 +194,22 @@ impl LossEmitter<'_> {
         self.placement = None;
         self.close();
         self.w.blank();
+    }
+
+    /// Hoisted tables `ks`, each built by the whole workgroup together (in a specialised
+    /// kernel, one no stage needs is written muted: walked for its slots, not emitted).
+    fn shared_tables(&mut self, ks: &[usize]) {
+        for &k in ks {
+            let h = self.sched.hoisted[k].clone();
+            if self.table_needed(k) {
+                self.table(k, h.node, &h.table_vars);
+            } else {
+                self.w.open_muted(true);
+                self.cache.push(HashMap::new());
+                self.table(k, h.node, &h.table_vars);
+                self.close();
+            }
+        }
     }
 
     /// Before a row's element loop: the values `compute` and `rectify` use that depend on

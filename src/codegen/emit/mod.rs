@@ -144,7 +144,7 @@ impl<'a> LossEmitter<'a> {
         ir: &'a LossIr,
         li: usize,
         sched: &'a LossSchedule,
-        shared: &'a mut Shared,
+        shared: &'a mut Shared<'_>,
         w: &'a mut Writer,
         values: Option<&'a [i32]>,
     ) -> LossEmitter<'a> {
@@ -182,7 +182,9 @@ impl<'a> LossEmitter<'a> {
 
 /// What the losses of one kernel share while it is written.
 #[derive(Default)]
-struct Shared {
+struct Shared<'v> {
+    /// The parameter block's values, when the kernel is specialised to them.
+    values: Option<&'v [i32]>,
     /// The parameter block's slots, in the order they are first used; when specialising,
     /// the generic kernel's, complete from the start ([`Shared::frozen`]).
     layout: Layout,
@@ -207,7 +209,7 @@ struct Shared {
     store: Option<Vec<StoreTo>>,
 }
 
-impl Shared {
+impl Shared<'_> {
     /// A slot of `main` (no loss's): the generic kernel has every one of them.
     fn slot(&mut self, s: Slot) -> SlotId {
         if self.frozen && self.layout.get(&s).is_none() && self.bug.is_none() {
@@ -299,41 +301,10 @@ pub fn generate(
     losses: &[(&LossIr, &LossSchedule)],
     specialising: Option<Specialising>,
 ) -> Result<Generated, InternalError> {
-    let mut shared = Shared::default();
-    let values = specialising.as_ref().map(|s| s.values);
-    if let Some(s) = &specialising {
-        shared.layout = s.layout.clone();
-        shared.frozen = true;
-    }
-    (shared.sites, shared.codes) = number_sites(losses);
-    let mut body = Writer::default();
-    shared.each_loss(losses, values, &mut body, |e| e.loss_fn());
-    // main: the item loop, then the last workgroup's combination.
-    let mut main = Writer::default();
-    main.line(format!("@compute @workgroup_size({WORKGROUP})"));
-    main.open(
-        "fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>)",
-    );
-    let nwg = meta_value(shared.slot(Slot::Workgroups), values);
-    let total = meta_value(shared.slot(Slot::TotalItems), values);
-    let slice_size = meta_value(shared.slot(Slot::SliceSize), values);
-    // A static use, so that a host building its pipeline with `layout: auto` gets the
-    // binding the manifest lists even when no read is aligned.
-    main.line("_ = lc_arena4[0];");
-    main.line(set_zero_bits("lc_arena"));
-    main.line("let wid = i32(wg.x);");
-    main.line(format!("let slice = wid * {slice_size};"));
-    main.open(format!(
-        "for (var item: i32 = wid; item < {total}; item += {nwg})"
-    ));
-    for li in 0..losses.len() {
-        let base = meta_value(shared.slot(Slot::Base { loss: li }), values);
-        let items = meta_value(shared.slot(Slot::Items { loss: li }), values);
-        main.open(format!("if (item >= {base} && item < {base} + {items})"));
-        main.line(format!("loss_{li}(item - {base}, item, lid, slice);"));
-        main.close();
-    }
-    main.close();
+    let (mut shared, body, mut main, nwg, total) =
+        losses_and_item_loop(losses, specialising, None, &[]);
+    let values = shared.values;
+    // main, after the item loop: the last workgroup's combination.
     main.open("if (lid == 0u)");
     main.line("let done = atomicAdd(&lc_sync[0], 1u);");
     main.line(format!("lc_last = select(0u, 1u, done == u32({nwg} - 1));"));
@@ -379,14 +350,41 @@ pub fn generate_backward(
     count_at: &[Option<usize>],
     specialising: Option<Specialising>,
 ) -> Result<Generated, InternalError> {
-    let mut shared = Shared::default();
-    let values = specialising.as_ref().map(|s| s.values);
+    let store = count_at.iter().map(|c| StoreTo { count_at: *c }).collect();
+    let (shared, body, mut main, _, total) =
+        losses_and_item_loop(losses, specialising, Some(store), &["lc_saved"]);
+    main.close();
+    let title = format!(
+        "// lossc backward kernel `{name}`: {} gradient(s) in one dispatch, after the forward kernel.",
+        losses.len()
+    );
+    module(&title, &BACKWARD_BINDINGS, shared, body, main, &total)
+}
+
+/// The losses' functions, and `main` up to the end of its item loop (left open for what
+/// follows it): each workgroup takes items `wid, wid + nwg, ...` and calls the function
+/// of the loss each belongs to. `store` makes the losses backward losses; `uses` are
+/// bindings `main` touches statically (besides `lc_arena4`), so that a host building
+/// its pipeline with `layout: auto` gets every binding the manifest lists. Returns the
+/// shared state, the functions, `main`, and the WGSL of the workgroup count and of the
+/// total item count.
+fn losses_and_item_loop<'v>(
+    losses: &[(&LossIr, &LossSchedule)],
+    specialising: Option<Specialising<'v>>,
+    store: Option<Vec<StoreTo>>,
+    uses: &[&str],
+) -> (Shared<'v>, Writer, Writer, String, String) {
+    let mut shared = Shared {
+        values: specialising.as_ref().map(|s| s.values),
+        ..Shared::default()
+    };
     if let Some(s) = &specialising {
         shared.layout = s.layout.clone();
         shared.frozen = true;
     }
-    shared.store = Some(count_at.iter().map(|c| StoreTo { count_at: *c }).collect());
+    shared.store = store;
     (shared.sites, shared.codes) = number_sites(losses);
+    let values = shared.values;
     let mut body = Writer::default();
     shared.each_loss(losses, values, &mut body, |e| e.loss_fn());
     let mut main = Writer::default();
@@ -397,8 +395,12 @@ pub fn generate_backward(
     let nwg = meta_value(shared.slot(Slot::Workgroups), values);
     let total = meta_value(shared.slot(Slot::TotalItems), values);
     let slice_size = meta_value(shared.slot(Slot::SliceSize), values);
+    // A static use, so that a host building its pipeline with `layout: auto` gets the
+    // binding the manifest lists even when no read is aligned.
     main.line("_ = lc_arena4[0];");
-    main.line("_ = lc_saved[0];");
+    for u in uses {
+        main.line(format!("_ = {u}[0];"));
+    }
     main.line(set_zero_bits("lc_arena"));
     main.line("let wid = i32(wg.x);");
     main.line(format!("let slice = wid * {slice_size};"));
@@ -413,12 +415,7 @@ pub fn generate_backward(
         main.close();
     }
     main.close();
-    main.close();
-    let title = format!(
-        "// lossc backward kernel `{name}`: {} gradient(s) in one dispatch, after the forward kernel.",
-        losses.len()
-    );
-    module(&title, &BACKWARD_BINDINGS, shared, body, main, &total)
+    (shared, body, main, nwg, total)
 }
 
 /// The module around the losses' functions (`body`) and `main`: the prelude, the
@@ -426,7 +423,7 @@ pub fn generate_backward(
 fn module(
     title: &str,
     bindings: &[super::bindings::Binding],
-    shared: Shared,
+    shared: Shared<'_>,
     body: Writer,
     main: Writer,
     total: &str,
