@@ -271,7 +271,7 @@ fn bench_gradients(program: &Program, title: &str, losses: &[&str], data: &Data,
     let names = resolve(&prepared, &opts.wrt).unwrap();
     let kernel = lossc::codegen::compile(program, title, &terms).unwrap();
     let fused =
-        FusedGradientPlan::new(dev, &kernel, &prepared, &names, 1.0, Default::default()).unwrap();
+        FusedGradientPlan::new(dev, &kernel, &prepared, &names, 1.0, &Default::default()).unwrap();
     let cpu = run_cpu(program, &terms, data, &vec![], &opts).unwrap();
     let f = fused.run(dev).unwrap();
     let unfused = UnfusedGradientPlan::new(dev, &prepared, &names, 1.0);

@@ -233,7 +233,11 @@ pub fn gradients_fused(
     anneal: f32,
     placement: crate::gpu::RowPlacement,
 ) -> Result<FusedGradients, RunError> {
-    FusedGradientPlan::new(gpu, kernel, prepared, names, anneal, placement)?.run(gpu)
+    let options = crate::gpu::DispatchOptions {
+        placement,
+        ..Default::default()
+    };
+    FusedGradientPlan::new(gpu, kernel, prepared, names, anneal, &options)?.run(gpu)
 }
 
 /// What turns a run's raw results into values and gradients of the total: the names
@@ -363,6 +367,44 @@ impl UnfusedGradientPlan {
 /// ([`crate::ad::kernel`]), recorded in one command buffer (one dispatch when no loss's
 /// value depends on the inputs asked). Each loss's gradient is scaled by its anneal
 /// factor and weight and summed on the host, as on the CPU.
+///
+/// Inputs may live in the caller's GPU buffers (`DispatchOptions::device_inputs`, on
+/// lossc's device): each run copies them into the arena on the GPU, so a training loop
+/// updates them between runs without a host copy. The gradients come back to the host;
+/// writing them into the caller's buffers is not built yet.
+///
+/// ```
+/// use lossc::runtime::data::{Array, DataValue, Data};
+/// use lossc::runtime::grad::{FusedGradientPlan, Wrt, resolve};
+/// use lossc::runtime::run::prepare;
+/// use wgpu::util::DeviceExt;
+///
+/// let text = "loss l2 {\n    input x : [N]\n    compute x[n] * x[n]\n    reduce sum\n}\n";
+/// let program = lossc::sema::check(&[lossc::diagnostics::Source::new("l2.loss", text)]).program;
+/// let terms = [lossc::ir::FactoryTerm::plain("l2")];
+/// let gpu = lossc::gpu::gpu().expect("a GPU adapter (lavapipe will do)");
+/// // The input lives on the GPU; the data given to `prepare` only says its shape.
+/// let x = gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+///     label: Some("x"),
+///     contents: &[1.0f32, 2.0, 3.0].iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(),
+///     usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+/// });
+/// let mut data = Data::new();
+/// data.insert("x".into(), DataValue::Array(Array { shape: vec![3], data: vec![] }));
+/// let (prepared, _) = prepare(&program, &terms, &data, &vec![]).unwrap();
+/// let names = resolve(&prepared, &Wrt::EveryInput).unwrap();
+/// let kernel = lossc::codegen::compile(&program, "l2", &terms).unwrap();
+/// let inputs = [("x", &x)];
+/// let options = lossc::gpu::DispatchOptions { device_inputs: &inputs, ..Default::default() };
+/// let plan = FusedGradientPlan::new(gpu, &kernel, &prepared, &names, 1.0, &options).unwrap();
+/// let run = plan.run(gpu).unwrap();
+/// assert_eq!(run.total, 14.0);
+/// // Or change x on the GPU; the next run reads it.
+/// gpu.queue.write_buffer(&x, 0, &[0u8; 4]);
+/// assert_eq!(plan.run(gpu).unwrap().grads[0].1.data, [0.0, 4.0, 6.0]);
+/// assert_eq!(run.grads[0].1.data, [2.0, 4.0, 6.0]); // d/dx of Σ x² is 2x
+/// assert_eq!(run.dispatches, 2);
+/// ```
 pub struct FusedGradientPlan {
     forward: crate::gpu::Dispatch,
     backward: Option<crate::gpu::Backward>,
@@ -371,14 +413,14 @@ pub struct FusedGradientPlan {
 
 impl FusedGradientPlan {
     /// Plans the run of `kernel` (the forward kernel of `prepared`): the values and the
-    /// gradients with respect to `names`.
+    /// gradients with respect to `names`, laid out and fed as `options` say.
     pub fn new(
         gpu: &crate::gpu::Gpu,
         kernel: &crate::codegen::Kernel,
         prepared: &[Prepared],
         names: &[String],
         anneal: f32,
-        placement: crate::gpu::RowPlacement,
+        options: &crate::gpu::DispatchOptions,
     ) -> Result<FusedGradientPlan, RunError> {
         let adjoints = adjoints(prepared, names)?;
         // Each gradient loss with its forward loss and the position of its input.
@@ -392,11 +434,7 @@ impl FusedGradientPlan {
         }
         let bound: Vec<&Bound> = prepared.iter().map(|p| &p.bound).collect();
         let factors = factors(prepared, anneal);
-        let options = crate::gpu::DispatchOptions {
-            placement,
-            ..Default::default()
-        };
-        let forward = crate::gpu::Dispatch::new(gpu, kernel, &bound, &factors, &options)?;
+        let forward = crate::gpu::Dispatch::new(gpu, kernel, &bound, &factors, options)?;
         let backward = if losses.is_empty() {
             None
         } else {

@@ -512,7 +512,11 @@ fn run_gpu_gradients(
     opts: &RunOptions,
 ) -> Result<RunResult, RunError> {
     let gpu = crate::gpu::gpu()?;
-    let plan = grad::FusedGradientPlan::new(gpu, kernel, prepared, names, opts.anneal, opts.rows)?;
+    let options = DispatchOptions {
+        placement: opts.rows,
+        ..DispatchOptions::default()
+    };
+    let plan = grad::FusedGradientPlan::new(gpu, kernel, prepared, names, opts.anneal, &options)?;
     let g = plan.run(gpu)?;
     let names_: Vec<&str> = prepared.iter().map(|p| p.bound.ir.name.as_str()).collect();
     let annealed: Vec<bool> = prepared.iter().map(|p| p.annealed).collect();
