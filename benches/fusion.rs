@@ -31,23 +31,55 @@ fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> Duration {
     )
 }
 
-/// The median times of `a` and `b`, after 3 warm-up runs each, over `RUNS` runs each,
-/// interleaved (a, b, a, b, ...) so that both see the same machine load.
-fn interleaved<A, B>(mut a: impl FnMut() -> A, mut b: impl FnMut() -> B) -> (Duration, Duration) {
+/// The median times of `runs`, after 3 warm-up runs each, over `RUNS` runs each,
+/// interleaved (the first, the second, ..., the first again, ...) so that all see the
+/// same machine load.
+fn interleaved_all(runs: &mut [&mut dyn FnMut()]) -> Vec<Duration> {
     for _ in 0..3 {
-        a();
-        b();
+        runs.iter_mut().for_each(|r| r());
     }
-    let (mut ta, mut tb) = (Vec::new(), Vec::new());
+    let mut times: Vec<Vec<Duration>> = runs.iter().map(|_| Vec::new()).collect();
     for _ in 0..RUNS {
-        let t = Instant::now();
-        std::hint::black_box(a());
-        ta.push(t.elapsed());
-        let t = Instant::now();
-        std::hint::black_box(b());
-        tb.push(t.elapsed());
+        for (r, t) in runs.iter_mut().zip(&mut times) {
+            let start = Instant::now();
+            r();
+            t.push(start.elapsed());
+        }
     }
-    (median(ta), median(tb))
+    times.into_iter().map(median).collect()
+}
+
+/// [`interleaved_all`] of two.
+fn interleaved<A, B>(mut a: impl FnMut() -> A, mut b: impl FnMut() -> B) -> (Duration, Duration) {
+    let t = interleaved_all(&mut [
+        &mut || {
+            std::hint::black_box(a());
+        },
+        &mut || {
+            std::hint::black_box(b());
+        },
+    ]);
+    (t[0], t[1])
+}
+
+/// [`interleaved_all`] of three.
+fn interleaved3<A, B, C>(
+    mut a: impl FnMut() -> A,
+    mut b: impl FnMut() -> B,
+    mut c: impl FnMut() -> C,
+) -> (Duration, Duration, Duration) {
+    let t = interleaved_all(&mut [
+        &mut || {
+            std::hint::black_box(a());
+        },
+        &mut || {
+            std::hint::black_box(b());
+        },
+        &mut || {
+            std::hint::black_box(c());
+        },
+    ]);
+    (t[0], t[1], t[2])
 }
 
 fn ms(d: Duration) -> f64 {
@@ -212,32 +244,6 @@ fn bench_case(program: &Program, title: &str, losses: &[&str], data: &Data) {
         tu.as_secs_f64() / tf.as_secs_f64(),
         bytes as f64 / tf.as_secs_f64() / 1e9
     );
-}
-
-/// The median times of `a`, `b` and `c`, interleaved as [`interleaved`] does.
-fn interleaved3<A, B, C>(
-    mut a: impl FnMut() -> A,
-    mut b: impl FnMut() -> B,
-    mut c: impl FnMut() -> C,
-) -> (Duration, Duration, Duration) {
-    for _ in 0..3 {
-        a();
-        b();
-        c();
-    }
-    let (mut ta, mut tb, mut tc) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..RUNS {
-        let t = Instant::now();
-        std::hint::black_box(a());
-        ta.push(t.elapsed());
-        let t = Instant::now();
-        std::hint::black_box(b());
-        tb.push(t.elapsed());
-        let t = Instant::now();
-        std::hint::black_box(c());
-        tc.push(t.elapsed());
-    }
-    (median(ta), median(tb), median(tc))
 }
 
 /// Forward + backward: the fused forward and backward kernels (two dispatches) against

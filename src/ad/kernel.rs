@@ -28,7 +28,7 @@ use crate::ice::InternalError;
 use crate::ir::passes::dce::remove_dead_nodes;
 use crate::ir::{
     BinaryFn, IndexExpr, IndexId, IndexTerm, InputId, LossIr, Node, Op, ParamInfo, ParamKind,
-    ParamValue, ReduceMode, Tensor, Ty, add_node, free_indices, operands,
+    ParamValue, ReduceMode, Tensor, Ty, add_node, detach_operands, free_indices, operands,
 };
 
 pub use crate::ir::COUNT_PARAM;
@@ -59,14 +59,7 @@ pub fn gradient_losses(adj: &Adjoint) -> Result<Vec<GradLoss>, InternalError> {
             default: Some(ParamValue::Scalar(0.0)),
             span: ir.span,
         });
-        let incoming: Vec<_> = ir
-            .graph
-            .edges_directed(n, Direction::Incoming)
-            .map(|e| e.id())
-            .collect();
-        for e in incoming {
-            ir.graph.remove_edge(e);
-        }
+        detach_operands(&mut ir.graph, n);
         let node = &mut ir.graph[n];
         node.op = Op::Read(Tensor::Param(p), vec![]);
         node.free = vec![];

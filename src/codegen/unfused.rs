@@ -63,6 +63,41 @@ pub struct Step {
     pub iterations: u64,
 }
 
+/// How a reduction other than a median folds its values: the accumulator `acc`'s
+/// first value, its next from the value `x`, two partial results `a` and `b` combined,
+/// and the result from `acc` and the number of values `cnt`.
+struct Fold {
+    init: &'static str,
+    step: &'static str,
+    combine: &'static str,
+    fin: &'static str,
+}
+
+/// The [`Fold`] of `kind`; `None` for a median, which ranks its values instead.
+fn fold(kind: ReduceFn) -> Option<Fold> {
+    let (init, step, combine, fin) = match kind {
+        ReduceFn::Sum => ("lc_opaque(0.0f)", "acc + x", "a + b", "acc"),
+        ReduceFn::Mean => (
+            "lc_opaque(0.0f)",
+            "acc + x",
+            "a + b",
+            "acc / lc_opaque(f32(cnt))",
+        ),
+        ReduceFn::Norm => ("lc_opaque(0.0f)", "acc + x * x", "a + b", "sqrt(acc)"),
+        ReduceFn::Max => ("-lc_inf()", "lc_max(acc, x)", "lc_max(a, b)", "acc"),
+        ReduceFn::Min => ("lc_inf()", "lc_min(acc, x)", "lc_min(a, b)", "acc"),
+        ReduceFn::All => ("1.0f", "min(acc, x)", "min(a, b)", "acc"),
+        ReduceFn::Any => ("0.0f", "max(acc, x)", "max(a, b)", "acc"),
+        ReduceFn::Median => return None,
+    };
+    Some(Fold {
+        init,
+        step,
+        combine,
+        fin,
+    })
+}
+
 /// Threads of a workgroup that shares one long reduction's values.
 const COOP: usize = 256;
 /// A reduction over more values than this (per output value) is shared by a workgroup
@@ -417,25 +452,15 @@ impl LossPlan<'_> {
         let total = self.size(bound);
         let slab = &self.slabs[&n];
         let outputs = self.size(&slab.vars).max(1);
-        if *kind == ReduceFn::Median || (total as i64) <= COOP_FROM || outputs > 65_535 {
+        if (total as i64) <= COOP_FROM || outputs > 65_535 {
             return None;
         }
-        let (init, step, combine, fin) = match kind {
-            ReduceFn::Sum => ("lc_opaque(0.0f)", "acc + x", "a + b", "acc"),
-            ReduceFn::Mean => (
-                "lc_opaque(0.0f)",
-                "acc + x",
-                "a + b",
-                &*format!("acc / lc_opaque(f32({total}))"),
-            ),
-            ReduceFn::Norm => ("lc_opaque(0.0f)", "acc + x * x", "a + b", "sqrt(acc)"),
-            ReduceFn::Max => ("-lc_inf()", "lc_max(acc, x)", "lc_max(a, b)", "acc"),
-            ReduceFn::Min => ("lc_inf()", "lc_min(acc, x)", "lc_min(a, b)", "acc"),
-            ReduceFn::All => ("1.0f", "min(acc, x)", "min(a, b)", "acc"),
-            ReduceFn::Any => ("0.0f", "max(acc, x)", "max(a, b)", "acc"),
-            ReduceFn::Median => return None,
-        };
-        let fin = fin.to_string();
+        let Fold {
+            init,
+            step,
+            combine,
+            fin,
+        } = fold(*kind)?;
         let mut w = Writer::default();
         w.splice(PRELUDE);
         declare(&mut w, 2);
@@ -478,6 +503,7 @@ impl LossPlan<'_> {
         w.close();
         w.open("if (lid == 0u)");
         w.line("let acc = s_acc[0];");
+        w.line(format!("let cnt = {total};"));
         w.line(format!(
             "vals[{} + {}] = {fin};",
             slab.offset,
@@ -561,21 +587,16 @@ impl LossPlan<'_> {
                 self.operand(args[0], &at)
             }
             Op::Reduce(kind, bound) => {
-                let (init, step, fin) = match kind {
-                    ReduceFn::Sum => ("lc_opaque(0.0f)", "acc = acc + x;", "acc"),
-                    ReduceFn::Mean => (
-                        "lc_opaque(0.0f)",
-                        "acc = acc + x;",
-                        "acc / lc_opaque(f32(cnt))",
-                    ),
-                    ReduceFn::Norm => ("lc_opaque(0.0f)", "acc = acc + x * x;", "sqrt(acc)"),
-                    ReduceFn::Max => ("-lc_inf()", "acc = lc_max(acc, x);", "acc"),
-                    ReduceFn::Min => ("lc_inf()", "acc = lc_min(acc, x);", "acc"),
-                    ReduceFn::All => ("1.0f", "acc = min(acc, x);", "acc"),
-                    ReduceFn::Any => ("0.0f", "acc = max(acc, x);", "acc"),
-                    // Ranked as in the fused kernel: count smaller and equal values.
-                    ReduceFn::Median => ("0.0f", "", ""),
-                };
+                // A median is ranked as in the fused kernel: count smaller and equal
+                // values.
+                let Fold {
+                    init, step, fin, ..
+                } = fold(*kind).unwrap_or(Fold {
+                    init: "0.0f",
+                    step: "",
+                    combine: "",
+                    fin: "",
+                });
                 w.line(format!("var acc: f32 = {init};"));
                 w.line("var cnt: i32 = 0;");
                 w.line("var lo = lc_nan();");
@@ -602,7 +623,7 @@ impl LossPlan<'_> {
                         "if (less <= {total} / 2 && {total} / 2 < less + eq) {{ hi = x; }}"
                     ));
                 } else {
-                    w.line(step);
+                    w.line(format!("acc = {step};"));
                 }
                 w.line("cnt++;");
                 for _ in bound {

@@ -577,10 +577,10 @@ impl Evaluator<'_, '_> {
         let mut at = 0usize;
         for (axis, (e, n)) in idx.iter().zip(&data.shape).enumerate() {
             let mut i = self.index(e, env, node)?;
-            if (i < 0 || i >= *n as i64) && self.lenient {
-                return Ok(f32::NAN);
-            }
             if i < 0 || i >= *n as i64 {
+                if self.lenient {
+                    return Ok(f32::NAN);
+                }
                 // Only a gathered subscript can leave its axis here (the binder checks
                 // the others over their whole ranges); the read goes on at index 0.
                 let Some(site) = LossIr::site_of(&self.sites, node, t, idx, axis) else {

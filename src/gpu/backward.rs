@@ -6,17 +6,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use wgpu::util::DeviceExt;
-
 use super::device::{Pipeline, bind_group};
-use super::dispatch::{Dispatch, KernelForm, read_back};
+use super::dispatch::{Dispatch, KernelForm, max_binding, meta_buffer, read_back, scratch_buffer};
 use super::pack::{Arena, domain_size, fill_parameter_block};
 use super::plan::{self, Adapter, Plan};
 use super::{Gpu, GpuError};
 use crate::bind::Bound;
 use crate::codegen::Kernel;
 use crate::codegen::bindings::{BACKWARD_BINDINGS, Holds};
-use crate::codegen::emit::WORKGROUP;
 use crate::ice::InternalError;
 use crate::ir::LossIr;
 
@@ -70,28 +67,8 @@ impl Dispatch {
         let pipeline = gpu.pipeline_for(&wgsl, &BACKWARD_BINDINGS)?;
         let Plan { slice, work, .. } = plan;
         let d = &gpu.device;
-        let meta = d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("lossc backward meta"),
-            contents: &block
-                .iter()
-                .flat_map(|x| x.to_le_bytes())
-                .collect::<Vec<u8>>(),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
-        let max = gpu
-            .limits
-            .max_storage_buffer_binding_size
-            .min(gpu.limits.max_buffer_size);
-        let scratch_len = (slice * WORKGROUP as i64 * work.workgroups).max(1) as u64;
-        if scratch_len * 4 > max {
-            return Err(GpuError::ScratchTooLarge);
-        }
-        let scratch = d.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("lossc backward scratch"),
-            size: scratch_len * 4,
-            usage: wgpu::BufferUsages::STORAGE,
-            mapped_at_creation: false,
-        });
+        let meta = meta_buffer(gpu, "lossc backward meta", &block);
+        let scratch = scratch_buffer(gpu, "lossc backward scratch", slice, work.workgroups)?;
         // The error word and the sites' words are written by reads whose values are
         // discarded (see `BACKWARD_BINDINGS`); nobody reads them.
         let sync_words = 2 + 2 * work.total_items.max(0) as u64 + kernel.sites.len() as u64;
@@ -109,7 +86,7 @@ impl Dispatch {
             at += n;
         }
         let bytes = (4 * at.max(1)) as u64;
-        if bytes > max {
+        if bytes > max_binding(gpu) {
             return Err(GpuError::ScratchTooLarge);
         }
         let grads = d.create_buffer(&wgpu::BufferDescriptor {

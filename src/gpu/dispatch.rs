@@ -84,10 +84,7 @@ impl Dispatch {
             .map(|(name, buf)| (*name, buf.size()))
             .collect();
         let arena = pack_arena(bound, &sizes)?;
-        let max = gpu
-            .limits
-            .max_storage_buffer_binding_size
-            .min(gpu.limits.max_buffer_size);
+        let max = max_binding(gpu);
         check_arena_fits(&arena, bound, max)?;
         let plan = plan::plan(&Adapter::of(gpu), kernel, bound, options.placement)?;
         let block = fill_parameter_block(kernel, bound, anneal, &arena, &plan)?;
@@ -101,11 +98,7 @@ impl Dispatch {
         let pipeline = gpu.pipeline(&wgsl)?;
         let Plan { slice, work, .. } = plan;
         let d = &gpu.device;
-        let meta_buf = d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("lossc meta"),
-            contents: &le_bytes(block.iter().map(|x| x.to_le_bytes())),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
+        let meta_buf = meta_buffer(gpu, "lossc meta", &block);
         let arena_buf = d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("lossc arena"),
             contents: &le_bytes(arena.padded().iter().map(|x| x.to_le_bytes())),
@@ -126,16 +119,7 @@ impl Dispatch {
                 Ok((buf, (c.at * 4) as u64, (c.len * 4) as u64))
             })
             .collect::<Result<_, GpuError>>()?;
-        let scratch_len = (slice * WORKGROUP as i64 * work.workgroups).max(1) as u64;
-        if scratch_len * 4 > max {
-            return Err(GpuError::ScratchTooLarge);
-        }
-        let scratch = d.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("lossc scratch"),
-            size: scratch_len * 4,
-            usage: wgpu::BufferUsages::STORAGE,
-            mapped_at_creation: false,
-        });
+        let scratch = scratch_buffer(gpu, "lossc scratch", slice, work.workgroups)?;
         // The arrival counter, the error word, each work item's two slots, empty, then
         // one word per checked read (the largest index it failed with).
         let mut sync_init = vec![0u32; 2];
@@ -328,6 +312,43 @@ fn axis_size(bound: &[&Bound], s: &Site) -> usize {
 
 fn le_bytes<const N: usize>(words: impl Iterator<Item = [u8; N]>) -> Vec<u8> {
     words.flatten().collect()
+}
+
+/// The largest storage binding the device allows, in bytes.
+pub(super) fn max_binding(gpu: &Gpu) -> u64 {
+    gpu.limits
+        .max_storage_buffer_binding_size
+        .min(gpu.limits.max_buffer_size)
+}
+
+/// A kernel's parameter block as a uniform buffer.
+pub(super) fn meta_buffer(gpu: &Gpu, label: &str, block: &[i32]) -> wgpu::Buffer {
+    gpu.device
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: &le_bytes(block.iter().map(|x| x.to_le_bytes())),
+            usage: wgpu::BufferUsages::UNIFORM,
+        })
+}
+
+/// The hoisted tables' scratch of a dispatch: `slice` f32 per thread of each of its
+/// `workgroups` (at least one f32), refused past the largest storage binding.
+pub(super) fn scratch_buffer(
+    gpu: &Gpu,
+    label: &str,
+    slice: i64,
+    workgroups: i64,
+) -> Result<wgpu::Buffer, GpuError> {
+    let len = (slice * WORKGROUP as i64 * workgroups).max(1) as u64;
+    if len * 4 > max_binding(gpu) {
+        return Err(GpuError::ScratchTooLarge);
+    }
+    Ok(gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: len * 4,
+        usage: wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: false,
+    }))
 }
 
 /// Maps `buf`, reads it as f32s, and unmaps it.

@@ -580,6 +580,18 @@ pub fn free_indices(g: &Graph, op: &Op, args: &[NodeIndex]) -> Vec<IndexId> {
     free
 }
 
+/// Removes `n`'s operand edges, for a pass that turns it into a leaf (a constant, a read)
+/// in place, so that its users keep it.
+pub fn detach_operands(g: &mut Graph, n: NodeIndex) {
+    let incoming: Vec<_> = g
+        .edges_directed(n, Direction::Incoming)
+        .map(|e| e.id())
+        .collect();
+    for e in incoming {
+        g.remove_edge(e);
+    }
+}
+
 /// Adds a node with its operands.
 pub fn add_node(g: &mut Graph, node: Node, args: &[NodeIndex]) -> NodeIndex {
     let n = g.add_node(node);

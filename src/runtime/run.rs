@@ -496,7 +496,7 @@ fn run_prepared_cpu_with_gradients(
     opts: &RunOptions,
 ) -> Result<RunResult, RunError> {
     let mut r = run_prepared_cpu(prepared, opts)?;
-    if !names.is_empty() || opts.wrt != Wrt::Nothing {
+    if opts.wrt != Wrt::Nothing {
         let weights: Vec<f32> = r.losses.iter().map(|(_, l)| l.weight).collect();
         r.grads = grad::gradients(prepared, names, &weights, opts.anneal)?;
     }

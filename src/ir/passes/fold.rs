@@ -2,11 +2,9 @@
 //! constant, as does an index value that is a whole number. Dimension symbols are known
 //! only when arrays are bound, so `H * W` stays symbolic.
 
-use petgraph::Direction;
 use petgraph::algo::toposort;
-use petgraph::visit::EdgeRef;
 
-use crate::ir::{LossIr, Op, Ty, operands, scalar};
+use crate::ir::{LossIr, Op, Ty, detach_operands, operands, scalar};
 
 /// Folds every constant sub-expression in place.
 pub fn fold_constants(ir: &mut LossIr) {
@@ -38,14 +36,7 @@ pub fn fold_constants(ir: &mut LossIr) {
             } else {
                 Op::constant(v)
             };
-            let incoming: Vec<_> = ir
-                .graph
-                .edges_directed(n, Direction::Incoming)
-                .map(|e| e.id())
-                .collect();
-            for e in incoming {
-                ir.graph.remove_edge(e);
-            }
+            detach_operands(&mut ir.graph, n);
         }
     }
 }
