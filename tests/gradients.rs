@@ -289,10 +289,137 @@ fn the_factory_gradient_is_the_annealed_weighted_sum_of_the_losses() {
         wrt: Wrt::EveryInput,
         ..Default::default()
     };
-    let r = run(&program, "ab", &terms, &data, &vec![], &opts).unwrap();
-    // 0.5 · 2x + 0.25 · 2 · 3.
-    assert_eq!(r.grads[0].0, "x");
-    assert!(same(&r.grads[0].1.data, &[2.5, -0.5]), "{:?}", r.grads);
+    // 0.5 · 2x + 0.25 · 2 · 3, on both back ends (the GPU scales each loss's term in
+    // its backward kernel).
+    for backend in [Backend::Cpu, Backend::Gpu] {
+        let opts = RunOptions {
+            backend,
+            ..opts.clone()
+        };
+        let r = run(&program, "ab", &terms, &data, &vec![], &opts).unwrap();
+        assert_eq!(r.grads[0].0, "x");
+        assert!(
+            same(&r.grads[0].1.data, &[2.5, -0.5]),
+            "{backend:?}: {:?}",
+            r.grads
+        );
+    }
+}
+
+/// A training loop's use of the fused plan: inputs and gradients stay in GPU buffers,
+/// and the anneal factor changes between steps without a new plan.
+#[test]
+fn the_fused_plan_writes_gradient_terms_into_a_gpu_buffer_and_takes_a_new_anneal_factor() {
+    use lossc::gpu::DispatchOptions;
+    use lossc::runtime::grad::FusedGradientPlan;
+    use wgpu::util::DeviceExt;
+    let text = "loss a {\n input x : [N]\n compute x[i] * x[i]\n reduce sum\n weight 0.5\n}\n\
+                loss b {\n input x : [N]\n input y : [N]\n compute 3 * x[i] + y[i] * y[i]\n reduce mean\n weight 2\n}";
+    let program = check(text);
+    let terms = [
+        FactoryTerm::plain("a"),
+        FactoryTerm {
+            annealed: true,
+            ..FactoryTerm::plain("b")
+        },
+    ];
+    let gpu = lossc::gpu::gpu().unwrap();
+    let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let storage =
+        wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
+    let input = |name, v: &[f32]| {
+        gpu.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(name),
+                contents: &bytes(v),
+                usage: storage,
+            })
+    };
+    let (x, y) = (input("x", &[1.0, -2.0]), input("y", &[4.0, 0.5]));
+    // The data says the shapes only; the elements are in the buffers.
+    let data = parse_json_data(r#"{"x": [0, 0], "y": [0, 0]}"#).unwrap();
+    let (prepared, _) = prepare(&program, &terms, &data, &vec![]).unwrap();
+    let names = resolve(&prepared, &Wrt::EveryInput).unwrap();
+    let kernel = lossc::codegen::compile(&program, "ab", &terms).unwrap();
+    let inputs = [("x", &x), ("y", &y)];
+    let options = DispatchOptions {
+        device_inputs: &inputs,
+        ..Default::default()
+    };
+    let mut plan = FusedGradientPlan::new(gpu, &kernel, &prepared, &names, 0.25, &options).unwrap();
+    let terms_of: Vec<(String, usize, usize, usize)> = plan
+        .gradient_terms()
+        .into_iter()
+        .map(|t| (t.input, t.term, t.offset, t.len))
+        .collect();
+    assert_eq!(
+        terms_of,
+        [
+            ("x".to_string(), 0, 0, 2),
+            ("x".to_string(), 1, 2, 2),
+            ("y".to_string(), 1, 4, 2)
+        ]
+    );
+    assert_eq!(plan.gradient_len(), 6);
+    let grads = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("grads"),
+        size: 4 * 6,
+        usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::MAP_READ,
+        mapped_at_creation: false,
+    });
+    let read = |buf: &wgpu::Buffer| -> Vec<f32> {
+        let slice = buf.slice(..);
+        slice.map_async(wgpu::MapMode::Read, |_| {});
+        gpu.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .unwrap();
+        let v = slice
+            .get_mapped_range()
+            .unwrap()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        buf.unmap();
+        v
+    };
+    // By hand: a = Σ x² (weight 0.5); b = mean(3x + y²) (weight 2, annealed).
+    // d total/dx = 0.5 · 2x + anneal · 2 · 3/2; d total/dy = anneal · 2 · 2y/2.
+    for anneal in [0.25f32, 1.0] {
+        plan.set_anneal(gpu, anneal);
+        let run = plan.run_into(gpu, &grads).unwrap();
+        assert!(run.grads.is_empty());
+        assert_eq!(run.dispatches, 2);
+        // a = 5, b = (3 - 6 + 16 + 0.25) / 2 = 6.625.
+        assert_eq!(run.total, 0.5 * 5.0 + anneal * 2.0 * 6.625);
+        let g = read(&grads);
+        assert_eq!(&g[0..2], &[1.0, -2.0], "anneal {anneal}");
+        assert_eq!(&g[2..4], &[anneal * 3.0, anneal * 3.0], "anneal {anneal}");
+        assert_eq!(&g[4..6], &[anneal * 8.0, anneal], "anneal {anneal}");
+        // The host path of the same plan sums the terms of each input.
+        let host = plan.run(gpu).unwrap();
+        assert_eq!(
+            host.grads[0].1.data,
+            [1.0 + anneal * 3.0, -2.0 + anneal * 3.0]
+        );
+        assert_eq!(host.grads[1].1.data, [anneal * 8.0, anneal]);
+    }
+    // A buffer too small, or one the copy cannot write, is refused with a message.
+    let small = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("small"),
+        size: 4 * 5,
+        usage: wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let e = plan.run_into(gpu, &small).err().unwrap().to_string();
+    assert!(e.contains("holds 20 bytes; they need 24"), "{e}");
+    let unusable = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("unusable"),
+        size: 4 * 6,
+        usage: wgpu::BufferUsages::MAP_READ,
+        mapped_at_creation: false,
+    });
+    let e = plan.run_into(gpu, &unusable).err().unwrap().to_string();
+    assert!(e.contains("needs the usage"), "{e}");
 }
 
 #[test]
@@ -1007,6 +1134,9 @@ fn compile_and_explain_write_the_backward_kernel() {
     // Both are means: each reads its forward loss's count at 3n + 1 + term (n = 2).
     assert_eq!(losses[0]["reads_count_at"], serde_json::json!(7));
     assert_eq!(losses[1]["reads_count_at"], serde_json::json!(8));
+    // And its weight at 3 · term + 1, to store its term of the total's gradient.
+    assert_eq!(losses[0]["reads_weight_at"], serde_json::json!(1));
+    assert_eq!(losses[1]["reads_weight_at"], serde_json::json!(4));
     let names: Vec<&str> = m["backward"]["bindings"]
         .as_array()
         .unwrap()

@@ -134,7 +134,7 @@ pub fn manifest(program: &Program, k: &Kernel) -> Value {
 /// factory, and the input its gradient is of).
 pub fn backward(k: &Kernel, losses: &[(&LossIr, usize, &str)]) -> Value {
     let bindings = entries(&BACKWARD_BINDINGS, k);
-    let counts = k.backward.clone().unwrap_or_default();
+    let saved = k.backward.clone().unwrap_or_default();
     let entries: Vec<Value> = losses
         .iter()
         .zip(&k.schedules)
@@ -150,7 +150,8 @@ pub fn backward(k: &Kernel, losses: &[(&LossIr, usize, &str)]) -> Value {
                 "term": term,
                 "input": input,
                 "gradient_axes": idx(&ir.domain),
-                "reads_count_at": counts.get(i).copied().flatten(),
+                "reads_weight_at": saved.get(i).map(|r| r.weight_at),
+                "reads_count_at": saved.get(i).and_then(|r| r.count_at),
                 "schedule": schedule(ir, s),
             })
         })
@@ -165,7 +166,7 @@ pub fn backward(k: &Kernel, losses: &[(&LossIr, usize, &str)]) -> Value {
         "losses": entries,
         "parameter_block": k.layout.slots,
         "work": "as the forward kernel's (`work`), for these losses; slot `grad_offset` of loss i: the summed gradient sizes (products of the input's shape) of losses 0..i; lc_grad holds all of them (at least one f32); lc_sync needs 2 + 2 × total_items + sites words and is neither read back nor reset",
-        "gradient_of_total": "d total / d input = Σ, over the losses of that input in order, anneal_t × weight_t × the loss's slice of lc_grad, where t is its term, weight_t the forward's lc_out[3t + 1] and anneal_t its anneal factor (1 when not annealed)",
+        "gradient_of_total": "each loss's slice of lc_grad is its term of the total's gradient: the kernel stores anneal_t × weight_t × d loss_t / d input, where t is its term, weight_t the forward's lc_out[3t + 1] (`reads_weight_at`) and anneal_t the `anneal` slot of this kernel's parameter block (fill it as the forward's: the term's anneal factor as f32 bits, 1.0 when not annealed); d total / d input = the sum, over the losses of that input in order, of their slices",
         "sites": k.sites.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
         "determinism": "every gradient element is written once, by one thread, from values read in a fixed order: bit-identical run to run on one adapter",
     })

@@ -98,9 +98,20 @@ pub struct Kernel {
     pub reads: Vec<ReadRecord>,
     /// naga's validated module (for the other targets).
     pub validated: validate::Validated,
-    /// For a backward kernel, where each loss finds its forward loss's count in the
-    /// forward kernel's results ([`emit::generate_backward`]); `None` for a forward one.
-    pub backward: Option<Vec<Option<usize>>>,
+    /// For a backward kernel, what each loss reads from the forward kernel's results
+    /// ([`emit::generate_backward`]); `None` for a forward one.
+    pub backward: Option<Vec<SavedReads>>,
+}
+
+/// What a backward kernel's loss reads from its forward kernel's results (`lc_saved`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SavedReads {
+    /// Where its forward loss's weight is (`3t + 1` for term `t`): each gradient element
+    /// is stored times that weight and the loss's anneal factor, so that it is the
+    /// loss's term of the gradient of the factory's total.
+    pub weight_at: usize,
+    /// Where its forward loss's count of counted elements is, for a gradient of a mean.
+    pub count_at: Option<usize>,
 }
 
 impl Kernel {
@@ -148,25 +159,25 @@ impl Kernel {
         specialising: Option<emit::Specialising>,
     ) -> Result<emit::Generated, InternalError> {
         match &self.backward {
-            Some(counts) => emit::generate_backward(&self.name, pairs, counts, specialising),
+            Some(saved) => emit::generate_backward(&self.name, pairs, saved, specialising),
             None => emit::generate(&self.name, pairs, specialising),
         }
     }
 }
 
 /// Schedules, generates and validates the backward kernel of gradient losses
-/// ([`crate::ir::COUNT_PARAM`]): `count_at[i]` is where loss `i` reads its forward
-/// loss's count in the forward kernel's results, if it reads one.
+/// ([`crate::ir::COUNT_PARAM`]): `saved[i]` says where loss `i` reads its forward loss's
+/// weight and count in the forward kernel's results.
 pub fn compile_backward(
     name: &str,
     losses: &[&LossIr],
-    count_at: &[Option<usize>],
+    saved: &[SavedReads],
 ) -> Result<Kernel, CompileError> {
     let terms = losses
         .iter()
         .map(|l| FactoryTerm::plain(l.name.clone()))
         .collect();
-    build(name, losses, terms, Some(count_at.to_vec()))
+    build(name, losses, terms, Some(saved.to_vec()))
 }
 
 /// Schedules, generates and validates the fused kernel of the given terms.
@@ -192,13 +203,13 @@ fn build(
     name: &str,
     losses: &[&LossIr],
     terms: Vec<FactoryTerm>,
-    backward: Option<Vec<Option<usize>>>,
+    backward: Option<Vec<SavedReads>>,
 ) -> Result<Kernel, CompileError> {
     let schedules: Vec<LossSchedule> = losses.iter().map(|l| schedule::schedule(l)).collect();
     let pairs: Vec<(&LossIr, &LossSchedule)> =
         losses.iter().copied().zip(schedules.iter()).collect();
     let generated = match &backward {
-        Some(counts) => emit::generate_backward(name, &pairs, counts, None)?,
+        Some(saved) => emit::generate_backward(name, &pairs, saved, None)?,
         None => emit::generate(name, &pairs, None)?,
     };
     if let Some(deep) = generated.too_deep {

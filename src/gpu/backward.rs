@@ -7,7 +7,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::device::{Pipeline, bind_group};
-use super::dispatch::{Dispatch, KernelForm, max_binding, meta_buffer, read_back, scratch_buffer};
+use super::dispatch::{
+    Dispatch, KernelForm, anneal_slots, check_usage, max_binding, meta_buffer, read_back,
+    scratch_buffer, write_anneal,
+};
 use super::pack::{Arena, domain_size, fill_parameter_block};
 use super::plan::{self, Adapter, Plan};
 use super::{Gpu, GpuError};
@@ -21,6 +24,11 @@ use crate::ir::LossIr;
 pub struct Backward {
     pipeline: Arc<Pipeline>,
     bind_group: wgpu::BindGroup,
+    /// The parameter block, where each loss's anneal factor is in it, and the forward
+    /// loss of each loss.
+    meta: wgpu::Buffer,
+    anneal_slots: Vec<(u64, usize)>,
+    forward_of: Vec<usize>,
     workgroups: u32,
     grads: wgpu::Buffer,
     staging: wgpu::Buffer,
@@ -33,13 +41,14 @@ impl Dispatch {
     /// The backward kernel `kernel` of this dispatch's losses, on `bound` (its gradient
     /// losses bound to the same data); `forward_of[i]` is the forward loss whose tensors
     /// backward loss `i` reads (a gradient loss holds its forward loss's inputs and params
-    /// under the same names).
+    /// under the same names); `anneal[t]` is forward loss `t`'s anneal factor.
     pub fn backward(
         &self,
         gpu: &Gpu,
         kernel: &Kernel,
         bound: &[&Bound],
         forward_of: &[usize],
+        anneal: &[f32],
     ) -> Result<Backward, GpuError> {
         let mut offsets = HashMap::new();
         for (bi, fi) in forward_of.iter().enumerate() {
@@ -55,8 +64,11 @@ impl Dispatch {
             device_copies: vec![],
         };
         let plan = plan::plan(&Adapter::of(gpu), kernel, bound, self.placement)?;
-        let ones = vec![1.0f32; bound.len()];
-        let block = fill_parameter_block(kernel, bound, &ones, &arena, &plan)?;
+        let factors: Vec<f32> = forward_of
+            .iter()
+            .map(|t| anneal.get(*t).copied().unwrap_or(1.0))
+            .collect();
+        let block = fill_parameter_block(kernel, bound, &factors, &arena, &plan)?;
         let wgsl = match self.form {
             KernelForm::Specialised => {
                 let losses: Vec<&LossIr> = bound.iter().map(|b| b.ir).collect();
@@ -115,6 +127,9 @@ impl Dispatch {
         Ok(Backward {
             pipeline,
             bind_group,
+            anneal_slots: anneal_slots(kernel, bound.len()),
+            meta,
+            forward_of: forward_of.to_vec(),
             workgroups: work.workgroups as u32,
             grads,
             staging,
@@ -131,14 +146,57 @@ impl Dispatch {
         gpu: &Gpu,
         backward: &Backward,
     ) -> Result<(Vec<f32>, Vec<f32>, u32), GpuError> {
-        self.run_with(gpu, Some(backward))
+        self.run_with(gpu, Some(backward), None)
+    }
+
+    /// Runs the forward kernel, then `backward`, as [`Dispatch::run_backward`], but
+    /// copies the gradients into the caller's buffer `grads` on the GPU (at the same
+    /// [`Backward::spans`]; it must allow `COPY_DST` and hold [`Backward::len`] f32s):
+    /// nothing of them goes through the host. Returns the results and the number of
+    /// dispatches.
+    pub fn run_backward_into(
+        &self,
+        gpu: &Gpu,
+        backward: &Backward,
+        grads: &wgpu::Buffer,
+    ) -> Result<(Vec<f32>, u32), GpuError> {
+        check_usage("gradients", grads, wgpu::BufferUsages::COPY_DST)?;
+        let needs = 4 * backward.len() as u64;
+        if grads.size() < needs {
+            return Err(GpuError::GradientBufferTooSmall {
+                bytes: grads.size(),
+                needs,
+            });
+        }
+        let (out, _, d) = self.run_with(gpu, Some(backward), Some(grads))?;
+        Ok((out, d))
     }
 }
 
 impl Backward {
-    /// Records the backward dispatch and the copy of its gradients; the number of
-    /// dispatches recorded.
-    pub(super) fn record(&self, enc: &mut wgpu::CommandEncoder) -> u32 {
+    /// Sets the forward losses' anneal factors (by forward loss) for the next runs.
+    pub fn set_anneal(&self, gpu: &Gpu, anneal: &[f32]) {
+        let mine: Vec<f32> = self
+            .forward_of
+            .iter()
+            .map(|t| anneal.get(*t).copied().unwrap_or(1.0))
+            .collect();
+        write_anneal(gpu, &self.meta, &self.anneal_slots, &mine);
+    }
+
+    /// The number of gradient elements it writes (all its losses').
+    pub fn len(&self) -> usize {
+        self.spans.last().map_or(0, |(a, n)| a + n)
+    }
+
+    /// Whether it writes no gradient element.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Records the backward dispatch and the copy of its gradients (into `to`, or the
+    /// staging buffer to read back); the number of dispatches recorded.
+    pub(super) fn record(&self, enc: &mut wgpu::CommandEncoder, to: Option<&wgpu::Buffer>) -> u32 {
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("lossc backward"),
@@ -148,14 +206,20 @@ impl Backward {
             pass.set_bind_group(0, &self.bind_group, &[]);
             pass.dispatch_workgroups(self.workgroups, 1, 1);
         }
-        enc.copy_buffer_to_buffer(&self.grads, 0, &self.staging, 0, None);
+        match to {
+            Some(buf) if !self.is_empty() => {
+                enc.copy_buffer_to_buffer(&self.grads, 0, buf, 0, Some(4 * self.len() as u64));
+            }
+            Some(_) => {}
+            None => enc.copy_buffer_to_buffer(&self.grads, 0, &self.staging, 0, None),
+        }
         1
     }
 
     /// The gradients of the last run.
     pub(super) fn read(&self, gpu: &Gpu) -> Result<Vec<f32>, GpuError> {
         let mut v = read_back(gpu, &self.staging)?;
-        let n = self.spans.last().map_or(0, |(a, n)| a + n);
+        let n = self.len();
         if v.len() < n {
             return Err(
                 InternalError::new("the gradient buffer is shorter than its losses").into(),

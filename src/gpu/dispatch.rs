@@ -47,6 +47,9 @@ pub struct DispatchOptions<'a> {
 pub struct Dispatch {
     pipeline: Arc<Pipeline>,
     bind_group: wgpu::BindGroup,
+    /// The parameter block, and where each loss's anneal factor is in it.
+    meta: wgpu::Buffer,
+    anneal_slots: Vec<(u64, usize)>,
     sync: wgpu::Buffer,
     out: wgpu::Buffer,
     /// The results, then the error word, read back in one mapping.
@@ -78,6 +81,9 @@ impl Dispatch {
         anneal: &[f32],
         options: &DispatchOptions,
     ) -> Result<Dispatch, GpuError> {
+        for (name, buf) in options.device_inputs {
+            check_usage(name, buf, wgpu::BufferUsages::COPY_SRC)?;
+        }
         let sizes: Vec<(&str, u64)> = options
             .device_inputs
             .iter()
@@ -166,6 +172,8 @@ impl Dispatch {
         Ok(Dispatch {
             pipeline,
             bind_group,
+            meta: meta_buf,
+            anneal_slots: anneal_slots(kernel, n_losses),
             sync,
             out,
             staging,
@@ -184,6 +192,12 @@ impl Dispatch {
             placement: options.placement,
             form: options.form,
         })
+    }
+
+    /// Sets each loss's anneal factor for the next runs (the kernel reads it from the
+    /// parameter block, even when specialised), without a new pipeline.
+    pub fn set_anneal(&self, gpu: &Gpu, anneal: &[f32]) {
+        write_anneal(gpu, &self.meta, &self.anneal_slots, anneal);
     }
 
     pub(super) fn arena(&self) -> &wgpu::Buffer {
@@ -208,16 +222,18 @@ impl Dispatch {
     /// Dispatches once and reads back `[loss, weight, weighted] × losses` and the total.
     /// Returns the values and the number of dispatches recorded.
     pub fn run(&self, gpu: &Gpu) -> Result<(Vec<f32>, u32), GpuError> {
-        let (out, _, dispatches) = self.run_with(gpu, None)?;
+        let (out, _, dispatches) = self.run_with(gpu, None, None)?;
         Ok((out, dispatches))
     }
 
     /// Dispatches once, then `backward` if given, in one command buffer; reads back the
-    /// results and the backward kernel's gradients.
+    /// results and the backward kernel's gradients, or copies the gradients into
+    /// `grads_to` on the GPU (and returns none).
     pub(super) fn run_with(
         &self,
         gpu: &Gpu,
         backward: Option<&super::backward::Backward>,
+        grads_to: Option<&wgpu::Buffer>,
     ) -> Result<(Vec<f32>, Vec<f32>, u32), GpuError> {
         gpu.queue.write_buffer(&self.sync, 4, &0u32.to_le_bytes());
         if !self.sites.is_empty() {
@@ -245,7 +261,7 @@ impl Dispatch {
             dispatches += 1;
         }
         if let Some(b) = backward {
-            dispatches += b.record(&mut enc);
+            dispatches += b.record(&mut enc, grads_to);
         }
         let out_bytes = (4 * (3 * self.n_losses + 1)) as u64;
         enc.copy_buffer_to_buffer(&self.out, 0, &self.staging, 0, Some(out_bytes));
@@ -263,8 +279,8 @@ impl Dispatch {
         gpu.queue.submit([enc.finish()]);
         let mut out = read_back(gpu, &self.staging)?;
         let grads = match backward {
-            Some(b) => b.read(gpu)?,
-            None => vec![],
+            Some(b) if grads_to.is_none() => b.read(gpu)?,
+            _ => vec![],
         };
         let words: Vec<u32> = out
             .split_off(3 * self.n_losses + 1)
@@ -300,6 +316,44 @@ impl Dispatch {
     }
 }
 
+/// Where each of `n` losses' anneal factor is in `kernel`'s parameter block, in bytes.
+pub(super) fn anneal_slots(kernel: &Kernel, n: usize) -> Vec<(u64, usize)> {
+    (0..n)
+        .filter_map(|loss| {
+            let slot = kernel
+                .layout
+                .get(&crate::codegen::layout::Slot::Anneal { loss })?;
+            Some((4 * slot.index() as u64, loss))
+        })
+        .collect()
+}
+
+/// Writes each loss's anneal factor (as f32 bits) into a parameter block.
+pub(super) fn write_anneal(gpu: &Gpu, meta: &wgpu::Buffer, slots: &[(u64, usize)], anneal: &[f32]) {
+    for (at, loss) in slots {
+        if let Some(a) = anneal.get(*loss) {
+            gpu.queue
+                .write_buffer(meta, *at, &a.to_bits().to_le_bytes());
+        }
+    }
+}
+
+/// Refuses a caller's buffer that lacks a usage the run needs (wgpu would abort).
+pub(super) fn check_usage(
+    name: &str,
+    buf: &wgpu::Buffer,
+    needs: wgpu::BufferUsages,
+) -> Result<(), GpuError> {
+    if buf.usage().contains(needs) {
+        Ok(())
+    } else {
+        Err(GpuError::BufferUsage {
+            buffer: name.to_string(),
+            needs: format!("{needs:?}"),
+        })
+    }
+}
+
 /// The size of the axis a checked read checks, in the bound data.
 fn axis_size(bound: &[&Bound], s: &Site) -> usize {
     let Some(b) = bound.get(s.loss) else { return 0 };
@@ -327,7 +381,7 @@ pub(super) fn meta_buffer(gpu: &Gpu, label: &str, block: &[i32]) -> wgpu::Buffer
         .create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some(label),
             contents: &le_bytes(block.iter().map(|x| x.to_le_bytes())),
-            usage: wgpu::BufferUsages::UNIFORM,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
         })
 }
 

@@ -60,6 +60,12 @@ pub enum GpuError {
         shape: Vec<usize>,
         needs: u64,
     },
+    /// A caller's GPU buffer lacks a usage the run needs.
+    #[error("the GPU buffer `{buffer}` needs the usage {needs}")]
+    BufferUsage { buffer: String, needs: String },
+    /// A caller's GPU buffer for the gradients is smaller than they are.
+    #[error("the GPU buffer for the gradients holds {bytes} bytes; they need {needs}")]
+    GradientBufferTooSmall { bytes: u64, needs: u64 },
     /// An input has neither host data nor a GPU buffer.
     #[error("input `{input}` has no data: neither host arrays nor a GPU buffer")]
     NoInputData { input: String },

@@ -249,6 +249,9 @@ struct Assembly {
     whose: Vec<(usize, usize)>,
     /// Each loss's anneal factor (1 when not annealed).
     factors: Vec<f32>,
+    /// Whether the GPU stored each gradient already scaled by its loss's anneal factor
+    /// and weight (the fused backward kernel does).
+    prescaled: bool,
 }
 
 impl Assembly {
@@ -269,11 +272,17 @@ impl Assembly {
             .collect();
         let mut grads = self.zeros.clone();
         for ((li, k), slab) in self.whose.iter().zip(slabs) {
-            accumulate(
-                &mut grads[*k].1,
-                self.factors[*li] * values[*li].weight,
-                slab,
-            );
+            if self.prescaled {
+                for (t, v) in grads[*k].1.data.iter_mut().zip(slab) {
+                    *t += v;
+                }
+            } else {
+                accumulate(
+                    &mut grads[*k].1,
+                    self.factors[*li] * values[*li].weight,
+                    slab,
+                );
+            }
         }
         FusedGradients {
             weighted: (0..n).map(|i| out[3 * i + 2]).collect(),
@@ -339,6 +348,7 @@ impl UnfusedGradientPlan {
                 zeros: zeros(prepared, names),
                 whose,
                 factors,
+                prescaled: false,
             },
         })
     }
@@ -365,13 +375,16 @@ impl UnfusedGradientPlan {
 /// The fused forward and backward kernels of prepared losses, planned once and run many
 /// times: the forward kernel, then one backward kernel for every gradient of every loss
 /// ([`crate::ad::kernel`]), recorded in one command buffer (one dispatch when no loss's
-/// value depends on the inputs asked). Each loss's gradient is scaled by its anneal
-/// factor and weight and summed on the host, as on the CPU.
+/// value depends on the inputs asked). The backward kernel stores each loss's gradient
+/// times its anneal factor and weight (that loss's term of the total's gradient);
+/// [`FusedGradientPlan::run`] reads the terms back and sums each input's on the host, as
+/// on the CPU.
 ///
 /// Inputs may live in the caller's GPU buffers (`DispatchOptions::device_inputs`, on
 /// lossc's device): each run copies them into the arena on the GPU, so a training loop
-/// updates them between runs without a host copy. The gradients come back to the host;
-/// writing them into the caller's buffers is not built yet.
+/// updates them between runs without a host copy. [`FusedGradientPlan::run_into`]
+/// leaves the gradients' terms on the GPU too, in the caller's buffer, and
+/// [`FusedGradientPlan::set_anneal`] changes the anneal factor between runs.
 ///
 /// ```
 /// use lossc::runtime::data::{Array, DataValue, Data};
@@ -408,7 +421,23 @@ impl UnfusedGradientPlan {
 pub struct FusedGradientPlan {
     forward: crate::gpu::Dispatch,
     backward: Option<crate::gpu::Backward>,
+    /// Whether each loss is annealed.
+    annealed: Vec<bool>,
     assembly: Assembly,
+}
+
+/// One term of the gradients [`FusedGradientPlan::run_into`] writes: a loss's part of
+/// `d total / d input` (already times its anneal factor and weight).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct GradientTerm {
+    /// The input.
+    pub input: String,
+    /// The loss's position in the factory.
+    pub term: usize,
+    /// Where its elements start in the buffer, in f32s.
+    pub offset: usize,
+    /// How many there are (the input's elements, row-major).
+    pub len: usize,
 }
 
 impl FusedGradientPlan {
@@ -449,17 +478,83 @@ impl FusedGradientPlan {
             )?;
             let refs: Vec<&Bound> = rebound.iter().collect();
             let forward_of: Vec<usize> = losses.iter().map(|(li, _, _)| *li).collect();
-            Some(forward.backward(gpu, &kb, &refs, &forward_of)?)
+            Some(forward.backward(gpu, &kb, &refs, &forward_of, &factors)?)
         };
         Ok(FusedGradientPlan {
             forward,
             backward,
+            annealed: prepared.iter().map(|p| p.annealed).collect(),
             assembly: Assembly {
                 zeros: zeros(prepared, names),
                 whose: losses.iter().map(|(li, k, _)| (*li, *k)).collect(),
                 factors,
+                prescaled: true,
             },
         })
+    }
+
+    /// Sets the anneal factor of the annealed losses for the next runs (a training
+    /// schedule), without compiling anything: both kernels read it from their parameter
+    /// blocks.
+    pub fn set_anneal(&mut self, gpu: &crate::gpu::Gpu, anneal: f32) {
+        self.assembly.factors = self
+            .annealed
+            .iter()
+            .map(|a| if *a { anneal } else { 1.0 })
+            .collect();
+        self.forward.set_anneal(gpu, &self.assembly.factors);
+        if let Some(b) = &self.backward {
+            b.set_anneal(gpu, &self.assembly.factors);
+        }
+    }
+
+    /// Where [`FusedGradientPlan::run_into`] puts the gradients in the caller's buffer:
+    /// one term per loss that reads an input asked for (and whose gradient depends on
+    /// it), in factory order. `d total / d input` is the sum of that input's terms, in
+    /// their order (a sum of one term is the term).
+    pub fn gradient_terms(&self) -> Vec<GradientTerm> {
+        let Some(b) = &self.backward else {
+            return vec![];
+        };
+        self.assembly
+            .whose
+            .iter()
+            .zip(&b.spans)
+            .map(|((li, k), (offset, len))| GradientTerm {
+                input: self.assembly.zeros[*k].0.clone(),
+                term: *li,
+                offset: *offset,
+                len: *len,
+            })
+            .collect()
+    }
+
+    /// The f32s [`FusedGradientPlan::run_into`] writes (0 when no gradient depends on
+    /// its input).
+    pub fn gradient_len(&self) -> usize {
+        self.backward.as_ref().map_or(0, |b| b.len())
+    }
+
+    /// Runs it, leaving the gradients on the GPU: the two dispatches, then a copy of
+    /// every term of the gradients ([`FusedGradientPlan::gradient_terms`]) into `grads`,
+    /// a buffer on lossc's device with `COPY_DST` usage and at least
+    /// [`FusedGradientPlan::gradient_len`] f32s. Only the losses' values and the error
+    /// word are read back (a few floats). The result's `grads` are empty.
+    pub fn run_into(
+        &self,
+        gpu: &crate::gpu::Gpu,
+        grads: &wgpu::Buffer,
+    ) -> Result<FusedGradients, RunError> {
+        let Some(backward) = &self.backward else {
+            let (out, d) = self.forward.run(gpu)?;
+            let mut run = self.assembly.assemble(&out, std::iter::empty(), d);
+            run.grads.clear();
+            return Ok(run);
+        };
+        let (out, d) = self.forward.run_backward_into(gpu, backward, grads)?;
+        let mut run = self.assembly.assemble(&out, std::iter::empty(), d);
+        run.grads.clear();
+        Ok(run)
     }
 
     /// Runs it.
@@ -499,13 +594,19 @@ fn backward_kernel<'g>(
     n: usize,
     losses: impl Iterator<Item = (usize, &'g GradLoss)>,
 ) -> Result<crate::codegen::Kernel, RunError> {
-    let (irs, count_at): (Vec<&crate::ir::LossIr>, Vec<Option<usize>>) = losses
-        .map(|(li, gl)| (&gl.ir, gl.reads_count.then_some(3 * n + 1 + li)))
+    let (irs, saved): (Vec<&crate::ir::LossIr>, Vec<crate::codegen::SavedReads>) = losses
+        .map(|(li, gl)| {
+            let saved = crate::codegen::SavedReads {
+                weight_at: 3 * li + 1,
+                count_at: gl.reads_count.then_some(3 * n + 1 + li),
+            };
+            (&gl.ir, saved)
+        })
         .unzip();
     Ok(crate::codegen::compile_backward(
         &format!("{name}.backward"),
         &irs,
-        &count_at,
+        &saved,
     )?)
 }
 

@@ -255,10 +255,17 @@ impl LossEmitter<'_> {
 
     fn element_stages(&mut self) {
         let li = self.li;
-        if self.store.is_some() {
+        if let Some(store) = self.store {
             // A gradient element, written once where the input's element is: the domain
-            // is the input's axes, row-major.
-            let v = self.val(self.ir.compute);
+            // is the input's axes, row-major. It is stored as the loss's term of the
+            // total's gradient: times the forward loss's anneal factor (never a literal,
+            // see `generate`) and weight, in the order the CPU evaluator scales it.
+            let g = self.val(self.ir.compute);
+            let anneal = self.m_live(Slot::Anneal { loss: li });
+            let v = format!(
+                "(lc_bits(bitcast<u32>({anneal})) * lc_saved[{}]) * {g}",
+                store.weight_at
+            );
             // Rows then elements in the input's order: the row's first element, plus the
             // element loop's linear index.
             let rows_first = self

@@ -33,7 +33,7 @@ use super::analysis::ReadRecord;
 use super::bindings::{BACKWARD_BINDINGS, BINDINGS, META_STRUCT};
 use super::layout::{Layout, Slot, SlotId};
 use super::schedule::LossSchedule;
-use super::wgsl::{PRELUDE, REDUCE, meta_value, set_zero_bits};
+use super::wgsl::{PRELUDE, REDUCE, meta_ref, meta_value, set_zero_bits};
 use super::writer::Writer;
 use crate::ice::InternalError;
 use crate::ir::sites::CheckedRead;
@@ -120,12 +120,8 @@ struct LossEmitter<'a> {
     per_workgroup_tables: bool,
 }
 
-/// Where a backward loss's elements go and where its forward count is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct StoreTo {
-    /// The position of its forward loss's count in the forward kernel's results.
-    count_at: Option<usize>,
-}
+/// What a backward loss reads from the forward kernel's results.
+type StoreTo = super::SavedReads;
 
 /// A vec4 load the four values of a four-wide loop's iteration share.
 struct SharedLoad {
@@ -316,7 +312,9 @@ pub fn generate(
     main.open("if (lid == 0u)");
     main.line("var total: f32 = 0.0f;");
     for li in 0..losses.len() {
-        let a = meta_value(shared.slot(Slot::Anneal { loss: li }), values);
+        // Never a literal: a host changes the anneal factor between runs (a training
+        // schedule) by writing the parameter block, without a new pipeline.
+        let a = meta_ref(shared.slot(Slot::Anneal { loss: li }));
         main.line(format!(
             "total = total + lc_bits(bitcast<u32>({a})) * lc_out[{}];",
             3 * li + 2
@@ -342,15 +340,16 @@ pub fn generate(
 
 /// Writes the backward kernel of a factory: `losses` are its gradients as losses
 /// ([`crate::ir::COUNT_PARAM`]), each stored element by element into `lc_grad` instead of
-/// reduced; `count_at[i]` is where loss `i` finds its forward loss's count in the forward
-/// kernel's results (`lc_saved`), for a gradient of a mean.
+/// reduced, times its forward loss's weight and anneal factor; `saved[i]` is where loss
+/// `i` finds its forward loss's weight and count in the forward kernel's results
+/// (`lc_saved`).
 pub fn generate_backward(
     name: &str,
     losses: &[(&LossIr, &LossSchedule)],
-    count_at: &[Option<usize>],
+    saved: &[super::SavedReads],
     specialising: Option<Specialising>,
 ) -> Result<Generated, InternalError> {
-    let store = count_at.iter().map(|c| StoreTo { count_at: *c }).collect();
+    let store = saved.to_vec();
     let (shared, body, mut main, _, total) =
         losses_and_item_loop(losses, specialising, Some(store), &["lc_saved"]);
     main.close();

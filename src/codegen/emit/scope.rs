@@ -126,13 +126,24 @@ impl LossEmitter<'_> {
     }
 
     pub(super) fn m(&mut self, s: Slot) -> String {
+        let i = self.slot_id(s);
+        meta_value(i, self.values)
+    }
+
+    /// Slot `s` read from the uniform block even in a specialised kernel: a value the
+    /// host may change between runs without a new pipeline (the anneal factors).
+    pub(super) fn m_live(&mut self, s: Slot) -> String {
+        let i = self.slot_id(s);
+        super::super::wgsl::meta_ref(i)
+    }
+
+    fn slot_id(&mut self, s: Slot) -> crate::codegen::layout::SlotId {
         if self.frozen && self.layout.get(&s).is_none() {
             self.fail(format!(
                 "the specialised kernel uses the slot {s:?}, which the generic kernel does not have"
             ));
         }
-        let i = self.layout.slot(s);
-        meta_value(i, self.values)
+        self.layout.slot(s)
     }
 
     /// Records a compiler bug met while writing this loss, located at the node being
