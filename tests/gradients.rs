@@ -386,7 +386,7 @@ fn the_fused_plan_writes_gradient_terms_into_a_gpu_buffer_and_takes_a_new_anneal
     // d total/dx = 0.5 · 2x + anneal · 2 · 3/2; d total/dy = anneal · 2 · 2y/2.
     for anneal in [0.25f32, 1.0] {
         plan.set_anneal(gpu, anneal);
-        let run = plan.run_into(gpu, &grads).unwrap();
+        let run = plan.run_into(gpu, &grads, 0).unwrap();
         assert!(run.grads.is_empty());
         assert_eq!(run.dispatches, 2);
         // a = 5, b = (3 - 6 + 16 + 0.25) / 2 = 6.625.
@@ -403,6 +403,30 @@ fn the_fused_plan_writes_gradient_terms_into_a_gpu_buffer_and_takes_a_new_anneal
         );
         assert_eq!(host.grads[1].1.data, [anneal * 8.0, anneal]);
     }
+    // A framework hands a new buffer every step, the input at an offset in it; the
+    // gradients go to an offset of a larger buffer.
+    let x2 = input("x2", &[7.0, 7.0, 2.0, 3.0]);
+    plan.set_device_input("x", &x2, 8).unwrap();
+    let wide = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("wide"),
+        size: 4 * 8,
+        usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::MAP_READ,
+        mapped_at_creation: false,
+    });
+    plan.run_into(gpu, &wide, 4).unwrap();
+    assert_eq!(&read(&wide)[1..3], &[2.0, 3.0]); // the x term of Σ x² / 2 is x
+    let e = plan
+        .set_device_input("x", &x2, 12)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("holds 4 bytes") && e.contains("needs 8"), "{e}");
+    let e = plan
+        .set_device_input("z", &x2, 0)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("`z` was not planned"), "{e}");
     // A buffer too small, or one the copy cannot write, is refused with a message.
     let small = gpu.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("small"),
@@ -410,7 +434,7 @@ fn the_fused_plan_writes_gradient_terms_into_a_gpu_buffer_and_takes_a_new_anneal
         usage: wgpu::BufferUsages::COPY_DST,
         mapped_at_creation: false,
     });
-    let e = plan.run_into(gpu, &small).err().unwrap().to_string();
+    let e = plan.run_into(gpu, &small, 0).err().unwrap().to_string();
     assert!(e.contains("holds 20 bytes; they need 24"), "{e}");
     let unusable = gpu.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("unusable"),
@@ -418,7 +442,7 @@ fn the_fused_plan_writes_gradient_terms_into_a_gpu_buffer_and_takes_a_new_anneal
         usage: wgpu::BufferUsages::MAP_READ,
         mapped_at_creation: false,
     });
-    let e = plan.run_into(gpu, &unusable).err().unwrap().to_string();
+    let e = plan.run_into(gpu, &unusable, 0).err().unwrap().to_string();
     assert!(e.contains("needs the usage"), "{e}");
 }
 

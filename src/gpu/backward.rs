@@ -150,25 +150,24 @@ impl Dispatch {
     }
 
     /// Runs the forward kernel, then `backward`, as [`Dispatch::run_backward`], but
-    /// copies the gradients into the caller's buffer `grads` on the GPU (at the same
-    /// [`Backward::spans`]; it must allow `COPY_DST` and hold [`Backward::len`] f32s):
-    /// nothing of them goes through the host. Returns the results and the number of
-    /// dispatches.
+    /// copies the gradients into the caller's buffer `grads` on the GPU, from byte
+    /// `offset` on (a multiple of 4), at [`Backward::spans`]; it must allow `COPY_DST`
+    /// and hold [`Backward::len`] f32s there. Nothing of them goes through the host.
+    /// Returns the results and the number of dispatches.
     pub fn run_backward_into(
         &self,
         gpu: &Gpu,
         backward: &Backward,
         grads: &wgpu::Buffer,
+        offset: u64,
     ) -> Result<(Vec<f32>, u32), GpuError> {
         check_usage("gradients", grads, wgpu::BufferUsages::COPY_DST)?;
         let needs = 4 * backward.len() as u64;
-        if grads.size() < needs {
-            return Err(GpuError::GradientBufferTooSmall {
-                bytes: grads.size(),
-                needs,
-            });
+        let room = grads.size().saturating_sub(offset);
+        if room < needs || offset % wgpu::COPY_BUFFER_ALIGNMENT != 0 {
+            return Err(GpuError::GradientBufferTooSmall { bytes: room, needs });
         }
-        let (out, _, d) = self.run_with(gpu, Some(backward), Some(grads))?;
+        let (out, _, d) = self.run_with(gpu, Some(backward), Some((grads, offset)))?;
         Ok((out, d))
     }
 }
@@ -196,7 +195,11 @@ impl Backward {
 
     /// Records the backward dispatch and the copy of its gradients (into `to`, or the
     /// staging buffer to read back); the number of dispatches recorded.
-    pub(super) fn record(&self, enc: &mut wgpu::CommandEncoder, to: Option<&wgpu::Buffer>) -> u32 {
+    pub(super) fn record(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        to: Option<(&wgpu::Buffer, u64)>,
+    ) -> u32 {
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("lossc backward"),
@@ -207,8 +210,8 @@ impl Backward {
             pass.dispatch_workgroups(self.workgroups, 1, 1);
         }
         match to {
-            Some(buf) if !self.is_empty() => {
-                enc.copy_buffer_to_buffer(&self.grads, 0, buf, 0, Some(4 * self.len() as u64));
+            Some((buf, at)) if !self.is_empty() => {
+                enc.copy_buffer_to_buffer(&self.grads, 0, buf, at, Some(4 * self.len() as u64));
             }
             Some(_) => {}
             None => enc.copy_buffer_to_buffer(&self.grads, 0, &self.staging, 0, None),

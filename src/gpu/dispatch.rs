@@ -55,8 +55,8 @@ pub struct Dispatch {
     /// The results, then the error word, read back in one mapping.
     staging: wgpu::Buffer,
     arena: wgpu::Buffer,
-    /// Inputs in the caller's GPU buffers: (buffer, arena byte offset, bytes).
-    copies: Vec<(wgpu::Buffer, u64, u64)>,
+    /// Inputs in the caller's GPU buffers, copied into the arena at every run.
+    copies: Vec<InputCopy>,
     workgroups: u32,
     n_losses: usize,
     /// The checked reads by error code, each with its axis's size in the bound data.
@@ -122,7 +122,13 @@ impl Dispatch {
                     .ok_or_else(|| {
                         InternalError::new(format!("no GPU buffer for the copy of `{}`", c.input))
                     })?;
-                Ok((buf, (c.at * 4) as u64, (c.len * 4) as u64))
+                Ok(InputCopy {
+                    input: c.input.clone(),
+                    buffer: buf,
+                    offset: 0,
+                    at: (c.at * 4) as u64,
+                    bytes: (c.len * 4) as u64,
+                })
             })
             .collect::<Result<_, GpuError>>()?;
         let scratch = scratch_buffer(gpu, "lossc scratch", slice, work.workgroups)?;
@@ -194,6 +200,38 @@ impl Dispatch {
         })
     }
 
+    /// Reads input `name` from `buffer`, starting `offset` bytes in, from the next run on
+    /// (an input planned as in the caller's GPU buffers, `DispatchOptions::device_inputs`):
+    /// a training loop whose framework hands it a new buffer every step. The buffer must
+    /// allow `COPY_SRC` and hold the input's elements from `offset`, a multiple of 4.
+    pub fn set_device_input(
+        &mut self,
+        name: &str,
+        buffer: &wgpu::Buffer,
+        offset: u64,
+    ) -> Result<(), GpuError> {
+        check_usage(name, buffer, wgpu::BufferUsages::COPY_SRC)?;
+        let Some(c) = self.copies.iter_mut().find(|c| c.input == name) else {
+            return Err(GpuError::NotDeviceInput {
+                input: name.to_string(),
+            });
+        };
+        if offset % wgpu::COPY_BUFFER_ALIGNMENT != 0
+            || buffer.size() < offset
+            || buffer.size() - offset < c.bytes
+        {
+            return Err(GpuError::BufferTooSmall {
+                input: name.to_string(),
+                bytes: buffer.size().saturating_sub(offset),
+                shape: vec![(c.bytes / 4) as usize],
+                needs: c.bytes,
+            });
+        }
+        c.buffer = buffer.clone();
+        c.offset = offset;
+        Ok(())
+    }
+
     /// Sets each loss's anneal factor for the next runs (the kernel reads it from the
     /// parameter block, even when specialised), without a new pipeline.
     pub fn set_anneal(&self, gpu: &Gpu, anneal: &[f32]) {
@@ -228,12 +266,12 @@ impl Dispatch {
 
     /// Dispatches once, then `backward` if given, in one command buffer; reads back the
     /// results and the backward kernel's gradients, or copies the gradients into
-    /// `grads_to` on the GPU (and returns none).
+    /// `grads_to` (a buffer, and a byte offset in it) on the GPU, and returns none.
     pub(super) fn run_with(
         &self,
         gpu: &Gpu,
         backward: Option<&super::backward::Backward>,
-        grads_to: Option<&wgpu::Buffer>,
+        grads_to: Option<(&wgpu::Buffer, u64)>,
     ) -> Result<(Vec<f32>, Vec<f32>, u32), GpuError> {
         gpu.queue.write_buffer(&self.sync, 4, &0u32.to_le_bytes());
         if !self.sites.is_empty() {
@@ -246,8 +284,8 @@ impl Dispatch {
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("lossc"),
             });
-        for (buf, at, bytes) in &self.copies {
-            enc.copy_buffer_to_buffer(buf, 0, &self.arena, *at, Some(*bytes));
+        for c in &self.copies {
+            enc.copy_buffer_to_buffer(&c.buffer, c.offset, &self.arena, c.at, Some(c.bytes));
         }
         let mut dispatches = 0;
         {
@@ -314,6 +352,17 @@ impl Dispatch {
         debug_assert_eq!(out.len(), 3 * self.n_losses + 1);
         Ok((out, grads, dispatches))
     }
+}
+
+/// An input copied from a caller's GPU buffer into the arena at every run.
+struct InputCopy {
+    input: String,
+    buffer: wgpu::Buffer,
+    /// Where its elements start in `buffer`, in bytes.
+    offset: u64,
+    /// Where they go in the arena, in bytes, and how many bytes.
+    at: u64,
+    bytes: u64,
 }
 
 /// Where each of `n` losses' anneal factor is in `kernel`'s parameter block, in bytes.

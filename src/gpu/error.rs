@@ -66,6 +66,9 @@ pub enum GpuError {
     /// A caller's GPU buffer for the gradients is smaller than they are.
     #[error("the GPU buffer for the gradients holds {bytes} bytes; they need {needs}")]
     GradientBufferTooSmall { bytes: u64, needs: u64 },
+    /// An input given a GPU buffer at run time was not planned as one.
+    #[error("input `{input}` was not planned to be read from a GPU buffer")]
+    NotDeviceInput { input: String },
     /// An input has neither host data nor a GPU buffer.
     #[error("input `{input}` has no data: neither host arrays nor a GPU buffer")]
     NoInputData { input: String },

@@ -535,15 +535,28 @@ impl FusedGradientPlan {
         self.backward.as_ref().map_or(0, |b| b.len())
     }
 
+    /// Reads input `name` from `buffer` at byte `offset` from the next run on (an input
+    /// planned in the caller's GPU buffers): see [`crate::gpu::Dispatch::set_device_input`].
+    pub fn set_device_input(
+        &mut self,
+        name: &str,
+        buffer: &wgpu::Buffer,
+        offset: u64,
+    ) -> Result<(), RunError> {
+        Ok(self.forward.set_device_input(name, buffer, offset)?)
+    }
+
     /// Runs it, leaving the gradients on the GPU: the two dispatches, then a copy of
-    /// every term of the gradients ([`FusedGradientPlan::gradient_terms`]) into `grads`,
-    /// a buffer on lossc's device with `COPY_DST` usage and at least
-    /// [`FusedGradientPlan::gradient_len`] f32s. Only the losses' values and the error
-    /// word are read back (a few floats). The result's `grads` are empty.
+    /// every term of the gradients ([`FusedGradientPlan::gradient_terms`]) into `grads`
+    /// from byte `offset` on (a multiple of 4), a buffer on lossc's device with
+    /// `COPY_DST` usage and room for [`FusedGradientPlan::gradient_len`] f32s there. Only
+    /// the losses' values and the error word are read back (a few floats). The result's
+    /// `grads` are empty.
     pub fn run_into(
         &self,
         gpu: &crate::gpu::Gpu,
         grads: &wgpu::Buffer,
+        offset: u64,
     ) -> Result<FusedGradients, RunError> {
         let Some(backward) = &self.backward else {
             let (out, d) = self.forward.run(gpu)?;
@@ -551,7 +564,9 @@ impl FusedGradientPlan {
             run.grads.clear();
             return Ok(run);
         };
-        let (out, d) = self.forward.run_backward_into(gpu, backward, grads)?;
+        let (out, d) = self
+            .forward
+            .run_backward_into(gpu, backward, grads, offset)?;
         let mut run = self.assembly.assemble(&out, std::iter::empty(), d);
         run.grads.clear();
         Ok(run)
