@@ -164,7 +164,7 @@ impl Dispatch {
         check_usage("gradients", grads, wgpu::BufferUsages::COPY_DST)?;
         let needs = 4 * backward.len() as u64;
         let room = grads.size().saturating_sub(offset);
-        if room < needs || offset % wgpu::COPY_BUFFER_ALIGNMENT != 0 {
+        if room < needs || !offset.is_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT) {
             return Err(GpuError::GradientBufferTooSmall { bytes: room, needs });
         }
         let (out, _, d) = self.run_with(gpu, Some(backward), Some((grads, offset)))?;

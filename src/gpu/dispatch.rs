@@ -216,7 +216,7 @@ impl Dispatch {
                 input: name.to_string(),
             });
         };
-        if offset % wgpu::COPY_BUFFER_ALIGNMENT != 0
+        if !offset.is_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT)
             || buffer.size() < offset
             || buffer.size() - offset < c.bytes
         {
