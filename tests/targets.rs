@@ -127,9 +127,13 @@ fn spirv_val_specialised(dir: &std::path::Path, rows: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
     let wgsl = std::fs::read_to_string(&wgsl_path).unwrap();
-    assert!(
-        !wgsl.contains("lc_meta.m["),
-        "a specialised kernel reads no slot from the uniform block"
+    // The anneal factors alone stay in the uniform block (a host changes them between
+    // runs); every other slot is a literal.
+    assert!(wgsl.contains("lc_meta.m["));
+    assert_eq!(
+        wgsl.matches("lc_meta.m[").count(),
+        wgsl.matches("lc_bits(bitcast<u32>(lc_meta.m[").count(),
+        "a specialised kernel reads no other slot from the uniform block"
     );
     let v = lossc::codegen::validate::validate(&wgsl).unwrap();
     let spv =

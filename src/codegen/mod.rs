@@ -117,7 +117,8 @@ pub struct SavedReads {
 impl Kernel {
     /// The kernel's WGSL specialised to one problem: every slot of the parameter block
     /// (sizes, offsets, work counts) written as a literal, so that the shader compiler
-    /// folds the index arithmetic. Same layout, same bindings; validated by naga.
+    /// folds the index arithmetic, but the anneal factors, which a host changes between
+    /// runs. Same layout, same bindings; validated by naga.
     pub fn specialise(&self, losses: &[&LossIr], values: &[i32]) -> Result<String, InternalError> {
         let pairs: Vec<(&LossIr, &LossSchedule)> =
             losses.iter().copied().zip(self.schedules.iter()).collect();
