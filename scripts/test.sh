@@ -38,7 +38,7 @@ fi
 # Mesa's device-select layer complains about XDG_RUNTIME_DIR on headless machines.
 export NODEVICE_SELECT=1
 
-cargo test --locked "$@"
+cargo test --locked --features burn "$@"
 
 # The fuzz targets briefly (docs/fuzzing.md), so that their harnesses keep up with the
 # code: LOSSC_FUZZ_SECONDS (default 30) each from their seeds, built without optimisation

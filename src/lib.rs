@@ -13,6 +13,7 @@
 //! - [`codegen`]: the fused WGSL kernel of a factory, its parameter block and manifest.
 //! - [`gpu`]: the wgpu device, the layout of a dispatch, and the dispatch itself.
 //! - [`runtime`]: data files, which back end runs a factory, and its total and logs.
+//! - [`integrations`]: lossc inside other frameworks' training loops (Burn, feature `burn`).
 
 pub mod ad;
 pub mod bind;
@@ -21,6 +22,7 @@ pub mod diagnostics;
 pub mod eval;
 pub mod gpu;
 pub mod ice;
+pub mod integrations;
 pub mod ir;
 pub mod runtime;
 pub mod sema;

@@ -32,6 +32,10 @@ const LAYERS: &[(&str, &[&str])] = &[
             "gpu",
         ],
     ),
+    (
+        "integrations",
+        &["diagnostics", "ice", "ir", "codegen", "gpu", "runtime"],
+    ),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -16,6 +16,9 @@ use crate::runtime::data::DataError;
 /// A run that failed.
 #[derive(Debug, Error)]
 pub enum RunError {
+    /// A Burn tensor or device the Burn integration cannot use (feature `burn`).
+    #[error("{0}")]
+    Burn(String),
     /// A data file or `--set` value could not be read.
     #[error(transparent)]
     Data(#[from] DataError),
