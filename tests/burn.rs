@@ -119,6 +119,24 @@ fn the_burn_op_gives_the_cpu_evaluators_values_and_gradients() {
         )
         .unwrap();
     assert_eq!(out.dispatches, 2);
+    // Mistakes are errors that name the input, not panics.
+    let again = |name: &str| Input::new(name, Tensor::<2>::zeros([bu, 2 * K], &device)).unwrap();
+    let e = factory
+        .forward(
+            burn,
+            vec![again("keypoints_pred"), again("keypoints_pred")],
+            1.0,
+        )
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("`keypoints_pred` is given twice"), "{e}");
+    let e = factory
+        .forward(burn, vec![again("keypoint_pred")], 1.0)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("keypoint_pred"), "{e}");
     // An upstream gradient other than 1, as a larger graph gives.
     let grads = (out.total.clone() * 2.0).backward();
     let g_pred = pred_t

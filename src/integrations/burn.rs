@@ -228,6 +228,18 @@ impl BurnFactory {
                 )));
             }
             let tracked = !input.tensor.node.requirement.is_none();
+            if input.tensor.primitive.device != burn.wgpu_device {
+                return Err(RunError::Burn(format!(
+                    "input `{}` is on {:?}, not on the device lossc shares with Burn ({:?}, BurnGpu::device)",
+                    input.name, input.tensor.primitive.device, burn.wgpu_device
+                )));
+            }
+            if prims.iter().any(|(n, _, _)| *n == input.name) {
+                return Err(RunError::Burn(format!(
+                    "input `{}` is given twice",
+                    input.name
+                )));
+            }
             let prim = contiguous(input.tensor.primitive.clone());
             prims.push((input.name, prim, tracked));
             nodes.push(input.tensor);
@@ -334,7 +346,11 @@ impl BurnFactory {
                 }),
             );
         }
-        let (prepared, _) = prepare(&self.program, &self.terms, &data, &vec![])?;
+        // A name no loss reads is a mistake here (in a data file it is only a warning).
+        let (prepared, unused) = prepare(&self.program, &self.terms, &data, &vec![])?;
+        if !unused.is_empty() {
+            return Err(RunError::Burn(unused.join("; ")));
+        }
         let names = resolve(&prepared, &Wrt::Inputs(key.1.clone()))?;
         let device_inputs: Vec<(&str, &wgpu::Buffer)> = prims
             .iter()
