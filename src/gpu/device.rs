@@ -76,19 +76,26 @@ pub fn gpu() -> Result<&'static Gpu, GpuError> {
         .map_err(Clone::clone)
 }
 
+/// A wgpu instance (`WGPU_BACKEND` honoured) and the adapter it prefers: a real GPU when
+/// there is one.
+pub async fn preferred_adapter() -> Result<(wgpu::Instance, wgpu::Adapter), GpuError> {
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let adapter = instance
+        .request_adapter(&wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::HighPerformance,
+            force_fallback_adapter: false,
+            compatible_surface: None,
+            apply_limit_buckets: false,
+        })
+        .await
+        .map_err(|e| GpuError::NoAdapter(e.to_string()))?;
+    Ok((instance, adapter))
+}
+
 impl Gpu {
     async fn new() -> Result<Gpu, GpuError> {
-        let instance =
-            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-        let adapter = instance
-            .request_adapter(&wgpu::RequestAdapterOptions {
-                power_preference: wgpu::PowerPreference::HighPerformance,
-                force_fallback_adapter: false,
-                compatible_surface: None,
-                apply_limit_buckets: false,
-            })
-            .await
-            .map_err(|e| GpuError::NoAdapter(e.to_string()))?;
+        let (_instance, adapter) = preferred_adapter().await?;
         let limits = adapter.limits();
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {

@@ -14,7 +14,7 @@ pub mod plan;
 pub mod unfused;
 
 pub use backward::Backward;
-pub use device::{Gpu, gpu};
+pub use device::{Gpu, gpu, preferred_adapter};
 pub use dispatch::{Dispatch, DispatchOptions, KernelForm};
 pub use error::{GpuError, PlanError};
 pub use plan::{Adapter, LLVMPIPE_LOOP_LIMIT, Plan, RowPlacement};

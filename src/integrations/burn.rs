@@ -67,17 +67,9 @@ impl BurnGpu {
     }
 
     async fn open() -> Result<BurnGpu, String> {
-        let instance =
-            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-        let adapter = instance
-            .request_adapter(&wgpu::RequestAdapterOptions {
-                power_preference: wgpu::PowerPreference::HighPerformance,
-                force_fallback_adapter: false,
-                compatible_surface: None,
-                apply_limit_buckets: false,
-            })
+        let (instance, adapter) = crate::gpu::preferred_adapter()
             .await
-            .map_err(|e| format!("no GPU adapter for Burn and lossc: {e}"))?;
+            .map_err(|e| e.to_string())?;
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("lossc + burn"),
