@@ -64,10 +64,7 @@ impl Dispatch {
             device_copies: vec![],
         };
         let plan = plan::plan(&Adapter::of(gpu), kernel, bound, self.placement)?;
-        let factors: Vec<f32> = forward_of
-            .iter()
-            .map(|t| anneal.get(*t).copied().unwrap_or(1.0))
-            .collect();
+        let factors = by_backward_loss(forward_of, anneal);
         let block = fill_parameter_block(kernel, bound, &factors, &arena, &plan)?;
         let wgsl = match self.form {
             KernelForm::Specialised => {
@@ -172,14 +169,19 @@ impl Dispatch {
     }
 }
 
+/// Each backward loss's anneal factor: its forward loss's (`forward_of`), from the
+/// forward losses' `anneal`.
+fn by_backward_loss(forward_of: &[usize], anneal: &[f32]) -> Vec<f32> {
+    forward_of
+        .iter()
+        .map(|t| anneal.get(*t).copied().unwrap_or(1.0))
+        .collect()
+}
+
 impl Backward {
     /// Sets the forward losses' anneal factors (by forward loss) for the next runs.
     pub fn set_anneal(&self, gpu: &Gpu, anneal: &[f32]) {
-        let mine: Vec<f32> = self
-            .forward_of
-            .iter()
-            .map(|t| anneal.get(*t).copied().unwrap_or(1.0))
-            .collect();
+        let mine = by_backward_loss(&self.forward_of, anneal);
         write_anneal(gpu, &self.meta, &self.anneal_slots, &mine);
     }
 

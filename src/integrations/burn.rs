@@ -177,8 +177,6 @@ type PlanKey = (Vec<(String, Vec<usize>)>, Vec<String>);
 struct Planned {
     plan: FusedGradientPlan,
     terms: Vec<GradientTerm>,
-    /// The plan's loss names, in factory order.
-    names: Vec<String>,
 }
 
 impl BurnFactory {
@@ -274,9 +272,10 @@ impl BurnFactory {
             planned.plan.run_into(burn.gpu(), &g.buffer, g.offset)?
         };
         drop(views);
-        let losses = planned
-            .names
+        let losses = self
+            .terms
             .iter()
+            .map(|t| &t.loss)
             .zip(&run.values)
             .zip(&run.weighted)
             .map(|((name, v), w)| BurnLoss {
@@ -358,7 +357,6 @@ impl BurnFactory {
         Ok(Planned {
             terms: plan.gradient_terms(),
             plan,
-            names: self.terms.iter().map(|t| t.loss.clone()).collect(),
         })
     }
 }

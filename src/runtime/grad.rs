@@ -247,11 +247,12 @@ struct Assembly {
     zeros: Vec<(String, Gradient)>,
     /// Per gradient computed: its loss and the position of its input in `zeros`.
     whose: Vec<(usize, usize)>,
-    /// Each loss's anneal factor (1 when not annealed).
-    factors: Vec<f32>,
-    /// Whether the GPU stored each gradient already scaled by its loss's anneal factor
-    /// and weight (the fused backward kernel does).
-    prescaled: bool,
+    /// The number of losses.
+    losses: usize,
+    /// Each loss's anneal factor (1 when not annealed), when the GPU leaves the
+    /// gradients unscaled (the unfused baseline); `None` when it stores each already
+    /// times its loss's anneal factor and weight (the fused backward kernel).
+    unscaled: Option<Vec<f32>>,
 }
 
 impl Assembly {
@@ -263,7 +264,7 @@ impl Assembly {
         slabs: impl Iterator<Item = &'s [f32]>,
         dispatches: u32,
     ) -> FusedGradients {
-        let n = self.factors.len();
+        let n = self.losses;
         let values: Vec<LossValue> = (0..n)
             .map(|i| LossValue {
                 loss: out[3 * i],
@@ -272,17 +273,12 @@ impl Assembly {
             .collect();
         let mut grads = self.zeros.clone();
         for ((li, k), slab) in self.whose.iter().zip(slabs) {
-            if self.prescaled {
-                for (t, v) in grads[*k].1.data.iter_mut().zip(slab) {
-                    *t += v;
-                }
-            } else {
-                accumulate(
-                    &mut grads[*k].1,
-                    self.factors[*li] * values[*li].weight,
-                    slab,
-                );
-            }
+            // A term already scaled is added as it is: 1 · v is v, bit for bit.
+            let scale = match &self.unscaled {
+                Some(factors) => factors[*li] * values[*li].weight,
+                None => 1.0,
+            };
+            accumulate(&mut grads[*k].1, scale, slab);
         }
         FusedGradients {
             weighted: (0..n).map(|i| out[3 * i + 2]).collect(),
@@ -294,10 +290,11 @@ impl Assembly {
     }
 }
 
-fn factors(prepared: &[Prepared], anneal: f32) -> Vec<f32> {
-    prepared
-        .iter()
-        .map(|p| if p.annealed { anneal } else { 1.0 })
+/// Each loss's anneal factor: `anneal` where the loss is annealed, 1 elsewhere.
+fn factors(annealed: impl IntoIterator<Item = bool>, anneal: f32) -> Vec<f32> {
+    annealed
+        .into_iter()
+        .map(|a| if a { anneal } else { 1.0 })
         .collect()
 }
 
@@ -330,7 +327,7 @@ impl UnfusedGradientPlan {
             .zip(&rebound)
             .map(|(p, r)| r.as_ref().unwrap_or(&p.bound))
             .collect();
-        let factors = factors(prepared, anneal);
+        let factors = factors(prepared.iter().map(|p| p.annealed), anneal);
         let mut asked: Vec<GradientOut> = Vec::new();
         let mut whose: Vec<(usize, usize)> = Vec::new();
         for (li, la) in adjoints.iter().enumerate() {
@@ -347,8 +344,8 @@ impl UnfusedGradientPlan {
             assembly: Assembly {
                 zeros: zeros(prepared, names),
                 whose,
-                factors,
-                prescaled: false,
+                losses: prepared.len(),
+                unscaled: Some(factors),
             },
         })
     }
@@ -462,7 +459,7 @@ impl FusedGradientPlan {
             }
         }
         let bound: Vec<&Bound> = prepared.iter().map(|p| &p.bound).collect();
-        let factors = factors(prepared, anneal);
+        let factors = factors(prepared.iter().map(|p| p.annealed), anneal);
         let forward = crate::gpu::Dispatch::new(gpu, kernel, &bound, &factors, options)?;
         let backward = if losses.is_empty() {
             None
@@ -487,8 +484,8 @@ impl FusedGradientPlan {
             assembly: Assembly {
                 zeros: zeros(prepared, names),
                 whose: losses.iter().map(|(li, k, _)| (*li, *k)).collect(),
-                factors,
-                prescaled: true,
+                losses: prepared.len(),
+                unscaled: None,
             },
         })
     }
@@ -497,14 +494,10 @@ impl FusedGradientPlan {
     /// schedule), without compiling anything: both kernels read it from their parameter
     /// blocks.
     pub fn set_anneal(&mut self, gpu: &crate::gpu::Gpu, anneal: f32) {
-        self.assembly.factors = self
-            .annealed
-            .iter()
-            .map(|a| if *a { anneal } else { 1.0 })
-            .collect();
-        self.forward.set_anneal(gpu, &self.assembly.factors);
+        let factors = factors(self.annealed.iter().copied(), anneal);
+        self.forward.set_anneal(gpu, &factors);
         if let Some(b) = &self.backward {
-            b.set_anneal(gpu, &self.assembly.factors);
+            b.set_anneal(gpu, &factors);
         }
     }
 
@@ -558,15 +551,12 @@ impl FusedGradientPlan {
         grads: &wgpu::Buffer,
         offset: u64,
     ) -> Result<FusedGradients, RunError> {
-        let Some(backward) = &self.backward else {
-            let (out, d) = self.forward.run(gpu)?;
-            let mut run = self.assembly.assemble(&out, std::iter::empty(), d);
-            run.grads.clear();
-            return Ok(run);
+        let (out, d) = match &self.backward {
+            Some(backward) => self
+                .forward
+                .run_backward_into(gpu, backward, grads, offset)?,
+            None => self.forward.run(gpu)?,
         };
-        let (out, d) = self
-            .forward
-            .run_backward_into(gpu, backward, grads, offset)?;
         let mut run = self.assembly.assemble(&out, std::iter::empty(), d);
         run.grads.clear();
         Ok(run)
