@@ -66,6 +66,30 @@ impl Diagnostic {
     }
 }
 
+/// A source file that could not be read.
+#[derive(Debug)]
+pub enum SourceError {
+    /// The file could not be opened or read.
+    Io { path: String, reason: String },
+    /// Its text is not UTF-8: the diagnostic locates the first bad byte in `source`.
+    NotUtf8 {
+        source: Box<Source>,
+        diagnostic: Box<Diagnostic>,
+    },
+}
+
+impl SourceError {
+    /// The error as the command line prints it, ending in a newline.
+    pub fn render(&self) -> String {
+        match self {
+            SourceError::Io { path, reason } => format!("error: cannot read {path}: {reason}\n"),
+            SourceError::NotUtf8 { source, diagnostic } => {
+                source.render(std::slice::from_ref(&**diagnostic))
+            }
+        }
+    }
+}
+
 /// A source file: its name (as shown in diagnostics) and its text.
 #[derive(Clone, Debug)]
 pub struct Source {
@@ -81,6 +105,33 @@ impl Source {
         Source {
             name: name.into(),
             text: text.into(),
+        }
+    }
+
+    /// Reads a source file. Text that is not UTF-8 is an error located at the first bad
+    /// byte, against the file read lossily.
+    pub fn read(path: &std::path::Path) -> Result<Source, SourceError> {
+        let name = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|e| SourceError::Io {
+            path: name.clone(),
+            reason: e.to_string(),
+        })?;
+        match String::from_utf8(bytes) {
+            Ok(text) => Ok(Source::new(name, text)),
+            Err(e) => {
+                let at = e.utf8_error().valid_up_to();
+                let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
+                let diagnostic = Diagnostic::error(
+                    "the file is not valid UTF-8",
+                    Span::new(at, at + 1),
+                    "invalid byte here",
+                )
+                .with_note(".loss files are UTF-8 text");
+                Err(SourceError::NotUtf8 {
+                    source: Box::new(Source::new(name, text)),
+                    diagnostic: Box::new(diagnostic),
+                })
+            }
         }
     }
 

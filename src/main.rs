@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use lossc::diagnostics::{Diagnostic, Source, Span};
+use lossc::diagnostics::Source;
 use lossc::gpu::{Adapter, RowPlacement};
 use lossc::ir::{FactoryTerm, Program};
 use lossc::runtime::data::{Data, read_data};
@@ -574,10 +574,10 @@ fn load(files: &[PathBuf]) -> Option<Program> {
     let mut sources = Vec::new();
     let mut read_errors = false;
     for f in files {
-        match read_source(f) {
+        match Source::read(f) {
             Ok(s) => sources.push(s),
-            Err(msg) => {
-                eprint!("{msg}");
+            Err(e) => {
+                eprint!("{}", e.render());
                 read_errors = true;
             }
         }
@@ -596,25 +596,4 @@ fn load(files: &[PathBuf]) -> Option<Program> {
         return None;
     }
     Some(checked.program)
-}
-
-/// A source file; non-UTF-8 text is reported at the first bad byte.
-fn read_source(path: &Path) -> Result<Source, String> {
-    let name = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| format!("error: cannot read {name}: {e}\n"))?;
-    match String::from_utf8(bytes) {
-        Ok(text) => Ok(Source::new(name, text)),
-        Err(e) => {
-            let at = e.utf8_error().valid_up_to();
-            let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
-            let src = Source::new(name, text);
-            let d = Diagnostic::error(
-                "the file is not valid UTF-8",
-                Span::new(at, at + 1),
-                "invalid byte here",
-            )
-            .with_note(".loss files are UTF-8 text");
-            Err(src.render(&[d]))
-        }
-    }
 }

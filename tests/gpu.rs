@@ -760,3 +760,71 @@ fn rows_per_thread_over_the_llvmpipe_budget_suggest_shared_rows() {
         );
     }
 }
+
+/// A factory run again and again through one `RunCache` (as the Python module does):
+/// new data of the same shapes builds no plan and gives what a fresh run gives, values
+/// and gradients; new shapes, a param value or values-only build one each.
+#[test]
+fn a_cached_factory_reuses_its_plan_and_reads_new_data() {
+    use lossc::runtime::grad::Wrt;
+    use lossc::runtime::run::{Backend, run, run_cached};
+    let program = check(&[(
+        "c.loss",
+        "loss a { input x : [N] input y : [N] param s = 1.0 compute s * (x[i] - y[i])^2 reduce mean }\n\
+         loss b { input x : [N] compute exp(x[i]) reduce sum }\n"
+            .to_string(),
+    )]);
+    let terms = vec![
+        FactoryTerm::plain("a"),
+        FactoryTerm {
+            annealed: true,
+            ..FactoryTerm::plain("b")
+        },
+    ];
+    let cache = lossc::runtime::RunCache::default();
+    let mut rng = Rng(7);
+    let mut data_of = |n: usize, s: f64| {
+        let x: Vec<String> = (0..n).map(|_| format!("{}", rng.unit() - 0.5)).collect();
+        let y: Vec<String> = (0..n).map(|_| format!("{}", rng.unit() - 0.5)).collect();
+        parse_json_data(&format!(
+            "{{\"x\": [{}], \"y\": [{}], \"s\": {s}}}",
+            x.join(","),
+            y.join(",")
+        ))
+        .unwrap()
+    };
+    let mut opts = RunOptions {
+        backend: Backend::Gpu,
+        wrt: Wrt::EveryInput,
+        ..RunOptions::default()
+    };
+    let mut runs = vec![];
+    for (n, s, anneal, wrt) in [
+        (50, 1.0, 1.0, true),
+        (50, 1.0, 0.5, true),
+        (50, 1.0, 0.25, true),
+        (7, 1.0, 1.0, true),
+        (7, 2.0, 1.0, true),
+        (7, 2.0, 1.0, false),
+        (50, 1.0, 1.0, true),
+    ] {
+        let data = data_of(n, s);
+        opts.anneal = anneal;
+        opts.wrt = if wrt { Wrt::EveryInput } else { Wrt::Nothing };
+        let cached = run_cached(&program, "ab", &terms, &data, &vec![], &opts, &cache).unwrap();
+        let fresh = run(&program, "ab", &terms, &data, &vec![], &opts).unwrap();
+        assert_eq!(cached.total.to_bits(), fresh.total.to_bits(), "n {n}");
+        assert_eq!(cached.grads, fresh.grads, "n {n}");
+        assert_eq!(cached.grads.len(), if wrt { 2 } else { 0 });
+        runs.push(cached.total);
+        runs.push(cached.grads.first().map_or(0.0, |g| g.1.data[0]));
+    }
+    // (50), (7), (7, s = 2), (7, s = 2, values only); the last run reuses the first plan.
+    assert_eq!(cache.built(), 4);
+    assert_eq!(cache.plans(), 4);
+    // Every run read its own data: no two totals or first gradients alike.
+    let mut distinct = runs.clone();
+    distinct.sort_by(f32::total_cmp);
+    distinct.dedup();
+    assert_eq!(distinct.len(), runs.len());
+}

@@ -232,6 +232,27 @@ impl Dispatch {
         Ok(())
     }
 
+    /// Writes the host data of `bound` into the arena for the next runs: the same losses
+    /// with inputs of the shapes and params of the values the dispatch was built with (a
+    /// training loop's next batch), so that nothing is laid out or compiled again. Inputs
+    /// read from the caller's GPU buffers keep being copied from them.
+    pub fn write_inputs(&self, gpu: &Gpu, bound: &[&Bound]) -> Result<(), GpuError> {
+        let sizes: Vec<(&str, u64)> = self
+            .copies
+            .iter()
+            .map(|c| (c.input.as_str(), c.buffer.size() - c.offset))
+            .collect();
+        let arena = pack_arena(bound, &sizes)?;
+        if arena.offsets != self.offsets || arena.bound_bytes() != self.arena.size() {
+            return Err(
+                InternalError::new("new inputs for a dispatch laid out for other shapes").into(),
+            );
+        }
+        let bytes = le_bytes(arena.padded().iter().map(|x| x.to_le_bytes()));
+        gpu.queue.write_buffer(&self.arena, 0, &bytes);
+        Ok(())
+    }
+
     /// Sets each loss's anneal factor for the next runs (the kernel reads it from the
     /// parameter block, even when specialised), without a new pipeline.
     pub fn set_anneal(&self, gpu: &Gpu, anneal: &[f32]) {

@@ -291,7 +291,7 @@ impl Assembly {
 }
 
 /// Each loss's anneal factor: `anneal` where the loss is annealed, 1 elsewhere.
-fn factors(annealed: impl IntoIterator<Item = bool>, anneal: f32) -> Vec<f32> {
+pub(crate) fn factors(annealed: impl IntoIterator<Item = bool>, anneal: f32) -> Vec<f32> {
     annealed
         .into_iter()
         .map(|a| if a { anneal } else { 1.0 })
@@ -488,6 +488,17 @@ impl FusedGradientPlan {
                 unscaled: None,
             },
         })
+    }
+
+    /// Writes the host data of `bound` (the same losses, shapes and params as the plan
+    /// was built for) into the forward kernel's arena for the next runs; the backward
+    /// kernel reads it there.
+    pub fn write_inputs(
+        &self,
+        gpu: &crate::gpu::Gpu,
+        bound: &[&Bound],
+    ) -> Result<(), crate::gpu::GpuError> {
+        self.forward.write_inputs(gpu, bound)
     }
 
     /// Sets the anneal factor of the annealed losses for the next runs (a training

@@ -16,6 +16,7 @@ use crate::diagnostics::closest;
 use crate::eval;
 use crate::gpu::{Dispatch, DispatchOptions, GpuError, PlanError, RowPlacement};
 use crate::ir::{FactoryTerm, InputId, LossIr, ParamId, ParamValue, Program, TiVec};
+use crate::runtime::cache::{Plan, PlanKey, RunCache};
 use crate::runtime::data::{Data, DataError};
 use crate::runtime::grad::{self, Gradient, Wrt};
 
@@ -408,6 +409,22 @@ pub fn run(
     overrides: &Overrides,
     opts: &RunOptions,
 ) -> Result<RunResult, RunError> {
+    let cache = RunCache::default();
+    run_cached(program, kernel_name, terms, data, overrides, opts, &cache)
+}
+
+/// [`run`], keeping the compiled kernel and the dispatch's plan in `cache` for the next
+/// runs of the same terms: a run on data of the shapes and param values of an earlier
+/// one compiles nothing and lays out nothing ([`RunCache`]).
+pub fn run_cached(
+    program: &Program,
+    kernel_name: &str,
+    terms: &[FactoryTerm],
+    data: &Data,
+    overrides: &Overrides,
+    opts: &RunOptions,
+    cache: &RunCache,
+) -> Result<RunResult, RunError> {
     let (prepared, warnings) = prepare(program, terms, data, overrides)?;
     let gpu_found = match opts.backend {
         Backend::Cpu => false,
@@ -419,7 +436,7 @@ pub fn run(
     };
     let names = grad::resolve(&prepared, &opts.wrt)?;
     let mut result = if gpu_found {
-        let kernel = match crate::codegen::compile(program, kernel_name, terms) {
+        let kernel = match cache.kernel(program, kernel_name, terms) {
             // A program too deep for any GPU kernel runs where it can under `auto`.
             Err(e @ CompileError::TooDeep { .. }) if opts.backend == Backend::Auto => {
                 let mut r = run_prepared_cpu_with_gradients(&prepared, &names, opts)?;
@@ -429,12 +446,8 @@ pub fn run(
             }
             other => other?,
         };
-        let on_gpu = if opts.wrt == Wrt::Nothing {
-            run_gpu(&kernel, &prepared, opts)
-        } else {
-            run_gpu_gradients(&kernel, &prepared, &names, opts)
-        };
-        match on_gpu {
+        let wrt = (opts.wrt != Wrt::Nothing).then_some(&names[..]);
+        match run_gpu_cached(kernel, &prepared, wrt, opts, cache) {
             Err(RunError::Gpu(GpuError::Plan(e @ PlanError::LoopBudget { .. })))
                 if opts.backend == Backend::Auto =>
             {
@@ -503,40 +516,6 @@ fn run_prepared_cpu_with_gradients(
     Ok(r)
 }
 
-/// Runs prepared losses and the gradients of their total with respect to `names` on the
-/// process's GPU: the forward kernel and the backward kernel in one command buffer.
-fn run_gpu_gradients(
-    kernel: &Kernel,
-    prepared: &[Prepared],
-    names: &[String],
-    opts: &RunOptions,
-) -> Result<RunResult, RunError> {
-    let gpu = crate::gpu::gpu()?;
-    let options = DispatchOptions {
-        placement: opts.rows,
-        ..DispatchOptions::default()
-    };
-    let plan = grad::FusedGradientPlan::new(gpu, kernel, prepared, names, opts.anneal, &options)?;
-    let g = plan.run(gpu)?;
-    let names_: Vec<&str> = prepared.iter().map(|p| p.bound.ir.name.as_str()).collect();
-    let annealed: Vec<bool> = prepared.iter().map(|p| p.annealed).collect();
-    let (_, mut losses, logs) = combine(&names_, &g.values, &annealed, opts);
-    for ((_, r), w) in losses.iter_mut().zip(&g.weighted) {
-        r.weighted = *w;
-    }
-    Ok(RunResult {
-        total: g.total,
-        losses,
-        logs,
-        grads: g.grads,
-        dispatches: g.dispatches,
-        backend: format!("gpu: {}", gpu.describe()),
-        warnings: vec![],
-        notes: vec![],
-        kernel: Some(plan.wgsl()),
-    })
-}
-
 /// Runs prepared losses through their fused kernel on the process's GPU, in one
 /// dispatch. The kernel computes each loss's weighted value and the total itself: the
 /// result reports those, which are what any GPU host reads.
@@ -545,40 +524,96 @@ pub fn run_gpu(
     prepared: &[Prepared],
     opts: &RunOptions,
 ) -> Result<RunResult, RunError> {
+    run_gpu_cached(kernel, prepared, None, opts, &RunCache::default())
+}
+
+/// Runs prepared losses on the process's GPU with the plan `cache` keeps for them (built
+/// and kept when it has none): the forward kernel alone, or with `wrt` the forward and
+/// backward kernels in one command buffer, with the gradients of the total with respect
+/// to those inputs.
+fn run_gpu_cached(
+    kernel: &Kernel,
+    prepared: &[Prepared],
+    wrt: Option<&[String]>,
+    opts: &RunOptions,
+    cache: &RunCache,
+) -> Result<RunResult, RunError> {
     let gpu = crate::gpu::gpu()?;
     let bound: Vec<&Bound> = prepared.iter().map(|p| &p.bound).collect();
-    let anneal: Vec<f32> = prepared
-        .iter()
-        .map(|p| if p.annealed { opts.anneal } else { 1.0 })
-        .collect();
+    let factors = grad::factors(prepared.iter().map(|p| p.annealed), opts.anneal);
     let options = DispatchOptions {
         placement: opts.rows,
         ..DispatchOptions::default()
     };
-    let dispatch = Dispatch::new(gpu, kernel, &bound, &anneal, &options)?;
-    let (out, dispatches) = dispatch.run(gpu)?;
-    let values: Vec<LossValue> = (0..prepared.len())
-        .map(|i| LossValue {
-            loss: out[3 * i],
-            weight: out[3 * i + 1],
+    let build = || {
+        Ok(match wrt {
+            None => Plan::Forward(Box::new(Dispatch::new(
+                gpu, kernel, &bound, &factors, &options,
+            )?)),
+            Some(names) => Plan::Gradients(Box::new(grad::FusedGradientPlan::new(
+                gpu,
+                kernel,
+                prepared,
+                names,
+                opts.anneal,
+                &options,
+            )?)),
         })
-        .collect();
+    };
     let names: Vec<&str> = prepared.iter().map(|p| p.bound.ir.name.as_str()).collect();
     let annealed: Vec<bool> = prepared.iter().map(|p| p.annealed).collect();
-    let (_, mut losses, logs) = combine(&names, &values, &annealed, opts);
-    for (i, (_, r)) in losses.iter_mut().enumerate() {
-        r.weighted = out[3 * i + 2];
-    }
-    Ok(RunResult {
-        total: out[3 * prepared.len()],
-        losses,
-        logs,
-        grads: vec![],
-        dispatches,
-        backend: format!("gpu: {}", gpu.describe()),
-        warnings: vec![],
-        notes: vec![],
-        kernel: Some(dispatch.wgsl().to_string()),
+    let key = PlanKey::new(prepared, wrt, opts.rows);
+    cache.with_plan(key, build, |plan, kept| match plan {
+        Plan::Forward(dispatch) => {
+            if kept {
+                dispatch.write_inputs(gpu, &bound)?;
+                dispatch.set_anneal(gpu, &factors);
+            }
+            let (out, dispatches) = dispatch.run(gpu)?;
+            let values: Vec<LossValue> = (0..prepared.len())
+                .map(|i| LossValue {
+                    loss: out[3 * i],
+                    weight: out[3 * i + 1],
+                })
+                .collect();
+            let (_, mut losses, logs) = combine(&names, &values, &annealed, opts);
+            for (i, (_, r)) in losses.iter_mut().enumerate() {
+                r.weighted = out[3 * i + 2];
+            }
+            Ok(RunResult {
+                total: out[3 * prepared.len()],
+                losses,
+                logs,
+                grads: vec![],
+                dispatches,
+                backend: format!("gpu: {}", gpu.describe()),
+                warnings: vec![],
+                notes: vec![],
+                kernel: Some(dispatch.wgsl().to_string()),
+            })
+        }
+        Plan::Gradients(plan) => {
+            if kept {
+                plan.write_inputs(gpu, &bound)?;
+                plan.set_anneal(gpu, opts.anneal);
+            }
+            let g = plan.run(gpu)?;
+            let (_, mut losses, logs) = combine(&names, &g.values, &annealed, opts);
+            for ((_, r), w) in losses.iter_mut().zip(&g.weighted) {
+                r.weighted = *w;
+            }
+            Ok(RunResult {
+                total: g.total,
+                losses,
+                logs,
+                grads: g.grads,
+                dispatches: g.dispatches,
+                backend: format!("gpu: {}", gpu.describe()),
+                warnings: vec![],
+                notes: vec![],
+                kernel: Some(plan.wgsl()),
+            })
+        }
     })
 }
 
