@@ -7,7 +7,10 @@
 #   - Chromium, whose WebGPU (Tint) validates the WGSL independently of naga
 #     (tests/webgpu_independent.rs);
 #   - a nightly toolchain and cargo-fuzz, for the brief run of the fuzz targets at the end
-#     (scripts/fuzz.sh installs them).
+#     (scripts/fuzz.sh installs them);
+#   - for the Python package's tests (python/tests): a virtual environment in
+#     target/python-env with maturin, NumPy, pytest and PyTorch from PyPI, in which
+#     `pip install .` builds and installs the package from this checkout.
 # No test skips when something is missing: it fails and says what to install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,6 +42,22 @@ fi
 export NODEVICE_SELECT=1
 
 cargo test --locked --features burn "$@"
+
+# The Python package (docs/python.md), only for the whole suite (no arguments): built by
+# pip from this checkout as the README says (`pip install .`), with cargo's dev profile
+# into target/ so that it reuses the dependencies the tests just built where their
+# features agree; then its tests, on both back ends.
+if [ $# -eq 0 ]; then
+    python=${LOSSC_PYTHON:-python3}
+    venv=target/python-env
+    if [ ! -x "$venv/bin/python" ]; then
+        "$python" -m venv "$venv"
+    fi
+    "$venv/bin/pip" install -q --disable-pip-version-check "maturin>=1.9.4,<2" numpy pytest torch
+    MATURIN_PEP517_ARGS="--profile dev" "$venv/bin/pip" install -q --disable-pip-version-check \
+        --no-build-isolation --force-reinstall --no-deps .
+    "$venv/bin/python" -m pytest -q python/tests
+fi
 
 # The fuzz targets briefly (docs/fuzzing.md), so that their harnesses keep up with the
 # code: LOSSC_FUZZ_SECONDS (default 30) each from their seeds, built without optimisation

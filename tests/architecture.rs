@@ -34,7 +34,15 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "integrations",
-        &["diagnostics", "ice", "ir", "codegen", "gpu", "runtime"],
+        &[
+            "diagnostics",
+            "ice",
+            "ir",
+            "sema",
+            "codegen",
+            "gpu",
+            "runtime",
+        ],
     ),
 ];
 
