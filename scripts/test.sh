@@ -47,17 +47,19 @@ cargo test --locked --features burn "$@"
 # pip from this checkout as the README says (`pip install .`), with cargo's dev profile
 # into target/ so that it reuses the dependencies the tests just built where their
 # features agree; then its tests, on both back ends.
-if [ $# -eq 0 ]; then
-    python=${LOSSC_PYTHON:-python3}
+if [ $# -eq 0 ]; then (
     venv=target/python-env
     if [ ! -x "$venv/bin/python" ]; then
-        "$python" -m venv "$venv"
+        "${LOSSC_PYTHON:-python3}" -m venv "$venv"
     fi
-    "$venv/bin/pip" install -q --disable-pip-version-check "maturin>=1.9.4,<2" numpy pytest torch
-    MATURIN_PEP517_ARGS="--profile dev" "$venv/bin/pip" install -q --disable-pip-version-check \
+    # The environment's tools (maturin, which pip's build step runs) come first on PATH,
+    # in this subshell only.
+    PATH="$PWD/$venv/bin:$PATH"
+    pip install -q --disable-pip-version-check "maturin>=1.9.4,<2" numpy pytest torch
+    MATURIN_PEP517_ARGS="--profile dev" pip install -q --disable-pip-version-check \
         --no-build-isolation --force-reinstall --no-deps .
-    "$venv/bin/python" -m pytest -q python/tests
-fi
+    python -m pytest -q python/tests
+) fi
 
 # The fuzz targets briefly (docs/fuzzing.md), so that their harnesses keep up with the
 # code: LOSSC_FUZZ_SECONDS (default 30) each from their seeds, built without optimisation

@@ -2,7 +2,7 @@
 
 For each case and back end: the first call (which compiles the kernel on the GPU and
 builds its plan), then the median of repeated calls on new data of the same shapes (which
-build nothing), values only and with the gradients; and for a one-element loss, the
+build nothing), values only and with the gradients of the predictions; and for a one-element loss, the
 fixed cost of a call. With PyTorch: a LossFunction forward + backward beside the plain
 call, and, where CUDA is available, the same on CUDA tensors (copied through the host).
 
@@ -18,6 +18,14 @@ import time
 import numpy as np
 
 import lossc
+
+try:
+    # Before lossc opens a device (docs/python.md: lavapipe and triton).
+    import torch
+
+    from lossc.torch import LossFunction
+except ImportError:
+    torch = None
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -43,8 +51,8 @@ def timed(f):
 
 
 def median_ms(f, repeats):
-    f()  # not the first call
-    return 1e3 * statistics.median(timed(f) for _ in range(repeats))
+    f(0)  # not the first call
+    return 1e3 * statistics.median(timed(lambda: f(i + 1)) for i in range(repeats))
 
 
 def main():
@@ -60,22 +68,22 @@ def main():
 
     print("| case | back end | first call | next calls, values | next calls, with gradients |")
     print("|---|---|---|---|---|")
+    # New arrays of the same shapes for every call, made before timing.
+    batches = [demo_data(rng) for _ in range(8)]
+    wrt = ["heatmaps_pred", "keypoints_pred"]
     for backend in ("cpu", "gpu"):
         factory = program.factory("heatmap_semisupervised")
-        first = 1e3 * timed(lambda: factory(demo_data(rng), backend=backend, wrt=True))
-        values = median_ms(lambda: factory(demo_data(rng), backend=backend), args.repeats)
-        grads = median_ms(lambda: factory(demo_data(rng), backend=backend, wrt=True), args.repeats)
+        first = 1e3 * timed(lambda: factory(batches[0], backend=backend, wrt=wrt))
+        values = median_ms(lambda i: factory(batches[i % 8], backend=backend), args.repeats)
+        grads = median_ms(lambda i: factory(batches[i % 8], backend=backend, wrt=wrt), args.repeats)
         print(f"| README demo factory (3 losses) | {backend} | {first:.1f} ms | {values:.2f} ms | {grads:.2f} ms |")
         x = {"x": np.ones(1, np.float32)}
         first = 1e3 * timed(lambda: tiny(x, backend=backend, wrt=True))
-        values = median_ms(lambda: tiny(x, backend=backend), args.repeats)
-        grads = median_ms(lambda: tiny(x, backend=backend, wrt=True), args.repeats)
+        values = median_ms(lambda i: tiny(x, backend=backend), args.repeats)
+        grads = median_ms(lambda i: tiny(x, backend=backend, wrt=True), args.repeats)
         print(f"| one element (fixed cost) | {backend} | {first:.1f} ms | {values:.3f} ms | {grads:.3f} ms |")
 
-    try:
-        import torch
-        from lossc.torch import LossFunction
-    except ImportError:
+    if torch is None:
         print("no torch: the PyTorch rows are left out")
         return
     print()
@@ -84,22 +92,27 @@ def main():
     for backend in ("cpu", "gpu"):
         factory = program.factory("heatmap_semisupervised")
         module = LossFunction(factory, backend=backend)
-        base = demo_data(rng)
+        tensors = {
+            device: [
+                {
+                    k: torch.tensor(v, device=device, requires_grad=k in wrt)
+                    if isinstance(v, np.ndarray) and "." not in k
+                    else v
+                    for k, v in b.items()
+                }
+                for b in batches
+            ]
+            for device in (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+        }
 
-        def step(device="cpu"):
-            t = {
-                k: torch.tensor(v, device=device, requires_grad=k in ("heatmaps_pred", "keypoints_pred"))
-                if isinstance(v, np.ndarray) and "." not in k
-                else v
-                for k, v in base.items()
-            }
-            module(**t).backward()
+        def step(i, device="cpu"):
+            module(**tensors[device][i % 8]).backward()
 
-        plain = median_ms(lambda: factory(base, backend=backend, wrt=["heatmaps_pred", "keypoints_pred"]), args.repeats)
+        plain = median_ms(lambda i: factory(batches[i % 8], backend=backend, wrt=wrt), args.repeats)
         wrapped = median_ms(step, args.repeats)
         print(f"| README demo factory | {backend} | {plain:.2f} ms | {wrapped:.2f} ms |")
         if torch.cuda.is_available():
-            on_cuda = median_ms(lambda: step("cuda"), args.repeats)
+            on_cuda = median_ms(lambda i: step(i, "cuda"), args.repeats)
             print(f"| README demo factory, CUDA tensors | {backend} | | {on_cuda:.2f} ms |")
     if not torch.cuda.is_available():
         print("no CUDA device: the CUDA row is left out")

@@ -25,10 +25,3 @@ def lp_paths():
 def lp_program(lp_paths):
     return lossc.load(lp_paths)
 
-
-def pytest_addoption(parser):
-    parser.addoption(
-        "--lossc-backends",
-        default="cpu,gpu",
-        help="the back ends the conformance tests run on (comma-separated)",
-    )
