@@ -265,6 +265,12 @@ fn strings(v: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<String>> {
 }
 
 /// Losses run together, their kernel compiled once and their plans kept per shape.
+///
+/// `factory(data, *, anneal=1.0, stage="train", backend="auto", wrt=None)` runs them on
+/// `data`, a dict of input names and param names (`"<loss>.<param>"`, or the plain name
+/// when one loss has it) to NumPy arrays, numbers, lists, tensor objects and strings
+/// (`None`: absent). `backend` is `"auto"`, `"gpu"` or `"cpu"`; `wrt` an input name, a
+/// list of them, or `True` for every input given. Returns a `lossc.Result`.
 #[pyclass(module = "lossc", frozen)]
 struct Factory {
     program: Arc<crate::ir::Program>,
