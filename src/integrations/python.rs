@@ -22,6 +22,7 @@ use crate::diagnostics::{Diagnostic, Source, SourceError};
 use crate::ir::FactoryTerm;
 use crate::runtime::data::{Array, Data, DataValue};
 use crate::runtime::grad::Wrt;
+use crate::runtime::run::find_loss;
 use crate::runtime::{Backend, RunCache, RunError, RunOptions, run_cached, select};
 
 pyo3::create_exception!(
@@ -215,23 +216,7 @@ impl Program {
 impl Program {
     /// The loss called `name`, or `LossError` naming the losses there are.
     fn loss(&self, py: Python<'_>, name: &str) -> PyResult<&crate::ir::LossIr> {
-        self.program.loss(name).ok_or_else(|| {
-            let known: Vec<&str> = self
-                .program
-                .losses
-                .iter()
-                .map(|l| l.name.as_str())
-                .collect();
-            run_error(
-                py,
-                RunError::NoSuchLoss {
-                    name: name.to_string(),
-                    known: known.join(", "),
-                    hint: crate::diagnostics::closest(name, known.iter().copied())
-                        .map(str::to_string),
-                },
-            )
-        })
+        find_loss(&self.program, name).map_err(|e| run_error(py, e))
     }
 
     fn factory_of(

@@ -353,7 +353,7 @@ pub fn prepare<'a>(
 pub type Combined = (f32, Vec<(String, LossResult)>, Vec<(String, f32)>);
 
 /// The loss called `name`, or an error that lists the losses the files define.
-fn find_loss<'a>(program: &'a Program, name: &str) -> Result<&'a LossIr, RunError> {
+pub fn find_loss<'a>(program: &'a Program, name: &str) -> Result<&'a LossIr, RunError> {
     program.loss(name).ok_or_else(|| {
         let known: Vec<&str> = program.losses.iter().map(|l| l.name.as_str()).collect();
         RunError::NoSuchLoss {
