@@ -3,13 +3,16 @@
 // group results) keep the barriers to four: on software rasterisers such as llvmpipe a
 // barrier costs far more than the adds it saves. Call from uniform control flow.
 
-// kind 0: sum, 1: maximum, 2: minimum (NaN-propagating).
+// kind 0: sum, 1: maximum, 2: minimum (NaN-propagating), 3: product.
 fn lc_combine(a: f32, b: f32, kind: u32) -> f32 {
     if (kind == 1u) {
         return lc_max(a, b);
     }
     if (kind == 2u) {
         return lc_min(a, b);
+    }
+    if (kind == 3u) {
+        return a * b;
     }
     return a + b;
 }

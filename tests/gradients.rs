@@ -553,6 +553,8 @@ impl F64<'_> {
                     UnaryFn::Abs => x.abs(),
                     UnaryFn::Relu => x.max(0.0),
                     UnaryFn::IsNan => truth(x.is_nan()),
+                    UnaryFn::Sign => x.signum() * truth(x != 0.0),
+                    f => lossc::ir::scalar::transcendental(*f, x),
                 }
             }
             Op::Binary(f) => {
@@ -574,6 +576,8 @@ impl F64<'_> {
                     BinaryFn::Ge => truth(a >= b),
                     BinaryFn::And => truth(a != 0.0 && b != 0.0),
                     BinaryFn::Or => truth(a != 0.0 || b != 0.0),
+                    BinaryFn::Atan2 => a.atan2(b),
+                    BinaryFn::Xlogy => lossc::ir::scalar::xlogy_f64(a, b),
                 }
             }
             Op::Select => {
@@ -604,6 +608,7 @@ impl F64<'_> {
                     ReduceFn::Min => items.iter().copied().fold(f64::INFINITY, f64::min),
                     ReduceFn::All => truth(items.iter().all(|x| *x != 0.0)),
                     ReduceFn::Any => truth(items.iter().any(|x| *x != 0.0)),
+                    ReduceFn::Prod => items.iter().product(),
                     ReduceFn::Median => {
                         items.sort_by(f64::total_cmp);
                         let k = items.len();
@@ -669,10 +674,19 @@ fn positive(r: &mut Rng, depth: u32, col: bool) -> String {
     // range); column expressions hold no reduction, so `j` is never bound twice.
     let red = |r: &mut Rng| {
         let body = positive(r, depth - 1, true);
-        let kind = r.pick(&["sum", "mean", "norm", "max", "min", "median"]);
+        let kind = r.pick(&[
+            "sum",
+            "mean",
+            "norm",
+            "max",
+            "min",
+            "median",
+            "prod",
+            "logsumexp",
+        ]);
         format!("{kind}(j: {body} * v[j])")
     };
-    match r.below(if col { 12 } else { 14 }) {
+    match r.below(if col { 14 } else { 16 }) {
         0 => format!("({a} + {b})"),
         1 => format!("({a} * {b})"),
         2 => format!("({a} / (1 + {b}))"),
@@ -685,7 +699,30 @@ fn positive(r: &mut Rng, depth: u32, col: bool) -> String {
         9 => format!("select({a} > 1.1, {a}, 2 * {b})"),
         10 => format!("clamp({a}, 0.6, 1.4)"),
         11 => format!("(abs({a} - 1) + relu({b} - 1) + {a} - {a} * 0.5)"),
-        12 => format!("({a} * {})", red(r)),
+        // The special functions, on positive values of moderate size: each stays
+        // positive, and away from a pole.
+        12 => {
+            let f = r.pick(&[
+                "tanh(A)",
+                "atan(A)",
+                "erf(A)",
+                "sigmoid(A)",
+                "softplus(A)",
+                "log1p(A)",
+                "1.5 + sin(A)",
+                "1.5 + cos(A)",
+                "expm1(A)",
+                "1 + logsigmoid(A)",
+                "1 + lgamma(1 + A)",
+                "2 + digamma(1 + A)",
+            ]);
+            f.replace('A', &a)
+        }
+        13 => {
+            let f = r.pick(&["atan2(A, B)", "xlogy(A, 1 + B)"]);
+            f.replace('A', &a).replace('B', &b)
+        }
+        14 => format!("({a} * {})", red(r)),
         _ => red(r),
     }
 }
@@ -697,7 +734,16 @@ fn random_program(r: &mut Rng) -> String {
     let compute = if r.below(2) == 0 {
         body
     } else {
-        let kind = r.pick(&["sum", "mean", "norm", "max", "min", "median"]);
+        let kind = r.pick(&[
+            "sum",
+            "mean",
+            "norm",
+            "max",
+            "min",
+            "median",
+            "prod",
+            "logsumexp",
+        ]);
         let inner = positive(r, 2, true);
         format!("{body} * {kind}(j: {inner} + v[j])")
     };

@@ -597,7 +597,85 @@ impl Builder {
                     let zero = self.num(0.0, span);
                     (self.select(off, zero, a), false, None)
                 }
-                UnaryFn::Not | UnaryFn::IsNan => unreachable!("not differentiable"),
+                // torch's derivatives (tools/autograd/derivatives.yaml), in its order of
+                // operations where it matters to the last ulp.
+                UnaryFn::Log1p => {
+                    let one = self.num(1.0, span);
+                    let d = self.bin(BinaryFn::Add, x, one);
+                    (self.bin(BinaryFn::Div, a, d), true, None)
+                }
+                UnaryFn::Expm1 => {
+                    let one = self.num(1.0, span);
+                    let d = self.bin(BinaryFn::Add, u, one);
+                    (self.bin(BinaryFn::Mul, a, d), true, None)
+                }
+                // softplus_backward: the gradient itself above the threshold, else
+                // grad · sigmoid(x).
+                UnaryFn::Softplus => {
+                    let s = self.un(UnaryFn::Sigmoid, x);
+                    let t = self.bin(BinaryFn::Mul, a, s);
+                    let threshold = self.num(20.0, span);
+                    let above = self.bin(BinaryFn::Gt, x, threshold);
+                    (self.select(above, a, t), true, None)
+                }
+                // grad · (1 - y) · y
+                UnaryFn::Sigmoid => {
+                    let one = self.num(1.0, span);
+                    let c = self.bin(BinaryFn::Sub, one, u);
+                    let t = self.bin(BinaryFn::Mul, a, c);
+                    (self.bin(BinaryFn::Mul, t, u), true, None)
+                }
+                // grad · sigmoid(-x)
+                UnaryFn::LogSigmoid => {
+                    let nx = self.un(UnaryFn::Neg, x);
+                    let s = self.un(UnaryFn::Sigmoid, nx);
+                    (self.bin(BinaryFn::Mul, a, s), true, None)
+                }
+                // grad · (1 - y²)
+                UnaryFn::Tanh => {
+                    let one = self.num(1.0, span);
+                    let yy = self.bin(BinaryFn::Mul, u, u);
+                    let c = self.bin(BinaryFn::Sub, one, yy);
+                    (self.bin(BinaryFn::Mul, a, c), true, None)
+                }
+                UnaryFn::Sin => {
+                    let c = self.un(UnaryFn::Cos, x);
+                    (self.bin(BinaryFn::Mul, a, c), true, None)
+                }
+                UnaryFn::Cos => {
+                    let sn = self.un(UnaryFn::Sin, x);
+                    let ns = self.un(UnaryFn::Neg, sn);
+                    (self.bin(BinaryFn::Mul, a, ns), true, None)
+                }
+                // grad / (x² + 1)
+                UnaryFn::Atan => {
+                    let xx = self.bin(BinaryFn::Mul, x, x);
+                    let one = self.num(1.0, span);
+                    let d = self.bin(BinaryFn::Add, xx, one);
+                    (self.bin(BinaryFn::Div, a, d), true, None)
+                }
+                // 2/√π · exp(-x²) · grad
+                UnaryFn::Erf => {
+                    let xx = self.bin(BinaryFn::Mul, x, x);
+                    let nxx = self.un(UnaryFn::Neg, xx);
+                    let e = self.un(UnaryFn::Exp, nxx);
+                    let c = self.num(std::f32::consts::FRAC_2_SQRT_PI, span);
+                    let d = self.bin(BinaryFn::Mul, c, e);
+                    (self.bin(BinaryFn::Mul, d, a), true, None)
+                }
+                UnaryFn::Lgamma => {
+                    let d = self.un(UnaryFn::Digamma, x);
+                    (self.bin(BinaryFn::Mul, a, d), true, None)
+                }
+                UnaryFn::Digamma => {
+                    let d = self.un(UnaryFn::Trigamma, x);
+                    (self.bin(BinaryFn::Mul, a, d), true, None)
+                }
+                // torch: zeros_like(grad).
+                UnaryFn::Sign => (self.num(0.0, span), false, None),
+                UnaryFn::Not | UnaryFn::IsNan | UnaryFn::Trigamma => {
+                    unreachable!("not differentiable")
+                }
             },
             Op::Binary(f) => {
                 let (p, q) = (args[0], args[1]);
@@ -672,6 +750,41 @@ impl Builder {
                         let zero = self.num(0.0, span);
                         let won = self.select(lost, zero, a);
                         (self.select(tie, h, won), false, None)
+                    }
+                    // grad · x / (x² + y²) and grad · -y / (x² + y²), for atan2(y, x);
+                    // 0 where x² + y² is 0 in f32 (at the origin, or both tiny), as
+                    // torch masks its infinite reciprocal.
+                    (BinaryFn::Atan2, _) => {
+                        let pp = self.bin(BinaryFn::Mul, p, p);
+                        let qq = self.bin(BinaryFn::Mul, q, q);
+                        let d = self.bin(BinaryFn::Add, pp, qq);
+                        let top = if slot == 0 {
+                            self.bin(BinaryFn::Mul, a, q)
+                        } else {
+                            let np = self.un(UnaryFn::Neg, p);
+                            self.bin(BinaryFn::Mul, a, np)
+                        };
+                        let t = self.bin(BinaryFn::Div, top, d);
+                        let zero = self.num(0.0, span);
+                        let d0 = self.bin(BinaryFn::Eq, d, zero);
+                        let zero = self.num(0.0, span);
+                        (self.select(d0, zero, t), true, None)
+                    }
+                    // xlogy(grad, y), 0 where x = 0 and y <= 0.
+                    (BinaryFn::Xlogy, 0) => {
+                        let t = self.bin(BinaryFn::Xlogy, a, q);
+                        let zero = self.num(0.0, span);
+                        let p0 = self.bin(BinaryFn::Eq, p, zero);
+                        let zero = self.num(0.0, span);
+                        let q_le = self.bin(BinaryFn::Le, q, zero);
+                        let c = self.bin(BinaryFn::And, p0, q_le);
+                        let zero = self.num(0.0, span);
+                        (self.select(c, zero, t), true, None)
+                    }
+                    // grad · x / y
+                    (BinaryFn::Xlogy, _) => {
+                        let t = self.bin(BinaryFn::Mul, a, p);
+                        (self.bin(BinaryFn::Div, t, q), true, None)
                     }
                     _ => unreachable!("not differentiable"),
                 }
@@ -751,6 +864,30 @@ impl Builder {
                 (self.bin(BinaryFn::Div, t, ties), true, None)
             }
             ReduceFn::Median => (self.median_local(bound, u, body, a, span), true, None),
+            // torch.prod's backward: the product of the other elements, as
+            // grad · prod / x where no element is 0; where exactly one is, that element
+            // gets grad · (the product of the others) and the rest 0; with two or more
+            // zeros, every element gets 0.
+            ReduceFn::Prod => {
+                let zero = self.num(0.0, span);
+                let is0 = self.bin(BinaryFn::Eq, body, zero);
+                let one = self.indicator(is0);
+                let zeros = self.reduce(ReduceFn::Sum, bound, one);
+                let one = self.num(1.0, span);
+                let nonzero = self.select(is0, one, body);
+                let others = self.reduce(ReduceFn::Prod, bound, nonzero);
+                let gp = self.bin(BinaryFn::Mul, a, u);
+                let plain = self.bin(BinaryFn::Div, gp, body);
+                let at_zero = self.bin(BinaryFn::Mul, a, others);
+                let zero = self.num(0.0, span);
+                let none = self.bin(BinaryFn::Eq, zeros, zero);
+                let one = self.num(1.0, span);
+                let single = self.bin(BinaryFn::Eq, zeros, one);
+                let here = self.bin(BinaryFn::And, single, is0);
+                let zero = self.num(0.0, span);
+                let z = self.select(here, at_zero, zero);
+                (self.select(none, plain, z), true, None)
+            }
             ReduceFn::All | ReduceFn::Any => unreachable!("not differentiable"),
         }
     }

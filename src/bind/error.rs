@@ -77,6 +77,17 @@ pub enum BindError {
         dim: String,
         value: i64,
     },
+    /// An absent optional input's default would fill more values than lossc allocates.
+    #[error(
+        "loss `{loss}`: input `{input}` is absent, and filling its shape {shape:?} with its default would take {values} values; at most {limit} are allocated (give the input, or a smaller shape)"
+    )]
+    DefaultTooLarge {
+        loss: String,
+        input: String,
+        shape: Vec<i64>,
+        values: String,
+        limit: usize,
+    },
     /// An input's shape holds more values than a `usize` counts: no such array exists.
     #[error(
         "loss `{loss}`: input `{input}` has shape {shape:?}, which holds more values than this machine can address"

@@ -57,8 +57,11 @@ pub struct Bound<'a> {
     pub dims: Vec<i64>,
     /// Every index variable's inclusive range `(lo, hi)`; empty when `hi < lo`.
     pub ranges: TiVec<IndexId, (i64, i64)>,
-    /// Inputs, `None` when an optional one is absent.
+    /// Inputs, `None` when an optional one is absent (and has no default).
     pub inputs: TiVec<InputId, Option<TensorData>>,
+    /// Whether each input is an absent optional one filled with its default: such
+    /// arrays belong to their loss alone, not shared by name with other losses.
+    pub defaulted: TiVec<InputId, bool>,
     /// Params (enum params hold an empty tensor; see `enums`).
     pub params: TiVec<ParamId, TensorData>,
     /// Enum params' values.
@@ -91,6 +94,7 @@ pub fn bind<'a>(
     for (info, arr) in ir.inputs.iter().zip(inputs) {
         let Some(arr) = arr else {
             if info.optional {
+                // (One with a default is filled once the dimensions are known.)
                 continue;
             }
             return Err(BindError::MissingInput {
@@ -208,13 +212,19 @@ pub fn bind<'a>(
     }
     solve_dims(&eqs2, &mut dims, &mut origin, &names, &ir.name)?;
     // A dimension that only absent optional inputs have is never used (their stages are
-    // skipped): give it size 0.
+    // skipped): give it size 0. Not so for one with a default, which is read: its
+    // dimensions must come from elsewhere.
     for (d, v) in dims.iter_mut().enumerate() {
         let in_absent_only =
             ir.inputs
                 .iter()
                 .zip(inputs)
                 .any(|(i, a)| a.is_none() && i.shape.iter().any(|p| p.symbols().any(|s| s == d)))
+                && !ir.inputs.iter().zip(inputs).any(|(i, a)| {
+                    a.is_none()
+                        && i.default.is_some()
+                        && i.shape.iter().any(|p| p.symbols().any(|s| s == d))
+                })
                 && !ir.inputs.iter().zip(inputs).any(|(i, a)| {
                     a.is_some() && i.shape.iter().any(|p| p.symbols().any(|s| s == d))
                 })
@@ -260,15 +270,20 @@ pub fn bind<'a>(
         }),
     ));
 
-    let inputs_bound: TiVec<InputId, Option<TensorData>> = inputs
-        .iter()
-        .map(|a| {
-            a.map(|a| TensorData {
+    let mut inputs_bound: TiVec<InputId, Option<TensorData>> = TiVec::new();
+    let mut defaulted: TiVec<InputId, bool> = TiVec::new();
+    for (info, a) in ir.inputs.iter().zip(inputs) {
+        let filled = match (a, info.default) {
+            (Some(a), _) => Some(TensorData {
                 shape: a.shape.clone(),
                 data: a.data.iter().map(|v| *v as f32).collect(),
-            })
-        })
-        .collect();
+            }),
+            (None, Some(v)) => Some(fill_default(ir, info, v, &known, value_limit)?),
+            (None, None) => None,
+        };
+        defaulted.push(a.is_none() && filled.is_some());
+        inputs_bound.push(filled);
+    }
 
     let mut params_bound = TiVec::new();
     let mut enums = TiVec::new();
@@ -284,16 +299,18 @@ pub fn bind<'a>(
         enums.push(e);
     }
     let ranges = index_ranges(ir, &known)?;
+    // A stage runs when every optional input it reads is bound (given, or defaulted).
     let active_masks: TiVec<MaskId, bool> = ir
         .masks
         .iter()
-        .map(|m| m.needs.iter().all(|i| inputs[*i].is_some()))
+        .map(|m| m.needs.iter().all(|i| inputs_bound[*i].is_some()))
         .collect();
     let b = Bound {
         ir,
         dims,
         ranges,
         inputs: inputs_bound,
+        defaulted,
         params: params_bound,
         enums,
         active_masks,
@@ -301,6 +318,39 @@ pub fn bind<'a>(
     };
     check_subscripts(&b)?;
     Ok(b)
+}
+
+/// An absent optional input's array: its declared shape (every dimension is known by
+/// now), each element `value`.
+fn fill_default(
+    ir: &LossIr,
+    info: &crate::ir::InputInfo,
+    value: f32,
+    known: &[Option<i64>],
+    limit: usize,
+) -> Result<TensorData, BindError> {
+    let shape: Vec<i64> = info
+        .shape
+        .iter()
+        .map(|p| p.eval(known).unwrap_or(i64::MAX))
+        .collect();
+    let sizes: Vec<usize> = shape
+        .iter()
+        .map(|d| usize::try_from(*d).unwrap_or(usize::MAX))
+        .collect();
+    match sizes::shape_values(&sizes) {
+        Some(n) if n <= limit => Ok(TensorData {
+            shape: sizes,
+            data: vec![value; n],
+        }),
+        _ => Err(BindError::DefaultTooLarge {
+            loss: ir.name.clone(),
+            input: info.name.clone(),
+            shape,
+            values: sizes::show_values(&sizes),
+            limit,
+        }),
+    }
 }
 
 /// Every index variable's range with the dimensions `known`, each checked
@@ -357,6 +407,7 @@ fn rebind_with<'a>(
         dims: b.dims.clone(),
         ranges: index_ranges(ir, &known)?,
         inputs,
+        defaulted: b.defaulted.clone(),
         params: b.params.clone(),
         enums: b.enums.clone(),
         active_masks: b.active_masks.clone(),

@@ -88,6 +88,7 @@ fn fold(kind: ReduceFn) -> Option<Fold> {
         ReduceFn::Min => ("lc_inf()", "lc_min(acc, x)", "lc_min(a, b)", "acc"),
         ReduceFn::All => ("1.0f", "min(acc, x)", "min(a, b)", "acc"),
         ReduceFn::Any => ("0.0f", "max(acc, x)", "max(a, b)", "acc"),
+        ReduceFn::Prod => ("lc_opaque(1.0f)", "acc * x", "a * b", "acc"),
         ReduceFn::Median => return None,
     };
     Some(Fold {
@@ -189,6 +190,7 @@ pub fn generate(
     let n_losses = bound.len();
     let mut steps = Vec::new();
     let mut make = |wgsl: String, workgroups: u32, iterations: u64| -> Result<(), InternalError> {
+        let wgsl = super::wgsl::link(wgsl);
         super::validate::validate(&wgsl)?;
         steps.push(Step {
             wgsl,

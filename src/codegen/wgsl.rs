@@ -12,6 +12,80 @@ pub const PRELUDE: &str = include_str!("../../shaders/prelude.wgsl");
 /// The fused kernel's workgroup reductions, in a fixed order (bit-identical run to run).
 pub const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
 
+/// The library of special functions (`lc_sin`, `lc_lgamma`, ...): WGSL has none of
+/// erf, lgamma or digamma, and its own sin, cos, tanh and atan are only accurate to an
+/// absolute 2^-11 or so, short of the relative 1e-5 lossc promises. A kernel carries only
+/// the functions it calls ([`link`]).
+pub const FUNCTIONS: &str = include_str!("../../shaders/functions.wgsl");
+
+/// `module` with the library functions it calls (and the ones those call) appended, in
+/// the library's order. WGSL lets a module use a function declared after the use, so a
+/// kernel that calls none is left as it was.
+pub fn link(mut module: String) -> String {
+    let defs = library();
+    let mut wanted = vec![false; defs.len()];
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for (i, (name, _)) in defs.iter().enumerate() {
+            if wanted[i] {
+                continue;
+            }
+            let call = format!("{name}(");
+            let used = module.contains(&call)
+                || defs
+                    .iter()
+                    .zip(&wanted)
+                    .any(|((_, text), w)| *w && text.contains(&call));
+            if used {
+                wanted[i] = true;
+                changed = true;
+            }
+        }
+    }
+    if wanted.iter().any(|w| *w) {
+        module.push('\n');
+        module.push_str(
+            "// lossc's function library (shaders/functions.wgsl), the functions used.\n",
+        );
+        for ((_, text), w) in defs.iter().zip(&wanted) {
+            if *w {
+                module.push('\n');
+                module.push_str(text);
+            }
+        }
+    }
+    module
+}
+
+/// The library split into its functions: `(name, text)`, each text a function and the
+/// comment above it. A function starts at a line `fn lc_...` and its comment at the
+/// first `//` line after the previous function's closing `}`.
+fn library() -> Vec<(&'static str, &'static str)> {
+    let mut out = Vec::new();
+    let mut start = None;
+    let mut offset = 0;
+    let mut name = "";
+    for line in FUNCTIONS.split_inclusive('\n') {
+        let end = offset + line.len();
+        if start.is_none()
+            && (line.starts_with("//") || line.starts_with("fn ") || line.starts_with("const "))
+        {
+            start = Some(offset);
+        }
+        if let Some(rest) = line.strip_prefix("fn ") {
+            name = rest.split('(').next().unwrap_or("");
+        }
+        if line.starts_with('}')
+            && let Some(s) = start.take()
+        {
+            out.push((name, &FUNCTIONS[s..end]));
+        }
+        offset = end;
+    }
+    out
+}
+
 /// `text` (a doc comment, a file name) made fit for a WGSL line comment: each of WGSL's
 /// line breaks (U+000A to U+000D, U+0085, U+2028, U+2029) would end the comment and turn
 /// the rest of the text into code, so each becomes a space.
@@ -37,6 +111,21 @@ pub fn unary_wgsl(f: UnaryFn, a: &str) -> String {
         UnaryFn::Abs => format!("abs({a})"),
         UnaryFn::Relu => format!("lc_relu({a})"),
         UnaryFn::IsNan => format!("lc_isnan({a})"),
+        // The library's (shaders/functions.wgsl), linked in where called.
+        UnaryFn::Log1p => format!("lc_log1p({a})"),
+        UnaryFn::Expm1 => format!("lc_expm1({a})"),
+        UnaryFn::Softplus => format!("lc_softplus({a})"),
+        UnaryFn::Sigmoid => format!("lc_sigmoid({a})"),
+        UnaryFn::LogSigmoid => format!("lc_logsigmoid({a})"),
+        UnaryFn::Tanh => format!("lc_tanh({a})"),
+        UnaryFn::Sin => format!("lc_sin({a})"),
+        UnaryFn::Cos => format!("lc_cos({a})"),
+        UnaryFn::Atan => format!("lc_atan({a})"),
+        UnaryFn::Erf => format!("lc_erf({a})"),
+        UnaryFn::Lgamma => format!("lc_lgamma({a})"),
+        UnaryFn::Digamma => format!("lc_digamma({a})"),
+        UnaryFn::Trigamma => format!("lc_trigamma({a})"),
+        UnaryFn::Sign => format!("lc_sign({a})"),
     }
 }
 
@@ -62,6 +151,8 @@ pub fn binary_wgsl(f: BinaryFn, a: &str, b: &str) -> String {
         BinaryFn::Ge => infix(">="),
         BinaryFn::And => infix("&&"),
         BinaryFn::Or => infix("||"),
+        BinaryFn::Atan2 => format!("lc_atan2({a}, {b})"),
+        BinaryFn::Xlogy => format!("lc_xlogy({a}, {b})"),
     }
 }
 

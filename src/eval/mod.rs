@@ -622,6 +622,9 @@ fn reduce(kind: ReduceFn, items: &mut [f32]) -> f32 {
         ReduceFn::All => scalar::from_bool(items.iter().all(|x| *x != 0.0)),
         ReduceFn::Any => scalar::from_bool(items.iter().any(|x| *x != 0.0)),
         ReduceFn::Median => median(items),
+        // In index order, as the GPU's lanes fold their own values (the tree then
+        // combines lanes, so the two may differ in the last bits, as sums do).
+        ReduceFn::Prod => items.iter().product(),
     }
 }
 

@@ -57,9 +57,16 @@ pub fn pack_arena(bound: &[&Bound], device_inputs: &[(&str, u64)]) -> Result<Are
     let mut arena = Arena::default();
     let mut input_at: HashMap<String, usize> = HashMap::new();
     for (li, b) in bound.iter().enumerate() {
-        for (info, data) in b.ir.inputs.iter().zip(&b.inputs) {
+        for ((info, data), defaulted) in b.ir.inputs.iter().zip(&b.inputs).zip(&b.defaulted) {
             let Some(data) = data else { continue };
-            let at = match input_at.get(&info.name) {
+            // A defaulted array is this loss's own (another loss may give the same name
+            // another shape or default); a NUL cannot be in a name.
+            let key = if *defaulted {
+                format!("{}\0{li}", info.name)
+            } else {
+                info.name.clone()
+            };
+            let at = match input_at.get(&key) {
                 Some(at) => *at,
                 None => {
                     let at = arena.values.len();
@@ -88,7 +95,7 @@ pub fn pack_arena(bound: &[&Bound], device_inputs: &[(&str, u64)]) -> Result<Are
                             });
                         }
                     }
-                    input_at.insert(info.name.clone(), at);
+                    input_at.insert(key, at);
                     at
                 }
             };

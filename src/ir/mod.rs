@@ -12,6 +12,7 @@ pub mod passes;
 pub mod poly;
 pub mod scalar;
 pub mod sites;
+pub mod special;
 pub mod verify;
 
 use std::fmt;
@@ -173,6 +174,68 @@ pub enum UnaryFn {
     Relu,
     /// `isnan` (Num → Bool)
     IsNan,
+    /// `log1p`: log(1 + x), accurate near 0
+    Log1p,
+    /// `expm1`: exp(x) - 1, accurate near 0
+    Expm1,
+    /// `softplus`: torch's with beta 1 and threshold 20 (x itself above 20)
+    Softplus,
+    /// `sigmoid`: 1 / (1 + exp(-x))
+    Sigmoid,
+    /// `logsigmoid`: log(sigmoid(x)), stable for large |x|
+    LogSigmoid,
+    /// `tanh`
+    Tanh,
+    /// `sin`
+    Sin,
+    /// `cos`
+    Cos,
+    /// `atan`
+    Atan,
+    /// `erf`, the error function
+    Erf,
+    /// `lgamma`: log |Γ(x)|
+    Lgamma,
+    /// `digamma`: Γ'(x) / Γ(x)
+    Digamma,
+    /// trigamma, the derivative of digamma: not in the language, only in gradients
+    Trigamma,
+    /// `sign`: -1, 0 or 1 (0 for NaN, as torch.sign)
+    Sign,
+}
+
+impl UnaryFn {
+    /// The element-wise functions of one number that source code calls by name, with
+    /// their names.
+    pub const NAMED: [(&'static str, UnaryFn); 19] = [
+        ("exp", UnaryFn::Exp),
+        ("log", UnaryFn::Log),
+        ("sqrt", UnaryFn::Sqrt),
+        ("abs", UnaryFn::Abs),
+        ("relu", UnaryFn::Relu),
+        ("isnan", UnaryFn::IsNan),
+        ("log1p", UnaryFn::Log1p),
+        ("expm1", UnaryFn::Expm1),
+        ("softplus", UnaryFn::Softplus),
+        ("sigmoid", UnaryFn::Sigmoid),
+        ("logsigmoid", UnaryFn::LogSigmoid),
+        ("tanh", UnaryFn::Tanh),
+        ("sin", UnaryFn::Sin),
+        ("cos", UnaryFn::Cos),
+        ("atan", UnaryFn::Atan),
+        ("erf", UnaryFn::Erf),
+        ("lgamma", UnaryFn::Lgamma),
+        ("digamma", UnaryFn::Digamma),
+        ("sign", UnaryFn::Sign),
+    ];
+
+    /// The function source code calls `name`.
+    pub fn from_name(name: &str) -> Option<UnaryFn> {
+        Self::NAMED
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, f)| *f)
+    }
 }
 
 /// Element-wise functions of two operands.
@@ -208,6 +271,10 @@ pub enum BinaryFn {
     And,
     /// `||`
     Or,
+    /// `atan2(y, x)`: the angle of (x, y), as torch.atan2
+    Atan2,
+    /// `xlogy(x, y)`: x · log(y), 0 where x = 0 unless y is NaN (torch.special.xlogy)
+    Xlogy,
 }
 
 impl BinaryFn {
@@ -222,6 +289,8 @@ impl BinaryFn {
                 | BinaryFn::Pow
                 | BinaryFn::Min
                 | BinaryFn::Max
+                | BinaryFn::Atan2
+                | BinaryFn::Xlogy
         )
     }
 }
@@ -246,11 +315,13 @@ pub enum ReduceFn {
     /// the median: the middle value, or the two middle values combined by
     /// `scalar::median_of` (NaN when empty or any NaN)
     Median,
+    /// Π (1 when empty)
+    Prod,
 }
 
 impl ReduceFn {
     /// Every reduction with its name in source.
-    const NAMES: [(&'static str, ReduceFn); 8] = [
+    const NAMES: [(&'static str, ReduceFn); 9] = [
         ("sum", ReduceFn::Sum),
         ("mean", ReduceFn::Mean),
         ("max", ReduceFn::Max),
@@ -259,6 +330,7 @@ impl ReduceFn {
         ("any", ReduceFn::Any),
         ("norm", ReduceFn::Norm),
         ("median", ReduceFn::Median),
+        ("prod", ReduceFn::Prod),
     ];
 
     /// The reduction called `name` in source.
@@ -337,6 +409,9 @@ pub struct InputInfo {
     pub shape: Vec<Poly>,
     /// Whether it may be absent.
     pub optional: bool,
+    /// For an optional input with a default, the value of every element when it is
+    /// absent: it is then bound as present, filled with it.
+    pub default: Option<f32>,
     /// Where it was declared.
     pub span: Span,
 }

@@ -2,7 +2,7 @@
 //! Constant folding and the CPU evaluator both use these, so they cannot disagree; the
 //! GPU back end mirrors them.
 
-use super::{BinaryFn, UnaryFn};
+use super::{BinaryFn, UnaryFn, special};
 
 /// Truth value → number.
 pub fn from_bool(b: bool) -> f32 {
@@ -27,6 +27,45 @@ pub fn unary(f: UnaryFn, x: f32) -> f32 {
             }
         }
         UnaryFn::IsNan => from_bool(x.is_nan()),
+        UnaryFn::Sign => {
+            if x > 0.0 {
+                1.0
+            } else if x < 0.0 {
+                -1.0
+            } else {
+                0.0
+            }
+        }
+        _ => transcendental(f, x as f64) as f32,
+    }
+}
+
+/// The transcendental functions (`log1p` to `trigamma`) in f64: their f32 result is this
+/// rounded once.
+pub fn transcendental(f: UnaryFn, x: f64) -> f64 {
+    match f {
+        UnaryFn::Log1p => x.ln_1p(),
+        UnaryFn::Expm1 => x.exp_m1(),
+        // torch.nn.functional.softplus with beta 1: x itself above the threshold 20.
+        UnaryFn::Softplus => {
+            if x > 20.0 {
+                x
+            } else {
+                x.exp().ln_1p()
+            }
+        }
+        UnaryFn::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+        // log(sigmoid(x)) = min(x, 0) - log1p(exp(-|x|)), finite for every finite x.
+        UnaryFn::LogSigmoid => x.min(0.0) - (-x.abs()).exp().ln_1p(),
+        UnaryFn::Tanh => x.tanh(),
+        UnaryFn::Sin => x.sin(),
+        UnaryFn::Cos => x.cos(),
+        UnaryFn::Atan => x.atan(),
+        UnaryFn::Erf => special::erf(x),
+        UnaryFn::Lgamma => special::lgamma(x),
+        UnaryFn::Digamma => special::digamma(x),
+        UnaryFn::Trigamma => special::trigamma(x),
+        _ => unreachable!("{f:?} is computed in f32"),
     }
 }
 
@@ -48,7 +87,30 @@ pub fn binary(f: BinaryFn, a: f32, b: f32) -> f32 {
         BinaryFn::Ge => from_bool(a >= b),
         BinaryFn::And => from_bool(a != 0.0 && b != 0.0),
         BinaryFn::Or => from_bool(a != 0.0 || b != 0.0),
+        BinaryFn::Atan2 => atan2(a as f64, b as f64) as f32,
+        BinaryFn::Xlogy => xlogy(a, b),
     }
+}
+
+/// torch.special.xlogy: `x · log(y)`, 0 where x = 0 unless y is NaN.
+pub fn xlogy(x: f32, y: f32) -> f32 {
+    xlogy_f64(x as f64, y as f64) as f32
+}
+
+/// [`xlogy`] in f64.
+pub fn xlogy_f64(x: f64, y: f64) -> f64 {
+    if y.is_nan() {
+        f64::NAN
+    } else if x == 0.0 {
+        0.0
+    } else {
+        x * y.ln()
+    }
+}
+
+/// `atan2(y, x)` in f64.
+pub fn atan2(y: f64, x: f64) -> f64 {
+    y.atan2(x)
 }
 
 /// `a ^ b`: C's `pow` (C99 Annex F.9.4.4), each special case decided here rather than

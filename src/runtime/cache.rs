@@ -57,6 +57,8 @@ struct LossKey {
     dims: Vec<i64>,
     ranges: Vec<(i64, i64)>,
     inputs: Vec<Option<Vec<usize>>>,
+    /// Which inputs are defaulted (each its own array, not shared by name).
+    defaulted: Vec<bool>,
     /// Each param's shape and elements (bit patterns, so that NaN equals NaN).
     params: Vec<(Vec<usize>, Vec<u32>)>,
     enums: Vec<Option<String>>,
@@ -81,6 +83,7 @@ impl PlanKey {
                         .iter()
                         .map(|i| i.as_ref().map(|t| t.shape.clone()))
                         .collect(),
+                    defaulted: b.defaulted.iter().copied().collect(),
                     params: b
                         .params
                         .iter()

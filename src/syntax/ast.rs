@@ -40,7 +40,7 @@ pub struct LossDef {
     pub span: Span,
 }
 
-/// `input NAME : [dims] optional?`
+/// `input NAME : [dims] (optional (= DEFAULT)?)?`
 #[derive(Clone, Debug)]
 pub struct InputDecl {
     /// The input's name.
@@ -49,6 +49,9 @@ pub struct InputDecl {
     pub shape: Vec<Expr>,
     /// Whether the input may be absent.
     pub optional: bool,
+    /// The value of every element when it is absent (`optional = 1`), a constant
+    /// expression.
+    pub default: Option<Expr>,
     /// The whole declaration.
     pub span: Span,
 }

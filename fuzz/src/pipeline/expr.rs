@@ -296,8 +296,8 @@ impl Gen<'_, '_> {
         if depth == 0 || self.chance(1, 4) {
             return self.leaf(scope, exact_only);
         }
-        let op = self.pick(16);
-        if op >= 14 {
+        let op = self.pick(19);
+        if op >= 17 {
             let e = self.reduction(scope, depth, exact_only);
             if e.mag.fits() && (e.mag.is_exact() || !exact_only) {
                 return e;
@@ -426,6 +426,59 @@ impl Gen<'_, '_> {
                 Expr::new(text, Mag::sqrt(a.mag), fixed, zero).of(&[&a])
             }
             13 => self.power(scope, a.clone(), exact_only),
+            14 if !exact_only => {
+                // Odd, increasing and bounded, |f(a)| ≥ min(|a|, 1) / 2, slope ≤ 2/√π.
+                let f = ["tanh", "atan", "erf"][self.pick(3)];
+                Expr::new(
+                    format!("{f}({})", a.text),
+                    Mag::bounded(a.mag, 1.0),
+                    fixed,
+                    true,
+                )
+                .of(&[&a])
+            }
+            15 if !exact_only => {
+                // Slope ≤ 1 on a range where each stays clear of 0: sin on [-1.5, 1.5]
+                // (|sin a| ≥ |a| / 2), cos there (≥ 0.07), sigmoid and softplus on
+                // [-20, 20] (≥ 2^-29).
+                let (f, hi) = [
+                    ("sin", "1.5"),
+                    ("cos", "1.5"),
+                    ("sigmoid", "20"),
+                    ("softplus", "20"),
+                ][self.pick(4)];
+                let mag = match f {
+                    "sin" => Mag::bounded(a.mag, 1.0),
+                    "cos" => Mag {
+                        lo: -4.0,
+                        ..Mag::bounded(a.mag, 1.0)
+                    },
+                    "sigmoid" => Mag {
+                        lo: -30.0,
+                        ..Mag::bounded(a.mag, 1.0)
+                    },
+                    _ => Mag {
+                        lo: -30.0,
+                        ..Mag::bounded(a.mag, 5.0)
+                    },
+                };
+                Expr::new(
+                    format!("{f}(clamp({}, -{hi}, {hi}))", a.text),
+                    mag,
+                    fixed,
+                    f == "sin",
+                )
+                .of(&[&a])
+            }
+            16 if !exact_only => {
+                // log1p(|a|) ≥ |a| / 2 below 1; slope ≤ 1.
+                let log = Mag::log(a.mag, true);
+                let mag = Mag {
+                    lo: a.mag.lo.min(0.0) - 1.0,
+                    ..Mag::bounded(a.mag, log.hi)
+                };
+                Expr::new(format!("log1p(abs({}))", a.text), mag, fixed, true).of(&[&a])
+            }
             _ => a.clone(),
         };
         if e.mag.fits() && (e.mag.is_exact() || !exact_only) {

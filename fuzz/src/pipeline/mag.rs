@@ -177,6 +177,17 @@ impl Mag {
         }
     }
 
+    /// `f(a)` for a function of slope at most 2/√π with |f(a)| ≥ min(|a|, 1) / 2 and
+    /// |f| < 2^hi, which the GPU computes to a relative 1e-5 (shaders/functions.wgsl):
+    /// `tanh`, `atan`, `erf`, `sin` on [-1.5, 1.5]; callers raise `lo` for others.
+    pub fn bounded(a: Mag, hi: f64) -> Mag {
+        Mag {
+            lo: a.lo.min(0.0) - 1.0,
+            hi,
+            err: Some(log_add(a.e() + 1.0, hi - 16.0)),
+        }
+    }
+
     /// `sqrt(v)`: of an exact `v`, or of `abs(a)` (then √ of the error bounds the
     /// error).
     pub fn sqrt(a: Mag) -> Mag {

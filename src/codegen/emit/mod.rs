@@ -470,7 +470,7 @@ fn module(
     w.splice(&body.finish());
     w.splice(&main.finish());
     Ok(Generated {
-        wgsl: w.finish(),
+        wgsl: super::wgsl::link(w.finish()),
         layout: shared.layout,
         sites: shared.sites,
         reads: shared.reads,

@@ -49,6 +49,7 @@ impl LossEmitter<'_> {
             ReduceFn::Any => ("false".to_string(), true),
             ReduceFn::Max => ("-lc_inf()".to_string(), false),
             ReduceFn::Min => ("lc_inf()".to_string(), false),
+            ReduceFn::Prod => (opaque_lit(1.0), false),
             _ => (opaque_lit(0.0), false),
         };
         self.w.line(format!(
@@ -62,6 +63,7 @@ impl LossEmitter<'_> {
             ReduceFn::Min => format!("{acc} = lc_min({acc}, {b});"),
             ReduceFn::All => format!("{acc} = {acc} && {b};"),
             ReduceFn::Any => format!("{acc} = {acc} || {b};"),
+            ReduceFn::Prod => format!("{acc} = {acc} * {b};"),
             ReduceFn::Median => unreachable!("handled above"),
         };
         let wide = self.known_multiple_of_4(bound);
@@ -93,6 +95,7 @@ impl LossEmitter<'_> {
             let combine = |a: &str, b: &str| match kind {
                 ReduceFn::Max => format!("{a} = lc_max({a}, {b});"),
                 ReduceFn::Min => format!("{a} = lc_min({a}, {b});"),
+                ReduceFn::Prod => format!("{a} = {a} * {b};"),
                 _ => format!("{a} = {a} + {b};"),
             };
             self.open("");
@@ -296,6 +299,7 @@ impl LossEmitter<'_> {
             ReduceFn::All => "1.0f".to_string(),
             ReduceFn::Max => "-lc_inf()".to_string(),
             ReduceFn::Min => "lc_inf()".to_string(),
+            ReduceFn::Prod => opaque_lit(1.0),
             _ => opaque_lit(0.0),
         };
         let bool_body = self.ir.graph[body].ty == Ty::Bool;
@@ -311,6 +315,7 @@ impl LossEmitter<'_> {
             match kind {
                 ReduceFn::Sum | ReduceFn::Mean => format!("{acc} = {acc} + {as_f};"),
                 ReduceFn::Norm => format!("{acc} = {acc} + {as_f} * {as_f};"),
+                ReduceFn::Prod => format!("{acc} = {acc} * {as_f};"),
                 ReduceFn::Max | ReduceFn::Any if bool_body => {
                     format!("{acc} = max({acc}, {as_f});")
                 }
@@ -347,6 +352,7 @@ impl LossEmitter<'_> {
         let tk = match kind {
             ReduceFn::Max | ReduceFn::Any => 1,
             ReduceFn::Min | ReduceFn::All => 2,
+            ReduceFn::Prod => 3,
             _ => 0,
         };
         let r = self.name("r");

@@ -197,14 +197,7 @@ fn signature(op: &Op, ty: Ty) -> (Vec<Ty>, Ty) {
         Op::BoolConst(_) | Op::EnumIs(..) => (vec![], Bool),
         Op::Unary(UnaryFn::Not) => (vec![Bool], Bool),
         Op::Unary(UnaryFn::IsNan) => (vec![Num], Bool),
-        Op::Unary(
-            UnaryFn::Neg
-            | UnaryFn::Exp
-            | UnaryFn::Log
-            | UnaryFn::Sqrt
-            | UnaryFn::Abs
-            | UnaryFn::Relu,
-        ) => (vec![Num], Num),
+        Op::Unary(_) => (vec![Num], Num),
         Op::Binary(f) if f.gives_number() => (vec![Num, Num], Num),
         Op::Binary(BinaryFn::And | BinaryFn::Or) => (vec![Bool, Bool], Bool),
         // The comparisons.

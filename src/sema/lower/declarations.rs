@@ -32,12 +32,23 @@ impl Lowerer<'_> {
         let def = self.def;
         for input in &def.inputs {
             let shape = self.shape(&input.shape);
+            let default = input.default.as_ref().map(|e| {
+                match super::values::const_number(e) {
+                    Ok(v) => v as f32,
+                    // (Still a default, so that its reads raise no second error.)
+                    Err(d) => {
+                        self.diags.push(d);
+                        f32::NAN
+                    }
+                }
+            });
             let id = self.inputs.next_key();
             if self.declare(&input.name, Decl::Input(id)) {
                 self.inputs.push(InputInfo {
                     name: input.name.name.clone(),
                     shape,
                     optional: input.optional,
+                    default,
                     span: input.span,
                 });
             }

@@ -181,20 +181,19 @@ impl Lowerer<'_> {
         ctx: Ctx,
         span: Span,
     ) -> Lowered {
-        let unary = match f.name.as_str() {
-            "exp" => Some((UnaryFn::Exp, Ty::Num)),
-            "log" => Some((UnaryFn::Log, Ty::Num)),
-            "sqrt" => Some((UnaryFn::Sqrt, Ty::Num)),
-            "abs" => Some((UnaryFn::Abs, Ty::Num)),
-            "relu" => Some((UnaryFn::Relu, Ty::Num)),
-            "isnan" => Some((UnaryFn::IsNan, Ty::Bool)),
-            _ => None,
-        };
+        let unary = UnaryFn::from_name(&f.name).map(|op| {
+            let ty = if op == UnaryFn::IsNan {
+                Ty::Bool
+            } else {
+                Ty::Num
+            };
+            (op, ty)
+        });
         let arity = match f.name.as_str() {
             _ if unary.is_some() => 1,
-            "min" | "max" => 2,
+            "min" | "max" | "atan2" | "xlogy" => 2,
             "select" | "clamp" => 3,
-            name if ReduceFn::from_name(name).is_some() => {
+            name if ReduceFn::from_name(name).is_some() || name == "logsumexp" => {
                 self.diags.push(
                     Diagnostic::error(
                         format!("`{name}` is a reduction and binds indices"),
@@ -208,15 +207,17 @@ impl Lowerer<'_> {
                 return Err(());
             }
             name => {
-                let known = [
-                    "exp", "log", "sqrt", "abs", "relu", "isnan", "min", "max", "select", "clamp",
-                ];
+                let known: Vec<&str> = UnaryFn::NAMED
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .chain(["min", "max", "atan2", "xlogy", "select", "clamp"])
+                    .collect();
                 let mut d = Diagnostic::error(
                     format!("unknown function `{name}`"),
                     f.span,
                     "not a function",
                 );
-                if let Some(c) = closest(name, known) {
+                if let Some(c) = closest(name, known.iter().copied()) {
                     d = d.with_note(format!("did you mean `{c}`?"));
                 } else {
                     d = d.with_note(format!("the functions are {}", known.join(", ")));
@@ -243,13 +244,14 @@ impl Lowerer<'_> {
             return Ok(self.node(Op::Unary(op), ty, &[a], span));
         }
         match f.name.as_str() {
-            "min" | "max" => {
+            "min" | "max" | "atan2" | "xlogy" => {
                 let a = self.typed(&args[0], scope, ctx, Ty::Num);
                 let b = self.typed(&args[1], scope, ctx, Ty::Num);
-                let op = if f.name == "min" {
-                    BinaryFn::Min
-                } else {
-                    BinaryFn::Max
+                let op = match f.name.as_str() {
+                    "min" => BinaryFn::Min,
+                    "max" => BinaryFn::Max,
+                    "atan2" => BinaryFn::Atan2,
+                    _ => BinaryFn::Xlogy,
                 };
                 Ok(self.node(Op::Binary(op), Ty::Num, &[a?, b?], span))
             }
@@ -279,8 +281,24 @@ impl Lowerer<'_> {
         ctx: Ctx,
         span: Span,
     ) -> Lowered {
-        let Some(kind) = ReduceFn::from_name(&f.name) else {
-            let known = ["sum", "mean", "max", "min", "all", "any", "norm", "median"];
+        let kind = match f.name.as_str() {
+            // Lowered below to a max and a sum (see `log_sum_exp`).
+            "logsumexp" => Some(ReduceFn::Max),
+            name => ReduceFn::from_name(name),
+        };
+        let Some(kind) = kind else {
+            let known = [
+                "sum",
+                "mean",
+                "max",
+                "min",
+                "all",
+                "any",
+                "norm",
+                "median",
+                "logsumexp",
+                "prod",
+            ];
             let mut d = Diagnostic::error(
                 format!("unknown reduction `{}`", f.name),
                 f.span,
@@ -345,7 +363,34 @@ impl Lowerer<'_> {
         let result = self.typed(body, scope, ctx, want);
         scope.truncate(depth);
         let body = result?;
+        if f.name == "logsumexp" {
+            return Ok(self.log_sum_exp(bound, body, span));
+        }
         Ok(self.node(Op::Reduce(kind, bound), want, &[body], span))
+    }
+
+    /// `logsumexp(i: e)` as torch.logsumexp computes it: `m = max(i: e)`, shifted by
+    /// `s = m` unless m is infinite (then 0), `log(sum(i: exp(e - s))) + s`. NaN
+    /// propagates (through the max); over nothing, or over -inf only, it is -inf; a +inf
+    /// element gives +inf. Two reductions over the same body, which the IR shares.
+    fn log_sum_exp(&mut self, bound: Vec<IndexId>, body: NodeIndex, span: Span) -> NodeIndex {
+        let num = |l: &mut Self, v: f32| l.node(Op::Const(v.to_bits()), Ty::Num, &[], span);
+        let m = self.node(
+            Op::Reduce(ReduceFn::Max, bound.clone()),
+            Ty::Num,
+            &[body],
+            span,
+        );
+        let abs = self.node(Op::Unary(UnaryFn::Abs), Ty::Num, &[m], span);
+        let inf = num(self, f32::INFINITY);
+        let infinite = self.node(Op::Binary(BinaryFn::Eq), Ty::Bool, &[abs, inf], span);
+        let zero = num(self, 0.0);
+        let shift = self.node(Op::Select, Ty::Num, &[infinite, zero, m], span);
+        let d = self.node(Op::Binary(BinaryFn::Sub), Ty::Num, &[body, shift], span);
+        let e = self.node(Op::Unary(UnaryFn::Exp), Ty::Num, &[d], span);
+        let t = self.node(Op::Reduce(ReduceFn::Sum, bound), Ty::Num, &[e], span);
+        let l = self.node(Op::Unary(UnaryFn::Log), Ty::Num, &[t], span);
+        self.node(Op::Binary(BinaryFn::Add), Ty::Num, &[l, shift], span)
     }
 
     /// A bare name: a bound index, a plain let, a scalar param or input, a dimension

@@ -210,7 +210,7 @@ impl Lowerer<'_> {
                     "read here",
                 )
                 .with_secondary(self.inputs[i].span, "declared optional here")
-                .with_note("an optional input may only be used in a `remove_nans` condition, which is skipped when it is absent"),
+                .with_note("an optional input may only be used in a `remove_nans` condition, which is skipped when it is absent; one with a default (`optional = 1`) may be read anywhere"),
             );
         }
     }

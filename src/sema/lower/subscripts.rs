@@ -31,9 +31,10 @@ impl Lowerer<'_> {
         );
     }
 
-    /// Reads input `i`, noting an optional input's read for the stage checks.
+    /// Reads input `i`, noting an optional input's read for the stage checks (one with
+    /// a default is always bound, so it may be read anywhere).
     pub(super) fn read_input(&mut self, i: InputId, idx: Vec<IndexExpr>, span: Span) -> Lowered {
-        if self.inputs[i].optional {
+        if self.inputs[i].optional && self.inputs[i].default.is_none() {
             self.optional_reads.push((i, span));
         }
         Ok(self.node(Op::Read(Tensor::Input(i), idx), Ty::Num, &[], span))

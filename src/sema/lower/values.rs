@@ -14,7 +14,7 @@ pub(super) fn quoted(v: &[String]) -> String {
 }
 
 /// A constant number (defaults and settings).
-fn const_number(e: &ast::Expr) -> Result<f64, Diagnostic> {
+pub(super) fn const_number(e: &ast::Expr) -> Result<f64, Diagnostic> {
     match &e.kind {
         ExprKind::Number(v) => Ok(*v),
         ExprKind::Unary(UnOp::Neg, a) => Ok(-const_number(a)?),

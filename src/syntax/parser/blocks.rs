@@ -61,10 +61,15 @@ impl Builder<'_> {
                 let name = self.ident(it.next().ok_or(())?);
                 let shape = self.shape(it.next().ok_or(())?)?;
                 let optional = it.next().is_some();
+                let default = match it.next() {
+                    Some(e) => Some(self.expr(e)?.0),
+                    None => None,
+                };
                 loss.inputs.push(InputDecl {
                     name,
                     shape,
                     optional,
+                    default,
                     span,
                 });
             }
