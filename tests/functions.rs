@@ -15,21 +15,8 @@ use lossc::ir::FactoryTerm;
 use lossc::runtime::data::{Array, Data, DataValue};
 use lossc::runtime::grad::Wrt;
 use lossc::runtime::run::{Backend, RunOptions, run};
-use serde_json::Value;
 
-/// A number of the reference file: a JSON number, or "nan", "inf", "-inf".
-fn number(v: &Value) -> f64 {
-    match v {
-        Value::Number(n) => n.as_f64().unwrap(),
-        Value::String(s) => match s.as_str() {
-            "nan" => f64::NAN,
-            "inf" => f64::INFINITY,
-            "-inf" => f64::NEG_INFINITY,
-            other => panic!("not a number: {other}"),
-        },
-        other => panic!("not a number: {other}"),
-    }
-}
+use common::json_number as number;
 
 /// One function's cases: the arguments, torch's value, the exact value (mpmath, rounded
 /// to f64), and per argument torch's gradient and the exact derivative.

@@ -656,6 +656,18 @@ impl F64<'_> {
     }
 }
 
+/// The reductions the random programs draw from.
+const REDUCTIONS: &[&str] = &[
+    "sum",
+    "mean",
+    "norm",
+    "max",
+    "min",
+    "median",
+    "prod",
+    "logsumexp",
+];
+
 /// A random expression over row `n` (and column `j` when `col`), always positive.
 fn positive(r: &mut Rng, depth: u32, col: bool) -> String {
     let leaf = |r: &mut Rng| -> String {
@@ -674,16 +686,7 @@ fn positive(r: &mut Rng, depth: u32, col: bool) -> String {
     // range); column expressions hold no reduction, so `j` is never bound twice.
     let red = |r: &mut Rng| {
         let body = positive(r, depth - 1, true);
-        let kind = r.pick(&[
-            "sum",
-            "mean",
-            "norm",
-            "max",
-            "min",
-            "median",
-            "prod",
-            "logsumexp",
-        ]);
+        let kind = r.pick(REDUCTIONS);
         format!("{kind}(j: {body} * v[j])")
     };
     match r.below(if col { 14 } else { 16 }) {
@@ -734,16 +737,7 @@ fn random_program(r: &mut Rng) -> String {
     let compute = if r.below(2) == 0 {
         body
     } else {
-        let kind = r.pick(&[
-            "sum",
-            "mean",
-            "norm",
-            "max",
-            "min",
-            "median",
-            "prod",
-            "logsumexp",
-        ]);
+        let kind = r.pick(REDUCTIONS);
         let inner = positive(r, 2, true);
         format!("{body} * {kind}(j: {inner} + v[j])")
     };

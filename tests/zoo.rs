@@ -59,19 +59,7 @@ fn reference() -> Value {
     common::read_json(&common::root().join("examples/zoo/reference.json"))
 }
 
-/// A number of the reference file: a JSON number, or "NaN", "Infinity", "-Infinity".
-fn number(v: &Value) -> f64 {
-    match v {
-        Value::Number(n) => n.as_f64().unwrap(),
-        Value::String(s) => match s.as_str() {
-            "NaN" => f64::NAN,
-            "Infinity" => f64::INFINITY,
-            "-Infinity" => f64::NEG_INFINITY,
-            other => panic!("not a number: {other}"),
-        },
-        other => panic!("not a number: {other}"),
-    }
-}
+use common::json_number as number;
 
 fn numbers(v: &Value) -> Vec<f64> {
     v.as_array().unwrap().iter().map(number).collect()

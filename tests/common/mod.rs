@@ -55,6 +55,23 @@ pub fn lossc(args: &[&str]) -> Output {
 }
 
 /// Reads a `.json` or `.json.gz` file.
+/// A number of a reference file written by a script in `scripts/reference/`: a JSON
+/// number, or a special value as a string (`"nan"`, `"inf"`, `"-inf"`, or Python's
+/// `"NaN"`, `"Infinity"`, `"-Infinity"`).
+#[allow(dead_code)]
+pub fn json_number(v: &Value) -> f64 {
+    match v {
+        Value::Number(n) => n.as_f64().unwrap(),
+        Value::String(s) => match s.as_str() {
+            "nan" | "NaN" => f64::NAN,
+            "inf" | "Infinity" => f64::INFINITY,
+            "-inf" | "-Infinity" => f64::NEG_INFINITY,
+            other => panic!("not a number: {other}"),
+        },
+        other => panic!("not a number: {other}"),
+    }
+}
+
 pub fn read_json(path: &Path) -> Value {
     let bytes = std::fs::read(path).unwrap();
     let text = if path.extension().is_some_and(|e| e == "gz") {
