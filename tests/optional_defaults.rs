@@ -120,3 +120,17 @@ fn a_default_needs_its_dimensions_from_elsewhere() {
         "{err}"
     );
 }
+
+/// The manifest tells a host the default an absent input is filled with.
+#[test]
+fn the_manifest_gives_the_default() {
+    let program = check(WEIGHTED);
+    let k = lossc::codegen::compile(&program, "t", &[FactoryTerm::plain("t")]).unwrap();
+    let m = lossc::codegen::manifest::manifest(&program, &k);
+    let inputs = &m["losses"][0]["inputs"];
+    assert_eq!(inputs[0]["name"], "x");
+    assert!(inputs[0].get("default").is_none());
+    assert_eq!(inputs[1]["name"], "w");
+    assert_eq!(inputs[1]["optional"], true);
+    assert_eq!(inputs[1]["default"], 1.0);
+}

@@ -77,12 +77,19 @@ pub fn manifest(program: &Program, k: &Kernel) -> Value {
                 "annealed": t.annealed,
                 "settings": t.settings.iter().map(|(n, v)| json!([n, crate::ir::dot::show_value(ir, v)])).collect::<Vec<_>>(),
                 "dims": names,
-                "inputs": ir.inputs.iter().map(|i| json!({
-                    "name": i.name,
-                    "shape": i.shape.iter().map(|p| p.display(&names).to_string()).collect::<Vec<_>>(),
-                    "optional": i.optional,
-                    "element_type": "f32",
-                })).collect::<Vec<_>>(),
+                "inputs": ir.inputs.iter().map(|i| {
+                    let mut input = json!({
+                        "name": i.name,
+                        "shape": i.shape.iter().map(|p| p.display(&names).to_string()).collect::<Vec<_>>(),
+                        "optional": i.optional,
+                        "element_type": "f32",
+                    });
+                    // An absent input with a default is bound as its shape filled with it.
+                    if let Some(v) = i.default {
+                        input["default"] = json!(v);
+                    }
+                    input
+                }).collect::<Vec<_>>(),
                 "params": ir.params.iter().map(|p| {
                     let (kind, shape) = match &p.kind {
                         ParamKind::Scalar => ("scalar", vec![]),
