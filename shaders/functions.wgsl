@@ -165,7 +165,9 @@ fn lc_tanh(x: f32) -> f32 {
         return lc_with_sign_of(1.0, x);
     }
     let t = lc_expm1(2.0 * a);
-    return lc_with_sign_of(t / (t + 2.0), x);
+    // At most 1: a GPU's division may round t / (t + 2) up past 1 (seen on an NVIDIA
+    // H200 at |x| = 9.3), and then tanh's derivative, 1 - y², would change sign.
+    return lc_with_sign_of(min(t / (t + 2.0), 1.0), x);
 }
 
 // atan(x): Cephes' atanf. |x| > tan(3pi/8): pi/2 - atan(1/|x|); |x| > tan(pi/8):
@@ -221,6 +223,13 @@ fn lc_atan2(y: f32, x: f32) -> f32 {
             ax = ax * 1.2676506e30;
             ay = ay * 1.2676506e30;
         }
+        // Both scaled down by 2^-100 when either is huge: a GPU may divide through the
+        // reciprocal, which is subnormal, so flushed to 0, for a divisor past 2^126 (an
+        // NVIDIA H200 gave atan2(3.4e38, 3.4e38) = 0).
+        if (ax > 1e30 || ay > 1e30) {
+            ax = ax * 7.8886091e-31;
+            ay = ay * 7.8886091e-31;
+        }
         let a = lc_atan(ay / ax);
         r = select(a, 3.14159265 - a, xneg);
     }
@@ -236,8 +245,10 @@ fn lc_erf(x: f32) -> f32 {
         return lc_nan();
     }
     let a = abs(x);
+    // A zero of x's sign; also for a subnormal x on a GPU that flushes it (its compare
+    // sees 0), where returning x itself would give a subnormal 11% off erf(x).
     if (a == 0.0) {
-        return x;
+        return lc_with_sign_of(0.0, x);
     }
     if (a < 0.5) {
         let z = x * x;
