@@ -148,23 +148,14 @@ fn failures(backend: Backend) -> Vec<String> {
     bad
 }
 
-fn assert_none(backend: &str, bad: Vec<String>) {
-    assert!(
-        bad.is_empty(),
-        "{} disagreements with PyTorch on the {backend}:\n{}",
-        bad.len(),
-        bad.join("\n")
-    );
-}
-
 #[test]
 fn cpu_agrees_with_pytorch() {
-    assert_none("cpu", failures(Backend::Cpu));
+    common::assert_no_disagreements("cpu", &failures(Backend::Cpu));
 }
 
 #[test]
 fn gpu_agrees_with_pytorch() {
-    assert_none("gpu", failures(Backend::Gpu));
+    common::assert_no_disagreements("gpu", &failures(Backend::Gpu));
 }
 
 /// Each file checks on its own too, holds one loss named after the file, and has a

@@ -212,28 +212,26 @@ pub fn bind<'a>(
     }
     solve_dims(&eqs2, &mut dims, &mut origin, &names, &ir.name)?;
     // A dimension that only absent optional inputs have is never used (their stages are
-    // skipped): give it size 0. Not so for one with a default, which is read: its
-    // dimensions must come from elsewhere.
+    // skipped): give it size 0. Not so for one with a default, which is bound and read
+    // as if given: its dimensions must come from elsewhere.
     for (d, v) in dims.iter_mut().enumerate() {
-        let in_absent_only =
-            ir.inputs
+        let has = |i: &crate::ir::InputInfo| i.shape.iter().any(|p| p.symbols().any(|s| s == d));
+        let in_absent_only = ir
+            .inputs
+            .iter()
+            .zip(inputs)
+            .any(|(i, a)| a.is_none() && i.default.is_none() && has(i))
+            && !ir
+                .inputs
                 .iter()
                 .zip(inputs)
-                .any(|(i, a)| a.is_none() && i.shape.iter().any(|p| p.symbols().any(|s| s == d)))
-                && !ir.inputs.iter().zip(inputs).any(|(i, a)| {
-                    a.is_none()
-                        && i.default.is_some()
-                        && i.shape.iter().any(|p| p.symbols().any(|s| s == d))
-                })
-                && !ir.inputs.iter().zip(inputs).any(|(i, a)| {
-                    a.is_some() && i.shape.iter().any(|p| p.symbols().any(|s| s == d))
-                })
-                && !ir.params.iter().any(|p| match &p.kind {
-                    ParamKind::Tensor(s) | ParamKind::Index(s) => {
-                        s.iter().any(|p| p.symbols().any(|x| x == d))
-                    }
-                    _ => false,
-                });
+                .any(|(i, a)| (a.is_some() || i.default.is_some()) && has(i))
+            && !ir.params.iter().any(|p| match &p.kind {
+                ParamKind::Tensor(s) | ParamKind::Index(s) => {
+                    s.iter().any(|p| p.symbols().any(|x| x == d))
+                }
+                _ => false,
+            });
         if v.is_none() && in_absent_only {
             *v = Some(0);
         }

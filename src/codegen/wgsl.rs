@@ -60,8 +60,14 @@ pub fn link(mut module: String) -> String {
 
 /// The library split into its functions: `(name, text)`, each text a function and the
 /// comment above it. A function starts at a line `fn lc_...` and its comment at the
-/// first `//` line after the previous function's closing `}`.
-fn library() -> Vec<(&'static str, &'static str)> {
+/// first `//` line after the previous function's closing `}`. Split once per process.
+fn library() -> &'static [(&'static str, &'static str)] {
+    static SPLIT: std::sync::OnceLock<Vec<(&'static str, &'static str)>> =
+        std::sync::OnceLock::new();
+    SPLIT.get_or_init(split_library)
+}
+
+fn split_library() -> Vec<(&'static str, &'static str)> {
     let mut out = Vec::new();
     let mut start = None;
     let mut offset = 0;

@@ -278,6 +278,23 @@ pub enum BinaryFn {
 }
 
 impl BinaryFn {
+    /// The element-wise functions of two numbers that source code calls by name
+    /// (`min(a, b)`), with their names.
+    pub const NAMED: [(&'static str, BinaryFn); 4] = [
+        ("min", BinaryFn::Min),
+        ("max", BinaryFn::Max),
+        ("atan2", BinaryFn::Atan2),
+        ("xlogy", BinaryFn::Xlogy),
+    ];
+
+    /// The function of two numbers source code calls `name`.
+    pub fn from_name(name: &str) -> Option<BinaryFn> {
+        Self::NAMED
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, f)| *f)
+    }
+
     /// Whether it gives a number (arithmetic, `min`, `max`) rather than a truth value.
     pub fn gives_number(self) -> bool {
         matches!(
@@ -321,7 +338,7 @@ pub enum ReduceFn {
 
 impl ReduceFn {
     /// Every reduction with its name in source.
-    const NAMES: [(&'static str, ReduceFn); 9] = [
+    pub const NAMES: [(&'static str, ReduceFn); 9] = [
         ("sum", ReduceFn::Sum),
         ("mean", ReduceFn::Mean),
         ("max", ReduceFn::Max),

@@ -87,7 +87,7 @@ pub fn binary(f: BinaryFn, a: f32, b: f32) -> f32 {
         BinaryFn::Ge => from_bool(a >= b),
         BinaryFn::And => from_bool(a != 0.0 && b != 0.0),
         BinaryFn::Or => from_bool(a != 0.0 || b != 0.0),
-        BinaryFn::Atan2 => atan2(a as f64, b as f64) as f32,
+        BinaryFn::Atan2 => (a as f64).atan2(b as f64) as f32,
         BinaryFn::Xlogy => xlogy(a, b),
     }
 }
@@ -106,11 +106,6 @@ pub fn xlogy_f64(x: f64, y: f64) -> f64 {
     } else {
         x * y.ln()
     }
-}
-
-/// `atan2(y, x)` in f64.
-pub fn atan2(y: f64, x: f64) -> f64 {
-    y.atan2(x)
 }
 
 /// `a ^ b`: C's `pow` (C99 Annex F.9.4.4), each special case decided here rather than

@@ -72,6 +72,17 @@ pub fn json_number(v: &Value) -> f64 {
     }
 }
 
+/// Fails with every disagreement of a back end (`backend`) with PyTorch, one per line.
+#[allow(dead_code)]
+pub fn assert_no_disagreements(backend: &str, bad: &[String]) {
+    assert!(
+        bad.is_empty(),
+        "{} disagreements with PyTorch on the {backend}:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
+}
+
 pub fn read_json(path: &Path) -> Value {
     let bytes = std::fs::read(path).unwrap();
     let text = if path.extension().is_some_and(|e| e == "gz") {

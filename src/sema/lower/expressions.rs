@@ -189,9 +189,10 @@ impl Lowerer<'_> {
             };
             (op, ty)
         });
+        let binary = BinaryFn::from_name(&f.name);
         let arity = match f.name.as_str() {
             _ if unary.is_some() => 1,
-            "min" | "max" | "atan2" | "xlogy" => 2,
+            _ if binary.is_some() => 2,
             "select" | "clamp" => 3,
             name if ReduceFn::from_name(name).is_some() || name == "logsumexp" => {
                 self.diags.push(
@@ -210,7 +211,8 @@ impl Lowerer<'_> {
                 let known: Vec<&str> = UnaryFn::NAMED
                     .iter()
                     .map(|(n, _)| *n)
-                    .chain(["min", "max", "atan2", "xlogy", "select", "clamp"])
+                    .chain(BinaryFn::NAMED.iter().map(|(n, _)| *n))
+                    .chain(["select", "clamp"])
                     .collect();
                 let mut d = Diagnostic::error(
                     format!("unknown function `{name}`"),
@@ -243,18 +245,12 @@ impl Lowerer<'_> {
             let a = self.typed(&args[0], scope, ctx, Ty::Num)?;
             return Ok(self.node(Op::Unary(op), ty, &[a], span));
         }
+        if let Some(op) = binary {
+            let a = self.typed(&args[0], scope, ctx, Ty::Num);
+            let b = self.typed(&args[1], scope, ctx, Ty::Num);
+            return Ok(self.node(Op::Binary(op), Ty::Num, &[a?, b?], span));
+        }
         match f.name.as_str() {
-            "min" | "max" | "atan2" | "xlogy" => {
-                let a = self.typed(&args[0], scope, ctx, Ty::Num);
-                let b = self.typed(&args[1], scope, ctx, Ty::Num);
-                let op = match f.name.as_str() {
-                    "min" => BinaryFn::Min,
-                    "max" => BinaryFn::Max,
-                    "atan2" => BinaryFn::Atan2,
-                    _ => BinaryFn::Xlogy,
-                };
-                Ok(self.node(Op::Binary(op), Ty::Num, &[a?, b?], span))
-            }
             "clamp" => {
                 let x = self.typed(&args[0], scope, ctx, Ty::Num);
                 let lo = self.typed(&args[1], scope, ctx, Ty::Num);
@@ -287,24 +283,17 @@ impl Lowerer<'_> {
             name => ReduceFn::from_name(name),
         };
         let Some(kind) = kind else {
-            let known = [
-                "sum",
-                "mean",
-                "max",
-                "min",
-                "all",
-                "any",
-                "norm",
-                "median",
-                "logsumexp",
-                "prod",
-            ];
+            let known: Vec<&str> = ReduceFn::NAMES
+                .iter()
+                .map(|(n, _)| *n)
+                .chain(["logsumexp"])
+                .collect();
             let mut d = Diagnostic::error(
                 format!("unknown reduction `{}`", f.name),
                 f.span,
                 "not a reduction",
             );
-            if let Some(c) = closest(&f.name, known) {
+            if let Some(c) = closest(&f.name, known.iter().copied()) {
                 d = d.with_note(format!("did you mean `{c}`?"));
             } else {
                 d = d.with_note(format!("the reductions are {}", known.join(", ")));
