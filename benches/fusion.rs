@@ -119,6 +119,7 @@ fn array(shape: &[usize], r: &mut Rng, f: impl Fn(f64) -> f64) -> DataValue {
     DataValue::Array(Array {
         shape: shape.to_vec(),
         data: (0..n).map(|_| f(r.unit())).collect(),
+        typed_float: true,
     })
 }
 

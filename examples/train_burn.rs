@@ -192,6 +192,7 @@ impl World {
             DataValue::Array(Array {
                 shape: vec![2, 2 * k],
                 data: e,
+                typed_float: true,
             }),
         );
         d.insert(
@@ -199,6 +200,7 @@ impl World {
             DataValue::Array(Array {
                 shape: vec![2 * k],
                 data: mean,
+                typed_float: true,
             }),
         );
         // A pose may move 0.5 px between frames before `temporal` counts it.

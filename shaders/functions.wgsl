@@ -854,3 +854,23 @@ fn lc_xlogy(x: f32, y: f32) -> f32 {
     // The sign of a product that underflows to zero, as the CPU's.
     return lc_with_sign_of(x * l, bitcast<f32>(bitcast<u32>(x) ^ bitcast<u32>(l)));
 }
+
+// A value's place in the ranking of sum_top and mean_top: increasing with the value, -0
+// just below +0, every NaN above +inf (ir::scalar::order_key). Exact, from the bits.
+// Measured (tests/reductions.rs): through the k-th largest, against the CPU evaluator.
+fn lc_key(x: f32) -> u32 {
+    if (lc_isnan(x)) {
+        return 0xffffffffu;
+    }
+    let b = bitcast<u32>(x);
+    return select(b | 0x80000000u, ~b, (b & 0x80000000u) != 0u);
+}
+
+// The value whose lc_key is k (NaN for the key of NaN; ir::scalar::from_order_key).
+// Measured (tests/reductions.rs): through the k-th largest, against the CPU evaluator.
+fn lc_unkey(k: u32) -> f32 {
+    if (k == 0xffffffffu) {
+        return lc_nan();
+    }
+    return lc_bits(select(~k, k & 0x7fffffffu, (k & 0x80000000u) != 0u));
+}

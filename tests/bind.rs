@@ -33,6 +33,7 @@ fn array(shape: &[usize], data: &[f64]) -> Array {
     Array {
         shape: shape.to_vec(),
         data: data.to_vec(),
+        typed_float: true,
     }
 }
 

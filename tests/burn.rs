@@ -49,6 +49,7 @@ fn pca_params() -> Data {
         DataValue::Array(Array {
             shape: vec![2, 2 * K],
             data: e,
+            typed_float: true,
         }),
     );
     d.insert(
@@ -56,6 +57,7 @@ fn pca_params() -> Data {
         DataValue::Array(Array {
             shape: vec![2 * K],
             data: mean,
+            typed_float: true,
         }),
     );
     d
@@ -76,6 +78,7 @@ fn array(shape: &[usize], data: &[f32]) -> DataValue {
     DataValue::Array(Array {
         shape: shape.to_vec(),
         data: data.iter().map(|v| f64::from(*v)).collect(),
+        typed_float: true,
     })
 }
 

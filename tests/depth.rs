@@ -86,6 +86,7 @@ fn run_and_compile(program: Program) -> f32 {
             let x = DataValue::Array(Array {
                 shape: vec![2],
                 data: vec![1.0, -2.0],
+                typed_float: true,
             });
             let data = BTreeMap::from([("x".to_string(), x)]);
             let run = run_cpu(&program, &terms, &data, &vec![], &RunOptions::default())
@@ -149,6 +150,7 @@ fn reductions_nested_deeper_than_a_gpu_kernel_allows_are_a_located_error() {
         DataValue::Array(Array {
             shape: vec![1],
             data: vec![1.0],
+            typed_float: true,
         }),
     )]);
     let opts = RunOptions::default();

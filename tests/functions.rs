@@ -135,6 +135,7 @@ fn failures(backend: Backend) -> Vec<String> {
             DataValue::Array(Array {
                 shape: vec![n],
                 data,
+                typed_float: true,
             })
         };
         let mut data = Data::new();

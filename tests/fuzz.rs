@@ -301,6 +301,7 @@ fn tiny_data() -> BTreeMap<String, DataValue> {
         DataValue::Array(Array {
             shape: vec![3],
             data: vec![0.0, 1.0, f64::NAN],
+            typed_float: true,
         }),
     );
     let x = vec![0.5, -1.0, 2.0, f64::NAN, 3.0, 0.25];
@@ -309,6 +310,7 @@ fn tiny_data() -> BTreeMap<String, DataValue> {
         DataValue::Array(Array {
             shape: vec![3, 2],
             data: x,
+            typed_float: true,
         }),
     );
     data.insert(
@@ -316,6 +318,7 @@ fn tiny_data() -> BTreeMap<String, DataValue> {
         DataValue::Array(Array {
             shape: vec![3],
             data: vec![1.0, f64::NAN, -2.0],
+            typed_float: true,
         }),
     );
     data
@@ -560,7 +563,11 @@ fn array(shape: Vec<usize>, values: &[f64], index: bool) -> DataValue {
             }
         })
         .collect();
-    DataValue::Array(Array { shape, data })
+    DataValue::Array(Array {
+        shape,
+        data,
+        typed_float: true,
+    })
 }
 
 #[test]

@@ -207,3 +207,36 @@ fn a_constant_hidden_twice_stays_hidden() {
         assert!(r.total.is_nan(), "{backend:?}");
     }
 }
+
+/// `pipeline`'s generator (seed 120 of `CASES=300`): **a wrong number.** A `sum_top` in a
+/// loss's weight is reduced by one thread; its lowering puts the k-th largest value (a
+/// bisection with loops over `i`) inside the body of a sum over the same `i`. The
+/// specialised kernel read `z[i]` in the inner loops at the enclosing loop's linear index
+/// instead of the inner loop's own `i`, so every pass counted one value: the weight
+/// `sum_top(2, i: z[i])` of `[-6, -3.5, 4, -0, 0, 1.5]` was 3 on the GPU, 5.5 on the CPU.
+#[test]
+fn a_reduction_inside_a_loop_over_its_own_indices_reads_its_own_elements() {
+    let text = "loss f1 {\n    input z : [N]\n    input x : [Q, M]\n    compute x[q, j]\n    \
+                reduce mean\n    weight sum_top(2, i: z[i]) + mean_top(6, i: z[i])\n}\n";
+    let sources = [Source::new("f1.loss", text)];
+    let checked = lossc::sema::check(&sources);
+    assert!(!checked.has_errors(), "{}", checked.render(&sources));
+    let data = lossc::runtime::data::parse_json_data(
+        r#"{"x": [[1, 2], [3, 4]], "z": [-6, -3.5, 4, -0.0, 0, 1.5]}"#,
+    )
+    .unwrap();
+    let terms = [FactoryTerm::plain("f1")];
+    for backend in [
+        lossc::runtime::run::Backend::Cpu,
+        lossc::runtime::run::Backend::Gpu,
+    ] {
+        let opts = lossc::runtime::RunOptions {
+            backend,
+            ..Default::default()
+        };
+        let r = lossc::runtime::run::run(&checked.program, "f", &terms, &data, &vec![], &opts)
+            .unwrap_or_else(|e| panic!("{e}"));
+        // 4 + 1.5, plus the mean of all six, -4 / 6.
+        assert_eq!(r.losses[0].1.weight, 5.5 + -4.0 / 6.0, "{backend:?}");
+    }
+}

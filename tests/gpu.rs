@@ -673,6 +673,7 @@ fn an_input_over_the_binding_size_is_a_clear_error() {
         lossc::runtime::data::DataValue::Array(lossc::runtime::data::Array {
             shape: vec![600_000],
             data: vec![0.5; 600_000],
+            typed_float: true,
         }),
     );
     let kernel = lossc::codegen::compile(&program, "big", &terms).unwrap();

@@ -485,7 +485,7 @@ impl F64<'_> {
         for (c, t) in &e.terms {
             v += c * match t {
                 IndexTerm::Var(x) => env[x],
-                IndexTerm::Gather(p, idx) => self.read(Tensor::Param(*p), idx, env) as i64,
+                IndexTerm::Gather(t, idx) => self.read(*t, idx, env) as i64,
             };
         }
         v
@@ -592,12 +592,21 @@ impl F64<'_> {
                 x.max(self.eval(args[1], env)).min(self.eval(args[2], env))
             }
             Op::Reduce(f, bound) => {
+                // A reduction may sit inside another's body over the same variables
+                // (`sum_top`'s lowering shares them): they are restored after the loop.
+                let saved: Vec<Option<i64>> = bound.iter().map(|v| env.get(v).copied()).collect();
                 let mut items = Vec::new();
                 for p in self.points(bound) {
                     for (v, x) in bound.iter().zip(&p) {
                         env.insert(*v, *x);
                     }
                     items.push(self.eval(args[0], env));
+                }
+                for (v, old) in bound.iter().zip(saved) {
+                    match old {
+                        Some(x) => env.insert(*v, x),
+                        None => env.remove(v),
+                    };
                 }
                 let n = items.len() as f64;
                 match f {
@@ -613,6 +622,13 @@ impl F64<'_> {
                         items.sort_by(f64::total_cmp);
                         let k = items.len();
                         (items[(k - 1) / 2] + items[k / 2]) / 2.0
+                    }
+                    // The k-th largest, by a sort (the values here are finite).
+                    ReduceFn::NthLargest => {
+                        items.sort_by(|a, b| b.total_cmp(a));
+                        let count = self.eval(args[1], env);
+                        let k = (count.min(n).max(1.0) as usize).max(1);
+                        items.get(k - 1).copied().unwrap_or(f64::NEG_INFINITY)
                     }
                 }
             }
@@ -666,7 +682,18 @@ const REDUCTIONS: &[&str] = &[
     "median",
     "prod",
     "logsumexp",
+    "sum_top",
+    "mean_top",
 ];
+
+/// The reduction `kind` of [`REDUCTIONS`] over `j` of `body` (the top-k ones with a count).
+fn reduction_over_j(kind: &str, body: &str) -> String {
+    match kind {
+        "sum_top" => format!("sum_top(2, j: {body})"),
+        "mean_top" => format!("mean_top(M - 1, j: {body})"),
+        _ => format!("{kind}(j: {body})"),
+    }
+}
 
 /// A random expression over row `n` (and column `j` when `col`), always positive.
 fn positive(r: &mut Rng, depth: u32, col: bool) -> String {
@@ -687,7 +714,7 @@ fn positive(r: &mut Rng, depth: u32, col: bool) -> String {
     let red = |r: &mut Rng| {
         let body = positive(r, depth - 1, true);
         let kind = r.pick(REDUCTIONS);
-        format!("{kind}(j: {body} * v[j])")
+        reduction_over_j(kind, &format!("{body} * v[j]"))
     };
     match r.below(if col { 14 } else { 16 }) {
         0 => format!("({a} + {b})"),
@@ -739,7 +766,10 @@ fn random_program(r: &mut Rng) -> String {
     } else {
         let kind = r.pick(REDUCTIONS);
         let inner = positive(r, 2, true);
-        format!("{body} * {kind}(j: {inner} + v[j])")
+        format!(
+            "{body} * {}",
+            reduction_over_j(kind, &format!("{inner} + v[j]"))
+        )
     };
     let mask = match r.below(3) {
         0 => "    remove_nans drop where w[n] > 1.3\n",

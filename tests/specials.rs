@@ -152,6 +152,7 @@ fn vector(values: &[f32]) -> DataValue {
     DataValue::Array(Array {
         shape: vec![values.len()],
         data: values.iter().map(|v| *v as f64).collect(),
+        typed_float: true,
     })
 }
 

@@ -44,6 +44,28 @@ def test_cross_entropy_with_class_ids_matches_torch(backend):
 
 
 @pytest.mark.parametrize("backend", ["cpu", "gpu"])
+def test_nll_with_a_long_target_tensor_and_a_weighted_mean_matches_torch(backend):
+    # `target` is an `int` input: a torch.long tensor goes as data; `reduce mean by`
+    # weighs each sample by its class's weight.
+    rng = np.random.default_rng(11)
+    logp = torch.log_softmax(torch.tensor(rng.normal(size=(9, 4)).astype(np.float32) * 2), 1)
+    target = torch.tensor([3, 0, -100, 2, 2, -100, 1, 0, 3])
+    class_weight = rng.uniform(0.5, 2.0, size=4).astype(np.float32)
+    module = LossFunction(lossc.load(ZOO / "nll.loss").losses(["nll"]), backend=backend)
+    x = logp.clone().requires_grad_()
+    total = module(logp=x, target=target, class_weight=class_weight)
+    total.backward()
+    y = logp.clone().requires_grad_()
+    want = F.nll_loss(y, target, weight=torch.tensor(class_weight))
+    want.backward()
+    assert close(total.item(), want.item(), 1e-5)
+    check_grads(x.grad, y.grad)
+    # A float tensor of class ids is refused, naming the input.
+    with pytest.raises(lossc.LossError, match="input `target` is declared `int`"):
+        module(logp=x.detach(), target=target.float(), class_weight=class_weight)
+
+
+@pytest.mark.parametrize("backend", ["cpu", "gpu"])
 def test_special_functions_and_an_optional_default_match_torch(backend):
     text = """
 loss special {

@@ -107,6 +107,14 @@ losses = torch.where(delta < omega, omega * torch.log(1.0 + delta / eps), delta 
 record("wing", {"pred": pred, "target": tgt}, "pred",
        torch.mean(torch.sum(losses, dim=[1, 2]), dim=0))
 
+# nll: class ids with two ignored samples and class weights (a weighted mean).
+N, C = 7, 4
+logp = torch.log_softmax(f32(rng.normal(size=(N, C)) * 2), 1).detach().requires_grad_()
+target = [3, -100, 0, 2, -100, 1, 3]
+class_weight = f32([0.5, 2.0, 1.0, 1.5])
+record("nll", {"logp": logp, "target": target, "class_weight": class_weight}, "logp",
+       F.nll_loss(logp, torch.tensor(target), weight=class_weight, ignore_index=-100))
+
 out = {
     "generated_by": "scripts/reference/recipes.py",
     "torch_version": torch.__version__,

@@ -268,6 +268,45 @@ def make_ce(rng):
                                 "label_smoothing": 0.1}
 
 
+def make_nll(rng):
+    logits = normal(rng, (7, 4), 2.0)
+    logp = f32(logits - np.log(np.exp(logits).sum(axis=1, keepdims=True)))
+    target = np.array([3, 0, -100, 2, 2, -100, 1])  # samples 2 and 5 are ignored
+    return {"logp": logp}, {"target": target, "class_weight": uniform(rng, 0.5, 2.0, (4,))}
+
+
+def mmpose_ohkm_mse(output, target, target_weights, topk=8, loss_weight=1.0):
+    # mmpose/models/losses/heatmap_loss.py (MMPose 1.x), KeypointOHKMMSELoss.forward and
+    # _ohkm, use_target_weight=True.
+    num_keypoints = output.size(1)
+    losses = []
+    for idx in range(num_keypoints):
+        target_weight = target_weights[:, idx, None, None]
+        losses.append(F.mse_loss(output[:, idx] * target_weight, target[:, idx] * target_weight,
+                                 reduction="none"))
+    losses = [loss.mean(dim=(1, 2)).unsqueeze(dim=1) for loss in losses]
+    losses = torch.cat(losses, dim=1)
+    ohkm_loss = 0.0
+    B = losses.shape[0]
+    for i in range(B):
+        sub_loss = losses[i]
+        _, topk_idx = torch.topk(sub_loss, k=topk, dim=0, sorted=False)
+        tmp_loss = torch.gather(sub_loss, 0, topk_idx)
+        ohkm_loss += torch.sum(tmp_loss) / topk
+    ohkm_loss /= B
+    return ohkm_loss * loss_weight
+
+
+def make_ohkm(rng):
+    B, K, H, W = 3, 11, 4, 4
+    targ = uniform(rng, 0, 1, (B, K, H, W)) ** 3
+    pred = f32(targ + uniform(rng, -0.8, 0.8, (B, K, H, W)))
+    w = uniform(rng, 0.2, 1.5, (B, K))
+    w[0, 3] = 0.0
+    w[2, 7] = 0.0
+    return {"heatmaps_pred": f32(pred), "heatmaps_targ": f32(targ), "target_weights": f32(w)}, {}
+
+
 def make_bce(rng):
     return {"prob": uniform(rng, 0.02, 0.98, (4, 5)),
             "target": f32(np.concatenate([bits(rng, (2, 5)), uniform(rng, 0, 1, (2, 5))]))}, {}
@@ -484,6 +523,18 @@ LOSSES = {
             weight=torch.from_numpy(p["class_weight"]), ignore_index=-100,
             label_smoothing=p["label_smoothing"]),
         ["logits"],
+    ),
+    "nll": (
+        make_nll,
+        lambda t, p: F.nll_loss(
+            t["logp"], torch.from_numpy(p["target"].astype(np.int64)),
+            weight=torch.from_numpy(p["class_weight"]), ignore_index=-100),
+        ["logp"],
+    ),
+    "mmpose_ohkm_mse": (
+        make_ohkm,
+        lambda t, p: mmpose_ohkm_mse(t["heatmaps_pred"], t["heatmaps_targ"], t["target_weights"]),
+        ["heatmaps_pred", "target_weights"],
     ),
 }
 

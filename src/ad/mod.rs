@@ -233,6 +233,8 @@ fn differentiable(op: &Op, slot: usize) -> bool {
         Op::Unary(UnaryFn::Not | UnaryFn::IsNan) => false,
         Op::Binary(f) => f.gives_number(),
         Op::Reduce(ReduceFn::All | ReduceFn::Any, _) => false,
+        // Its count is closed, of params and dimensions.
+        Op::Reduce(ReduceFn::NthLargest, _) => slot == 0,
         Op::Unary(_) | Op::Clamp | Op::Reduce(..) | Op::At(_) => true,
         Op::Const(_) | Op::BoolConst(_) | Op::Read(..) | Op::IndexValue(_) | Op::EnumIs(..) => {
             false
@@ -855,8 +857,9 @@ impl Builder {
                 (self.bin(BinaryFn::Mul, body, s), true, None)
             }
             // torch.amax / amin: the adjoint split evenly among the elements equal to
-            // the result (NaN for every element when the result is NaN).
-            ReduceFn::Max | ReduceFn::Min => {
+            // the result (NaN for every element when the result is NaN). The k-th
+            // largest is one of its values too, and takes the same rule.
+            ReduceFn::Max | ReduceFn::Min | ReduceFn::NthLargest => {
                 let hit = self.bin(BinaryFn::Eq, body, u);
                 let one = self.indicator(hit);
                 let ties = self.reduce(ReduceFn::Sum, bound, one);

@@ -35,6 +35,36 @@ pub enum BindError {
         needs: usize,
         has: usize,
     },
+    /// A count of `sum_top` or `mean_top` that is not a whole number ≥ 0.
+    #[error(
+        "loss `{loss}`: the count of `sum_top` or `mean_top` is {value}, not a whole number 0 or more (at {at})"
+    )]
+    TopCount {
+        loss: String,
+        value: f32,
+        at: String,
+    },
+    /// A count of `sum_top` or `mean_top` the binder cannot evaluate (sema refuses
+    /// one that reads anything but scalar params and dimensions).
+    #[error(
+        "loss `{loss}`: the count of `sum_top` or `mean_top` at {at} is not built from numbers, scalar params and dimensions"
+    )]
+    TopCountNotClosed { loss: String, at: String },
+    /// An `int` input given a float array.
+    #[error(
+        "loss `{loss}`: input `{input}` is declared `int`, but its array holds floating-point numbers: give an integer array (np.int64, torch.long, ...)"
+    )]
+    IntInputFloat { loss: String, input: String },
+    /// An `int` input given a value that is not a whole number f32 holds exactly.
+    #[error(
+        "loss `{loss}`: input `{input}` is declared `int`, but its element {at:?} is {value}, not a whole number within ±2^24 (16777216)"
+    )]
+    IntInputNotWhole {
+        loss: String,
+        input: String,
+        value: f64,
+        at: Vec<usize>,
+    },
     /// A param's array has the wrong number of dimensions.
     #[error(
         "loss `{loss}`: param `{param}` should have {rank} dimensions ({shape}), but the value has shape {actual:?}"

@@ -127,6 +127,9 @@ pub fn bind<'a>(
                 has: arr.data.len(),
             });
         }
+        if info.int {
+            check_whole(ir, info, arr)?;
+        }
         for (axis, (p, n)) in info.shape.iter().zip(&arr.shape).enumerate() {
             eqs.push(Equation {
                 poly: p.clone(),
@@ -315,7 +318,84 @@ pub fn bind<'a>(
         value_limit,
     };
     check_subscripts(&b)?;
+    check_top_counts(&b)?;
     Ok(b)
+}
+
+/// Every count of `sum_top` and `mean_top` (an `NthLargest`'s second operand, a closed
+/// expression of numbers, scalar params and dimensions) is a whole number ≥ 0: known
+/// now, so both back ends refuse a bad one before anything runs, at its source.
+fn check_top_counts(b: &Bound) -> Result<(), BindError> {
+    use crate::ir::{Op, ReduceFn, operands};
+    let ir = b.ir;
+    for n in ir.graph.node_indices() {
+        if !matches!(ir.graph[n].op, Op::Reduce(ReduceFn::NthLargest, _)) {
+            continue;
+        }
+        let count = operands(&ir.graph, n)[1];
+        let v = closed_value(b, count).ok_or_else(|| BindError::TopCountNotClosed {
+            loss: ir.name.clone(),
+            at: ir.origin.locate(ir.graph[count].span),
+        })?;
+        if !(v >= 0.0 && v.fract() == 0.0) {
+            return Err(BindError::TopCount {
+                loss: ir.name.clone(),
+                value: v,
+                at: ir.origin.locate(ir.graph[count].span),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The value of a closed expression of constants, scalar params and dimensions, as the
+/// back ends compute it (`None` for anything else).
+fn closed_value(b: &Bound, n: petgraph::stable_graph::NodeIndex) -> Option<f32> {
+    use crate::ir::{Op, Tensor, operands, scalar};
+    let ir = b.ir;
+    let args = operands(&ir.graph, n);
+    let arg = |k: usize| closed_value(b, args[k]);
+    Some(match &ir.graph[n].op {
+        Op::Const(bits) => f32::from_bits(*bits),
+        Op::BoolConst(v) => scalar::from_bool(*v),
+        Op::Read(Tensor::Param(p), idx) if idx.is_empty() => *b.params[*p].data.first()?,
+        Op::IndexValue(e) if e.terms.is_empty() => {
+            let dims: Vec<Option<i64>> = b.dims.iter().copied().map(Some).collect();
+            e.offset.eval(&dims)? as f32
+        }
+        Op::EnumIs(p, v) => scalar::from_bool(b.enums[*p].as_deref() == Some(v.as_str())),
+        Op::Unary(f) => scalar::unary(*f, arg(0)?),
+        Op::Binary(f) => scalar::binary(*f, arg(0)?, arg(1)?),
+        Op::Select => {
+            if arg(0)? != 0.0 {
+                arg(1)?
+            } else {
+                arg(2)?
+            }
+        }
+        Op::Clamp => scalar::clamp(arg(0)?, arg(1)?, arg(2)?),
+        _ => return None,
+    })
+}
+
+/// An `int` input's array: typed as integers (or untyped, from JSON), every value a
+/// whole number f32 holds exactly.
+fn check_whole(ir: &LossIr, info: &crate::ir::InputInfo, arr: &Array) -> Result<(), BindError> {
+    if arr.typed_float {
+        return Err(BindError::IntInputFloat {
+            loss: ir.name.clone(),
+            input: info.name.clone(),
+        });
+    }
+    match arr.data.iter().position(|v| !crate::ir::is_exact_int(*v)) {
+        Some(at) => Err(BindError::IntInputNotWhole {
+            loss: ir.name.clone(),
+            input: info.name.clone(),
+            value: arr.data[at],
+            at: value::unflatten(at, &arr.shape),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// An absent optional input's array: its declared shape (every dimension is known by

@@ -9,6 +9,11 @@ pub struct Array {
     pub shape: Vec<usize>,
     /// Its elements, row-major.
     pub data: Vec<f64>,
+    /// Whether it came typed as floating point (a float `.npz` array, a float NumPy
+    /// array): an `int` input refuses it even when every value is whole, since a float
+    /// array of class ids is more likely a mistake than a choice. JSON numbers carry no
+    /// type, so arrays from JSON are not.
+    pub typed_float: bool,
 }
 
 impl Array {
@@ -17,6 +22,7 @@ impl Array {
         Array {
             shape: vec![],
             data: vec![v],
+            typed_float: false,
         }
     }
 }
@@ -28,4 +34,17 @@ pub enum DataValue {
     Array(Array),
     /// A string (an enum param's value).
     Str(String),
+}
+
+/// The position `[i, j, ...]` of the `at`-th element, row-major, of an array of shape
+/// `shape`.
+pub fn unflatten(mut at: usize, shape: &[usize]) -> Vec<usize> {
+    let mut out = vec![0; shape.len()];
+    for (o, n) in out.iter_mut().zip(shape).rev() {
+        if *n > 0 {
+            *o = at % n;
+            at /= n;
+        }
+    }
+    out
 }

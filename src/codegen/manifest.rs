@@ -83,6 +83,9 @@ pub fn manifest(program: &Program, k: &Kernel) -> Value {
                         "shape": i.shape.iter().map(|p| p.display(&names).to_string()).collect::<Vec<_>>(),
                         "optional": i.optional,
                         "element_type": "f32",
+                        // An `int` input's whole numbers are stored as f32 too (exactly:
+                        // each is within ±2^24).
+                        "int": i.int,
                     });
                     // An absent input with a default is bound as its shape filled with it.
                     if let Some(v) = i.default {

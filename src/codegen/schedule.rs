@@ -239,7 +239,7 @@ fn shape_of(ir: &LossIr, n: NodeIndex, row: &HashSet<IndexId>) -> (String, Vec<I
                     IndexTerm::Var(v) => self.var(*v),
                     IndexTerm::Gather(p, idx) => {
                         let args: Vec<String> = idx.iter().map(|e| self.index(e)).collect();
-                        format!("g{p}[{}]", args.join(","))
+                        format!("g{p:?}[{}]", args.join(","))
                     }
                 };
                 let _ = write!(out, "+{c}*{term}");

@@ -73,7 +73,8 @@ struct Fold {
     fin: &'static str,
 }
 
-/// The [`Fold`] of `kind`; `None` for a median, which ranks its values instead.
+/// The [`Fold`] of `kind`; `None` for a median, which ranks its values instead, and for
+/// the k-th largest, found by bisection.
 fn fold(kind: ReduceFn) -> Option<Fold> {
     let (init, step, combine, fin) = match kind {
         ReduceFn::Sum => ("lc_opaque(0.0f)", "acc + x", "a + b", "acc"),
@@ -89,7 +90,7 @@ fn fold(kind: ReduceFn) -> Option<Fold> {
         ReduceFn::All => ("1.0f", "min(acc, x)", "min(a, b)", "acc"),
         ReduceFn::Any => ("0.0f", "max(acc, x)", "max(a, b)", "acc"),
         ReduceFn::Prod => ("lc_opaque(1.0f)", "acc * x", "a * b", "acc"),
-        ReduceFn::Median => return None,
+        ReduceFn::Median | ReduceFn::NthLargest => return None,
     };
     Some(Fold {
         init,
@@ -324,7 +325,7 @@ impl LossPlan<'_> {
             let x = match t {
                 IndexTerm::Var(v) => names[v].clone(),
                 IndexTerm::Gather(p, idx) => {
-                    format!("i32({})", self.read(Tensor::Param(*p), idx, names))
+                    format!("i32({})", self.read(*p, idx, names))
                 }
             };
             s = format!("{s} + {c} * {x}");
@@ -432,10 +433,10 @@ impl LossPlan<'_> {
         match &self.ir.graph[n].op {
             Op::Reduce(kind, bound) => {
                 let total = self.size(bound) as u64;
-                if *kind == ReduceFn::Median {
-                    total.saturating_mul(total.saturating_add(1))
-                } else {
-                    total
+                match kind {
+                    ReduceFn::Median => total.saturating_mul(total.saturating_add(1)),
+                    ReduceFn::NthLargest => total.saturating_mul(32),
+                    _ => total,
                 }
             }
             _ => 1,
@@ -587,6 +588,28 @@ impl LossPlan<'_> {
                     at.insert(*v, format!("({})", self.index(e, &names)));
                 }
                 self.operand(args[0], &at)
+            }
+            // The k-th largest by bisection on the keys, as in the fused kernel.
+            Op::Reduce(ReduceFn::NthLargest, bound) => {
+                let total: i64 = bound.iter().map(|v| self.ext(*v)).product();
+                let count = self.operand(args[1], &names);
+                w.line(format!("let k = max(1, i32(min({count}, f32({total}))));"));
+                w.line("var key = 0u;");
+                w.open("for (var bit: i32 = 31; bit >= 0; bit--)");
+                w.line("let cand = key | (1u << u32(bit));");
+                w.line("var ge = 0;");
+                let mut inner = names.clone();
+                self.open_loops(&mut w, bound, "b", &mut inner);
+                w.line(format!(
+                    "if (lc_key({}) >= cand) {{ ge++; }}",
+                    self.operand(args[0], &inner)
+                ));
+                for _ in bound {
+                    w.close();
+                }
+                w.line("if (ge >= k) { key = cand; }");
+                w.close();
+                format!("select(lc_unkey(key), -lc_inf(), {total} == 0)")
             }
             Op::Reduce(kind, bound) => {
                 // A median is ranked as in the fused kernel: count smaller and equal

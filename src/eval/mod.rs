@@ -398,6 +398,11 @@ impl Evaluator<'_, '_> {
         let mut data = Vec::with_capacity(total);
         let mut faults = HashMap::new();
         let body = self.args[&n][0];
+        // An `NthLargest`'s count is closed: one value for every entry.
+        let count = match kind {
+            ReduceFn::NthLargest => self.eval(self.args[&n][1], env).map_err(|e| *e)?,
+            _ => 0.0,
+        };
         let mut err = None;
         let mut items = Vec::new();
         let outer = self.fault.take();
@@ -420,7 +425,7 @@ impl Evaluator<'_, '_> {
             if let Some(f) = self.fault.take() {
                 faults.insert(data.len(), f);
             }
-            data.push(reduce(*kind, &mut items));
+            data.push(reduce(*kind, &mut items, count));
         });
         self.fault.set(outer);
         if let Some(e) = err {
@@ -428,7 +433,7 @@ impl Evaluator<'_, '_> {
         }
         // An empty free set still has one (scalar) entry.
         if vars.is_empty() && data.is_empty() {
-            data.push(reduce(*kind, &mut Vec::new()));
+            data.push(reduce(*kind, &mut Vec::new(), count));
         }
         Ok(Table {
             vars,
@@ -540,7 +545,7 @@ impl Evaluator<'_, '_> {
                 // A gathered value is whole; saturated at i32's bounds, as on the GPU.
                 IndexTerm::Gather(p, idx) => {
                     through_gather = true;
-                    i32s(self.read(Tensor::Param(*p), idx, env, node)? as i64)
+                    i32s(self.read(*p, idx, env, node)? as i64)
                 }
             };
             v = v.saturating_add(c.saturating_mul(x));
@@ -604,8 +609,8 @@ impl Evaluator<'_, '_> {
     }
 }
 
-/// Reduces the items of one reduction.
-fn reduce(kind: ReduceFn, items: &mut [f32]) -> f32 {
+/// Reduces the items of one reduction (`count`: an `NthLargest`'s).
+fn reduce(kind: ReduceFn, items: &mut [f32], count: f32) -> f32 {
     match kind {
         ReduceFn::Sum => pairwise_sum(items),
         ReduceFn::Mean => pairwise_sum(items) / items.len() as f32,
@@ -625,6 +630,7 @@ fn reduce(kind: ReduceFn, items: &mut [f32]) -> f32 {
         // In index order, as the GPU's lanes fold their own values (the tree then
         // combines lanes, so the two may differ in the last bits, as sums do).
         ReduceFn::Prod => items.iter().product(),
+        ReduceFn::NthLargest => scalar::nth_largest(items, count),
     }
 }
 

@@ -245,6 +245,7 @@ mod tests {
         Array {
             shape: vec![values.len()],
             data: values.to_vec(),
+            typed_float: true,
         }
     }
 

@@ -228,14 +228,14 @@ fn costliest_loop(kernel: &Kernel, bound: &[&Bound]) -> Option<String> {
 }
 
 /// Loop iterations of one reduction over `count` values whose body costs `body`
-/// iterations each, done by one thread: one pass, and for a median a second pass per
-/// value (the rank count).
+/// iterations each, done by one thread: one pass, for a median a second pass per value
+/// (the rank count), for the k-th largest 32 passes (the bisection's).
 fn reduction_iterations(kind: ReduceFn, count: u64, body: u64) -> u64 {
     let once = count.saturating_mul(body);
-    if kind == ReduceFn::Median {
-        once.saturating_add(count.saturating_mul(once))
-    } else {
-        once
+    match kind {
+        ReduceFn::Median => once.saturating_add(count.saturating_mul(once)),
+        ReduceFn::NthLargest => once.saturating_mul(32),
+        _ => once,
     }
 }
 
@@ -464,12 +464,15 @@ fn table_cost(
     per_thread: impl Fn(u64) -> u64,
 ) -> u64 {
     const TREE: u64 = 16;
-    let per = if kind == ReduceFn::Median {
-        per_thread(x)
+    let per = match kind {
+        ReduceFn::Median => per_thread(x)
             .saturating_mul(body.saturating_add(x.saturating_mul(body)))
-            .saturating_add(2 * TREE)
-    } else {
-        per_thread(x).saturating_mul(body).saturating_add(TREE)
+            .saturating_add(2 * TREE),
+        ReduceFn::NthLargest => per_thread(x)
+            .saturating_mul(body)
+            .saturating_add(TREE)
+            .saturating_mul(32),
+        _ => per_thread(x).saturating_mul(body).saturating_add(TREE),
     };
     t.saturating_mul(per.saturating_add(1))
 }

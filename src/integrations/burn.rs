@@ -334,6 +334,7 @@ impl BurnFactory {
                 DataValue::Array(Array {
                     shape: shape.clone(),
                     data: vec![],
+                    typed_float: true,
                 }),
             );
         }

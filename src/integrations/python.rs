@@ -457,6 +457,7 @@ fn value_of(numpy: &Bound<'_, PyModule>, key: &str, v: &Bound<'_, PyAny>) -> PyR
         return Ok(DataValue::Array(Array {
             shape,
             data: flat.data,
+            typed_float: false,
         }));
     }
     // Arrays, NumPy scalars, lists (None as NaN), and anything else NumPy reads
@@ -490,6 +491,9 @@ fn value_of(numpy: &Bound<'_, PyModule>, key: &str, v: &Bound<'_, PyAny>) -> PyR
         ));
     }
     let shape = array.shape().to_vec();
+    // A list's numbers carry no type, as JSON's do; an array's (NumPy's, torch's) do.
+    let typed_float =
+        dtype.kind() == b'f' && !(v.is_instance_of::<PyList>() || v.is_instance_of::<PyTuple>());
     let doubles = array.call_method1("astype", ("float64",))?;
     let doubles = doubles
         .cast::<PyArrayDyn<f64>>()
@@ -497,7 +501,11 @@ fn value_of(numpy: &Bound<'_, PyModule>, key: &str, v: &Bound<'_, PyAny>) -> PyR
     let view = doubles.readonly();
     // The view iterates in logical (row-major) order whatever the strides.
     let data: Vec<f64> = view.as_array().iter().copied().collect();
-    Ok(DataValue::Array(Array { shape, data }))
+    Ok(DataValue::Array(Array {
+        shape,
+        data,
+        typed_float,
+    }))
 }
 
 /// What a factory call returns.

@@ -75,8 +75,8 @@ pub struct IndexVar {
 pub enum IndexTerm {
     /// An index variable.
     Var(IndexId),
-    /// A gather: the value of an `index` parameter at an index.
-    Gather(ParamId, Vec<IndexExpr>),
+    /// A gather: the value of an `index` param or an `int` input at an index.
+    Gather(Tensor, Vec<IndexExpr>),
 }
 
 /// An affine index expression: `Σ coeff · term + offset`, where the offset may mention
@@ -334,6 +334,12 @@ pub enum ReduceFn {
     Median,
     /// Π (1 when empty)
     Prod,
+    /// The k-th largest value, k its second operand (a closed number, whole and ≥ 0,
+    /// checked when bound) clamped to 1..=count; NaN counts as the largest value, ties
+    /// as separate values; -inf when empty. Not in the language: `sum_top` and
+    /// `mean_top` are lowered to it (sema), and it is found without sorting, by a
+    /// bisection on the values' order-preserving bit patterns.
+    NthLargest,
 }
 
 impl ReduceFn {
@@ -358,12 +364,18 @@ impl ReduceFn {
             .map(|(_, r)| *r)
     }
 
-    /// Its name in source.
+    /// Its name in source (`nth_largest` for the one no source names).
     pub fn name(self) -> &'static str {
         ReduceFn::NAMES
             .iter()
             .find(|(_, r)| *r == self)
-            .map_or("reduction", |(n, _)| n)
+            .map_or("nth_largest", |(n, _)| n)
+    }
+
+    /// How many operands its node has: the body, and for [`ReduceFn::NthLargest`] the
+    /// count.
+    pub fn arity(self) -> usize {
+        if self == ReduceFn::NthLargest { 2 } else { 1 }
     }
 }
 
@@ -388,7 +400,8 @@ pub enum Op {
     Select,
     /// `clamp(x, lo, hi)`: three operands, NaN-propagating.
     Clamp,
-    /// A reduction over the given (bound) index variables: one operand.
+    /// A reduction over the given (bound) index variables: its body, and a closed count
+    /// for [`ReduceFn::NthLargest`] ([`ReduceFn::arity`]).
     Reduce(ReduceFn, Vec<IndexId>),
     /// The operand evaluated with some index variables set to index expressions of
     /// others (`e` at `t := g - 1`): one operand. Only differentiation ([`crate::ad`])
@@ -417,6 +430,15 @@ pub struct Node {
     pub span: Span,
 }
 
+/// The largest magnitude of a whole number an `int` input or an `index` param holds:
+/// every whole number up to it is exact in f32, the storage of every array.
+pub const EXACT_INT_LIMIT: f64 = 16_777_216.0;
+
+/// Whether `v` is a whole number that f32 holds exactly (|v| ≤ 2^24).
+pub fn is_exact_int(v: f64) -> bool {
+    v.fract() == 0.0 && v.abs() <= EXACT_INT_LIMIT
+}
+
 /// A declared input.
 #[derive(Clone, Debug)]
 pub struct InputInfo {
@@ -424,6 +446,9 @@ pub struct InputInfo {
     pub name: String,
     /// Its dimensions.
     pub shape: Vec<Poly>,
+    /// Whether it holds whole numbers (`int[...]`): stored as f32 (every value within
+    /// ±2^24, so exactly), usable in gathers, never differentiated.
+    pub int: bool,
     /// Whether it may be absent.
     pub optional: bool,
     /// For an optional input with a default, the value of every element when it is
@@ -620,8 +645,8 @@ impl LossIr {
         for (c, t) in &e.terms {
             let t = match t {
                 IndexTerm::Var(v) => self.indices[*v].name.clone(),
-                IndexTerm::Gather(p, idx) => {
-                    format!("{}[{}]", self.params[*p].name, self.show_subscripts(idx))
+                IndexTerm::Gather(t, idx) => {
+                    format!("{}[{}]", self.tensor_name(*t), self.show_subscripts(idx))
                 }
             };
             parts.push(if *c == 1 { t } else { format!("{c}*{t}") });
@@ -630,6 +655,14 @@ impl LossIr {
             parts.push(e.offset.display(&names).to_string());
         }
         parts.join(" + ").replace("+ -", "- ")
+    }
+
+    /// The name of an input or a param.
+    pub fn tensor_name(&self, t: Tensor) -> &str {
+        match t {
+            Tensor::Input(i) => &self.inputs[i].name,
+            Tensor::Param(p) => &self.params[p].name,
+        }
     }
 
     /// A read's subscripts in source-like form, comma-separated (`b, 2*k + 1`).

@@ -190,6 +190,46 @@ pub fn nan_min(a: f32, b: f32) -> f32 {
     }
 }
 
+/// A value's place in the order `sum_top` ranks by: increasing with the value, -0
+/// just below +0, every NaN above +inf (NaN counts as the largest value, as in
+/// torch.topk). The GPU's `lc_key` (shaders/prelude.wgsl) is the same.
+pub fn order_key(x: f32) -> u32 {
+    if x.is_nan() {
+        u32::MAX
+    } else if x.is_sign_negative() {
+        !x.to_bits()
+    } else {
+        x.to_bits() | 0x8000_0000
+    }
+}
+
+/// The value whose [`order_key`] is `key` (NaN for the key of NaN).
+pub fn from_order_key(key: u32) -> f32 {
+    if key == u32::MAX {
+        f32::NAN
+    } else if key & 0x8000_0000 != 0 {
+        f32::from_bits(key & 0x7fff_ffff)
+    } else {
+        f32::from_bits(!key)
+    }
+}
+
+/// The k-th largest of `items` in [`order_key`]'s order, k = `count` clamped to
+/// 1..=len (ties count as separate values); -inf for no items.
+pub fn nth_largest(items: &[f32], count: f32) -> f32 {
+    if items.is_empty() {
+        return f32::NEG_INFINITY;
+    }
+    let k = if count.is_nan() || count < 1.0 {
+        1
+    } else {
+        (count.min(items.len() as f32) as usize).clamp(1, items.len())
+    };
+    let mut keys: Vec<u32> = items.iter().map(|x| order_key(*x)).collect();
+    let (_, kth, _) = keys.select_nth_unstable_by(k - 1, |a, b| b.cmp(a));
+    from_order_key(*kth)
+}
+
 /// NaN-propagating maximum.
 pub fn nan_max(a: f32, b: f32) -> f32 {
     if a.is_nan() || b.is_nan() {
@@ -202,4 +242,44 @@ pub fn nan_max(a: f32, b: f32) -> f32 {
 /// `clamp(x, lo, hi)`, NaN-propagating (as `torch.clamp`).
 pub fn clamp(x: f32, lo: f32, hi: f32) -> f32 {
     nan_min(nan_max(x, lo), hi)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_order_key_orders_every_value_and_nan_last() {
+        let xs = [
+            f32::NEG_INFINITY,
+            -3.0,
+            -f32::MIN_POSITIVE,
+            -0.0,
+            0.0,
+            1e-45,
+            2.5,
+            f32::INFINITY,
+            f32::NAN,
+        ];
+        for w in xs.windows(2) {
+            assert!(order_key(w[0]) < order_key(w[1]), "{w:?}");
+        }
+        for x in &xs[..8] {
+            assert_eq!(from_order_key(order_key(*x)).to_bits(), x.to_bits());
+        }
+        assert!(from_order_key(order_key(-f32::NAN)).is_nan());
+    }
+
+    #[test]
+    fn the_nth_largest_counts_ties_and_clamps_its_count() {
+        let xs = [3.0, 1.0, 3.0, 2.0];
+        assert_eq!(nth_largest(&xs, 1.0), 3.0);
+        assert_eq!(nth_largest(&xs, 2.0), 3.0);
+        assert_eq!(nth_largest(&xs, 3.0), 2.0);
+        assert_eq!(nth_largest(&xs, 9.0), 1.0);
+        assert_eq!(nth_largest(&xs, 0.0), 3.0);
+        assert!(nth_largest(&[1.0, f32::NAN], 1.0).is_nan());
+        assert_eq!(nth_largest(&[1.0, f32::NAN], 2.0), 1.0);
+        assert_eq!(nth_largest(&[], 1.0), f32::NEG_INFINITY);
+    }
 }

@@ -103,7 +103,7 @@ fn read_sites(node: NodeIndex, tensor: Tensor, idx: &[IndexExpr], out: &mut Vec<
 fn expr_sites(node: NodeIndex, e: &IndexExpr, out: &mut Vec<CheckedRead>) {
     for (_, t) in &e.terms {
         if let IndexTerm::Gather(p, idx) = t {
-            read_sites(node, Tensor::Param(*p), idx, out);
+            read_sites(node, *p, idx, out);
         }
     }
 }

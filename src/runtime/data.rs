@@ -139,13 +139,21 @@ pub fn json_value(v: &Json) -> Result<DataValue, DataError> {
                     data.len()
                 )));
             }
-            Ok(DataValue::Array(Array { shape, data }))
+            Ok(DataValue::Array(Array {
+                shape,
+                data,
+                typed_float: false,
+            }))
         }
         Json::Array(items) => {
             let mut data = Vec::new();
             let mut shape = Vec::new();
             flatten(items, &mut data, &mut shape, 0)?;
-            Ok(DataValue::Array(Array { shape, data }))
+            Ok(DataValue::Array(Array {
+                shape,
+                data,
+                typed_float: false,
+            }))
         }
         _ => Ok(DataValue::Array(Array::scalar(number(v)?))),
     }
@@ -323,6 +331,19 @@ fn npy_array<R: Read>(npy: npyz::NpyFile<R>) -> Result<DataValue, DataError> {
         ));
     };
     let io = |e: std::io::Error| malformed(e.to_string());
+    fn whole<T, R>(npy: npyz::NpyFile<R>) -> Result<Vec<f64>, DataError>
+    where
+        T: npyz::Deserialize + Into<f64>,
+        R: Read,
+    {
+        Ok(npy
+            .into_vec::<T>()
+            .map_err(|e| malformed(e.to_string()))?
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
+    let typed_float = ts.type_char() == TypeChar::Float;
     let data: Vec<f64> = match (ts.type_char(), ts.size_field()) {
         (TypeChar::Float, 4) => npy
             .into_vec::<f32>()
@@ -337,18 +358,18 @@ fn npy_array<R: Read>(npy: npyz::NpyFile<R>) -> Result<DataValue, DataError> {
             .into_iter()
             .map(|v| v as f64)
             .collect(),
-        (TypeChar::Int, 4) => npy
-            .into_vec::<i32>()
+        (TypeChar::Int, 4) => whole::<i32, _>(npy)?,
+        (TypeChar::Int, 2) => whole::<i16, _>(npy)?,
+        (TypeChar::Int, 1) => whole::<i8, _>(npy)?,
+        (TypeChar::Uint, 8) => npy
+            .into_vec::<u64>()
             .map_err(io)?
             .into_iter()
-            .map(f64::from)
+            .map(|v| v as f64)
             .collect(),
-        (TypeChar::Uint, 1) => npy
-            .into_vec::<u8>()
-            .map_err(io)?
-            .into_iter()
-            .map(f64::from)
-            .collect(),
+        (TypeChar::Uint, 4) => whole::<u32, _>(npy)?,
+        (TypeChar::Uint, 2) => whole::<u16, _>(npy)?,
+        (TypeChar::Uint, 1) => whole::<u8, _>(npy)?,
         (TypeChar::Bool, 1) => npy
             .into_vec::<bool>()
             .map_err(io)?
@@ -361,7 +382,7 @@ fn npy_array<R: Read>(npy: npyz::NpyFile<R>) -> Result<DataValue, DataError> {
         }
         (c, s) => {
             return Err(DataError::Unsupported(format!(
-                "unsupported dtype {c:?}{s}: use float32, float64, int32, int64, uint8 or bool"
+                "unsupported dtype {c:?}{s}: use float32, float64, a signed or unsigned integer type, or bool"
             )));
         }
     };
@@ -374,7 +395,11 @@ fn npy_array<R: Read>(npy: npyz::NpyFile<R>) -> Result<DataValue, DataError> {
             data.len()
         )));
     }
-    Ok(DataValue::Array(Array { shape, data }))
+    Ok(DataValue::Array(Array {
+        shape,
+        data,
+        typed_float,
+    }))
 }
 
 /// The number of values of a shape (0 when any axis is 0), or an error when it does not

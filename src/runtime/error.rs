@@ -98,6 +98,9 @@ pub enum RunError {
         known: String,
         hint: Option<String>,
     },
+    /// `--wrt` names an `int` input.
+    #[error("--wrt: input `{name}` is declared `int` (whole numbers), so it has no gradient")]
+    IntInput { name: String },
     /// `--wrt` names an optional input the data does not give.
     #[error("--wrt: input `{name}` has no data in this run, so it has no gradient")]
     AbsentInput { name: String },

@@ -69,6 +69,7 @@ impl Gradient {
 pub fn resolve(prepared: &[Prepared], wrt: &Wrt) -> Result<Vec<String>, RunError> {
     let mut declared: Vec<String> = Vec::new();
     let mut given: Vec<String> = Vec::new();
+    let mut whole: Vec<String> = Vec::new();
     for p in prepared {
         for (info, data) in p.bound.ir.inputs.iter().zip(&p.bound.inputs) {
             if !declared.contains(&info.name) {
@@ -77,11 +78,17 @@ pub fn resolve(prepared: &[Prepared], wrt: &Wrt) -> Result<Vec<String>, RunError
             if data.is_some() && !given.contains(&info.name) {
                 given.push(info.name.clone());
             }
+            if info.int {
+                whole.push(info.name.clone());
+            }
         }
     }
     let asked = match wrt {
         Wrt::Nothing => return Ok(vec![]),
-        Wrt::EveryInput => return Ok(given),
+        Wrt::EveryInput => {
+            given.retain(|g| !whole.contains(g));
+            return Ok(given);
+        }
         Wrt::Inputs(names) => names,
     };
     let mut out: Vec<String> = Vec::new();
@@ -101,6 +108,9 @@ pub fn resolve(prepared: &[Prepared], wrt: &Wrt) -> Result<Vec<String>, RunError
                     .join(", "),
                 hint: closest(name, declared.iter().map(String::as_str)).map(str::to_string),
             });
+        }
+        if whole.contains(name) {
+            return Err(RunError::IntInput { name: name.clone() });
         }
         if !given.contains(name) {
             return Err(RunError::AbsentInput { name: name.clone() });
@@ -400,7 +410,8 @@ impl UnfusedGradientPlan {
 ///     usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
 /// });
 /// let mut data = Data::new();
-/// data.insert("x".into(), DataValue::Array(Array { shape: vec![3], data: vec![] }));
+/// let x_shape = Array { shape: vec![3], data: vec![], typed_float: true };
+/// data.insert("x".into(), DataValue::Array(x_shape));
 /// let (prepared, _) = prepare(&program, &terms, &data, &vec![]).unwrap();
 /// let names = resolve(&prepared, &Wrt::EveryInput).unwrap();
 /// let kernel = lossc::codegen::compile(&program, "l2", &terms).unwrap();
@@ -664,6 +675,11 @@ pub fn check_wrt(
     for t in terms {
         if let Some(ir) = program.loss(&t.loss) {
             for i in &ir.inputs {
+                if i.int && names.contains(&i.name) {
+                    return Err(RunError::IntInput {
+                        name: i.name.clone(),
+                    });
+                }
                 if !declared.contains(&i.name) {
                     declared.push(i.name.clone());
                 }

@@ -47,6 +47,8 @@ pub struct InputDecl {
     pub name: Ident,
     /// Its declared dimensions (dimension expressions).
     pub shape: Vec<Expr>,
+    /// Whether it holds whole numbers (`int[...]`).
+    pub int: bool,
     /// Whether the input may be absent.
     pub optional: bool,
     /// The value of every element when it is absent (`optional = 1`), a constant
@@ -124,8 +126,17 @@ pub enum Stage {
     Mask(MaskMode, Expr, Span),
     /// `rectify EXPR`
     Rectify(Expr, Span),
-    /// `reduce (mean|sum) ((empty: EXPR))?`
-    Reduce(ReduceMode, Option<Expr>, Span),
+    /// `reduce (mean|sum) (by EXPR)? ((empty: EXPR))?`
+    Reduce {
+        /// `mean` or `sum`.
+        mode: ReduceMode,
+        /// A weighted mean's weight at each element (`by EXPR`).
+        by: Option<Expr>,
+        /// The value over no element (`(empty: EXPR)`).
+        empty: Option<Expr>,
+        /// The whole stage.
+        span: Span,
+    },
     /// `weight EXPR`
     Weight(Expr, Span),
 }
@@ -137,7 +148,7 @@ impl Stage {
             Stage::Compute(_, s)
             | Stage::Mask(_, _, s)
             | Stage::Rectify(_, s)
-            | Stage::Reduce(_, _, s)
+            | Stage::Reduce { span: s, .. }
             | Stage::Weight(_, s) => *s,
         }
     }
@@ -286,8 +297,8 @@ pub enum ExprKind {
     Binary(BinOp, Box<Expr>, Box<Expr>),
     /// `f(a, b, ...)`
     Call(Ident, Vec<Expr>),
-    /// `f(i, j in lo..hi: body)`
-    Reduction(Ident, Vec<Binder>, Box<Expr>),
+    /// `f(i, j in lo..hi: body)`, or `f(count, i: body)` for `sum_top` and `mean_top`
+    Reduction(Ident, Option<Box<Expr>>, Vec<Binder>, Box<Expr>),
 }
 
 impl Expr {
@@ -304,7 +315,10 @@ impl Expr {
                 a.walk(f);
                 b.walk(f)
             }
-            ExprKind::Reduction(_, binders, body) => {
+            ExprKind::Reduction(_, count, binders, body) => {
+                if let Some(c) = count {
+                    c.walk(f);
+                }
                 for b in binders {
                     if let Some((lo, hi)) = &b.range {
                         lo.walk(f);

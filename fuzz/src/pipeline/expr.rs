@@ -564,6 +564,9 @@ impl Gen<'_, '_> {
         let body = self.num(&inner, depth - 1, exact_only);
         let binding = self.binding(&index, &body.reads);
         // All index ranges here are at most 8 (2^3).
+        // (The top-k ones with their count, a literal or a dimension expression: the
+        // sum of some of the values is bounded as their sum is, and their mean as their
+        // mean is.)
         let reductions: &[(&str, fn(Mag) -> Mag)] = &[
             ("sum", |m| Mag::sum(m, 3.0)),
             ("max", |m| m),
@@ -571,18 +574,30 @@ impl Gen<'_, '_> {
             ("median", Mag::median),
             ("mean", |m| Mag::mean(m, 3.0)),
             ("norm", |m| Mag::norm(m, 3.0)),
+            ("sum_top(2, ", |m| Mag::sum(m, 3.0)),
+            ("sum_top(M + 1, ", |m| Mag::sum(m, 3.0)),
+            ("mean_top(3, ", |m| Mag::mean(m, 3.0)),
         ];
         let choices = if exact_only { 4 } else { reductions.len() };
         let mut choice = self.pick(choices);
-        if kind == Kind::Gather && reductions[choice].0 == "mean" && !open::FOLDED_SPECIALS {
+        // A mean of no values is NaN, which the kernel may fold (see `open`).
+        if kind == Kind::Gather
+            && matches!(reductions[choice].0, "mean" | "mean_top(3, ")
+            && !open::FOLDED_SPECIALS
+        {
             choice = 5;
         }
         let (f, mag) = reductions[choice];
+        let f = if f.ends_with(' ') {
+            f.to_string()
+        } else {
+            format!("{f}(")
+        };
         // Over a gather's range, which may be empty (S = 0, a literal of the
         // specialised kernel), the kernel may know the value whatever the body: a `sum`
         // or `norm` of nothing is 0.
         let mut e = Expr::new(
-            format!("{f}({binding}: {})", body.text),
+            format!("{f}{binding}: {})", body.text),
             mag(body.mag),
             body.fixed || kind == Kind::Gather,
             true,

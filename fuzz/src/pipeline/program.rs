@@ -4,9 +4,9 @@
 //! expressions are drawn from the bytes. What it covers: lets used in several places
 //! (plain, per row, per element), comparisons of reduced values, `select` with
 //! reductions in its branches, enum params, gathers (in taken and untaken branches),
-//! offsets (`x[i + 1, j]`, which make the domain empty when N = 1), every reduction,
-//! masks, rectify, empty-reduction values, weights, and factories with settings and
-//! annealed terms.
+//! offsets (`x[i + 1, j]`, which make the domain empty when N = 1), every reduction
+//! (`sum_top` and `mean_top` too), masks, rectify, empty-reduction values, weighted means
+//! (`reduce mean by`), weights, and factories with settings and annealed terms.
 //!
 //! Each expression comes with its [`Mag`]; the generator writes only what keeps every
 //! value normal and every discontinuity exact (see [`super::mag`]).
@@ -236,11 +236,13 @@ impl Gen<'_, '_> {
         } else {
             text += &format!("    compute select(isnan({anchor}), {body}, {body})\n");
         }
+        let mut reads_optional = false;
         for _ in 0..self.pick(3) {
             let mode = ["drop", "zero"][self.pick(2)];
             self.in_mask = true;
             let c = self.cond(&domain, 2);
             self.in_mask = false;
+            reads_optional |= c.text.contains("m[");
             text += &format!("    remove_nans {mode} where {}\n", c.text);
             if mode == "zero" {
                 value = Mag::either(value, Mag::constant(0.0));
@@ -264,7 +266,14 @@ impl Gen<'_, '_> {
             Mag::sum(value, 6.0)
         };
         let reduce = if mean { "mean" } else { "sum" };
-        if self.chance(1, 3) {
+        // A weighted mean, with exact weights 1 and 3 (so both back ends weigh alike):
+        // like a mean over up to three times the elements. Not beside a mask that reads
+        // the optional input, which `by` refuses.
+        if mean && !reads_optional && self.chance(1, 4) {
+            let c = self.cond(&domain, 1);
+            text += &format!("    reduce mean by select({}, 1, 3)\n", c.text);
+            loss = Mag::mean(value, 8.0);
+        } else if self.chance(1, 3) {
             let empty = self.num(&[], 1, false);
             text += &format!("    reduce {reduce} (empty: {})\n", empty.text);
             loss = Mag::either(loss, empty.mag);

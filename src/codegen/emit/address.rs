@@ -71,7 +71,7 @@ impl LossEmitter<'_> {
                     (x, f)
                 }
                 IndexTerm::Gather(p, idx) => {
-                    let g = self.read(Tensor::Param(*p), idx, None);
+                    let g = self.read(*p, idx, None);
                     let name = self.name("g");
                     self.w.line(format!("let {name} = {g};"));
                     (format!("lc_idx({name})"), name)

@@ -79,7 +79,7 @@ fn gather_depth(idx: &[IndexExpr]) -> usize {
 mod tests {
     use super::*;
     use crate::diagnostics::Source;
-    use crate::ir::{IndexId, ParamId};
+    use crate::ir::{IndexId, ParamId, Tensor};
 
     fn check(src: &str) -> String {
         let s = Source::new("d.loss", src);
@@ -109,7 +109,10 @@ mod tests {
             let mut e = IndexExpr::var(IndexId::new(0));
             for _ in 0..d {
                 e = IndexExpr {
-                    terms: vec![(1, IndexTerm::Gather(ParamId::new(0), vec![e]))],
+                    terms: vec![(
+                        1,
+                        IndexTerm::Gather(Tensor::Param(ParamId::new(0)), vec![e]),
+                    )],
                     offset: Default::default(),
                 };
             }

@@ -37,13 +37,6 @@ pub fn shape_of(ir: &LossIr, t: Tensor) -> &[Poly] {
     }
 }
 
-fn tensor_name(ir: &LossIr, t: Tensor) -> String {
-    match t {
-        Tensor::Input(i) => ir.inputs[i].name.clone(),
-        Tensor::Param(p) => ir.params[p].name.clone(),
-    }
-}
-
 /// Every subscript in the graph, gathers' own subscripts included.
 pub fn constraints(ir: &LossIr) -> Vec<Constraint> {
     fn visit(ir: &LossIr, t: Tensor, idx: &[IndexExpr], span: Span, out: &mut Vec<Constraint>) {
@@ -52,7 +45,7 @@ pub fn constraints(ir: &LossIr) -> Vec<Constraint> {
             out.push(Constraint {
                 index: e.clone(),
                 dim: d.clone(),
-                tensor: (tensor_name(ir, t), axis),
+                tensor: (ir.tensor_name(t).to_string(), axis),
                 span,
             });
             gathers(ir, e, span, out);
@@ -61,7 +54,7 @@ pub fn constraints(ir: &LossIr) -> Vec<Constraint> {
     fn gathers(ir: &LossIr, e: &IndexExpr, span: Span, out: &mut Vec<Constraint>) {
         for (_, term) in &e.terms {
             if let IndexTerm::Gather(p, idx) = term {
-                visit(ir, Tensor::Param(*p), idx, span, out);
+                visit(ir, *p, idx, span, out);
             }
         }
     }

@@ -206,6 +206,8 @@ fn signature(op: &Op, ty: Ty) -> (Vec<Ty>, Ty) {
         Op::Clamp => (vec![Num, Num, Num], Num),
         Op::At(_) => (vec![ty], ty),
         Op::Reduce(ReduceFn::All | ReduceFn::Any, _) => (vec![Bool], Bool),
+        // The body and the count.
+        Op::Reduce(ReduceFn::NthLargest, _) => (vec![Num, Num], Num),
         Op::Reduce(..) => (vec![Num], Num),
     }
 }
@@ -425,8 +427,8 @@ fn subscripts(
     idx.iter().try_for_each(|e| index_expr(ir, e, out))
 }
 
-/// Checks one index expression's ids (a gather goes through an `index` param of the
-/// right rank) and collects its variables.
+/// Checks one index expression's ids (a gather goes through an `index` param or an
+/// `int` input of the right rank) and collects its variables.
 fn index_expr(ir: &LossIr, e: &IndexExpr, out: &mut Vec<IndexId>) -> Result<(), Violation> {
     for (_, term) in &e.terms {
         match term {
@@ -434,7 +436,7 @@ fn index_expr(ir: &LossIr, e: &IndexExpr, out: &mut Vec<IndexId>) -> Result<(), 
                 index_var(ir, *v)?;
                 out.push(*v);
             }
-            IndexTerm::Gather(p, idx) => {
+            IndexTerm::Gather(Tensor::Param(p), idx) => {
                 let param = param(ir, *p)?;
                 let ParamKind::Index(shape) = &param.kind else {
                     return Err(Violation::BadId(format!(
@@ -443,6 +445,19 @@ fn index_expr(ir: &LossIr, e: &IndexExpr, out: &mut Vec<IndexId>) -> Result<(), 
                     )));
                 };
                 subscripts(ir, &param.name, shape.len(), idx, out)?;
+            }
+            IndexTerm::Gather(Tensor::Input(i), idx) => {
+                let input = ir
+                    .inputs
+                    .get(*i)
+                    .ok_or_else(|| Violation::BadId(format!("input {i} does not exist")))?;
+                if !input.int {
+                    return Err(Violation::BadId(format!(
+                        "input `{}` is gathered from but is not an `int` input",
+                        input.name
+                    )));
+                }
+                subscripts(ir, &input.name, input.shape.len(), idx, out)?;
             }
         }
     }

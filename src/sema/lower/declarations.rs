@@ -34,6 +34,20 @@ impl Lowerer<'_> {
             let shape = self.shape(&input.shape);
             let default = input.default.as_ref().map(|e| {
                 match super::values::const_number(e) {
+                    Ok(v) if input.int && !crate::ir::is_exact_int(v) => {
+                        self.diags.push(
+                            Diagnostic::error(
+                                format!(
+                                    "the default of `{}` is not a whole number",
+                                    input.name.name
+                                ),
+                                e.span,
+                                format!("{v} is not a whole number within ±2^24"),
+                            )
+                            .with_note("an `int` input holds whole numbers, stored exactly as f32"),
+                        );
+                        f32::NAN
+                    }
                     Ok(v) => v as f32,
                     // (Still a default, so that its reads raise no second error.)
                     Err(d) => {
@@ -47,6 +61,7 @@ impl Lowerer<'_> {
                 self.inputs.push(InputInfo {
                     name: input.name.name.clone(),
                     shape,
+                    int: input.int,
                     optional: input.optional,
                     default,
                     span: input.span,

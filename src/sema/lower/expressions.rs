@@ -79,8 +79,8 @@ impl Lowerer<'_> {
             }
             ExprKind::Binary(op, a, b) => self.binary(*op, a, b, scope, ctx, e.span),
             ExprKind::Call(f, args) => self.call(f, args, scope, ctx, e.span),
-            ExprKind::Reduction(f, binders, body) => {
-                self.reduction(f, binders, body, scope, ctx, e.span)
+            ExprKind::Reduction(f, count, binders, body) => {
+                self.reduction(f, count.as_deref(), binders, body, scope, ctx, e.span)
             }
         };
         self.depth -= 1;
@@ -268,9 +268,11 @@ impl Lowerer<'_> {
     }
 
     /// A reduction: binds its indices (with their explicit ranges) around its body.
+    #[allow(clippy::too_many_arguments)]
     fn reduction(
         &mut self,
         f: &Ident,
+        count: Option<&ast::Expr>,
         binders: &[ast::Binder],
         body: &ast::Expr,
         scope: &mut Scope,
@@ -280,13 +282,29 @@ impl Lowerer<'_> {
         let kind = match f.name.as_str() {
             // Lowered below to a max and a sum (see `log_sum_exp`).
             "logsumexp" => Some(ReduceFn::Max),
+            // Lowered below through the k-th largest value (see `sum_top`).
+            "sum_top" | "mean_top" => Some(ReduceFn::NthLargest),
             name => ReduceFn::from_name(name),
         };
+        let top = kind == Some(ReduceFn::NthLargest);
+        if top && count.is_none() {
+            self.error(
+                format!("`{}` takes a count first", f.name),
+                f.span,
+                format!(
+                    "write `{}(n, {}: ...)`",
+                    f.name,
+                    binders.first().map_or("i", |b| b.name.name.as_str())
+                ),
+            );
+            return Err(());
+        }
+        let count = count.map(|c| self.top_count(c));
         let Some(kind) = kind else {
             let known: Vec<&str> = ReduceFn::NAMES
                 .iter()
                 .map(|(n, _)| *n)
-                .chain(["logsumexp"])
+                .chain(["logsumexp", "sum_top", "mean_top"])
                 .collect();
             let mut d = Diagnostic::error(
                 format!("unknown reduction `{}`", f.name),
@@ -355,7 +373,126 @@ impl Lowerer<'_> {
         if f.name == "logsumexp" {
             return Ok(self.log_sum_exp(bound, body, span));
         }
+        if let Some(count) = count {
+            return Ok(self.sum_top(f.name == "mean_top", count?, bound, body, span));
+        }
         Ok(self.node(Op::Reduce(kind, bound), want, &[body], span))
+    }
+
+    /// The count of `sum_top(n, i: e)`: a closed number of literals, scalar params and
+    /// dimensions, so that it is known, and checked whole and ≥ 0, when the loss is
+    /// bound (before anything runs).
+    fn top_count(&mut self, c: &ast::Expr) -> Result<NodeIndex, ()> {
+        // Data and indices, named as such (not as a closed context's free index).
+        let mut misuse = None;
+        c.walk(&mut |e| {
+            if let ExprKind::Name(n) | ExprKind::Access(n, _) = &e.kind {
+                let what = match self.decls.get(&n.name) {
+                    Some((Decl::Input(_), _)) => Some("an input"),
+                    Some((Decl::Param(p), _))
+                        if matches!(
+                            self.params[*p].kind,
+                            ParamKind::Tensor(_) | ParamKind::Index(_)
+                        ) =>
+                    {
+                        Some("a tensor param")
+                    }
+                    None => Some("an index"),
+                    _ => None,
+                };
+                if let Some(what) = what {
+                    misuse.get_or_insert((n.clone(), what));
+                }
+            }
+        });
+        if let Some((n, what)) = misuse {
+            self.error(
+                "a count of `sum_top` or `mean_top` is built from numbers, scalar params and dimensions",
+                n.span,
+                format!("`{}` is {what}", n.name),
+            );
+            return Err(());
+        }
+        let n = self.typed(c, &mut Vec::new(), Ctx::Closed, Ty::Num)?;
+        let mut stack = vec![n];
+        while let Some(m) = stack.pop() {
+            let node = &self.graph[m];
+            let fits = match &node.op {
+                Op::Read(Tensor::Param(_), idx) => idx.is_empty(),
+                Op::IndexValue(e) => e.terms.is_empty(),
+                Op::Read(..) | Op::Reduce(..) | Op::At(_) => false,
+                _ => true,
+            };
+            if !fits {
+                let at = node.span;
+                self.error(
+                    "a count of `sum_top` or `mean_top` is built from numbers, scalar params and dimensions",
+                    at,
+                    "not known before the loss runs",
+                );
+                return Err(());
+            }
+            stack.extend(operands(&self.graph, m));
+        }
+        Ok(n)
+    }
+
+    /// `sum_top(n, i: e)`, the sum of the n largest values of `e` over `i` (all of them
+    /// when n is larger; NaN counts as the largest): with `t` the k-th largest value,
+    /// k = min(n, count), the values above `t` and `k − c` copies of `t`, where `c`
+    /// values are above it. So ties do not change the value, and the cost is linear in
+    /// the count (the k-th largest is found by bisection, `ReduceFn::NthLargest`).
+    /// `mean_top` divides by k (NaN for k = 0). The gradient follows: 1 (or 1/k) for
+    /// each value above `t`, and `k − c` shared evenly among the values equal to `t`
+    /// (the k-th largest's derivative is the max's).
+    fn sum_top(
+        &mut self,
+        mean: bool,
+        n: NodeIndex,
+        bound: Vec<IndexId>,
+        body: NodeIndex,
+        span: Span,
+    ) -> NodeIndex {
+        let num = |l: &mut Self, v: f32| l.node(Op::Const(v.to_bits()), Ty::Num, &[], span);
+        let t = self.node(
+            Op::Reduce(ReduceFn::NthLargest, bound.clone()),
+            Ty::Num,
+            &[body, n],
+            span,
+        );
+        let sum = |l: &mut Self, x: NodeIndex| {
+            l.node(
+                Op::Reduce(ReduceFn::Sum, bound.clone()),
+                Ty::Num,
+                &[x],
+                span,
+            )
+        };
+        // Above `t` in the ranking: larger, or NaN where `t` is not (values equal to `t`,
+        // -0 and +0 alike, are its ties).
+        let nan = self.node(Op::Unary(UnaryFn::IsNan), Ty::Bool, &[body], span);
+        let t_nan = self.node(Op::Unary(UnaryFn::IsNan), Ty::Bool, &[t], span);
+        let t_num = self.node(Op::Unary(UnaryFn::Not), Ty::Bool, &[t_nan], span);
+        let nan_above = self.node(Op::Binary(BinaryFn::And), Ty::Bool, &[nan, t_num], span);
+        let gt = self.node(Op::Binary(BinaryFn::Gt), Ty::Bool, &[body, t], span);
+        let above = self.node(Op::Binary(BinaryFn::Or), Ty::Bool, &[nan_above, gt], span);
+        let (zero, one) = (num(self, 0.0), num(self, 1.0));
+        let flag = self.node(Op::Select, Ty::Num, &[above, one, zero], span);
+        let c = sum(self, flag);
+        let kept = self.node(Op::Select, Ty::Num, &[above, body, zero], span);
+        let s = sum(self, kept);
+        let all = sum(self, one);
+        let k = self.node(Op::Binary(BinaryFn::Min), Ty::Num, &[n, all], span);
+        let m = self.node(Op::Binary(BinaryFn::Sub), Ty::Num, &[k, c], span);
+        let some = self.node(Op::Binary(BinaryFn::Gt), Ty::Bool, &[m, zero], span);
+        let mt = self.node(Op::Binary(BinaryFn::Mul), Ty::Num, &[m, t], span);
+        let tied = self.node(Op::Select, Ty::Num, &[some, mt, zero], span);
+        let total = self.node(Op::Binary(BinaryFn::Add), Ty::Num, &[s, tied], span);
+        if mean {
+            self.node(Op::Binary(BinaryFn::Div), Ty::Num, &[total, k], span)
+        } else {
+            total
+        }
     }
 
     /// `logsumexp(i: e)` as torch.logsumexp computes it: `m = max(i: e)`, shifted by

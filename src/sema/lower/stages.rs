@@ -17,7 +17,7 @@ fn order(s: &Stage) -> usize {
         Stage::Compute(..) => 0,
         Stage::Mask(..) => 1,
         Stage::Rectify(..) => 2,
-        Stage::Reduce(..) => 3,
+        Stage::Reduce { .. } => 3,
         Stage::Weight(..) => 4,
     }
 }
@@ -50,6 +50,7 @@ impl Lowerer<'_> {
         let mut rectify = None;
         let mut reduce = ReduceMode::Mean;
         let mut empty = None;
+        let mut by = None;
         let mut weight = None;
         for s in &def.stages {
             self.optional_reads.clear();
@@ -82,12 +83,25 @@ impl Lowerer<'_> {
                         l.typed(e, &mut Vec::new(), Ctx::Domain, Ty::Num)
                     })
                 }
-                Stage::Reduce(mode, e, _) => {
+                Stage::Reduce {
+                    mode,
+                    by: b,
+                    empty: e,
+                    ..
+                } => {
                     reduce = (*mode).into();
                     if let Some(e) = e {
                         empty = self.recover(e.span, |l| {
                             l.typed(e, &mut Vec::new(), Ctx::Closed, Ty::Num)
                         });
+                    }
+                    if let Some(b) = b {
+                        by = self
+                            .recover(b.span, |l| {
+                                l.typed(b, &mut Vec::new(), Ctx::Domain, Ty::Num)
+                            })
+                            .map(|n| (n, b.span));
+                        self.check_weighted_mean(*mode, e.as_ref(), b.span);
                     }
                 }
                 Stage::Weight(e, _) => {
@@ -107,6 +121,26 @@ impl Lowerer<'_> {
         }
         if let Some(r) = rectify {
             self.check_in_domain(r, &domain, "rectify");
+        }
+        let (mut compute, mut domain) = (compute, domain);
+        if let Some((w, span)) = by {
+            self.check_in_domain(w, &domain, "reduce mean by");
+            if let Some(m) = masks.iter().find(|m| !m.needs.is_empty()) {
+                self.diags.push(
+                    Diagnostic::error(
+                        "`reduce mean by` with a `remove_nans` stage that reads an optional input without a default is not supported",
+                        span,
+                        "weighted mean",
+                    )
+                    .with_secondary(m.span, "reads an optional input")
+                    .with_note("give the optional input a default (`optional = 0`), so that the stage always runs"),
+                );
+            }
+            compute = self.weighted_mean(compute, &masks, rectify, w, &domain, span);
+            domain = vec![];
+            masks = TiVec::new();
+            rectify = None;
+            reduce = ReduceMode::Sum;
         }
         let weight = match weight {
             Some(w) => w,
@@ -139,6 +173,65 @@ impl Lowerer<'_> {
             span: def.span,
             origin: Origin::default(),
         })
+    }
+
+    /// `reduce mean by W` lowered to a closed `compute`, `Σ w·x / Σ w` over the domain,
+    /// with the masks and `rectify` folded in: an element a drop mask removes counts in
+    /// neither sum, and neither `compute` nor `W` is evaluated there (the untaken
+    /// branch of a select is not); a zeroed element adds its weight with a value of 0.
+    /// Every back end and differentiation then see only existing operations.
+    fn weighted_mean(
+        &mut self,
+        compute: NodeIndex,
+        masks: &TiSlice<MaskId, Mask>,
+        rectify: Option<NodeIndex>,
+        w: NodeIndex,
+        domain: &[IndexId],
+        span: Span,
+    ) -> NodeIndex {
+        let zero = self.node(Op::constant(0.0), Ty::Num, &[], span);
+        let mut x = compute;
+        for m in masks.iter().rev().filter(|m| m.mode == MaskMode::Zero) {
+            x = self.node(Op::Select, Ty::Num, &[m.cond, zero, x], span);
+        }
+        if let Some(eps) = rectify {
+            let d = self.node(Op::Binary(BinaryFn::Sub), Ty::Num, &[x, eps], span);
+            x = self.node(Op::Unary(UnaryFn::Relu), Ty::Num, &[d], span);
+        }
+        let mut num = self.node(Op::Binary(BinaryFn::Mul), Ty::Num, &[w, x], span);
+        let mut den = w;
+        for m in masks.iter().rev().filter(|m| m.mode == MaskMode::Drop) {
+            num = self.node(Op::Select, Ty::Num, &[m.cond, zero, num], span);
+            den = self.node(Op::Select, Ty::Num, &[m.cond, zero, den], span);
+        }
+        let over = Op::Reduce(ReduceFn::Sum, domain.to_vec());
+        let num = self.node(over.clone(), Ty::Num, &[num], span);
+        let den = self.node(over, Ty::Num, &[den], span);
+        self.node(Op::Binary(BinaryFn::Div), Ty::Num, &[num, den], span)
+    }
+
+    /// `by` belongs to `reduce mean`, without `(empty: ...)`.
+    fn check_weighted_mean(&mut self, mode: ast::ReduceMode, empty: Option<&ast::Expr>, by: Span) {
+        if mode == ast::ReduceMode::Sum {
+            self.diags.push(
+                Diagnostic::error(
+                    "`by` weighs a mean: write `reduce mean by W`",
+                    by,
+                    "after `reduce sum`",
+                )
+                .with_note("for a weighted sum, multiply in `compute`: `compute w[n] * x[n]`"),
+            );
+        }
+        if let Some(e) = empty {
+            self.diags.push(
+                Diagnostic::error(
+                    "a weighted mean takes no `(empty: ...)`",
+                    e.span,
+                    "not used",
+                )
+                .with_note("a weighted mean over no element is 0 / 0 = NaN, as PyTorch's"),
+            );
+        }
     }
 
     /// One of each stage (`remove_nans` aside), in pipeline order, `compute` and

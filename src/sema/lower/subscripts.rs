@@ -238,7 +238,7 @@ impl Lowerer<'_> {
                 self.error(
                     format!("`{}` cannot be used in a subscript", n.name),
                     n.span,
-                    "subscripts are built from indices, dimensions, whole numbers and `index` params",
+                    "subscripts are built from indices, dimensions, whole numbers, `index` params and `int` inputs",
                 );
                 Err(())
             }
@@ -255,21 +255,26 @@ impl Lowerer<'_> {
         ctx: Ctx,
         span: Span,
     ) -> Result<IndexExpr, ()> {
-        let index_param = match self.decls.get(&n.name) {
+        let gathered = match self.decls.get(&n.name) {
             Some((Decl::Param(p), _)) => match &self.params[*p].kind {
-                ParamKind::Index(shape) => Some((*p, shape.len())),
+                ParamKind::Index(shape) => Some((Tensor::Param(*p), shape.len())),
                 _ => None,
             },
+            Some((Decl::Input(i), _)) if self.inputs[*i].int => {
+                Some((Tensor::Input(*i), self.inputs[*i].shape.len()))
+            }
             _ => None,
         };
-        let Some((p, rank)) = index_param else {
+        let Some((t, rank)) = gathered else {
             self.diags.push(
                 Diagnostic::error(
                     format!("`{}` cannot be used in a subscript", n.name),
                     n.span,
-                    "not an `index` param",
+                    "neither an `index` param nor an `int` input",
                 )
-                .with_note("gathers go through params declared `index[...]`"),
+                .with_note(
+                    "gathers go through params declared `index[...]` or inputs declared `int[...]`",
+                ),
             );
             return Err(());
         };
@@ -281,9 +286,15 @@ impl Lowerer<'_> {
             .iter()
             .map(|a| self.index_expr(a, scope, ctx))
             .collect::<Result<Vec<_>, _>>()?;
-        self.constant_subscripts(Tensor::Param(p), &idx, args)?;
+        self.constant_subscripts(t, &idx, args)?;
+        if let Tensor::Input(i) = t
+            && self.inputs[i].optional
+            && self.inputs[i].default.is_none()
+        {
+            self.optional_reads.push((i, n.span));
+        }
         Ok(IndexExpr {
-            terms: vec![(1, IndexTerm::Gather(p, idx))],
+            terms: vec![(1, IndexTerm::Gather(t, idx))],
             offset: Poly::default(),
         })
     }

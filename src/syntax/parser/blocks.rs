@@ -59,7 +59,12 @@ impl Builder<'_> {
             Rule::input_decl => {
                 let mut it = decl.kids();
                 let name = self.ident(it.next().ok_or(())?);
-                let shape = self.shape(it.next().ok_or(())?)?;
+                let mut next = it.next().ok_or(())?;
+                let int = next.as_rule() == Rule::int_kw;
+                if int {
+                    next = it.next().ok_or(())?;
+                }
+                let shape = self.shape(next)?;
                 let optional = it.next().is_some();
                 let default = match it.next() {
                     Some(e) => Some(self.expr(e)?.0),
@@ -67,6 +72,7 @@ impl Builder<'_> {
                 };
                 loss.inputs.push(InputDecl {
                     name,
+                    int,
                     shape,
                     optional,
                     default,
@@ -141,11 +147,19 @@ impl Builder<'_> {
                             "mean" => ReduceMode::Mean,
                             _ => ReduceMode::Sum,
                         };
-                        let empty = match it.next() {
-                            Some(e) => Some(self.expr(e.kids().next().ok_or(())?)?.0),
-                            None => None,
-                        };
-                        Stage::Reduce(mode, empty, span)
+                        let (mut by, mut empty) = (None, None);
+                        for clause in it {
+                            let is_by = clause.as_rule() == Rule::by_clause;
+                            let e = clause.kids().last().ok_or(())?;
+                            let e = Some(self.expr(e)?.0);
+                            if is_by { by = e } else { empty = e }
+                        }
+                        Stage::Reduce {
+                            mode,
+                            by,
+                            empty,
+                            span,
+                        }
                     }
                     _ => Stage::Weight(self.expr(it.next().ok_or(())?)?.0, span),
                 };

@@ -22,6 +22,8 @@ fn rule_name(rule: &Rule) -> Option<&'static str> {
         Rule::mask_mode => "`drop` or `zero`",
         Rule::reduce_mode => "`mean` or `sum`",
         Rule::empty_clause => "`(empty: VALUE)`",
+        Rule::by_clause | Rule::kw_by => "`by WEIGHT`",
+        Rule::int_kw => "`int`",
         Rule::factory_entry => "a loss name",
         Rule::settings => "`{ name = value, ... }`",
         Rule::setting => "`name = value`",

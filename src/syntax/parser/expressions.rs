@@ -146,9 +146,14 @@ impl Builder<'_> {
                 let name = self.ident(it.next().ok_or(())?);
                 let mut binders = Vec::new();
                 let mut body = None;
+                let mut count = None;
                 let mut depth = 0;
                 for q in it {
-                    if q.as_rule() == Rule::binder {
+                    if q.as_rule() == Rule::top_count {
+                        let (e, d) = self.expr(q.kids().next().ok_or(())?)?;
+                        depth = d;
+                        count = Some(Box::new(e));
+                    } else if q.as_rule() == Rule::binder {
                         let mut bi = q.kids();
                         let bname = self.ident(bi.next().ok_or(())?);
                         let range = match (bi.next(), bi.next()) {
@@ -158,12 +163,12 @@ impl Builder<'_> {
                         binders.push(Binder { name: bname, range });
                     } else {
                         let (e, d) = self.expr(q)?;
-                        depth = d;
+                        depth = depth.max(d);
                         body = Some(e);
                     }
                 }
                 self.make(
-                    ExprKind::Reduction(name, binders, Box::new(body.ok_or(())?)),
+                    ExprKind::Reduction(name, count, binders, Box::new(body.ok_or(())?)),
                     span,
                     depth + 1,
                 )

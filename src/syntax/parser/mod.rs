@@ -165,9 +165,13 @@ mod tests {
                 format!("({}{})", if *op == UnOp::Neg { "-" } else { "!" }, show(x))
             }
             ExprKind::Binary(op, a, b) => format!("({} {} {})", show(a), op.symbol(), show(b)),
-            ExprKind::Reduction(n, bs, body) => format!(
-                "{}({}: {})",
+            ExprKind::Reduction(n, count, bs, body) => format!(
+                "{}({}{}: {})",
                 n.name,
+                count
+                    .as_ref()
+                    .map(|c| format!("{}, ", show(c)))
+                    .unwrap_or_default(),
                 bs.iter()
                     .map(|b| b.name.name.clone())
                     .collect::<Vec<_>>()
