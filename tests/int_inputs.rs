@@ -6,18 +6,10 @@
 mod common;
 
 use common::npz::{self, Arr};
-use lossc::diagnostics::Source;
-use lossc::ir::{FactoryTerm, Program};
+use lossc::ir::FactoryTerm;
 use lossc::runtime::data::{parse_json_data, parse_npz_data};
 use lossc::runtime::grad::Wrt;
 use lossc::runtime::run::{Backend, RunOptions, RunResult, run};
-
-fn check(text: &str) -> Program {
-    let sources = [Source::new("t.loss", text)];
-    let checked = lossc::sema::check(&sources);
-    assert!(!checked.has_errors(), "{}", checked.render(&sources));
-    checked.program
-}
 
 fn run_data(
     text: &str,
@@ -26,7 +18,7 @@ fn run_data(
     backend: Backend,
     wrt: Wrt,
 ) -> Result<RunResult, String> {
-    let program = check(text);
+    let program = common::check_text(text);
     let opts = RunOptions {
         backend,
         wrt,

@@ -4,28 +4,13 @@
 
 mod common;
 
-use lossc::diagnostics::Source;
-use lossc::ir::{FactoryTerm, Program};
+use lossc::ir::FactoryTerm;
 use lossc::runtime::data::parse_json_data;
 use lossc::runtime::grad::Wrt;
 use lossc::runtime::run::{Backend, RunOptions, RunResult, run};
 
-fn check(text: &str) -> Program {
-    let sources = [Source::new("t.loss", text)];
-    let checked = lossc::sema::check(&sources);
-    assert!(!checked.has_errors(), "{}", checked.render(&sources));
-    checked.program
-}
-
-fn errors(text: &str) -> String {
-    let sources = [Source::new("t.loss", text)];
-    let checked = lossc::sema::check(&sources);
-    assert!(checked.has_errors(), "expected errors in\n{text}");
-    checked.render(&sources)
-}
-
 fn run_on(text: &str, data: &str, backend: Backend, wrt: Wrt) -> Result<RunResult, String> {
-    let program = check(text);
+    let program = common::check_text(text);
     let data = parse_json_data(data).unwrap();
     let opts = RunOptions {
         backend,
@@ -207,13 +192,14 @@ fn a_count_that_is_not_whole_is_a_located_run_time_error() {
 
 #[test]
 fn misuses_are_located_errors() {
-    let no_count =
-        errors("loss t {\n    input x : [K]\n    compute sum_top(k: x[k])\n    reduce sum\n}\n");
+    let no_count = common::errors_of(
+        "loss t {\n    input x : [K]\n    compute sum_top(k: x[k])\n    reduce sum\n}\n",
+    );
     assert!(
         no_count.contains("`sum_top` takes a count first") && no_count.contains("t.loss:3:13"),
         "{no_count}"
     );
-    let data_count = errors(
+    let data_count = common::errors_of(
         "loss t {\n    input x : [K]\n    input c : []\n    compute sum_top(c, k: x[k])\n    reduce sum\n}\n",
     );
     assert!(
@@ -221,7 +207,8 @@ fn misuses_are_located_errors() {
             && data_count.contains("t.loss:4:21"),
         "{data_count}"
     );
-    let unknown =
-        errors("loss t {\n    input x : [K]\n    compute sum_tops(k: x[k])\n    reduce sum\n}\n");
+    let unknown = common::errors_of(
+        "loss t {\n    input x : [K]\n    compute sum_tops(k: x[k])\n    reduce sum\n}\n",
+    );
     assert!(unknown.contains("did you mean `sum_top`"), "{unknown}");
 }

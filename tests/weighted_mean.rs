@@ -1,28 +1,15 @@
 //! `reduce mean by W`: Σ w·x / Σ w over the kept elements. Values and gradients worked
 //! out by hand, on both back ends; the misuses are located diagnostics.
 
-use lossc::diagnostics::Source;
-use lossc::ir::{FactoryTerm, Program};
+mod common;
+
+use lossc::ir::FactoryTerm;
 use lossc::runtime::data::parse_json_data;
 use lossc::runtime::grad::Wrt;
 use lossc::runtime::run::{Backend, RunOptions, RunResult, run};
 
-fn check(text: &str) -> Program {
-    let sources = [Source::new("t.loss", text)];
-    let checked = lossc::sema::check(&sources);
-    assert!(!checked.has_errors(), "{}", checked.render(&sources));
-    checked.program
-}
-
-fn errors(text: &str) -> String {
-    let sources = [Source::new("t.loss", text)];
-    let checked = lossc::sema::check(&sources);
-    assert!(checked.has_errors(), "expected errors in\n{text}");
-    checked.render(&sources)
-}
-
 fn run_json(text: &str, data: &str, backend: Backend) -> RunResult {
-    let program = check(text);
+    let program = common::check_text(text);
     let data = parse_json_data(data).unwrap();
     let opts = RunOptions {
         backend,
@@ -122,33 +109,36 @@ fn rectify_comes_before_the_weight() {
 
 #[test]
 fn misuses_are_located_errors() {
-    let sum = errors("loss t {\n    input x : [N]\n    compute x[n]\n    reduce sum by x[n]\n}\n");
+    let sum = common::errors_of(
+        "loss t {\n    input x : [N]\n    compute x[n]\n    reduce sum by x[n]\n}\n",
+    );
     assert!(
         sum.contains("`by` weighs a mean") && sum.contains("t.loss:4:19"),
         "{sum}"
     );
-    let empty = errors(
+    let empty = common::errors_of(
         "loss t {\n    input x : [N]\n    compute x[n]\n    reduce mean by x[n] (empty: 0)\n}\n",
     );
     assert!(
         empty.contains("takes no `(empty: ...)`") && empty.contains("t.loss:4:33"),
         "{empty}"
     );
-    let outside = errors(
+    let outside = common::errors_of(
         "loss t {\n    input x : [N]\n    input w : [N, M]\n    compute x[n]\n    reduce mean by w[n, m]\n}\n",
     );
     assert!(
         outside.contains("unknown name `m`") && outside.contains("t.loss:5:25"),
         "{outside}"
     );
-    let optional = errors(
+    let optional = common::errors_of(
         "loss t {\n    input x : [N]\n    input v : [N] optional\n    compute x[n]\n    remove_nans drop where isnan(v[n])\n    reduce mean by x[n]\n}\n",
     );
     assert!(
         optional.contains("optional input without a default"),
         "{optional}"
     );
-    let truth =
-        errors("loss t {\n    input x : [N]\n    compute x[n]\n    reduce mean by x[n] > 0\n}\n");
+    let truth = common::errors_of(
+        "loss t {\n    input x : [N]\n    compute x[n]\n    reduce mean by x[n] > 0\n}\n",
+    );
     assert!(truth.contains("expected a number"), "{truth}");
 }

@@ -134,3 +134,19 @@ impl Rng {
         (self.next() >> 40) as f32 / (1u64 << 24) as f32
     }
 }
+
+/// The program of one `.loss` text named `t.loss`, which must check clean.
+pub fn check_text(text: &str) -> lossc::ir::Program {
+    let sources = [lossc::diagnostics::Source::new("t.loss", text)];
+    let checked = lossc::sema::check(&sources);
+    assert!(!checked.has_errors(), "{}", checked.render(&sources));
+    checked.program
+}
+
+/// The rendered diagnostics of one `.loss` text named `t.loss`, which must have errors.
+pub fn errors_of(text: &str) -> String {
+    let sources = [lossc::diagnostics::Source::new("t.loss", text)];
+    let checked = lossc::sema::check(&sources);
+    assert!(checked.has_errors(), "expected errors in\n{text}");
+    checked.render(&sources)
+}

@@ -192,105 +192,99 @@ impl LossEmitter<'_> {
         name
     }
 
-    /// The k-th largest value's count, clamped to 1..=`total`, as an i32 (the count is
-    /// whole and ≥ 0, checked when the loss was bound).
-    fn nth_rank(&mut self, n: NodeIndex, total: &str) -> String {
-        let count = operands(&self.ir.graph, n)[1];
-        let c = self.val(count);
+    /// The k-th largest value of reduction `n` over `bound` (`NthLargest`): a bisection on
+    /// the values' order-preserving keys (`lc_key`), from the highest bit down, keeping
+    /// each bit while at least k values have a key at or above the prefix. 32 passes over
+    /// the values: linear in their count, exact, and with no array to sort. `pass` writes
+    /// one pass, counting the keys at or above the candidate (its first argument; the
+    /// second names the number of values), and returns the count as an i32 expression. The pass's loops may bind the very
+    /// variables of an enclosing loop (`sum_top`'s lowering shares them), whose linear
+    /// index, lanes and shared loads then do not apply: they are set aside meanwhile.
+    /// Returns the result's expression.
+    fn nth_largest(
+        &mut self,
+        n: NodeIndex,
+        bound: &[IndexId],
+        pass: &mut dyn FnMut(&mut Self, &str, &str) -> String,
+    ) -> String {
+        let (cnt, key, bit) = (self.name("nn"), self.name("nkey"), self.name("nbit"));
+        let total = self.count(bound);
+        let comment = self.comment(n);
+        self.w.line(format!("let {cnt} = {total}; {comment}"));
+        // The count is whole and ≥ 0 (checked when the loss was bound); k is clamped to
+        // 1..=cnt.
+        let c = self.val(operands(&self.ir.graph, n)[1]);
         let k = self.name("k");
         self.w
-            .line(format!("let {k} = max(1, i32(min({c}, f32({total}))));"));
-        k
+            .line(format!("let {k} = max(1, i32(min({c}, f32({cnt}))));"));
+        self.w.line(format!("var {key}: u32 = 0u;"));
+        self.open(format!("for (var {bit}: i32 = 31; {bit} >= 0; {bit}--)"));
+        let cand = self.name("ncand");
+        self.w
+            .line(format!("let {cand} = {key} | (1u << u32({bit}));"));
+        let outer = (
+            self.linear.take(),
+            self.lane.take(),
+            self.shared_loads.take(),
+        );
+        let at_least = pass(self, &cand, &cnt);
+        (self.linear, self.lane, self.shared_loads) = outer;
+        self.w
+            .line(format!("if ({at_least} >= {k}) {{ {key} = {cand}; }}"));
+        self.close();
+        format!("select(lc_unkey({key}), -lc_inf(), {cnt} == 0)")
     }
 
-    /// The k-th largest value by one thread: a bisection on the order-preserving keys
-    /// (`lc_key`), from the highest bit down, keeping each bit while at least k values
-    /// have a key at or above the prefix. 32 passes over the values: linear in their
-    /// count, exact, and with no array to sort.
+    /// [`Self::nth_largest`] by one thread: each pass is its own loops.
     pub(super) fn inline_nth_largest(
         &mut self,
         n: NodeIndex,
         body: NodeIndex,
         bound: &[IndexId],
     ) -> String {
-        let comment = self.comment(n);
-        let (cnt, key, bit) = (self.name("nn"), self.name("nkey"), self.name("nbit"));
-        let total = self.count(bound);
-        self.w.line(format!("let {cnt} = {total}; {comment}"));
-        let k = self.nth_rank(n, &cnt);
-        self.w.line(format!("var {key}: u32 = 0u;"));
-        self.open(format!("for (var {bit}: i32 = 31; {bit} >= 0; {bit}--)"));
-        let (cand, at_least) = (self.name("ncand"), self.name("nge"));
-        self.w
-            .line(format!("let {cand} = {key} | (1u << u32({bit}));"));
-        self.w.line(format!("var {at_least}: i32 = 0;"));
-        // These loops may bind the very variables of an enclosing loop (`sum_top`'s
-        // lowering shares them), whose linear index and lanes then do not apply.
-        let outer = (
-            self.linear.take(),
-            self.lane.take(),
-            self.shared_loads.take(),
-        );
-        self.open_loops(bound);
-        let b = self.val(body);
-        self.w.line(format!(
-            "if (lc_key({b}) >= {cand}) {{ {at_least} = {at_least} + 1; }}"
-        ));
-        for _ in bound {
-            self.close();
-        }
-        (self.linear, self.lane, self.shared_loads) = outer;
-        self.w
-            .line(format!("if ({at_least} >= {k}) {{ {key} = {cand}; }}"));
-        self.close();
+        let result = self.nth_largest(n, bound, &mut |e: &mut Self, cand: &str, _: &str| {
+            let at_least = e.name("nge");
+            e.w.line(format!("var {at_least}: i32 = 0;"));
+            e.open_loops(bound);
+            let b = e.val(body);
+            e.w.line(format!(
+                "if (lc_key({b}) >= {cand}) {{ {at_least} = {at_least} + 1; }}"
+            ));
+            for _ in bound {
+                e.close();
+            }
+            at_least
+        });
         let name = self.name("v");
-        self.w.line(format!(
-            "let {name} = lc_opaque(select(lc_unkey({key}), -lc_inf(), {cnt} == 0));"
-        ));
+        self.w.line(format!("let {name} = lc_opaque({result});"));
         let d = self.depth();
         self.cache[d].insert(n, name.clone());
         name
     }
 
-    /// [`Self::inline_nth_largest`] shared by the workgroup: each pass counts the keys
-    /// at or above the prefix, each thread its values `lid, lid + 64, ...`, and the
-    /// threads' counts are summed exactly (u32) in the fixed-order tree, so every thread
-    /// takes the same bit. Call from uniform control flow.
+    /// [`Self::nth_largest`] shared by the workgroup: in each pass every thread counts its
+    /// values `lid, lid + 64, ...`, and the threads' counts are summed exactly (u32) in
+    /// the fixed-order tree, so every thread keeps the same bits. Call from uniform
+    /// control flow.
     fn cooperative_nth_largest(&mut self, n: NodeIndex, bound: &[IndexId]) -> String {
         let body = operands(&self.ir.graph, n)[0];
-        let (cnt, key, bit) = (self.name("nn"), self.name("nkey"), self.name("nbit"));
-        let total = self.count(bound);
-        self.w.line(format!("let {cnt} = {total};"));
-        let k = self.nth_rank(n, &cnt);
-        self.w.line(format!("var {key}: u32 = 0u;"));
-        self.open(format!("for (var {bit}: i32 = 31; {bit} >= 0; {bit}--)"));
-        let (cand, at_least, x) = (self.name("ncand"), self.name("nge"), self.name("x"));
-        self.w
-            .line(format!("let {cand} = {key} | (1u << u32({bit}));"));
-        self.w.line(format!("var {at_least}: u32 = 0u;"));
-        let outer = (
-            self.linear.take(),
-            self.lane.take(),
-            self.shared_loads.take(),
-        );
-        self.open(format!(
-            "for (var {x}: i32 = i32(lid); {x} < {cnt}; {x} += {WORKGROUP})"
-        ));
-        self.decompose(bound, &x);
-        let b = self.val(body);
-        self.w.line(format!(
-            "if (lc_key({b}) >= {cand}) {{ {at_least} = {at_least} + 1u; }}"
-        ));
-        self.close();
-        (self.linear, self.lane, self.shared_loads) = outer;
-        self.w.line("lc_red[lid] = 0.0f;");
-        self.w.line(format!("lc_cnt[lid] = {at_least};"));
-        self.w.line("_ = lc_tree_sum_count(lid);");
-        self.w.line(format!(
-            "if (i32(lc_last_count) >= {k}) {{ {key} = {cand}; }}"
-        ));
-        self.close();
-        format!("select(lc_unkey({key}), -lc_inf(), {cnt} == 0)")
+        self.nth_largest(n, bound, &mut |e: &mut Self, cand: &str, total: &str| {
+            let (at_least, x) = (e.name("nge"), e.name("x"));
+            e.w.line(format!("var {at_least}: u32 = 0u;"));
+            e.open(format!(
+                "for (var {x}: i32 = i32(lid); {x} < {total}; {x} += {WORKGROUP})"
+            ));
+            e.decompose(bound, &x);
+            let b = e.val(body);
+            e.w.line(format!(
+                "if (lc_key({b}) >= {cand}) {{ {at_least} = {at_least} + 1u; }}"
+            ));
+            e.close();
+            e.w.line("lc_red[lid] = 0.0f;");
+            e.w.line(format!("lc_cnt[lid] = {at_least};"));
+            e.w.line("_ = lc_tree_sum_count(lid);");
+            "i32(lc_last_count)".to_string()
+        })
     }
 
     /// Computes hoisted table `k` for the current row into the scratch slice.
