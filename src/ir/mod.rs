@@ -371,12 +371,6 @@ impl ReduceFn {
             .find(|(_, r)| *r == self)
             .map_or("nth_largest", |(n, _)| n)
     }
-
-    /// How many operands its node has: the body, and for [`ReduceFn::NthLargest`] the
-    /// count.
-    pub fn arity(self) -> usize {
-        if self == ReduceFn::NthLargest { 2 } else { 1 }
-    }
 }
 
 /// What a node computes.
@@ -400,8 +394,8 @@ pub enum Op {
     Select,
     /// `clamp(x, lo, hi)`: three operands, NaN-propagating.
     Clamp,
-    /// A reduction over the given (bound) index variables: its body, and a closed count
-    /// for [`ReduceFn::NthLargest`] ([`ReduceFn::arity`]).
+    /// A reduction over the given (bound) index variables: its body, and for
+    /// [`ReduceFn::NthLargest`] a closed count.
     Reduce(ReduceFn, Vec<IndexId>),
     /// The operand evaluated with some index variables set to index expressions of
     /// others (`e` at `t := g - 1`): one operand. Only differentiation ([`crate::ad`])

@@ -94,10 +94,7 @@ impl LossEmitter<'_> {
     /// An element of a tensor of the arena; every subscript is bounds-checked, and an
     /// out-of-range one raises the read's site in the error word.
     pub(super) fn read(&mut self, t: Tensor, idx: &[IndexExpr], at: Option<NodeIndex>) -> String {
-        let name = match t {
-            Tensor::Input(i) => self.ir.inputs[i].name.clone(),
-            Tensor::Param(p) => self.ir.params[p].name.clone(),
-        };
+        let name = self.ir.tensor_name(t).to_string();
         if let (Tensor::Param(_), Some(store)) = (t, self.store)
             && name == COUNT_PARAM
         {

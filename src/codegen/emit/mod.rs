@@ -37,7 +37,7 @@ use super::wgsl::{PRELUDE, REDUCE, meta_ref, meta_value, set_zero_bits};
 use super::writer::Writer;
 use crate::ice::InternalError;
 use crate::ir::sites::CheckedRead;
-use crate::ir::{IndexId, LossIr, Tensor};
+use crate::ir::{IndexId, LossIr};
 
 /// Threads per workgroup. 64 fills a warp or wavefront or two on real GPUs, and keeps
 /// barriers cheap on software rasterisers (llvmpipe runs a workgroup's SIMD groups as
@@ -266,10 +266,7 @@ fn number_sites(losses: &[(&LossIr, &LossSchedule)]) -> (Vec<Site>, Vec<Vec<u32>
     let mut all = Vec::new();
     for (li, (ir, _)) in losses.iter().enumerate() {
         for r in ir.checked_reads() {
-            let tensor_name = match r.tensor {
-                Tensor::Input(i) => ir.inputs[i].name.clone(),
-                Tensor::Param(p) => ir.params[p].name.clone(),
-            };
+            let tensor_name = ir.tensor_name(r.tensor).to_string();
             all.push(Site {
                 loss: li,
                 loss_name: ir.name.clone(),

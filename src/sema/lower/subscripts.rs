@@ -31,13 +31,18 @@ impl Lowerer<'_> {
         );
     }
 
-    /// Reads input `i`, noting an optional input's read for the stage checks (one with
-    /// a default is always bound, so it may be read anywhere).
+    /// Reads input `i`, noting an optional input's read for the stage checks.
     pub(super) fn read_input(&mut self, i: InputId, idx: Vec<IndexExpr>, span: Span) -> Lowered {
+        self.note_read(i, span);
+        Ok(self.node(Op::Read(Tensor::Input(i), idx), Ty::Num, &[], span))
+    }
+
+    /// Notes a read of input `i` (a value or a gather) for the stage checks when it may
+    /// be absent (one with a default is always bound, so it may be read anywhere).
+    fn note_read(&mut self, i: InputId, span: Span) {
         if self.inputs[i].optional && self.inputs[i].default.is_none() {
             self.optional_reads.push((i, span));
         }
-        Ok(self.node(Op::Read(Tensor::Input(i), idx), Ty::Num, &[], span))
     }
 
     /// `n[args]`: a read of an input or tensor param, or an indexed let expanded at
@@ -287,11 +292,8 @@ impl Lowerer<'_> {
             .map(|a| self.index_expr(a, scope, ctx))
             .collect::<Result<Vec<_>, _>>()?;
         self.constant_subscripts(t, &idx, args)?;
-        if let Tensor::Input(i) = t
-            && self.inputs[i].optional
-            && self.inputs[i].default.is_none()
-        {
-            self.optional_reads.push((i, n.span));
+        if let Tensor::Input(i) = t {
+            self.note_read(i, n.span);
         }
         Ok(IndexExpr {
             terms: vec![(1, IndexTerm::Gather(t, idx))],
