@@ -483,10 +483,11 @@ impl F64<'_> {
         let dims: Vec<Option<i64>> = self.b.dims.iter().copied().map(Some).collect();
         let mut v = e.offset.eval(&dims).unwrap();
         for (c, t) in &e.terms {
-            v += c * match t {
-                IndexTerm::Var(x) => env[x],
-                IndexTerm::Gather(t, idx) => self.read(*t, idx, env) as i64,
-            };
+            v += c.eval(&dims).unwrap()
+                * match t {
+                    IndexTerm::Var(x) => env[x],
+                    IndexTerm::Gather(t, idx) => self.read(*t, idx, env) as i64,
+                };
         }
         v
     }
@@ -700,7 +701,14 @@ fn positive(r: &mut Rng, depth: u32, col: bool) -> String {
     let leaf = |r: &mut Rng| -> String {
         let mut xs = vec!["y[n]", "y[n + 1]", "w[n]"];
         if col {
-            xs.extend(["x[n, j]", "x[n + 1, j]", "v[j]", "x[g[n], j]"]);
+            xs.extend([
+                "x[n, j]",
+                "x[n + 1, j]",
+                "v[j]",
+                "x[g[n], j]",
+                "xf[n * M + j]",
+                "xf[(n + 1) * M + j]",
+            ]);
         }
         r.pick(&xs).to_string()
     };
@@ -757,8 +765,8 @@ fn positive(r: &mut Rng, depth: u32, col: bool) -> String {
     }
 }
 
-/// A random program over `x : [N, M]`, `y : [N]`, `w : [N]`, `v : [M]`, with the
-/// gather `g : index[N]`.
+/// A random program over `x : [N, M]`, `xf : [N * M]` (read as `[N, M]`), `y : [N]`,
+/// `w : [N]`, `v : [M]`, with the gather `g : index[N]`.
 fn random_program(r: &mut Rng) -> String {
     let body = positive(r, 3, false);
     let compute = if r.below(2) == 0 {
@@ -783,7 +791,7 @@ fn random_program(r: &mut Rng) -> String {
     };
     let reduce = r.pick(&["mean", "sum"]);
     format!(
-        "loss f {{\n    input x : [N, M]\n    input y : [N]\n    input w : [N]\n    input v : [M]\n    param g : index[N]\n    compute {compute}\n{mask}{rectify}    reduce {reduce}\n    weight 0.75\n}}\n"
+        "loss f {{\n    input x : [N, M]\n    input xf : [N * M]\n    input y : [N]\n    input w : [N]\n    input v : [M]\n    param g : index[N]\n    compute {compute}\n{mask}{rectify}    reduce {reduce}\n    weight 0.75\n}}\n"
     )
 }
 
@@ -806,6 +814,7 @@ fn random_case(r: &mut Rng) -> (String, Program, lossc::runtime::data::Data) {
     let program = check(&text);
     let data = serde_json::json!({
         "x": {"shape": [n, m], "data": distinct(r, n * m)},
+        "xf": distinct(r, n * m),
         "y": distinct(r, n),
         "w": distinct(r, n),
         "v": distinct(r, m),

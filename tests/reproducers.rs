@@ -151,9 +151,15 @@ fn a_soft_target_cross_entropy_over_256_classes_runs_on_the_gpu() {
 
 #[test]
 fn one_mistake_in_a_let_body_is_one_error() {
-    // `x[m * N]`: a product of an index and a size is not an affine subscript; the let is
-    // used twice, the error is reported once.
-    let text = std::fs::read_to_string(dir().join("duplicate_diagnostic.loss")).unwrap();
+    // As filed, `x[m * N]` was the mistake; it is now a reshaped subscript (an index
+    // times a size), which checks. `x[m * m]`, a product of indices, is still a mistake:
+    // the let is used twice, the error is reported once.
+    let filed = std::fs::read_to_string(dir().join("duplicate_diagnostic.loss")).unwrap();
+    let sources = [Source::new("duplicate_diagnostic.loss", filed.clone())];
+    let checked = lossc::sema::check(&sources);
+    assert!(!checked.has_errors(), "{}", checked.render(&sources));
+    let text = filed.replace("x[m * N]", "x[m * m]");
+    assert_ne!(text, filed);
     let sources = [Source::new("duplicate_diagnostic.loss", text)];
     let checked = lossc::sema::check(&sources);
     let rendered = checked.render(&sources);

@@ -115,6 +115,14 @@ class_weight = f32([0.5, 2.0, 1.0, 1.5])
 record("nll", {"logp": logp, "target": target, "class_weight": class_weight}, "logp",
        F.nll_loss(logp, torch.tensor(target), weight=class_weight, ignore_index=-100))
 
+# flat_heatmap_mse: heatmaps flattened by a head, [B, K, H*W], against [B, K, H, W]
+# targets: mse_loss of the viewed prediction.
+B, K, H, W = 2, 3, 4, 5
+pred = f32(rng.normal(size=(B, K, H * W))).requires_grad_()
+tgt = f32(rng.uniform(0, 1, size=(B, K, H, W)))
+record("flat_heatmap_mse", {"pred": pred, "target": tgt}, "pred",
+       F.mse_loss(pred.view(B, K, H, W), tgt))
+
 out = {
     "generated_by": "scripts/reference/recipes.py",
     "torch_version": torch.__version__,

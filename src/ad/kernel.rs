@@ -27,8 +27,8 @@ use super::Adjoint;
 use crate::ice::InternalError;
 use crate::ir::passes::dce::remove_dead_nodes;
 use crate::ir::{
-    BinaryFn, IndexExpr, IndexId, IndexTerm, InputId, LossIr, Node, Op, ParamInfo, ParamKind,
-    ParamValue, ReduceMode, Tensor, Ty, add_node, detach_operands, free_indices, operands,
+    BinaryFn, IndexExpr, IndexId, InputId, LossIr, Node, Op, ParamInfo, ParamKind, ParamValue,
+    ReduceMode, Tensor, Ty, add_node, detach_operands, free_indices, operands,
 };
 
 pub use crate::ir::COUNT_PARAM;
@@ -221,8 +221,8 @@ fn substitute(
         new_args.push(substitute(ir, a, &inner, memo)?);
     }
     let op = match &node.op {
-        Op::Read(t, idx) => Op::Read(*t, idx.iter().map(|e| replace(e, &map_here)).collect()),
-        Op::IndexValue(e) => Op::IndexValue(replace(e, &map_here)),
+        Op::Read(t, idx) => Op::Read(*t, idx.iter().map(|e| e.substitute(&map_here)).collect()),
+        Op::IndexValue(e) => Op::IndexValue(e.substitute(&map_here)),
         other => other.clone(),
     };
     let free = free_indices(&ir.graph, &op, &new_args);
@@ -238,28 +238,4 @@ fn substitute(
     );
     memo.insert((n, active), r);
     Ok(r)
-}
-
-/// `e` with each variable of `map` replaced by its expression, inside gathers too.
-fn replace(e: &IndexExpr, map: &[(IndexId, IndexExpr)]) -> IndexExpr {
-    let mut out = IndexExpr::poly(e.offset.clone());
-    for (c, t) in &e.terms {
-        match t {
-            IndexTerm::Var(v) => match map.iter().find(|(w, _)| w == v) {
-                Some((_, x)) => out = out.add_scaled(x, *c),
-                None => out = out.add_scaled(&IndexExpr::var(*v), *c),
-            },
-            IndexTerm::Gather(p, idx) => {
-                let g = IndexExpr {
-                    terms: vec![(
-                        1,
-                        IndexTerm::Gather(*p, idx.iter().map(|i| replace(i, map)).collect()),
-                    )],
-                    offset: Default::default(),
-                };
-                out = out.add_scaled(&g, *c);
-            }
-        }
-    }
-    out
 }

@@ -1007,11 +1007,9 @@ impl Builder {
                 .then(|| {
                     e.terms.iter().find_map(|(c, t)| match t {
                         IndexTerm::Var(v)
-                            if c.abs() == 1
-                                && in_axis.get(v) == Some(&1)
-                                && !in_gather.contains(v) =>
+                            if in_axis.get(v) == Some(&1) && !in_gather.contains(v) =>
                         {
-                            Some((*c, *v))
+                            c.as_constant().filter(|c| c.abs() == 1).map(|c| (c, *v))
                         }
                         _ => None,
                     })
@@ -1053,7 +1051,9 @@ impl Builder {
         };
         for axis in checks {
             // The subscript, with the solved variables set, equals the gradient's index.
-            let e = substitute(&subs[axis], &solved).add_scaled(&IndexExpr::var(axes[axis]), -1);
+            let e = subs[axis]
+                .substitute(&solved)
+                .add_scaled(&IndexExpr::var(axes[axis]), -1);
             let v = self.index_value(e, span);
             let zero = self.num(0.0, span);
             let hit = self.bin(BinaryFn::Eq, v, zero);
@@ -1144,28 +1144,6 @@ pub fn explain(forward: &LossIr, adj: &Adjoint) -> String {
             out.push_str(&parts.join(", "));
             out.push('\n');
         }
-    }
-    out
-}
-
-/// `e` with some variables replaced by expressions.
-fn substitute(e: &IndexExpr, map: &[(IndexId, IndexExpr)]) -> IndexExpr {
-    let mut out = IndexExpr::poly(e.offset.clone());
-    for (c, t) in &e.terms {
-        let term = match t {
-            IndexTerm::Var(v) => match map.iter().find(|(w, _)| w == v) {
-                Some((_, x)) => x.clone(),
-                None => IndexExpr::var(*v),
-            },
-            IndexTerm::Gather(p, idx) => IndexExpr {
-                terms: vec![(
-                    1,
-                    IndexTerm::Gather(*p, idx.iter().map(|i| substitute(i, map)).collect()),
-                )],
-                offset: Poly::default(),
-            },
-        };
-        out = out.add_scaled(&term, *c);
     }
     out
 }

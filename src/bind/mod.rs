@@ -527,6 +527,7 @@ fn check_subscripts(b: &Bound) -> Result<(), BindError> {
                 if z < a {
                     empty = true;
                 }
+                let c = c.eval_saturating(&known).unwrap_or(0);
                 let (x, y) = (c.saturating_mul(a), c.saturating_mul(z));
                 lo = lo.saturating_add(x.min(y));
                 hi = hi.saturating_add(x.max(y));

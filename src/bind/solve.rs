@@ -1,6 +1,7 @@
 //! Dimension symbols solved from the sizes of arrays: each equation `poly = size` with a
-//! single unknown symbol appearing linearly fixes it (`2 * K` = 34 gives K = 17), until
-//! none is left; then every equation is checked against the solution.
+//! single unknown symbol appearing linearly fixes it (`2 * K` = 34 gives K = 17; `L * K` = 12 gives
+//! L = 3 once K = 4 is known), until none is left; then every equation is checked against the
+//! solution.
 
 use super::BindError;
 use crate::ir::{DimId, Poly};
@@ -39,9 +40,19 @@ pub(super) fn solve_dims(
                 .filter(|(m, _)| m.contains(&s))
                 .collect();
             let [(m, a)] = mentions[..] else { continue };
-            if m.len() != 1 {
+            // s once, beside symbols already known (`L * K` once `K` is): their product
+            // joins the coefficient.
+            if m.iter().filter(|x| **x == s).count() != 1 {
                 continue;
             }
+            let known = m
+                .iter()
+                .filter(|x| **x != s)
+                .try_fold(*a, |acc, x| acc.checked_mul(dims[*x]?));
+            let Some(a) = known.filter(|a| *a != 0) else {
+                continue;
+            };
+            let a = &a;
             let mut rest = eq.poly.clone();
             rest.terms.remove(m);
             let Some(rest) = rest.eval(dims) else {

@@ -242,7 +242,7 @@ fn shape_of(ir: &LossIr, n: NodeIndex, row: &HashSet<IndexId>) -> (String, Vec<I
                         format!("g{p:?}[{}]", args.join(","))
                     }
                 };
-                let _ = write!(out, "+{c}*{term}");
+                let _ = write!(out, "+{c:?}*{term}");
             }
             out
         }

@@ -328,6 +328,7 @@ impl LossPlan<'_> {
                     format!("i32({})", self.read(*p, idx, names))
                 }
             };
+            let c = c.eval(&dims).unwrap_or(0);
             s = format!("{s} + {c} * {x}");
         }
         format!("({s})")

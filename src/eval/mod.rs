@@ -548,6 +548,7 @@ impl Evaluator<'_, '_> {
                     i32s(self.read(*p, idx, env, node)? as i64)
                 }
             };
+            let c = c.eval_saturating(&self.dims).unwrap_or(0);
             v = v.saturating_add(c.saturating_mul(x));
         }
         // A subscript through a gather saturates at i32's bounds, as the GPU computes it

@@ -79,12 +79,15 @@ pub enum IndexTerm {
     Gather(Tensor, Vec<IndexExpr>),
 }
 
-/// An affine index expression: `Σ coeff · term + offset`, where the offset may mention
-/// dimension symbols (`x[B - 1 - t]`).
+/// An affine index expression: `Σ coeff · term + offset`, where the offset and the
+/// coefficients may mention dimension symbols (`x[B - 1 - t]`, `x[b, l * K + k]` for a
+/// `[B, L * K]` array viewed as `[B, L, K]`). Sema allows a coefficient with symbols only
+/// on an index variable, never on a gather, so every symbolic product is bounded by the
+/// host's subscript check before it is computed.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct IndexExpr {
     /// Terms with their non-zero coefficients.
-    pub terms: Vec<(i64, IndexTerm)>,
+    pub terms: Vec<(Poly, IndexTerm)>,
     /// The offset.
     pub offset: Poly,
 }
@@ -93,7 +96,7 @@ impl IndexExpr {
     /// The variable `v`.
     pub fn var(v: IndexId) -> IndexExpr {
         IndexExpr {
-            terms: vec![(1, IndexTerm::Var(v))],
+            terms: vec![(Poly::constant(1), IndexTerm::Var(v))],
             offset: Poly::default(),
         }
     }
@@ -109,16 +112,21 @@ impl IndexExpr {
     /// `self + k · other`, saturating like [`Poly`]'s arithmetic (sema refuses the
     /// coefficients that come near the ends of `i64`, so saturation never shows).
     pub fn add_scaled(&self, other: &IndexExpr, k: i64) -> IndexExpr {
+        self.add_times(other, &Poly::constant(k))
+    }
+
+    /// `self + k · other` for a symbolic `k`.
+    pub fn add_times(&self, other: &IndexExpr, k: &Poly) -> IndexExpr {
         let mut out = self.clone();
         for (c, t) in &other.terms {
-            let kc = k.saturating_mul(*c);
+            let kc = c.mul(k);
             match out.terms.iter_mut().find(|(_, u)| u == t) {
-                Some((c0, _)) => *c0 = c0.saturating_add(kc),
+                Some((c0, _)) => *c0 = c0.add(&kc),
                 None => out.terms.push((kc, t.clone())),
             }
         }
-        out.terms.retain(|(c, _)| *c != 0);
-        out.offset = out.offset.add(&other.offset.scale(k));
+        out.terms.retain(|(c, _)| *c != Poly::default());
+        out.offset = out.offset.add(&other.offset.mul(k));
         out
     }
 
@@ -127,12 +135,43 @@ impl IndexExpr {
         IndexExpr::default().add_scaled(self, k)
     }
 
-    /// The largest magnitude among its coefficients and its offset's (a gather's own
-    /// subscripts not included), saturating.
+    /// `k · self` for a symbolic `k`.
+    pub fn times(&self, k: &Poly) -> IndexExpr {
+        IndexExpr::default().add_times(self, k)
+    }
+
+    /// The largest magnitude among the numbers of its coefficients and its offset (a
+    /// gather's own subscripts not included), saturating.
     pub fn largest_coefficient(&self) -> i64 {
-        let terms = self.terms.iter().map(|(c, _)| c.saturating_abs());
-        let offset = self.offset.terms.values().map(|c| c.saturating_abs());
-        terms.chain(offset).max().unwrap_or(0)
+        let terms = self.terms.iter().flat_map(|(c, _)| c.terms.values());
+        let offset = self.offset.terms.values();
+        terms
+            .chain(offset)
+            .map(|c| c.saturating_abs())
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// It with each variable of `map` replaced by its expression, inside gathers too.
+    pub fn substitute(&self, map: &[(IndexId, IndexExpr)]) -> IndexExpr {
+        let mut out = IndexExpr::poly(self.offset.clone());
+        for (c, t) in &self.terms {
+            let term = match t {
+                IndexTerm::Var(v) => match map.iter().find(|(w, _)| w == v) {
+                    Some((_, x)) => x.clone(),
+                    None => IndexExpr::var(*v),
+                },
+                IndexTerm::Gather(p, idx) => IndexExpr {
+                    terms: vec![(
+                        Poly::constant(1),
+                        IndexTerm::Gather(*p, idx.iter().map(|i| i.substitute(map)).collect()),
+                    )],
+                    offset: Poly::default(),
+                },
+            };
+            out = out.add_times(&term, c);
+        }
+        out
     }
 
     /// Every index variable it mentions, gathers' indices included.
@@ -643,7 +682,12 @@ impl LossIr {
                     format!("{}[{}]", self.tensor_name(*t), self.show_subscripts(idx))
                 }
             };
-            parts.push(if *c == 1 { t } else { format!("{c}*{t}") });
+            parts.push(match c.as_constant() {
+                Some(1) => t,
+                Some(c) => format!("{c}*{t}"),
+                None if c.terms.len() == 1 => format!("{}*{t}", c.display(&names)),
+                None => format!("({})*{t}", c.display(&names)),
+            });
         }
         if !e.offset.terms.is_empty() || parts.is_empty() {
             parts.push(e.offset.display(&names).to_string());
@@ -790,14 +834,17 @@ mod tests {
         let big = IndexExpr::var(IndexId::new(0)).scale(i64::MAX / 2);
         assert_eq!(
             big.scale(4).terms,
-            vec![(i64::MAX, IndexTerm::Var(IndexId::new(0)))]
+            vec![(Poly::constant(i64::MAX), IndexTerm::Var(IndexId::new(0)))]
         );
         assert_eq!(
             big.scale(-4).terms,
-            vec![(i64::MIN, IndexTerm::Var(IndexId::new(0)))]
+            vec![(Poly::constant(i64::MIN), IndexTerm::Var(IndexId::new(0)))]
         );
         let sum = big.scale(2).add_scaled(&big, 2);
-        assert_eq!(sum.terms, vec![(i64::MAX, IndexTerm::Var(IndexId::new(0)))]);
+        assert_eq!(
+            sum.terms,
+            vec![(Poly::constant(i64::MAX), IndexTerm::Var(IndexId::new(0)))]
+        );
         assert_eq!(sum.largest_coefficient(), i64::MAX);
         assert_eq!(extent((i64::MIN, i64::MAX)), i64::MAX);
     }

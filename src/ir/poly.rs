@@ -109,6 +109,57 @@ impl Poly {
         self.scale(-1).floor_div(k).map(|p| p.scale(-1))
     }
 
+    /// `+1` or `−1` when every number in it has that sign, so that it has that sign
+    /// (or is 0) for every value of its symbols, which are sizes and never negative;
+    /// `None` when the numbers' signs differ or it is 0.
+    pub fn sign(&self) -> Option<i64> {
+        let mut signs = self.terms.values().map(|c| c.signum());
+        let first = signs.next()?;
+        signs.all(|s| s == first).then_some(first)
+    }
+
+    /// `⌊self / a⌋` when it is a polynomial: for a whole number `a`, as
+    /// [`Poly::floor_div`]; for a single monomial with a positive number, only when it
+    /// divides every term exactly (`(L·K − K) / K = L − 1`).
+    pub fn floor_div_by(&self, a: &Poly) -> Option<Poly> {
+        match a.as_constant() {
+            Some(k) if k > 0 => self.floor_div(k),
+            Some(_) => None,
+            None => self.exact_div_monomial(a),
+        }
+    }
+
+    /// `⌈self / a⌉`, under the same conditions as [`Poly::floor_div_by`].
+    pub fn ceil_div_by(&self, a: &Poly) -> Option<Poly> {
+        match a.as_constant() {
+            Some(k) if k > 0 => self.ceil_div(k),
+            Some(_) => None,
+            None => self.exact_div_monomial(a),
+        }
+    }
+
+    fn exact_div_monomial(&self, a: &Poly) -> Option<Poly> {
+        let [(am, ac)] = a.terms.iter().collect::<Vec<_>>()[..] else {
+            return None;
+        };
+        if *ac <= 0 {
+            return None;
+        }
+        let mut p = Poly::default();
+        for (m, c) in &self.terms {
+            let mut rest = m.clone();
+            for s in am {
+                let at = rest.iter().position(|x| x == s)?;
+                rest.remove(at);
+            }
+            if c % ac != 0 {
+                return None;
+            }
+            p.terms.insert(rest, c / ac);
+        }
+        Some(p)
+    }
+
     /// The symbols it mentions.
     pub fn symbols(&self) -> impl Iterator<Item = DimId> + '_ {
         self.terms.keys().flatten().copied()

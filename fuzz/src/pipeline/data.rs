@@ -1,6 +1,7 @@
 //! The JSON data of a generated program: `x`, `y` (N × M), `z` and, half the time, `m`
-//! (N), with N, M ≤ 8 (so at most 64 values an array), and for each loss `n` some of its
-//! params (`an`, `en`, `gn`, `moden`); the others keep their defaults or settings.
+//! (N), `xf` (N · M values, read as N × M), with N, M ≤ 8 (so at most 64 values an
+//! array), and for each loss `n` some of its params (`an`, `en`, `gn`, `moden`); the
+//! others keep their defaults or settings.
 //!
 //! Values are dyadic (multiples of 1/4 below 8 in magnitude), so that sums and products
 //! are exact in f32, plus the specials 0, −0, ±inf and NaN. No value is subnormal:
@@ -90,5 +91,7 @@ pub fn data(u: &mut Unstructured, losses: usize) -> String {
             _ => {}
         }
     }
+    // Drawn last, so that the draws above stay those of the programs before it.
+    entries.push(format!("\"xf\": {}", values(u, n * m)));
     format!("{{{}}}", entries.join(", "))
 }

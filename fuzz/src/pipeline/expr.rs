@@ -198,6 +198,19 @@ impl Gen<'_, '_> {
         Some(e)
     }
 
+    /// `xf[r * M + c]`: the `[N * M]` input `xf` read as `[N, M]` (a reshaped subscript).
+    /// It infers no range: `r * M + c` holds neither index alone.
+    fn flat_read(&mut self, scope: &[Index]) -> Option<Expr> {
+        let (row, _) = self.subscript(scope, Kind::Row)?;
+        let (col, _) = self.subscript(scope, Kind::Col)?;
+        let row = if row.contains(' ') { format!("({row})") } else { row };
+        let text = format!("xf[{row} * M + {col}]");
+        let mut e = Expr::new(text.clone(), DATA, false, true);
+        e.reads = reads;
+        e.atoms = vec![text];
+        Some(e)
+    }
+
     /// A leaf: a constant, a param, a dimension, an index, a read, or a let.
     fn leaf(&mut self, scope: &[Index], exact_only: bool) -> Expr {
         for _ in 0..4 {
@@ -217,8 +230,12 @@ impl Gen<'_, '_> {
                     return Expr::new(name, Mag::exact(0.0, 3.0), true, true);
                 }
                 5 | 6 => {
-                    let input = ["x", "y"][self.pick(2)];
-                    if let Some(read) = self.read(scope, input, &[Kind::Row, Kind::Col]) {
+                    let input = ["x", "y", "xf"][self.pick(3)];
+                    let read = match input {
+                        "xf" => self.flat_read(scope),
+                        _ => self.read(scope, input, &[Kind::Row, Kind::Col]),
+                    };
+                    if let Some(read) = read {
                         return read;
                     }
                 }

@@ -140,7 +140,7 @@ impl Gen<'_, '_> {
     fn loss(&mut self, name: &str) -> GeneratedLoss {
         let mut text = format!(
             "loss {name} {{\n    input x : [N, M]\n    input y : [N, M]\n    input z : [N]\n    \
-             input m : [N] optional\n"
+             input m : [N] optional\n    input xf : [N * M]\n"
         );
         let exact = super::expr::exact_constants();
         let default = exact[self.pick(exact.len())];

@@ -77,8 +77,21 @@ impl LossEmitter<'_> {
                     (format!("lc_idx({name})"), name)
                 }
             };
-            parts.push(if *c == 1 { x } else { format!("{c} * {x}") });
-            shadow.push(if *c == 1 { f } else { format!("{c}.0f * {f}") });
+            match c.as_constant() {
+                Some(1) => {
+                    parts.push(x);
+                    shadow.push(f);
+                }
+                Some(k) => {
+                    parts.push(format!("{k} * {x}"));
+                    shadow.push(format!("{k}.0f * {f}"));
+                }
+                None => {
+                    let (k, kf) = (self.poly(c), self.poly_as(c, true));
+                    parts.push(format!("{k} * {x}"));
+                    shadow.push(format!("{kf} * {f}"));
+                }
+            }
         }
         if parts.is_empty() {
             return "0".into();
@@ -262,7 +275,7 @@ impl LossEmitter<'_> {
         let value = |layout: &Layout, s: Slot| layout.value(&s, values);
         for (k, v) in vars.iter().enumerate() {
             let e = &idx[lead + k];
-            if e.terms != [(1, IndexTerm::Var(*v))] || !e.offset.terms.is_empty() {
+            if *e != IndexExpr::var(*v) {
                 return 0;
             }
             let lo = value(

@@ -79,7 +79,7 @@ fn gather_depth(idx: &[IndexExpr]) -> usize {
 mod tests {
     use super::*;
     use crate::diagnostics::Source;
-    use crate::ir::{IndexId, ParamId, Tensor};
+    use crate::ir::{IndexId, ParamId, Poly, Tensor};
 
     fn check(src: &str) -> String {
         let s = Source::new("d.loss", src);
@@ -110,7 +110,7 @@ mod tests {
             for _ in 0..d {
                 e = IndexExpr {
                     terms: vec![(
-                        1,
+                        Poly::constant(1),
                         IndexTerm::Gather(Tensor::Param(ParamId::new(0)), vec![e]),
                     )],
                     offset: Default::default(),

@@ -73,11 +73,14 @@ pub fn constraints(ir: &LossIr) -> Vec<Constraint> {
 /// A range `[lo, hi]` one constraint allows an index, with that constraint.
 type Candidate<'c> = ((Poly, Poly), &'c Constraint);
 
-/// `[lo, hi]` for `v` from one constraint where it is the only unknown.
+/// `[lo, hi]` for `v` from one constraint where it is the only unknown. A symbolic
+/// coefficient counts as non-negative when its numbers are (dimensions are never
+/// negative), and `v`'s own must divide the bounds exactly: `l * K + k` with `k` in
+/// `0..K` on `[L * K]` gives `l ∈ [0, L − 1]`.
 fn solve(
     c: &Constraint,
     v: IndexId,
-    a: i64,
+    a: &Poly,
     known: &HashMap<IndexId, (Poly, Poly)>,
 ) -> Option<(Poly, Poly)> {
     let (mut rmin, mut rmax) = (c.index.offset.clone(), c.index.offset.clone());
@@ -87,18 +90,21 @@ fn solve(
             continue;
         }
         let (lo, hi) = known.get(u)?;
-        let (at_min, at_max) = if *k > 0 { (lo, hi) } else { (hi, lo) };
-        rmin = rmin.add(&at_min.scale(*k));
-        rmax = rmax.add(&at_max.scale(*k));
+        let (at_min, at_max) = if k.sign()? > 0 { (lo, hi) } else { (hi, lo) };
+        rmin = rmin.add(&at_min.mul(k));
+        rmax = rmax.add(&at_max.mul(k));
     }
     // a·v ∈ [−rmin, D − 1 − rmax]
     let low = rmin.scale(-1);
     let high = c.dim.sub(&Poly::constant(1)).sub(&rmax);
-    if a > 0 {
-        Some((low.ceil_div(a)?, high.floor_div(a)?))
+    if a.sign()? > 0 {
+        Some((low.ceil_div_by(a)?, high.floor_div_by(a)?))
     } else {
-        let a = a.saturating_neg();
-        Some((high.scale(-1).ceil_div(a)?, low.scale(-1).floor_div(a)?))
+        let a = a.scale(-1);
+        Some((
+            high.scale(-1).ceil_div_by(&a)?,
+            low.scale(-1).floor_div_by(&a)?,
+        ))
     }
 }
 
@@ -117,12 +123,12 @@ pub fn infer_ranges(ir: &mut LossIr) -> Vec<Diagnostic> {
     loop {
         let mut found: HashMap<IndexId, Vec<Candidate>> = HashMap::new();
         for c in &cons {
-            let unknown: Vec<(i64, IndexId)> = c
+            let unknown: Vec<(&Poly, IndexId)> = c
                 .index
                 .terms
                 .iter()
                 .filter_map(|(a, t)| match t {
-                    IndexTerm::Var(u) if !known.contains_key(u) => Some((*a, *u)),
+                    IndexTerm::Var(u) if !known.contains_key(u) => Some((a, *u)),
                     _ => None,
                 })
                 .collect();
@@ -134,6 +140,33 @@ pub fn infer_ranges(ir: &mut LossIr) -> Vec<Diagnostic> {
         }
         if found.is_empty() {
             break;
+        }
+        // An index multiplied by a size (`l` of `x[l * K + k]`) waits while the other
+        // unknowns of that subscript are being solved this round: next round the
+        // subscript constrains it too (`y[l]` alone would give `l` the whole of `y`'s
+        // axis, and the read of `x` could then leave its own).
+        let waits: Vec<IndexId> = found
+            .keys()
+            .copied()
+            .filter(|v| {
+                cons.iter().any(|c| {
+                    let scaled = c
+                        .index
+                        .terms
+                        .iter()
+                        .any(|(a, t)| *t == IndexTerm::Var(*v) && a.as_constant().is_none());
+                    scaled
+                        && c.index.terms.iter().any(|(_, t)| match t {
+                            IndexTerm::Var(u) => {
+                                u != v && !known.contains_key(u) && found.contains_key(u)
+                            }
+                            IndexTerm::Gather(..) => false,
+                        })
+                })
+            })
+            .collect();
+        if waits.len() < found.len() {
+            found.retain(|v, _| !waits.contains(v));
         }
         let mut found: Vec<_> = found.into_iter().collect();
         found.sort_by_key(|(v, _)| *v);
@@ -195,13 +228,22 @@ pub fn infer_ranges(ir: &mut LossIr) -> Vec<Diagnostic> {
     for (v, var) in ir.indices.iter_mut_enumerated() {
         var.range = known.get(&v).cloned();
         if var.range.is_none() && !ir.graph.node_weights().all(|n| !mentions(&n.op, v)) {
-            diags.push(
-                Diagnostic::error(format!("cannot infer the range of index `{}`", var.name), var.span, "range unknown")
-                    .with_note(format!(
-                        "use `{}` alone (or plus a constant) as a subscript of a declared tensor, or give it a range: `{} in 0..N`",
-                        var.name, var.name
-                    )),
-            );
+            let mut d = Diagnostic::error(format!("cannot infer the range of index `{}`", var.name), var.span, "range unknown")
+                .with_note(format!(
+                    "use `{}` alone (or plus a constant) as a subscript of a declared tensor, or give it a range: `{} in 0..N`",
+                    var.name, var.name
+                ));
+            let times_size = cons.iter().flat_map(|c| &c.index.terms).find_map(|(a, t)| {
+                (*t == IndexTerm::Var(v) && a.as_constant().is_none()).then_some(a)
+            });
+            if let Some(size) = times_size {
+                let size = size.display(&names);
+                d = d.with_note(format!(
+                    "`{}` is multiplied by `{size}`: its range follows from an axis only when the axis is a multiple of `{size}` (`[L * {size}]`, not `[N]`) and the other indices of the subscript have known ranges",
+                    var.name
+                ));
+            }
+            diags.push(d);
         }
     }
     diags
@@ -249,6 +291,24 @@ mod tests {
         assert!(r.contains(&("t".into(), "0..=B - 2".into())), "{r:?}");
         assert!(r.contains(&("k".into(), "0..=K - 1".into())), "{r:?}");
         assert!(r.contains(&("c".into(), "0..=1".into())), "{r:?}");
+    }
+
+    #[test]
+    fn an_index_times_a_size_waits_for_the_other_indices_of_its_subscript() {
+        // `n` alone in `y[n]` would run over N values, one too many for `xf`.
+        let r = ranges("loss l { input xf : [N * M]\n input y : [N]\n input v : [M]\n compute sum(j: xf[(n + 1) * M + j] * v[j]) * y[n]\n reduce mean }").unwrap();
+        assert!(r.contains(&("n".into(), "0..=N - 2".into())), "{r:?}");
+    }
+
+    #[test]
+    fn a_size_times_an_index_divides_the_axis() {
+        let r = ranges("loss l { input x : [B, L * K]\n input w : [K]\n compute sum(k: x[b, l * K + k] * w[k])\n reduce mean }").unwrap();
+        assert!(r.contains(&("l".into(), "0..=L - 1".into())), "{r:?}");
+        let r = ranges("loss l { input x : [L * K]\n input w : [K]\n compute sum(k: x[(L - 1 - l) * K + k] * w[k])\n reduce mean }").unwrap();
+        assert!(r.contains(&("l".into(), "0..=L - 1".into())), "{r:?}");
+        // Two symbols: rows of a flattened H·W grid.
+        let r = ranges("loss l { input x : [H * W]\n input y : [W]\n compute sum(w: x[h * W + w] * y[w])\n reduce mean }").unwrap();
+        assert!(r.contains(&("h".into(), "0..=H - 1".into())), "{r:?}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use super::{Ctx, Decl, Lowered, Lowerer, MAX_LET_DEPTH, MAX_LITERAL, Scope};
 use crate::diagnostics::{Diagnostic, Span, closest};
+use crate::ir::sites::gathered;
 use crate::ir::*;
 use crate::syntax::ast::{self, BinOp, ExprKind, Ident, UnOp};
 
@@ -296,7 +297,7 @@ impl Lowerer<'_> {
             self.note_read(i, n.span);
         }
         Ok(IndexExpr {
-            terms: vec![(1, IndexTerm::Gather(t, idx))],
+            terms: vec![(Poly::constant(1), IndexTerm::Gather(t, idx))],
             offset: Poly::default(),
         })
     }
@@ -377,19 +378,26 @@ impl Lowerer<'_> {
         Ok(x)
     }
 
-    /// `x * y`, affine only when one side is a whole number (or both are index-free).
+    /// `x * y`, affine only when one side is free of indices. A size with dimension
+    /// symbols may multiply index variables (`l * K`, a flattened axis read as two), but
+    /// not a gather, whose values are known only when it is read.
     fn index_product(&mut self, x: IndexExpr, y: IndexExpr, span: Span) -> Result<IndexExpr, ()> {
         match (x.terms.is_empty(), y.terms.is_empty()) {
             (true, true) => Ok(IndexExpr::poly(x.offset.mul(&y.offset))),
             (true, false) | (false, true) => {
                 let (k, v) = if x.terms.is_empty() { (x, y) } else { (y, x) };
-                match k.offset.as_constant() {
-                    Some(c) => Ok(v.scale(c)),
-                    None => {
-                        self.index_times_dimension(&k.offset, span);
-                        Err(())
-                    }
+                if k.offset.as_constant().is_none() && gathered(&v) {
+                    self.diags.push(
+                        Diagnostic::error(
+                            "a gathered index may be multiplied only by a whole number, not by a size",
+                            span,
+                            "gathered index times a size",
+                        )
+                        .with_note("sizes may multiply index variables (`l * K + k`), whose ranges are checked before anything runs; a gathered value is known only when it is read"),
+                    );
+                    return Err(());
                 }
+                Ok(v.times(&k.offset))
             }
             (false, false) => {
                 self.error(
@@ -400,33 +408,6 @@ impl Lowerer<'_> {
                 Err(())
             }
         }
-    }
-
-    /// Reports `l * K`: an index times a size, which a subscript cannot hold. Says why,
-    /// and how a flattened axis is written instead.
-    fn index_times_dimension(&mut self, size: &Poly, span: Span) {
-        let names: Vec<String> = self.dims.iter().map(|d| d.name.clone()).collect();
-        let size = size.display(&names).to_string();
-        let one_symbol = self.dims.iter().any(|d| d.name == size);
-        let k = if one_symbol { size.as_str() } else { "K" };
-        // The other axis of the example, named apart from `k`.
-        let (r, ri) = if k == "R" { ("Q", "q") } else { ("R", "r") };
-        self.diags.push(
-            Diagnostic::error(
-                format!("an index may be multiplied only by a whole number, not by `{size}`"),
-                span,
-                "not affine",
-            )
-            .with_note("subscripts are affine in their indices with whole-number coefficients: that is what lets lossc infer each index's range and check every read before anything runs")
-            .with_note(format!(
-                "to step through a flattened axis, declare it as two axes instead (`[{r}, {k}]` rather than `[{r} * {k}]`, the data shaped to match) and give each its own index (`x[{ri}, i]`){}",
-                if one_symbol {
-                    format!("; or, if `{k}` is a fixed size, write it as a number (`3 * {ri}`)")
-                } else {
-                    String::new()
-                }
-            )),
-        );
     }
 
     /// `x / y`, allowed only between index-free sizes that divide exactly.
