@@ -10,6 +10,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 pub mod npz;
+pub mod programs;
 
 /// The repository root.
 pub fn root() -> PathBuf {
