@@ -203,10 +203,13 @@ impl Gen<'_, '_> {
     fn flat_read(&mut self, scope: &[Index]) -> Option<Expr> {
         let (row, _) = self.subscript(scope, Kind::Row)?;
         let (col, _) = self.subscript(scope, Kind::Col)?;
-        let row = if row.contains(' ') { format!("({row})") } else { row };
+        let row = if row.contains(' ') {
+            format!("({row})")
+        } else {
+            row
+        };
         let text = format!("xf[{row} * M + {col}]");
         let mut e = Expr::new(text.clone(), DATA, false, true);
-        e.reads = reads;
         e.atoms = vec![text];
         Some(e)
     }
