@@ -428,7 +428,18 @@ fn check(
     }
     // The buffers the host creates: never empty, and the dispatch within WebGPU's limit.
     for b in m["buffers"].as_array().unwrap() {
-        assert!(host.eval(&b["bytes"]) > 0, "{name}: {b}");
+        let bytes = host.eval(&b["bytes"]);
+        assert!(bytes > 0, "{name}: {b}");
+        // Runs of words fill the buffer exactly.
+        if let Some(runs) = b["init"].get("runs") {
+            let words: i64 = runs
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| host.eval(&r["count"]))
+                .sum();
+            assert_eq!(4 * words, bytes, "{name}: {b}");
+        }
     }
     let wg = host.eval(&m["dispatch"]["workgroups"][0]);
     assert_eq!(wg, plan.work.workgroups, "{name}: workgroups");

@@ -338,24 +338,58 @@ fn absent_input(ir: &LossIr, tensor: &str) -> bool {
         .any(|i| i.name == tensor && i.optional && i.default.is_none())
 }
 
-/// The size in bytes of each buffer a forward kernel binds (`sites`: the kernel's
-/// checked reads), as expressions; never 0 (WebGPU cannot bind an empty buffer).
+/// The bytes of a buffer of `slice_size` f32s per workgroup (at least one f32).
+fn scratch_bytes() -> Value {
+    product(vec![
+        json!(4),
+        op(
+            "max",
+            vec![
+                json!(1),
+                product(vec![
+                    json!({"work": "slice_size"}),
+                    json!({"work": "workgroups"}),
+                ]),
+            ],
+        ),
+    ])
+}
+
+/// `lc_sync`: the counter and the error word, two words per work item, one per site;
+/// initialised to 0, 0, then 0xffffffff per item slot (empty), then 0 per site.
+fn sync_buffer(k: &Kernel) -> Value {
+    let item_words = product(vec![json!(2), json!({"work": "total_items"})]);
+    json!({
+        "holds": "sync",
+        "bindings": ["lc_sync"],
+        "bytes": product(vec![json!(4), sum(vec![json!(2 + k.sites.len()), item_words.clone()])]),
+        "init": {"runs": [
+            {"count": 2, "u32": 0},
+            {"count": item_words, "u32": 0xffff_ffffu32},
+            {"count": k.sites.len(), "u32": 0},
+        ]},
+    })
+}
+
+/// The size in bytes of each buffer a forward kernel binds, as expressions, and what it
+/// starts as (`init`: the parameter block, the arena, zeros, or runs of u32 words);
+/// never 0 bytes (WebGPU cannot bind an empty buffer).
 pub fn forward_buffers(k: &Kernel) -> Value {
     let n = k.schedules.len();
     json!([
-        {"holds": "parameter block", "bindings": ["lc_meta"], "bytes": 16 * k.layout.vec4s()},
+        {"holds": "parameter block", "bindings": ["lc_meta"], "bytes": 16 * k.layout.vec4s(), "init": "parameter_block"},
         {"holds": "arena", "bindings": ["lc_arena", "lc_arena4"],
-         "bytes": product(vec![json!(16), op("max", vec![json!(1), op("div_ceil", vec![json!({"arena_floats": null}), json!(4)])])])},
-        {"holds": "scratch", "bindings": ["lc_scratch"],
-         "bytes": product(vec![json!(4), op("max", vec![json!(1), product(vec![json!({"work": "slice_size"}), json!({"work": "workgroups"})])])])},
-        {"holds": "sync", "bindings": ["lc_sync"],
-         "bytes": product(vec![json!(4), sum(vec![json!(2 + k.sites.len()), product(vec![json!(2), json!({"work": "total_items"})])])])},
-        {"holds": "results", "bindings": ["lc_out"], "bytes": 4 * (4 * n + 1)},
+         "bytes": product(vec![json!(16), op("max", vec![json!(1), op("div_ceil", vec![json!({"arena_floats": null}), json!(4)])])]),
+         "init": "arena"},
+        {"holds": "scratch", "bindings": ["lc_scratch"], "bytes": scratch_bytes(), "init": "zero"},
+        sync_buffer(k),
+        {"holds": "results", "bindings": ["lc_out"], "bytes": 4 * (4 * n + 1), "init": "zero"},
     ])
 }
 
 /// [`forward_buffers`] for a backward kernel: its gradients instead of its results
-/// (which it reads from the forward kernel's `lc_out`, bound as `lc_saved`).
+/// (which it reads from the forward kernel's `lc_out`, bound as `lc_saved`, and its
+/// arena from the forward's).
 pub fn backward_buffers(k: &Kernel, irs: &[&LossIr]) -> Value {
     let grads = sum(irs
         .iter()
@@ -363,11 +397,9 @@ pub fn backward_buffers(k: &Kernel, irs: &[&LossIr]) -> Value {
         .map(|(j, ir)| extents(j, &ir.domain))
         .collect());
     json!([
-        {"holds": "parameter block", "bindings": ["lc_meta"], "bytes": 16 * k.layout.vec4s()},
-        {"holds": "scratch", "bindings": ["lc_scratch"],
-         "bytes": product(vec![json!(4), op("max", vec![json!(1), product(vec![json!({"work": "slice_size"}), json!({"work": "workgroups"})])])])},
-        {"holds": "sync", "bindings": ["lc_sync"],
-         "bytes": product(vec![json!(4), sum(vec![json!(2 + k.sites.len()), product(vec![json!(2), json!({"work": "total_items"})])])])},
-        {"holds": "gradients", "bindings": ["lc_grad"], "bytes": product(vec![json!(4), op("max", vec![json!(1), grads])])},
+        {"holds": "parameter block", "bindings": ["lc_meta"], "bytes": 16 * k.layout.vec4s(), "init": "parameter_block"},
+        {"holds": "scratch", "bindings": ["lc_scratch"], "bytes": scratch_bytes(), "init": "zero"},
+        sync_buffer(k),
+        {"holds": "gradients", "bindings": ["lc_grad"], "bytes": product(vec![json!(4), op("max", vec![json!(1), grads])]), "init": "zero"},
     ])
 }
