@@ -1,6 +1,7 @@
 //! The reference JavaScript host (`hosts/webgpu/lossc_host.js`), written from the
-//! manifest's schema alone, runs every example loss the demo data binds, both example
-//! factories, every zoo loss and random programs in headless Chromium's WebGPU
+//! manifest's schema alone, runs every example loss (on a Lightning Pose conformance
+//! case), both example factories (on the demo data), every zoo loss (on its reference
+//! data) and random programs in headless Chromium's WebGPU
 //! (`scripts/webgpu_host.py`; Dawn on SwiftShader, no GPU needed), and gives the CPU
 //! evaluator's total and losses (rel 1e-5).
 //!
@@ -108,15 +109,19 @@ fn the_javascript_host_runs_every_example_factory_and_zoo_loss_in_chromium_as_th
                 .collect(),
         )
     };
+    // Each example loss alone, on the first of Lightning Pose's conformance cases for it
+    // that the CPU runs.
+    let conformance = common::conformance::single_loss_cases();
     for l in &program.losses {
         let terms = [FactoryTerm::plain(l.name.clone())];
-        cases.extend(case(&program, &l.name, &terms, &data_for(&terms)));
+        let found = conformance
+            .iter()
+            .filter(|(loss, _)| *loss == l.name)
+            .find_map(|(_, data)| case(&program, &l.name, &terms, data).filter(|c| c.cpu.is_ok()));
+        cases.push(found.unwrap_or_else(|| panic!("no conformance case of {} runs", l.name)));
     }
     let examples = cases.len();
-    assert!(
-        examples >= 7,
-        "only {examples} example losses run alone on the demo data"
-    );
+    assert_eq!(examples, 12, "every example loss");
     for f in &program.factories {
         let c = case(&program, &f.name, &f.terms, &data_for(&f.terms));
         cases.push(c.unwrap_or_else(|| panic!("the CPU refused factory {}", f.name)));

@@ -9,6 +9,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+pub mod conformance;
 pub mod npz;
 pub mod programs;
 
