@@ -4,10 +4,11 @@ headless Chromium's WebGPU (Dawn on SwiftShader; no GPU needed).
 
     scripts/webgpu_host.py CASES.json --out RESULTS.json [--chromium PATH] [--timeout S]
 
-CASES.json is a list of {"name", "wgsl", "manifest", "data"}: a kernel's WGSL text, its
-manifest (as `lossc compile` writes it) and a data object. The page imports the host
-module, runs each case once and posts {total, losses, logs, errorWord} or the host's
-error; RESULTS.json maps each name to that. Non-finite numbers are written as the
+CASES.json is a list of {"name", "wgsl", "manifest", "data"} and, for gradients,
+"backward_wgsl": a kernel's WGSL text, its manifest (as `lossc compile` writes it, with
+its `backward` section for gradients) and a data object. The page imports the host
+module, runs each case once and posts {total, losses, logs, errorWord, grads} or the
+host's error; RESULTS.json maps each name to that. Non-finite numbers are written as the
 strings "NaN", "Infinity", "-Infinity". Exit status: 0 when every case ran (its result
 may still be an error the host reported), 2 when the harness could not run.
 
@@ -56,7 +57,11 @@ try {
     await post({kind: "start", name: c.name});
     const t0 = performance.now();
     try {
-      const result = await runKernel(device, c.wgsl, c.manifest, c.data);
+      const options = c.backward_wgsl ? {backwardWgsl: c.backward_wgsl} : {};
+      const result = await runKernel(device, c.wgsl, c.manifest, c.data, options);
+      if (result.grads) {
+        for (const g of Object.values(result.grads)) g.data = Array.from(g.data);
+      }
       await post({kind: "result", name: c.name, result, ms: performance.now() - t0});
     } catch (e) {
       await post({kind: "result", name: c.name, error: String(e && e.message || e)});

@@ -3,7 +3,8 @@
 //! case), both example factories (on the demo data), every zoo loss (on its reference
 //! data) and random programs in headless Chromium's WebGPU
 //! (`scripts/webgpu_host.py`; Dawn on SwiftShader, no GPU needed), and gives the CPU
-//! evaluator's total and losses (rel 1e-5).
+//! evaluator's total and losses (rel 1e-5), and, with the backward kernel, its gradients
+//! (within 1e-4 of each input's largest) wherever every optional input is given.
 //!
 //! Chromium is a requirement of the suite, not an option: when it is missing the test
 //! fails and says how to get it (`scripts/test.sh` installs it).
@@ -17,6 +18,7 @@ use lossc::codegen;
 use lossc::codegen::manifest::manifest;
 use lossc::ir::{FactoryTerm, Program};
 use lossc::runtime::data::parse_json_data;
+use lossc::runtime::grad::{Wrt, compile_backward};
 use lossc::runtime::run::{RunOptions, run_cpu};
 use serde_json::{Value, json};
 
@@ -41,6 +43,8 @@ struct Case {
     name: String,
     json: Value,
     cpu: Result<(f32, Vec<(String, f32)>), String>,
+    /// d total / d input on the CPU, when the case also runs the backward kernel.
+    grads: Vec<(String, Vec<f32>)>,
 }
 
 /// `None` when the CPU refuses the data other than for a read out of range (as for a
@@ -56,10 +60,37 @@ fn case(program: &Program, name: &str, terms: &[FactoryTerm], data: &Value) -> O
         Err(_) => return None,
     };
     let k = codegen::compile(program, name, terms).unwrap();
+    let mut m = manifest(program, &k);
+    let mut json = json!({"name": name, "wgsl": k.wgsl, "data": data});
+    // Gradients too, where the backward kernel applies: every optional input given (its
+    // kernel assumes every stage runs).
+    let every_input = terms.iter().all(|t| {
+        let ir = program.loss(&t.loss).unwrap();
+        ir.inputs.iter().all(|i| {
+            !i.optional || i.default.is_some() || data.get(&i.name).is_some_and(|v| !v.is_null())
+        })
+    });
+    let mut grads = Vec::new();
+    if cpu.is_ok()
+        && every_input
+        && let Ok(b) = compile_backward(program, name, terms, &Wrt::EveryInput)
+    {
+        let opts = RunOptions {
+            wrt: Wrt::EveryInput,
+            ..RunOptions::default()
+        };
+        if let Ok(r) = run_cpu(program, terms, &parsed, &vec![], &opts) {
+            grads = r.grads.into_iter().map(|(n, g)| (n, g.data)).collect();
+            m["backward"] = b.manifest();
+            json["backward_wgsl"] = json!(b.kernel.wgsl);
+        }
+    }
+    json["manifest"] = m;
     Some(Case {
         name: name.to_string(),
-        json: json!({"name": name, "wgsl": k.wgsl, "manifest": manifest(program, &k), "data": data}),
+        json,
         cpu,
+        grads,
     })
 }
 
@@ -184,6 +215,7 @@ fn the_javascript_host_runs_every_example_factory_and_zoo_loss_in_chromium_as_th
     let _ = std::fs::remove_dir_all(&dir);
 
     let mut wrong = Vec::new();
+    let mut gradients = 0;
     for c in &cases {
         let r = &results[&c.name];
         let Some(res) = r.get("result") else {
@@ -217,6 +249,31 @@ fn the_javascript_host_runs_every_example_factory_and_zoo_loss_in_chromium_as_th
                 c.name
             ));
         }
+        for (input, cpu) in &c.grads {
+            let Some(js) = res["grads"][input]["data"].as_array() else {
+                wrong.push(format!("{}: no gradient of {input} from Chromium", c.name));
+                continue;
+            };
+            let scale = cpu
+                .iter()
+                .filter(|g| g.is_finite())
+                .fold(1e-3f32, |a, g| a.max(g.abs()));
+            let off = js.iter().map(number).zip(cpu).position(|(j, g)| {
+                !((j.is_nan() && g.is_nan()) || j == *g || (j - g).abs() <= 1e-4 * scale)
+            });
+            if js.len() != cpu.len() || off.is_some() {
+                let k = off.unwrap_or(0);
+                wrong.push(format!(
+                    "{}: d total / d {input}[{k}] is {} in Chromium, {} on the CPU ({} vs {} elements)",
+                    c.name,
+                    js.get(k).map_or(f32::NAN, number),
+                    cpu.get(k).copied().unwrap_or(f32::NAN),
+                    js.len(),
+                    cpu.len()
+                ));
+            }
+            gradients += 1;
+        }
         for (i, (loss, value)) in losses.iter().enumerate() {
             let js = number(&res["losses"][i]["loss"]);
             if res["losses"][i]["name"] != json!(loss) || !close(js, *value) {
@@ -234,8 +291,13 @@ fn the_javascript_host_runs_every_example_factory_and_zoo_loss_in_chromium_as_th
         cases.len(),
         wrong.join("\n")
     );
+    let with_grads = cases.iter().filter(|c| !c.grads.is_empty()).count();
+    assert!(
+        with_grads >= 30,
+        "only {with_grads} cases ran their backward kernel"
+    );
     eprintln!(
-        "{report}{} cases agree ({examples} examples alone)",
+        "{report}{} cases agree ({examples} examples alone); {gradients} gradients of {with_grads} cases",
         cases.len()
     );
 }

@@ -4,6 +4,9 @@
 //   import { runKernel } from "./lossc_host.js";
 //   const result = await runKernel(device, wgslText, manifest, data);
 //   // { total, losses: [{ name, loss, weight, weighted }], logs, errorWord }
+//   // With the backward kernel of `lossc compile --grad` (NAME.backward.wgsl):
+//   const withGrads = await runKernel(device, wgslText, manifest, data, { backwardWgsl });
+//   // ... and grads: { inputName: { shape, data: Float32Array } }, d total / d input
 //
 // `data` is lossc's JSON data object: for each input and param, by its name (or
 // "loss.param" for one loss's param), nested arrays, {shape, data}, a number, or an enum
@@ -204,8 +207,13 @@ function bindLoss(loss, data) {
   return { dims, present, enums, arrays };
 }
 
-/** Evaluates an expression of the manifest (`$defs/expr`). */
-function evaluator(m, bound, host) {
+/**
+ * Evaluates an expression of the manifest (`$defs/expr`) in `section`: the manifest
+ * itself, or its `backward` section, whose loss i takes the binding (dims, presence,
+ * enums, arena offsets, anneal factor) of its forward loss `losses[i].term`.
+ */
+function evaluator(section, bound, host) {
+  const m = section;
   const ev = (e) => {
     if (typeof e === "number") return e;
     if (e.op !== undefined) {
@@ -231,10 +239,10 @@ function evaluator(m, bound, host) {
       if (e.work === "table") return ev(m.work.losses[e.loss].tables[e.table]);
       return ev(m.work.losses[e.loss][e.work]);
     }
-    if (e.offset !== undefined) return host.offsets.get(`${e.offset.loss}\u0000${e.offset.tensor}`);
+    if (e.offset !== undefined) return host.offsets.get(`${host.forward(e.offset.loss)}\u0000${e.offset.tensor}`);
     if ("arena_floats" in e) return host.arenaFloats;
     if (e.row_per_thread !== undefined) return 0; // always correct (host_inputs)
-    if (e.anneal_bits !== undefined) return host.annealBits[e.anneal_bits];
+    if (e.anneal_bits !== undefined) return host.annealBits[host.forward(e.anneal_bits)];
     if (e.present !== undefined) return e.present.inputs.every((i) => bound[e.present.loss].present.get(i)) ? 1 : 0;
     if (e.enum !== undefined) return bound[e.enum.loss].enums.get(e.enum.param) ?? -1;
     if (e.if_positive !== undefined) return ev(e.if_positive) > 0 ? ev(e.then) : ev(e.else);
@@ -286,7 +294,7 @@ export async function runKernel(device, wgsl, m, data, options = {}) {
   const f32 = new Float32Array(1);
   const i32 = new Int32Array(f32.buffer);
   const annealBits = anneal.map((a) => ((f32[0] = a), i32[0]));
-  const host = { offsets, arenaFloats: arena.length, annealBits };
+  const host = { offsets, arenaFloats: arena.length, annealBits, forward: (l) => l };
   const ev = evaluator(m, bound, host);
 
   // The parameter block.
@@ -356,6 +364,10 @@ export async function runKernel(device, wgsl, m, data, options = {}) {
   pass.setBindGroup(0, group);
   pass.dispatchWorkgroups(...workgroups);
   pass.end();
+  // The backward kernel, right after the forward one, on its arena and results.
+  const backward = options.backwardWgsl
+    ? await prepareBackward(device, options.backwardWgsl, m, bound, host, buffers, encoder)
+    : null;
   encoder.copyBufferToBuffer(out, 0, readOut, 0, (3 * n + 1) * 4);
   encoder.copyBufferToBuffer(sync, 4, readSync, 0, 4);
   device.queue.submit([encoder.finish()]);
@@ -366,6 +378,7 @@ export async function runKernel(device, wgsl, m, data, options = {}) {
   const errorWord = new Uint32Array(readSync.getMappedRange())[0];
   readOut.unmap();
   readSync.unmap();
+  const grads = backward ? await backward.read() : undefined;
   for (const b of [...created, readOut, readSync]) b.destroy();
   return {
     total: results[3 * n],
@@ -377,5 +390,107 @@ export async function runKernel(device, wgsl, m, data, options = {}) {
     })),
     logs: m.losses.flatMap((loss) => loss.logs),
     errorWord,
+    ...(grads ? { grads } : {}),
+  };
+}
+
+/**
+ * Records the backward kernel (the manifest's `backward` section) into `encoder`, after
+ * the forward pass: its own parameter block, scratch, sync and gradient buffers, the
+ * forward's arena and results (`lc_saved`) bound read-only. Returns `read()`, which gives
+ * each input's gradient of the total: the sum of its losses' slices of `lc_grad`.
+ */
+async function prepareBackward(device, wgsl, m, bound, forwardHost, forwardBuffers, encoder) {
+  const bw = m.backward;
+  if (!bw) throw new HostError("the manifest has no backward section (compile with --grad)");
+  for (const b of bound) {
+    for (const [name, present] of b.present) {
+      if (!present) throw new HostError(`gradients need every optional input (\`${name}\` is absent): ${bw.assumes}`);
+    }
+  }
+  const terms = bw.losses.map((l) => l.term);
+  const bwBound = terms.map((t) => bound[t]);
+  const host = { ...forwardHost, forward: (l) => terms[l] };
+  const ev = evaluator(bw, bwBound, host);
+  const metaBuffer = bw.buffers.find((b) => b.init === "parameter_block");
+  const block = new Int32Array(ev(metaBuffer.bytes) / 4);
+  for (const s of bw.parameter_block) block[s.slot] = ev(s.value);
+  const buffers = new Map([
+    ["lc_arena", forwardBuffers.get("lc_arena")],
+    ["lc_arena4", forwardBuffers.get("lc_arena4")],
+    ["lc_saved", forwardBuffers.get("lc_out")],
+  ]);
+  let grad = null;
+  for (const b of bw.buffers) {
+    const size = ev(b.bytes);
+    const buf = device.createBuffer({
+      label: `lossc backward ${b.holds}`,
+      size,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+    });
+    if (b.init === "parameter_block") device.queue.writeBuffer(buf, 0, block);
+    else if (b.init !== "zero" && b.init.runs) {
+      const words = new Uint32Array(size / 4);
+      let at = 0;
+      for (const run of b.init.runs) {
+        const k = ev(run.count);
+        words.fill(run.u32, at, at + k);
+        at += k;
+      }
+      device.queue.writeBuffer(buf, 0, words);
+    }
+    for (const name of b.bindings) buffers.set(name, buf);
+    if (b.bindings.includes("lc_grad")) grad = { buf, size };
+  }
+  const module = device.createShaderModule({ label: bw.kernel, code: wgsl });
+  const info = await module.getCompilationInfo();
+  const errors = info.messages.filter((x) => x.type === "error");
+  if (errors.length) throw new HostError(`backward WGSL: ${errors.map((x) => `${x.lineNum}:${x.linePos} ${x.message}`).join("; ")}`);
+  const layout = device.createBindGroupLayout({
+    entries: bw.bindings.map((b) => ({ binding: b.binding, visibility: GPUShaderStage.COMPUTE, buffer: { type: bufferType(b.ty) } })),
+  });
+  const pipeline = await device.createComputePipelineAsync({
+    layout: device.createPipelineLayout({ bindGroupLayouts: [layout] }),
+    compute: { module, entryPoint: bw.entry_point },
+  });
+  const group = device.createBindGroup({
+    layout,
+    entries: bw.bindings.map((b) => ({ binding: b.binding, resource: { buffer: buffers.get(b.name) } })),
+  });
+  const pass = encoder.beginComputePass();
+  pass.setPipeline(pipeline);
+  pass.setBindGroup(0, group);
+  pass.dispatchWorkgroups(...bw.dispatch.workgroups.map(ev));
+  pass.end();
+  const readGrad = device.createBuffer({ size: grad.size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  encoder.copyBufferToBuffer(grad.buf, 0, readGrad, 0, grad.size);
+  return {
+    async read() {
+      await readGrad.mapAsync(GPUMapMode.READ);
+      const all = new Float32Array(readGrad.getMappedRange().slice(0));
+      readGrad.unmap();
+      // Loss i's slice: the product of its gradient axes' extents, after the slices before it.
+      const grads = {};
+      let at = 0;
+      bw.losses.forEach((loss, i) => {
+        const sizes = loss.gradient_axes.map((axis) => ev({ extent: { loss: i, index: axis } }));
+        const len = sizes.reduce((a, b) => a * b, 1);
+        const slice = all.subarray(at, at + len);
+        at += len;
+        if (!grads[loss.input]) grads[loss.input] = { shape: sizes, data: new Float32Array(len) };
+        const g = grads[loss.input].data;
+        for (let k = 0; k < len; k++) g[k] += slice[k];
+      });
+      // An input no loss depends on: gradient 0, of its shape.
+      for (const { term, input } of bw.wrt) {
+        if (grads[input]) continue;
+        const loss = m.losses[term];
+        const shape = loss.inputs.find((i) => i.name === input).shape.map((p) => poly(p, bound[term].dims));
+        grads[input] = { shape, data: new Float32Array(shape.reduce((a, b) => a * b, 1)) };
+      }
+      for (const b of buffers.values()) if (![forwardBuffers.get("lc_arena"), forwardBuffers.get("lc_out")].includes(b)) b.destroy();
+      readGrad.destroy();
+      return grads;
+    },
   };
 }

@@ -731,6 +731,7 @@ pub fn compile_backward(
     wrt: &Wrt,
 ) -> Result<CompiledBackward, RunError> {
     let mut losses: Vec<(usize, GradLoss)> = Vec::new();
+    let mut differentiated = Vec::new();
     for (li, t) in terms.iter().enumerate() {
         let ir = program
             .loss(&t.loss)
@@ -748,6 +749,11 @@ pub fn compile_backward(
         if ids.is_empty() {
             continue;
         }
+        differentiated.extend(
+            ids.iter()
+                .filter(|i| !ir.inputs[**i].int)
+                .map(|i| (li, ir.inputs[*i].name.clone())),
+        );
         let active: crate::ir::TiVec<crate::ir::MaskId, bool> =
             ir.masks.iter().map(|_| true).collect();
         let adj = adjoint(ir, &ids, &active)?;
@@ -767,6 +773,7 @@ pub fn compile_backward(
     Ok(CompiledBackward {
         kernel,
         terms: described,
+        wrt: differentiated,
         losses: losses.into_iter().map(|(_, gl)| gl.ir).collect(),
     })
 }
@@ -777,6 +784,9 @@ pub struct CompiledBackward {
     pub kernel: crate::codegen::Kernel,
     /// What each of its losses is.
     pub terms: Vec<BackwardTerm>,
+    /// Every (term, input) differentiated, in order: one that no loss is of has
+    /// gradient 0 (its loss does not depend on it).
+    pub wrt: Vec<(usize, String)>,
     /// Its losses' IRs.
     pub losses: Vec<crate::ir::LossIr>,
 }
@@ -790,7 +800,8 @@ impl CompiledBackward {
             .zip(&self.terms)
             .map(|(ir, t)| (ir, t.term, t.input.as_str()))
             .collect();
-        crate::codegen::manifest::backward(&self.kernel, &losses)
+        let wrt: Vec<(usize, &str)> = self.wrt.iter().map(|(t, i)| (*t, i.as_str())).collect();
+        crate::codegen::manifest::backward(&self.kernel, &losses, &wrt)
     }
 
     /// How each loss of the backward kernel is scheduled, as `lossc explain --grad`

@@ -167,7 +167,7 @@ fn merge(into: &mut Value, extra: Value) {
 /// The manifest's `backward` section: how a host binds and runs a factory's backward
 /// kernel (`losses[i]`: backward loss `i`'s IR, the position of its forward loss in the
 /// factory, and the input its gradient is of).
-pub fn backward(k: &Kernel, losses: &[(&LossIr, usize, &str)]) -> Value {
+pub fn backward(k: &Kernel, losses: &[(&LossIr, usize, &str)], wrt: &[(usize, &str)]) -> Value {
     let bindings = entries(&BACKWARD_BINDINGS, k);
     let irs: Vec<&LossIr> = losses.iter().map(|(ir, _, _)| *ir).collect();
     let saved = k.backward.clone().unwrap_or_default();
@@ -198,6 +198,7 @@ pub fn backward(k: &Kernel, losses: &[(&LossIr, usize, &str)]) -> Value {
         "assumes": "every remove_nans stage runs (every optional input given); lossc's runtime builds the kernel for the stages that run",
         "bindings": bindings,
         "losses": entries,
+        "wrt": wrt.iter().map(|(t, i)| json!({"term": t, "input": i})).collect::<Vec<_>>(),
         "parameter_block": parameter_block(k, &irs),
         "work": host::work_data(k),
         "buffers": host::backward_buffers(k, &irs),
