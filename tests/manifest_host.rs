@@ -214,11 +214,26 @@ impl Host<'_> {
 
 /// A param's value as the host resolves it: the data's plain key, else the factory's
 /// setting, else the declared default.
-fn param_value<'a>(loss: &'a Value, p: &'a Value, data: &'a Value) -> Option<&'a Value> {
-    let name = p["name"].as_str().unwrap();
-    let qualified = format!("{}.{name}", loss["name"].as_str().unwrap());
-    if let Some(v) = data.get(&qualified).or_else(|| data.get(name)) {
-        return Some(v);
+fn param_value<'a>(m: &'a Value, l: usize, p: &'a Value, data: &'a Value) -> Option<&'a Value> {
+    let loss = &m["losses"][l];
+    let feeds_it = |k: &Value| {
+        k["feeds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["loss"] == l && f["param"] == p["name"])
+    };
+    let given = m["data"]["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| feeds_it(k))
+        .find_map(|k| {
+            data.get(k["key"].as_str().unwrap())
+                .filter(|v| !v.is_null())
+        });
+    if given.is_some() {
+        return given;
     }
     let setting = loss["settings"]
         .as_array()
@@ -237,7 +252,7 @@ type Solved = (Vec<Vec<Option<i64>>>, Vec<HashMap<String, bool>>);
 fn solve(m: &Value, data: &Value) -> Solved {
     let mut all_dims = Vec::new();
     let mut all_present = Vec::new();
-    for loss in m["losses"].as_array().unwrap() {
+    for (l, loss) in m["losses"].as_array().unwrap().iter().enumerate() {
         let n = loss["dims"].as_array().unwrap().len();
         let mut dims: Vec<Option<i64>> = vec![None; n];
         let mut sizes: HashMap<(String, String), Vec<i64>> = HashMap::new();
@@ -254,7 +269,7 @@ fn solve(m: &Value, data: &Value) -> Solved {
         for p in loss["params"].as_array().unwrap() {
             let name = p["name"].as_str().unwrap().to_string();
             let rank = p["shape"].as_array().unwrap().len();
-            let Some(v) = param_value(loss, p, data) else {
+            let Some(v) = param_value(m, l, p, data) else {
                 continue;
             };
             if let Some(list) = v.get("list") {
@@ -385,7 +400,7 @@ fn check(
             let Some(variants) = p["variants"].as_array() else {
                 continue;
             };
-            let chosen = param_value(loss, p, data_json).map(|v| match v.get("variant") {
+            let chosen = param_value(&m, l, p, data_json).map(|v| match v.get("variant") {
                 Some(s) => s.clone(),
                 None => v.clone(),
             });

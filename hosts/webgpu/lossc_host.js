@@ -9,10 +9,11 @@
 //   // ... and grads: { inputName: { shape, data: Float32Array } }, d total / d input
 //
 // `data` is lossc's JSON data object: for each input and param, by its name (or
-// "loss.param" for one loss's param), nested arrays, {shape, data}, a number, or an enum
-// variant's name; null, "NaN", "Infinity" and "-Infinity" are numbers. Absent optional
-// inputs are left out (or null). Params not in `data` take the factory's setting, else
-// their default. `options.anneal` gives each loss's anneal factor (1 by default).
+// "loss.param" for one loss's param; the manifest's `data.keys` say which key feeds
+// what), nested arrays, {shape, data}, a number, or an enum variant's name; null, "NaN",
+// "Infinity" and "-Infinity" are numbers. Absent optional inputs are left out (or null).
+// Params not in `data` take the factory's setting, else their default.
+// `options.anneal` gives each loss's anneal factor (1 by default).
 
 /** Thrown when the data cannot be bound; the message names the input or param. */
 export class HostError extends Error {}
@@ -82,10 +83,14 @@ function solveOne(p, size, dims) {
   return true;
 }
 
-/** A loss's param value: the data's ("loss.param", then plain), a setting, the default. */
-function paramValue(loss, p, data) {
-  for (const key of [`${loss.name}.${p.name}`, p.name]) {
-    if (key in data && data[key] !== null) return { data: data[key] };
+/**
+ * A loss's param value: the data's (by the keys that feed it, `manifest.data.keys`), else
+ * the factory's setting, else the default.
+ */
+function paramValue(loss, l, p, data, keys) {
+  for (const k of keys) {
+    if (!(k.key in data) || data[k.key] === null) continue;
+    if (k.feeds.some((f) => f.loss === l && f.param === p.name)) return { data: data[k.key] };
   }
   const setting = loss.settings.find((s) => s.param === p.name);
   if (setting) return { source: setting.value };
@@ -93,8 +98,8 @@ function paramValue(loss, p, data) {
   throw new HostError(`loss \`${loss.name}\`: param \`${p.name}\` has no value`);
 }
 
-/** Binds one loss: its dimensions, index ranges, arrays, enum numbers. */
-function bindLoss(loss, data) {
+/** Binds loss `l`: its dimensions, index ranges, arrays, enum numbers. */
+function bindLoss(loss, l, data, keys) {
   const dims = loss.dims.map(() => null);
   const sizes = new Map(); // "input:x" / "param:p" -> shape
   const inputs = new Map(); // name -> {shape, values} | null
@@ -114,7 +119,7 @@ function bindLoss(loss, data) {
   const values = new Map();
   const ranges = [];
   for (const p of loss.params) {
-    const v = paramValue(loss, p, data);
+    const v = paramValue(loss, l, p, data, keys);
     values.set(p.name, v);
     if (p.kind === "enum") continue;
     if (v.source && v.source.list) sizes.set(`param:${p.name}`, [v.source.list.length]);
@@ -265,7 +270,12 @@ function bufferType(ty) {
  */
 export async function runKernel(device, wgsl, m, data, options = {}) {
   if (m.manifest_version !== 2) throw new HostError(`manifest version ${m.manifest_version}, this host reads 2`);
-  const bound = m.losses.map((loss) => bindLoss(loss, data));
+  for (const key of m.data.ambiguous) {
+    if (key in data && data[key] !== null) {
+      throw new HostError(`\`${key}\` names a param of several losses: write \`loss.${key}\``);
+    }
+  }
+  const bound = m.losses.map((loss, l) => bindLoss(loss, l, data, m.data.keys));
   // The arena: each input once per name (losses share it), a default-filled one per
   // loss, then each loss's params; any placement works, the offsets say where.
   const offsets = new Map();

@@ -170,6 +170,53 @@ pub fn value(v: &ParamValue) -> Value {
     }
 }
 
+/// Which key of a data object feeds which input or param (`lossc run`'s rules, as data):
+/// an input's name feeds that input of every loss that has it; `loss.param` feeds that
+/// loss's param; a param's plain name feeds it only when it names no input and one loss
+/// alone has such a param (else it is `ambiguous`, an error).
+pub fn data_keys(irs: &[&LossIr]) -> Value {
+    let mut keys: Vec<(String, Vec<Value>)> = Vec::new();
+    let mut add = |key: String, feed: Value| match keys.iter_mut().find(|(k, _)| *k == key) {
+        Some((_, feeds)) => feeds.push(feed),
+        None => keys.push((key, vec![feed])),
+    };
+    let is_input = |name: &str| {
+        irs.iter()
+            .any(|ir| ir.inputs.iter().any(|i| i.name == name))
+    };
+    for (l, ir) in irs.iter().enumerate() {
+        for i in &ir.inputs {
+            add(i.name.clone(), json!({"loss": l, "input": i.name}));
+        }
+    }
+    let mut ambiguous = Vec::new();
+    for (l, ir) in irs.iter().enumerate() {
+        for p in &ir.params {
+            add(
+                format!("{}.{}", ir.name, p.name),
+                json!({"loss": l, "param": p.name}),
+            );
+            let owners = irs
+                .iter()
+                .filter(|x| x.params.iter().any(|q| q.name == p.name))
+                .count();
+            if is_input(&p.name) {
+                continue;
+            }
+            if owners == 1 {
+                add(p.name.clone(), json!({"loss": l, "param": p.name}));
+            } else if !ambiguous.contains(&p.name) {
+                ambiguous.push(p.name.clone());
+            }
+        }
+    }
+    json!({
+        "keys": keys.into_iter().map(|(k, f)| json!({"key": k, "feeds": f})).collect::<Vec<_>>(),
+        "ambiguous": ambiguous,
+        "precedence": "a param takes the data's value, else its loss's factory setting (`settings`), else its default; an input absent from the data is absent (an error unless optional); a scalar given for a tensor param fills its shape",
+    })
+}
+
 /// `file:line:col` as an object.
 pub fn location(at: &str) -> Value {
     let mut parts = at.rsplitn(3, ':');

@@ -140,6 +140,7 @@ pub fn manifest(program: &Program, k: &Kernel) -> Value {
         "workgroup_size": [WORKGROUP, 1, 1],
         "bindings": bindings,
         "losses": losses,
+        "data": host::data_keys(&irs),
         "host_inputs": host_inputs(),
         "parameter_block": parameter_block(k, &irs),
         "work": host::work_data(k),
