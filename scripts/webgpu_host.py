@@ -16,7 +16,6 @@ Chromium's launch, flags and clean-up are those of scripts/webgpu_validate.py.
 """
 
 import argparse
-import http.server
 import json
 import os
 import queue
@@ -75,49 +74,6 @@ try {
 """
 
 
-def make_server(cases_json, events):
-    page = PAGE.encode("utf-8")
-    with open(HOST_JS, "rb") as fh:
-        host = fh.read()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def _send(self, status, ctype, body):
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def do_GET(self):
-            if self.path == "/":
-                self._send(200, "text/html; charset=utf-8", page)
-            elif self.path == "/host/lossc_host.js":
-                self._send(200, "text/javascript; charset=utf-8", host)
-            elif self.path == "/cases":
-                self._send(200, "application/json", cases_json)
-            else:
-                self._send(404, "text/plain", b"not found")
-
-        def do_POST(self):
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            if self.path == "/event":
-                try:
-                    events.put(json.loads(body))
-                except json.JSONDecodeError:
-                    events.put({"kind": "fatal", "message": "the page sent bad JSON"})
-                self._send(204, "text/plain", b"")
-            else:
-                self._send(404, "text/plain", b"not found")
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    return server
-
-
 def run(args):
     if not (os.path.isfile(args.chromium) and os.access(args.chromium, os.X_OK)):
         raise wv.HarnessError(f"Chromium not found at {args.chromium} (install it: apt-get install -y chromium)")
@@ -125,7 +81,11 @@ def run(args):
         cases_json = fh.read()
     names = [c["name"] for c in json.loads(cases_json)]
     events = queue.Queue()
-    server = make_server(cases_json, events)
+    with open(HOST_JS, "rb") as fh:
+        host = fh.read()
+    server = wv.make_server({"/": ("text/html; charset=utf-8", PAGE.encode("utf-8")),
+                             "/host/lossc_host.js": ("text/javascript; charset=utf-8", host),
+                             "/cases": ("application/json", cases_json)}, events)
     port = server.server_address[1]
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
     profile = tempfile.mkdtemp(prefix="lossc-webgpu-host-")

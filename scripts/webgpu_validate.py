@@ -281,8 +281,9 @@ def collect_modules(paths, use_manifest):
     return mods
 
 
-def make_server(modules_json, events):
-    page = PAGE.encode("utf-8")
+def make_server(routes, events):
+    """A loopback HTTP server that answers GET `path` with `routes[path]` (a content type
+    and the bytes) and puts each JSON body POSTed to /event on `events`."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def log_message(self, *args):
@@ -297,10 +298,8 @@ def make_server(modules_json, events):
             self.wfile.write(body)
 
         def do_GET(self):
-            if self.path == "/":
-                self._send(200, "text/html; charset=utf-8", page)
-            elif self.path == "/modules":
-                self._send(200, "application/json", modules_json)
+            if self.path in routes:
+                self._send(200, *routes[self.path])
             else:
                 self._send(404, "text/plain", b"not found")
 
@@ -384,7 +383,8 @@ def run(args):
     payload = json.dumps([{k: m[k] for k in ("name", "code", "manifest", "entry")} for m in mods]).encode("utf-8")
 
     events = queue.Queue()
-    server = make_server(payload, events)
+    server = make_server({"/": ("text/html; charset=utf-8", PAGE.encode("utf-8")),
+                          "/modules": ("application/json", payload)}, events)
     port = server.server_address[1]
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
 

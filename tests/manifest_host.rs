@@ -461,27 +461,12 @@ fn check(
     true
 }
 
-fn program_of(paths: &[std::path::PathBuf]) -> Program {
-    let sources: Vec<lossc::diagnostics::Source> = paths
-        .iter()
-        .map(|p| {
-            lossc::diagnostics::Source::new(
-                p.display().to_string(),
-                std::fs::read_to_string(p).unwrap(),
-            )
-        })
-        .collect();
-    let checked = lossc::sema::check(&sources);
-    assert!(!checked.has_errors(), "{}", checked.render(&sources));
-    checked.program
-}
-
 #[test]
 fn a_host_following_the_manifest_fills_the_runtimes_parameter_block_for_every_example() {
     let validator = schema();
     let mut files = common::example_files();
     files.push(common::root().join("examples/factories.loss"));
-    let program = program_of(&files);
+    let program = common::check_files(&files);
     let demo = std::fs::read_to_string(common::root().join("examples/demo.json")).unwrap();
     let demo: Value = serde_json::from_str(&demo).unwrap();
     // The demo's keys for these terms: plain ones, and those qualified by one of them.
@@ -524,7 +509,7 @@ fn a_host_following_the_manifest_fills_the_runtimes_parameter_block_for_every_zo
         let file = common::root()
             .join("examples/zoo")
             .join(case["file"].as_str().unwrap());
-        let program = program_of(&[file]);
+        let program = common::check_files(&[file]);
         let data = &case["data"];
         let ok = check(
             &program,
@@ -572,7 +557,8 @@ fn a_host_following_the_manifest_fills_the_runtimes_parameter_block_for_random_p
 #[test]
 fn the_schema_refuses_a_manifest_with_a_slot_in_source_syntax() {
     let validator = schema();
-    let program = program_of(&[common::root().join("examples/lightning_pose/temporal.loss")]);
+    let program =
+        common::check_files(&[common::root().join("examples/lightning_pose/temporal.loss")]);
     let k = codegen::compile(&program, "temporal", &[FactoryTerm::plain("temporal")]).unwrap();
     let mut m = manifest(&program, &k);
     assert_valid(&validator, &m, "temporal");

@@ -4,32 +4,10 @@
 
 mod common;
 
-use lossc::ir::FactoryTerm;
-use lossc::runtime::data::parse_json_data;
-use lossc::runtime::grad::Wrt;
-use lossc::runtime::run::{Backend, RunOptions, RunResult, run};
-
-fn try_run(text: &str, data: &str, backend: Backend) -> Result<RunResult, String> {
-    let program = common::check_text(text);
-    let data = parse_json_data(data).unwrap();
-    let opts = RunOptions {
-        backend,
-        wrt: Wrt::EveryInput,
-        ..Default::default()
-    };
-    run(
-        &program,
-        "f",
-        &[FactoryTerm::plain("t")],
-        &data,
-        &vec![],
-        &opts,
-    )
-    .map_err(|e| e.to_string())
-}
+use lossc::runtime::run::{Backend, RunResult};
 
 fn run_json(text: &str, data: &str, backend: Backend) -> RunResult {
-    try_run(text, data, backend).unwrap()
+    common::run_text(text, data, backend).unwrap()
 }
 
 fn grad<'a>(r: &'a RunResult, name: &str) -> &'a [f32] {
@@ -210,7 +188,7 @@ fn a_flat_axis_too_short_is_refused_naming_the_input() {
 ";
     let data = r#"{"x": [1, 2, 3, 4, 5], "y": [[1, 1, 1], [1, 1, 1]]}"#;
     for backend in [Backend::Cpu, Backend::Gpu] {
-        let Err(e) = try_run(text, data, backend) else {
+        let Err(e) = common::run_text(text, data, backend) else {
             panic!("{backend:?}: a flat axis too short ran");
         };
         assert!(e.contains("`x`") && e.contains("5"), "{backend:?}: {e}");

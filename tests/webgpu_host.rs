@@ -22,21 +22,6 @@ use lossc::runtime::grad::{Wrt, compile_backward};
 use lossc::runtime::run::{RunOptions, run_cpu};
 use serde_json::{Value, json};
 
-fn program_of(paths: &[PathBuf]) -> Program {
-    let sources: Vec<lossc::diagnostics::Source> = paths
-        .iter()
-        .map(|p| {
-            lossc::diagnostics::Source::new(
-                p.display().to_string(),
-                std::fs::read_to_string(p).unwrap(),
-            )
-        })
-        .collect();
-    let checked = lossc::sema::check(&sources);
-    assert!(!checked.has_errors(), "{}", checked.render(&sources));
-    checked.program
-}
-
 /// A case for the page, and the CPU evaluator's answer: the total and losses, or the
 /// error of a read out of range.
 struct Case {
@@ -125,7 +110,7 @@ fn the_javascript_host_runs_every_example_factory_and_zoo_loss_in_chromium_as_th
     // The examples and factories, on the demo's data for their losses.
     let mut files = common::example_files();
     files.push(root.join("examples/factories.loss"));
-    let program = program_of(&files);
+    let program = common::check_files(&files);
     let demo: Value = common::read_json(&root.join("examples/demo.json"));
     let data_for = |terms: &[FactoryTerm]| -> Value {
         Value::Object(
@@ -161,7 +146,7 @@ fn the_javascript_host_runs_every_example_factory_and_zoo_loss_in_chromium_as_th
     let reference = common::read_json(&root.join("examples/zoo/reference.json"));
     for (name, c) in reference["losses"].as_object().unwrap() {
         let file = root.join("examples/zoo").join(c["file"].as_str().unwrap());
-        let program = program_of(&[file]);
+        let program = common::check_files(&[file]);
         let terms = [FactoryTerm::plain(name.clone())];
         let c = case(&program, name, &terms, &c["data"]);
         cases.push(c.unwrap_or_else(|| panic!("the CPU refused zoo loss {name}")));

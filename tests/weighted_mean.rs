@@ -3,28 +3,10 @@
 
 mod common;
 
-use lossc::ir::FactoryTerm;
-use lossc::runtime::data::parse_json_data;
-use lossc::runtime::grad::Wrt;
-use lossc::runtime::run::{Backend, RunOptions, RunResult, run};
+use lossc::runtime::run::{Backend, RunResult};
 
 fn run_json(text: &str, data: &str, backend: Backend) -> RunResult {
-    let program = common::check_text(text);
-    let data = parse_json_data(data).unwrap();
-    let opts = RunOptions {
-        backend,
-        wrt: Wrt::EveryInput,
-        ..Default::default()
-    };
-    run(
-        &program,
-        "f",
-        &[FactoryTerm::plain("t")],
-        &data,
-        &vec![],
-        &opts,
-    )
-    .unwrap()
+    common::run_text(text, data, backend).unwrap()
 }
 
 fn grad<'a>(r: &'a RunResult, name: &str) -> &'a [f32] {

@@ -263,10 +263,81 @@ function bufferType(ty) {
   return "read-only-storage";
 }
 
+/** The parameter block of `section` (the manifest or its `backward` section). */
+function parameterBlock(section, ev) {
+  const meta = section.buffers.find((b) => b.init === "parameter_block");
+  const block = new Int32Array(ev(meta.bytes) / 4);
+  for (const s of section.parameter_block) {
+    const v = ev(s.value);
+    if (!Number.isInteger(v) || v < -(2 ** 31) || v >= 2 ** 31) throw new HostError(`slot ${s.slot} (${s.kind}) is ${v}, not an i32`);
+    block[s.slot] = v;
+  }
+  return block;
+}
+
+/**
+ * Creates and initialises the buffers `section` lists, into `buffers` (binding name ->
+ * buffer); returns them, for destroying. `arena` is the f32s of an "arena" buffer.
+ */
+function createBuffers(device, section, ev, block, arena, buffers) {
+  const created = [];
+  for (const b of section.buffers) {
+    const size = ev(b.bytes);
+    const buf = device.createBuffer({
+      label: `lossc ${b.holds}`,
+      size,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+    });
+    created.push(buf);
+    if (b.init === "parameter_block") device.queue.writeBuffer(buf, 0, block);
+    else if (b.init === "arena") {
+      const padded = new Float32Array(size / 4);
+      padded.set(arena);
+      device.queue.writeBuffer(buf, 0, padded);
+    } else if (b.init !== "zero") {
+      const words = new Uint32Array(size / 4);
+      let at = 0;
+      for (const run of b.init.runs) {
+        const n = ev(run.count);
+        words.fill(run.u32, at, at + n);
+        at += n;
+      }
+      device.queue.writeBuffer(buf, 0, words);
+    }
+    for (const name of b.bindings) buffers.set(name, buf);
+  }
+  return created;
+}
+
+/** Records `section`'s kernel into `encoder`: pipeline and bind group from its bindings. */
+async function recordPass(device, section, wgsl, buffers, ev, encoder) {
+  const module = device.createShaderModule({ label: section.kernel, code: wgsl });
+  const info = await module.getCompilationInfo();
+  const errors = info.messages.filter((x) => x.type === "error");
+  if (errors.length) throw new HostError(`WGSL of ${section.kernel}: ${errors.map((x) => `${x.lineNum}:${x.linePos} ${x.message}`).join("; ")}`);
+  const layout = device.createBindGroupLayout({
+    entries: section.bindings.map((b) => ({ binding: b.binding, visibility: GPUShaderStage.COMPUTE, buffer: { type: bufferType(b.ty) } })),
+  });
+  const pipeline = await device.createComputePipelineAsync({
+    layout: device.createPipelineLayout({ bindGroupLayouts: [layout] }),
+    compute: { module, entryPoint: section.entry_point },
+  });
+  const group = device.createBindGroup({
+    layout,
+    entries: section.bindings.map((b) => ({ binding: b.binding, resource: { buffer: buffers.get(b.name) } })),
+  });
+  const pass = encoder.beginComputePass();
+  pass.setPipeline(pipeline);
+  pass.setBindGroup(0, group);
+  pass.dispatchWorkgroups(...section.dispatch.workgroups.map(ev));
+  pass.end();
+}
+
 /**
  * Runs a compiled kernel once on `device` with `data`, as its manifest says.
  * Returns the total, each loss's value, weight and weighted value, the log names and the
- * error word (0 on success; see the manifest's `error_word` and `sites`).
+ * error word (0 on success; see the manifest's `error_word` and `sites`), and with
+ * `options.backwardWgsl` the gradients.
  */
 export async function runKernel(device, wgsl, m, data, options = {}) {
   if (m.manifest_version !== 2) throw new HostError(`manifest version ${m.manifest_version}, this host reads 2`);
@@ -307,79 +378,20 @@ export async function runKernel(device, wgsl, m, data, options = {}) {
   const host = { offsets, arenaFloats: arena.length, annealBits, forward: (l) => l };
   const ev = evaluator(m, bound, host);
 
-  // The parameter block.
-  const metaBuffer = m.buffers.find((b) => b.init === "parameter_block");
-  const block = new Int32Array(ev(metaBuffer.bytes) / 4);
-  for (const s of m.parameter_block) {
-    const v = ev(s.value);
-    if (!Number.isInteger(v) || v < -(2 ** 31) || v >= 2 ** 31) throw new HostError(`slot ${s.slot} (${s.kind}) is ${v}, not an i32`);
-    block[s.slot] = v;
-  }
-
-  // Buffers, by binding name.
-  const buffers = new Map();
-  const created = [];
-  for (const b of m.buffers) {
-    const size = ev(b.bytes);
-    const buf = device.createBuffer({
-      label: `lossc ${b.holds}`,
-      size,
-      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
-    });
-    created.push(buf);
-    if (b.init === "parameter_block") device.queue.writeBuffer(buf, 0, block);
-    else if (b.init === "arena") {
-      const padded = new Float32Array(size / 4);
-      padded.set(arena);
-      device.queue.writeBuffer(buf, 0, padded);
-    } else if (b.init !== "zero") {
-      const words = new Uint32Array(size / 4);
-      let at = 0;
-      for (const run of b.init.runs) {
-        const n = ev(run.count);
-        words.fill(run.u32, at, at + n);
-        at += n;
-      }
-      device.queue.writeBuffer(buf, 0, words);
-    }
-    for (const name of b.bindings) buffers.set(name, buf);
-  }
-
-  // The pipeline, with the manifest's bindings as its layout.
   device.pushErrorScope("validation");
-  const module = device.createShaderModule({ label: m.kernel, code: wgsl });
-  const info = await module.getCompilationInfo();
-  const errors = info.messages.filter((x) => x.type === "error");
-  if (errors.length) throw new HostError(`WGSL: ${errors.map((x) => `${x.lineNum}:${x.linePos} ${x.message}`).join("; ")}`);
-  const layout = device.createBindGroupLayout({
-    entries: m.bindings.map((b) => ({ binding: b.binding, visibility: GPUShaderStage.COMPUTE, buffer: { type: bufferType(b.ty) } })),
-  });
-  const pipeline = await device.createComputePipelineAsync({
-    layout: device.createPipelineLayout({ bindGroupLayouts: [layout] }),
-    compute: { module, entryPoint: m.entry_point },
-  });
-  const group = device.createBindGroup({
-    layout,
-    entries: m.bindings.map((b) => ({ binding: b.binding, resource: { buffer: buffers.get(b.name) } })),
-  });
-  const workgroups = m.dispatch.workgroups.map(ev);
-  const out = buffers.get("lc_out");
-  const sync = buffers.get("lc_sync");
+  const buffers = new Map();
+  const created = createBuffers(device, m, ev, parameterBlock(m, ev), arena, buffers);
+  const encoder = device.createCommandEncoder();
+  await recordPass(device, m, wgsl, buffers, ev, encoder);
+  // The backward kernel, right after the forward one, on its arena and results.
+  const backward = options.backwardWgsl
+    ? await recordBackward(device, options.backwardWgsl, m, bound, host, buffers, encoder)
+    : null;
   const n = m.losses.length;
   const readOut = device.createBuffer({ size: (3 * n + 1) * 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
   const readSync = device.createBuffer({ size: 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-  const encoder = device.createCommandEncoder();
-  const pass = encoder.beginComputePass();
-  pass.setPipeline(pipeline);
-  pass.setBindGroup(0, group);
-  pass.dispatchWorkgroups(...workgroups);
-  pass.end();
-  // The backward kernel, right after the forward one, on its arena and results.
-  const backward = options.backwardWgsl
-    ? await prepareBackward(device, options.backwardWgsl, m, bound, host, buffers, encoder)
-    : null;
-  encoder.copyBufferToBuffer(out, 0, readOut, 0, (3 * n + 1) * 4);
-  encoder.copyBufferToBuffer(sync, 4, readSync, 0, 4);
+  encoder.copyBufferToBuffer(buffers.get("lc_out"), 0, readOut, 0, (3 * n + 1) * 4);
+  encoder.copyBufferToBuffer(buffers.get("lc_sync"), 4, readSync, 0, 4);
   device.queue.submit([encoder.finish()]);
   const invalid = await device.popErrorScope();
   if (invalid) throw new HostError(`WebGPU: ${invalid.message}`);
@@ -410,7 +422,7 @@ export async function runKernel(device, wgsl, m, data, options = {}) {
  * forward's arena and results (`lc_saved`) bound read-only. Returns `read()`, which gives
  * each input's gradient of the total: the sum of its losses' slices of `lc_grad`.
  */
-async function prepareBackward(device, wgsl, m, bound, forwardHost, forwardBuffers, encoder) {
+async function recordBackward(device, wgsl, m, bound, forwardHost, forwardBuffers, encoder) {
   const bw = m.backward;
   if (!bw) throw new HostError("the manifest has no backward section (compile with --grad)");
   for (const b of bound) {
@@ -419,66 +431,24 @@ async function prepareBackward(device, wgsl, m, bound, forwardHost, forwardBuffe
     }
   }
   const terms = bw.losses.map((l) => l.term);
-  const bwBound = terms.map((t) => bound[t]);
   const host = { ...forwardHost, forward: (l) => terms[l] };
-  const ev = evaluator(bw, bwBound, host);
-  const metaBuffer = bw.buffers.find((b) => b.init === "parameter_block");
-  const block = new Int32Array(ev(metaBuffer.bytes) / 4);
-  for (const s of bw.parameter_block) block[s.slot] = ev(s.value);
+  const ev = evaluator(bw, terms.map((t) => bound[t]), host);
   const buffers = new Map([
     ["lc_arena", forwardBuffers.get("lc_arena")],
     ["lc_arena4", forwardBuffers.get("lc_arena4")],
     ["lc_saved", forwardBuffers.get("lc_out")],
   ]);
-  let grad = null;
-  for (const b of bw.buffers) {
-    const size = ev(b.bytes);
-    const buf = device.createBuffer({
-      label: `lossc backward ${b.holds}`,
-      size,
-      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
-    });
-    if (b.init === "parameter_block") device.queue.writeBuffer(buf, 0, block);
-    else if (b.init !== "zero" && b.init.runs) {
-      const words = new Uint32Array(size / 4);
-      let at = 0;
-      for (const run of b.init.runs) {
-        const k = ev(run.count);
-        words.fill(run.u32, at, at + k);
-        at += k;
-      }
-      device.queue.writeBuffer(buf, 0, words);
-    }
-    for (const name of b.bindings) buffers.set(name, buf);
-    if (b.bindings.includes("lc_grad")) grad = { buf, size };
-  }
-  const module = device.createShaderModule({ label: bw.kernel, code: wgsl });
-  const info = await module.getCompilationInfo();
-  const errors = info.messages.filter((x) => x.type === "error");
-  if (errors.length) throw new HostError(`backward WGSL: ${errors.map((x) => `${x.lineNum}:${x.linePos} ${x.message}`).join("; ")}`);
-  const layout = device.createBindGroupLayout({
-    entries: bw.bindings.map((b) => ({ binding: b.binding, visibility: GPUShaderStage.COMPUTE, buffer: { type: bufferType(b.ty) } })),
-  });
-  const pipeline = await device.createComputePipelineAsync({
-    layout: device.createPipelineLayout({ bindGroupLayouts: [layout] }),
-    compute: { module, entryPoint: bw.entry_point },
-  });
-  const group = device.createBindGroup({
-    layout,
-    entries: bw.bindings.map((b) => ({ binding: b.binding, resource: { buffer: buffers.get(b.name) } })),
-  });
-  const pass = encoder.beginComputePass();
-  pass.setPipeline(pipeline);
-  pass.setBindGroup(0, group);
-  pass.dispatchWorkgroups(...bw.dispatch.workgroups.map(ev));
-  pass.end();
+  const created = createBuffers(device, bw, ev, parameterBlock(bw, ev), [], buffers);
+  await recordPass(device, bw, wgsl, buffers, ev, encoder);
+  const grad = buffers.get("lc_grad");
   const readGrad = device.createBuffer({ size: grad.size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-  encoder.copyBufferToBuffer(grad.buf, 0, readGrad, 0, grad.size);
+  encoder.copyBufferToBuffer(grad, 0, readGrad, 0, grad.size);
   return {
     async read() {
       await readGrad.mapAsync(GPUMapMode.READ);
       const all = new Float32Array(readGrad.getMappedRange().slice(0));
       readGrad.unmap();
+      for (const b of [...created, readGrad]) b.destroy();
       // Loss i's slice: the product of its gradient axes' extents, after the slices before it.
       const grads = {};
       let at = 0;
@@ -498,8 +468,6 @@ async function prepareBackward(device, wgsl, m, bound, forwardHost, forwardBuffe
         const shape = loss.inputs.find((i) => i.name === input).shape.map((p) => poly(p, bound[term].dims));
         grads[input] = { shape, data: new Float32Array(shape.reduce((a, b) => a * b, 1)) };
       }
-      for (const b of buffers.values()) if (![forwardBuffers.get("lc_arena"), forwardBuffers.get("lc_out")].includes(b)) b.destroy();
-      readGrad.destroy();
       return grads;
     },
   };

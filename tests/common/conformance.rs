@@ -26,19 +26,7 @@ pub fn loss_name(class: &str, params: &Value) -> Option<String> {
 
 /// The params each example loss declares, read from the files themselves.
 pub fn declared_params() -> std::collections::HashMap<String, Vec<String>> {
-    let sources: Vec<_> = example_files()
-        .iter()
-        .map(|p| {
-            lossc::diagnostics::Source::new(
-                p.display().to_string(),
-                std::fs::read_to_string(p).unwrap(),
-            )
-        })
-        .collect();
-    let checked = lossc::sema::check(&sources);
-    assert!(!checked.has_errors(), "{}", checked.render(&sources));
-    checked
-        .program
+    super::check_files(&example_files())
         .losses
         .iter()
         .map(|l| {

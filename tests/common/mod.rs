@@ -145,6 +145,41 @@ pub fn check_text(text: &str) -> lossc::ir::Program {
     checked.program
 }
 
+/// The program of `.loss` files (each named by its path), which must check.
+pub fn check_files(paths: &[PathBuf]) -> lossc::ir::Program {
+    let sources: Vec<lossc::diagnostics::Source> = paths
+        .iter()
+        .map(|p| {
+            lossc::diagnostics::Source::new(
+                p.display().to_string(),
+                std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
+            )
+        })
+        .collect();
+    let checked = lossc::sema::check(&sources);
+    assert!(!checked.has_errors(), "{}", checked.render(&sources));
+    checked.program
+}
+
+/// Runs loss `t` of one `.loss` text on JSON data on `backend`, with the gradient of
+/// every input: the result, or the error as text.
+pub fn run_text(
+    text: &str,
+    data: &str,
+    backend: lossc::runtime::run::Backend,
+) -> Result<lossc::runtime::run::RunResult, String> {
+    let program = check_text(text);
+    let data = lossc::runtime::data::parse_json_data(data).unwrap();
+    let opts = lossc::runtime::run::RunOptions {
+        backend,
+        wrt: lossc::runtime::grad::Wrt::EveryInput,
+        ..Default::default()
+    };
+    let terms = [lossc::ir::FactoryTerm::plain("t")];
+    lossc::runtime::run::run(&program, "f", &terms, &data, &vec![], &opts)
+        .map_err(|e| e.to_string())
+}
+
 /// The rendered diagnostics of one `.loss` text named `t.loss`, which must have errors.
 pub fn errors_of(text: &str) -> String {
     let sources = [lossc::diagnostics::Source::new("t.loss", text)];
