@@ -467,22 +467,6 @@ fn a_host_following_the_manifest_fills_the_runtimes_parameter_block_for_every_ex
     let mut files = common::example_files();
     files.push(common::root().join("examples/factories.loss"));
     let program = common::check_files(&files);
-    let demo = std::fs::read_to_string(common::root().join("examples/demo.json")).unwrap();
-    let demo: Value = serde_json::from_str(&demo).unwrap();
-    // The demo's keys for these terms: plain ones, and those qualified by one of them.
-    let data_for = |terms: &[FactoryTerm]| {
-        let own: serde_json::Map<String, Value> = demo
-            .as_object()
-            .unwrap()
-            .iter()
-            .filter(|(k, _)| match k.split_once('.') {
-                Some((loss, _)) => terms.iter().any(|t| t.loss == loss),
-                None => true,
-            })
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        Value::Object(own)
-    };
     // Each example loss alone, on the first of Lightning Pose's conformance cases for it
     // that lossc binds.
     let conformance = common::conformance::single_loss_cases();
@@ -495,7 +479,13 @@ fn a_host_following_the_manifest_fills_the_runtimes_parameter_block_for_every_ex
         assert!(compared, "no conformance case of {} binds", l.name);
     }
     for f in &program.factories {
-        let checked = check(&program, &f.name, &f.terms, &data_for(&f.terms), &validator);
+        let checked = check(
+            &program,
+            &f.name,
+            &f.terms,
+            &common::demo_data_for(&f.terms),
+            &validator,
+        );
         assert!(checked, "{}", f.name);
     }
 }

@@ -111,20 +111,6 @@ fn the_javascript_host_runs_every_example_factory_and_zoo_loss_in_chromium_as_th
     let mut files = common::example_files();
     files.push(root.join("examples/factories.loss"));
     let program = common::check_files(&files);
-    let demo: Value = common::read_json(&root.join("examples/demo.json"));
-    let data_for = |terms: &[FactoryTerm]| -> Value {
-        Value::Object(
-            demo.as_object()
-                .unwrap()
-                .iter()
-                .filter(|(k, _)| match k.split_once('.') {
-                    Some((loss, _)) => terms.iter().any(|t| t.loss == loss),
-                    None => true,
-                })
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        )
-    };
     // Each example loss alone, on the first of Lightning Pose's conformance cases for it
     // that the CPU runs.
     let conformance = common::conformance::single_loss_cases();
@@ -139,7 +125,12 @@ fn the_javascript_host_runs_every_example_factory_and_zoo_loss_in_chromium_as_th
     let examples = cases.len();
     assert_eq!(examples, 12, "every example loss");
     for f in &program.factories {
-        let c = case(&program, &f.name, &f.terms, &data_for(&f.terms));
+        let c = case(
+            &program,
+            &f.name,
+            &f.terms,
+            &common::demo_data_for(&f.terms),
+        );
         cases.push(c.unwrap_or_else(|| panic!("the CPU refused factory {}", f.name)));
     }
     // The zoo, on its reference data.

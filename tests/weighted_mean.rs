@@ -10,17 +10,11 @@ fn run_json(text: &str, data: &str, backend: Backend) -> RunResult {
 }
 
 fn grad<'a>(r: &'a RunResult, name: &str) -> &'a [f32] {
-    &r.grads.iter().find(|(n, _)| n == name).unwrap().1.data
+    common::grad_of(r, name)
 }
 
 fn assert_close(a: &[f32], b: &[f64], what: &str) {
-    assert_eq!(a.len(), b.len(), "{what}");
-    for (x, y) in a.iter().zip(b) {
-        assert!(
-            (f64::from(*x) - y).abs() <= 1e-6 * y.abs().max(1.0),
-            "{what}: {a:?} vs {b:?}"
-        );
-    }
+    common::assert_close_to(a, b, 1e-6, what)
 }
 
 const MASKED: &str = "loss t {

@@ -180,6 +180,44 @@ pub fn run_text(
         .map_err(|e| e.to_string())
 }
 
+/// The gradient of input `name` in a run's result.
+pub fn grad_of<'a>(r: &'a lossc::runtime::run::RunResult, name: &str) -> &'a [f32] {
+    &r.grads
+        .iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("no gradient of {name}"))
+        .1
+        .data
+}
+
+/// Asserts `a` is `b` (worked out in f64) to `rel` of each value (of 1 below 1).
+pub fn assert_close_to(a: &[f32], b: &[f64], rel: f64, what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}");
+    for (x, y) in a.iter().zip(b) {
+        assert!(
+            (f64::from(*x) - y).abs() <= rel * y.abs().max(1.0),
+            "{what}: {a:?} vs {b:?}"
+        );
+    }
+}
+
+/// `examples/demo.json` for a kernel of `terms`: its plain keys, and the keys qualified
+/// by one of the terms' losses (a key qualified by another loss is an error).
+pub fn demo_data_for(terms: &[lossc::ir::FactoryTerm]) -> Value {
+    let demo = read_json(&root().join("examples/demo.json"));
+    Value::Object(
+        demo.as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| match k.split_once('.') {
+                Some((loss, _)) => terms.iter().any(|t| t.loss == loss),
+                None => true,
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    )
+}
+
 /// The rendered diagnostics of one `.loss` text named `t.loss`, which must have errors.
 pub fn errors_of(text: &str) -> String {
     let sources = [lossc::diagnostics::Source::new("t.loss", text)];
