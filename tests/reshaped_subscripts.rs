@@ -196,6 +196,26 @@ fn a_flat_axis_too_short_is_refused_naming_the_input() {
     }
 }
 
+/// The fused kernel of a reshaped read, for review: the subscript's size is read from the
+/// parameter block (`K * l`), where a declared axis would take its stride.
+#[test]
+fn the_kernel_of_a_reshaped_read() {
+    let program = common::check_text(FLAT);
+    let terms = [lossc::ir::FactoryTerm::plain("t")];
+    let k = lossc::codegen::compile(&program, "t", &terms).unwrap();
+    // The read of `x` (t.loss:4:20) multiplies an index by a slot of the block.
+    let read = k
+        .wgsl
+        .lines()
+        .find(|l| l.ends_with("// t.loss:4:20"))
+        .unwrap();
+    assert!(
+        read.contains("(lc_meta.m[") && read.contains(") * i"),
+        "{read}"
+    );
+    insta::assert_snapshot!("reshaped_read.wgsl", k.wgsl);
+}
+
 #[test]
 fn misuse_is_located() {
     let gathered = common::errors_of(
