@@ -20,10 +20,8 @@ import json
 import os
 import queue
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -83,11 +81,9 @@ def run(args):
     events = queue.Queue()
     with open(HOST_JS, "rb") as fh:
         host = fh.read()
-    server = wv.make_server({"/": ("text/html; charset=utf-8", PAGE.encode("utf-8")),
+    server, port = wv.serve({"/": ("text/html; charset=utf-8", PAGE.encode("utf-8")),
                              "/host/lossc_host.js": ("text/javascript; charset=utf-8", host),
                              "/cases": ("application/json", cases_json)}, events)
-    port = server.server_address[1]
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
     profile = tempfile.mkdtemp(prefix="lossc-webgpu-host-")
     log = tempfile.TemporaryFile()
     proc = None
@@ -95,8 +91,7 @@ def run(args):
     uncaptured = []
     t_start = time.monotonic()
     try:
-        cmd = [args.chromium, *wv.CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"http://127.0.0.1:{port}/"]
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        proc = wv.launch(args.chromium, port, profile, log)
         current = None
         deadline = t_start + args.timeout
         while True:

@@ -320,6 +320,20 @@ def make_server(routes, events):
     return server
 
 
+def serve(routes, events):
+    """`make_server`, serving on a thread: the server and its port."""
+    server = make_server(routes, events)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
+    return server, server.server_address[1]
+
+
+def launch(chromium, port, profile, log):
+    """Chromium on the page at `port`, with a fresh `profile`, its output to `log`, in a
+    process group of its own (see `kill_group`)."""
+    cmd = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"http://127.0.0.1:{port}/"]
+    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+
+
 def kill_group(proc):
     """Ends Chromium and every process it started (they share its new process group)."""
     if proc is None or proc.poll() is not None and not _group_alive(proc.pid):
@@ -383,10 +397,8 @@ def run(args):
     payload = json.dumps([{k: m[k] for k in ("name", "code", "manifest", "entry")} for m in mods]).encode("utf-8")
 
     events = queue.Queue()
-    server = make_server({"/": ("text/html; charset=utf-8", PAGE.encode("utf-8")),
+    server, port = serve({"/": ("text/html; charset=utf-8", PAGE.encode("utf-8")),
                           "/modules": ("application/json", payload)}, events)
-    port = server.server_address[1]
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
 
     profile = tempfile.mkdtemp(prefix="lossc-webgpu-profile-")
     log = tempfile.TemporaryFile()
@@ -399,8 +411,7 @@ def run(args):
     t_start = time.monotonic()
     t_adapter = None
     try:
-        cmd = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"http://127.0.0.1:{port}/"]
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        proc = launch(chromium, port, profile, log)
         current = None
         # Bounded waits: the launch (until the page reports its adapter), then each module,
         # then the whole run.

@@ -64,8 +64,8 @@ pub struct Site {
     pub axis: usize,
     /// The read's subscripts in source form.
     pub subscript: String,
-    /// `file:line:col` of the read.
-    pub at: String,
+    /// Where the read is.
+    pub at: crate::ir::Location,
 }
 
 impl std::fmt::Display for Site {

@@ -367,7 +367,7 @@ impl Dispatch {
                 tensor: site.tensor_name.clone(),
                 size: *size,
                 subscript: site.subscript.clone(),
-                at: Some(site.at.clone()),
+                at: Some(site.at.to_string()),
             })));
         }
         debug_assert_eq!(out.len(), 3 * self.n_losses + 1);

@@ -11,7 +11,7 @@ use petgraph::stable_graph::NodeIndex;
 use super::{Gpu, PlanError};
 use crate::bind::Bound;
 use crate::codegen::Kernel;
-use crate::codegen::emit::{CHUNK, WORKGROUP};
+use crate::codegen::emit::{CHUNK, MAX_WORKGROUPS, WORKGROUP};
 use crate::codegen::schedule::{Hoisted, LossSchedule};
 use crate::ir::{IndexId, LossIr, Op, ReduceFn, TiSlice, extent, operands};
 
@@ -32,7 +32,10 @@ impl Adapter {
         Adapter {
             cpu: gpu.info.device_type == wgpu::DeviceType::Cpu,
             llvmpipe: gpu.is_llvmpipe(),
-            max_workgroups: gpu.limits.max_compute_workgroups_per_dimension.min(65_535) as i64,
+            max_workgroups: gpu
+                .limits
+                .max_compute_workgroups_per_dimension
+                .min(MAX_WORKGROUPS as u32) as i64,
         }
     }
 
@@ -41,7 +44,7 @@ impl Adapter {
         Adapter {
             cpu: false,
             llvmpipe: false,
-            max_workgroups: 65_535,
+            max_workgroups: MAX_WORKGROUPS,
         }
     }
 }

@@ -101,6 +101,14 @@ impl IndexExpr {
         }
     }
 
+    /// A gather: the value of `t` at `idx`.
+    pub fn gather(t: Tensor, idx: Vec<IndexExpr>) -> IndexExpr {
+        IndexExpr {
+            terms: vec![(Poly::constant(1), IndexTerm::Gather(t, idx))],
+            offset: Poly::default(),
+        }
+    }
+
     /// A symbolic constant.
     pub fn poly(p: Poly) -> IndexExpr {
         IndexExpr {
@@ -161,13 +169,9 @@ impl IndexExpr {
                     Some((_, x)) => x.clone(),
                     None => IndexExpr::var(*v),
                 },
-                IndexTerm::Gather(p, idx) => IndexExpr {
-                    terms: vec![(
-                        Poly::constant(1),
-                        IndexTerm::Gather(*p, idx.iter().map(|i| i.substitute(map)).collect()),
-                    )],
-                    offset: Poly::default(),
-                },
+                IndexTerm::Gather(p, idx) => {
+                    IndexExpr::gather(*p, idx.iter().map(|i| i.substitute(map)).collect())
+                }
             };
             out = out.add_times(&term, c);
         }
@@ -625,14 +629,39 @@ impl Origin {
         }
     }
 
-    /// `file:line:col` (1-based; columns in bytes) of a span's start.
-    pub fn locate(&self, span: Span) -> String {
+    /// Where a span starts: file, line and column (1-based; columns in bytes).
+    pub fn position(&self, span: Span) -> Location {
         let line = self
             .line_starts
             .partition_point(|s| *s <= span.start)
             .max(1);
-        let col = span.start - self.line_starts[line - 1] + 1;
-        format!("{}:{line}:{col}", self.file)
+        Location {
+            file: self.file.clone(),
+            line,
+            column: span.start - self.line_starts[line - 1] + 1,
+        }
+    }
+
+    /// `file:line:col` of a span's start.
+    pub fn locate(&self, span: Span) -> String {
+        self.position(span).to_string()
+    }
+}
+
+/// A place in a source file, written `file:line:col`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Location {
+    /// The file's name as given.
+    pub file: String,
+    /// The line, from 1.
+    pub line: usize,
+    /// The column, from 1, in bytes.
+    pub column: usize,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.column)
     }
 }
 
@@ -701,6 +730,12 @@ impl LossIr {
             Tensor::Input(i) => &self.inputs[i].name,
             Tensor::Param(p) => &self.params[p].name,
         }
+    }
+
+    /// The input or param called `name`.
+    pub fn tensor_named(&self, name: &str) -> Option<Tensor> {
+        let input = self.inputs.position(|i| i.name == name).map(Tensor::Input);
+        input.or_else(|| self.params.position(|p| p.name == name).map(Tensor::Param))
     }
 
     /// A read's subscripts in source-like form, comma-separated (`b, 2*k + 1`).

@@ -45,6 +45,9 @@ use crate::ir::{IndexId, LossIr};
 pub const WORKGROUP: usize = 64;
 /// Elements of a row one work item streams (64 per thread).
 pub const CHUNK: usize = WORKGROUP * 64;
+/// The most workgroups a dispatch uses in one dimension (WebGPU's portable limit); the
+/// work items go round them.
+pub const MAX_WORKGROUPS: i64 = 65535;
 /// The error word's value when a partial result never arrived.
 pub const TIMEOUT_CODE: u32 = 0xffff_fff0;
 
@@ -274,7 +277,7 @@ fn number_sites(losses: &[(&LossIr, &LossSchedule)]) -> (Vec<Site>, Vec<Vec<u32>
                 tensor_name,
                 axis: r.axis,
                 subscript: ir.show_subscripts(&r.subscripts),
-                at: ir.origin.locate(ir.graph[r.node].span),
+                at: ir.origin.position(ir.graph[r.node].span),
             });
         }
     }

@@ -8,15 +8,13 @@
 use serde_json::{Value, json};
 
 use crate::codegen::Kernel;
-use crate::codegen::emit::{CHUNK, WORKGROUP};
+use crate::codegen::emit::{CHUNK, MAX_WORKGROUPS, WORKGROUP};
 use crate::codegen::layout::Slot;
+use crate::ir::passes::ranges::shape_of;
 use crate::ir::{IndexId, LossIr, ParamKind, ParamValue, Poly};
 
 /// The version of the manifest's format; `docs/manifest.schema.json` describes it.
 pub const MANIFEST_VERSION: u32 = 2;
-
-/// The most workgroups lossc dispatches in one dimension (WebGPU's portable limit).
-pub const MAX_WORKGROUPS: i64 = 65535;
 
 /// A polynomial as `[[coefficient, [dimension ids]], ...]` (ids repeat for powers; the
 /// empty list is the constant term; no monomial means 0).
@@ -100,7 +98,7 @@ pub fn loss_data(ir: &LossIr) -> Value {
             json!({
                 "id": m.index(),
                 "mode": x.mode,
-                "source": location(&ir.origin.locate(x.span)),
+                "source": ir.origin.position(x.span),
                 "needs": x.needs.iter().map(|i| ir.inputs[*i].name.clone()).collect::<Vec<_>>(),
             })
         })
@@ -217,20 +215,6 @@ pub fn data_keys(irs: &[&LossIr]) -> Value {
     })
 }
 
-/// `file:line:col` as an object.
-pub fn location(at: &str) -> Value {
-    let mut parts = at.rsplitn(3, ':');
-    let col = parts.next().and_then(|c| c.parse::<u64>().ok());
-    let line = parts.next().and_then(|l| l.parse::<u64>().ok());
-    let file = parts.next();
-    match (file, line, col) {
-        (Some(file), Some(line), Some(column)) => {
-            json!({"file": file, "line": line, "column": column})
-        }
-        _ => json!({"file": at, "line": null, "column": null}),
-    }
-}
-
 /// The work of a kernel's losses, as expressions: per loss its rows, elements, chunks
 /// per row, items, first item and table offsets; then the totals and the dispatch.
 pub fn work_data(k: &Kernel) -> Value {
@@ -308,44 +292,20 @@ pub fn slot_values(k: &Kernel, irs: &[&LossIr]) -> Vec<Value> {
             Slot::Extent { loss, index } => {
                 json!({"extent": {"loss": loss, "index": index.index()}})
             }
-            Slot::Offset { loss, tensor } => {
-                let offset = json!({"offset": {"loss": loss, "tensor": tensor}});
-                match absent_input(irs[*loss], tensor) {
-                    true => json!({
-                        "if_positive": {"present": {"loss": loss, "inputs": [tensor]}},
-                        "then": offset,
-                        "else": 0,
-                    }),
-                    false => offset,
-                }
-            }
+            Slot::Offset { loss, tensor } => when_bound(
+                irs[*loss],
+                *loss,
+                tensor,
+                json!({"offset": {"loss": loss, "tensor": tensor}}),
+            ),
             Slot::Shape { loss, tensor, axis } => {
                 let ir = irs[*loss];
-                let declared =
-                    ir.inputs
-                        .iter()
-                        .find(|i| &i.name == tensor)
-                        .map(|i| &i.shape)
-                        .or_else(|| {
-                            ir.params.iter().find(|p| &p.name == tensor).and_then(|p| {
-                                match &p.kind {
-                                    ParamKind::Tensor(s) | ParamKind::Index(s) => Some(s),
-                                    _ => None,
-                                }
-                            })
-                        });
+                let declared = ir.tensor_named(tensor).map(|t| shape_of(ir, t));
                 let size = match declared.and_then(|s| s.get(*axis)) {
                     Some(p) => json!({"poly": poly(p), "loss": loss}),
                     None => json!(0),
                 };
-                match absent_input(ir, tensor) {
-                    true => json!({
-                        "if_positive": {"present": {"loss": loss, "inputs": [tensor]}},
-                        "then": size,
-                        "else": 0,
-                    }),
-                    false => size,
-                }
+                when_bound(ir, *loss, tensor, size)
             }
             Slot::Enum { loss, param } => json!({"enum": {"loss": loss, "param": param}}),
             Slot::MaskOn { loss, mask } => {
@@ -365,11 +325,7 @@ pub fn slot_values(k: &Kernel, irs: &[&LossIr]) -> Vec<Value> {
             Slot::Items { loss } => work("items", *loss),
             Slot::Table { loss, table } => json!({"work": "table", "loss": loss, "table": table}),
             Slot::Anneal { loss } => json!({"anneal_bits": loss}),
-            Slot::GradOffset { loss } => sum(irs[..*loss]
-                .iter()
-                .enumerate()
-                .map(|(j, ir)| extents(j, &ir.domain))
-                .collect()),
+            Slot::GradOffset { loss } => domain_elements(&irs[..*loss]),
             Slot::TotalItems => json!({"work": "total_items"}),
             Slot::SliceSize => json!({"work": "slice_size"}),
             Slot::Workgroups => json!({"work": "workgroups"}),
@@ -377,12 +333,31 @@ pub fn slot_values(k: &Kernel, irs: &[&LossIr]) -> Vec<Value> {
         .collect()
 }
 
-/// Whether `tensor` is an optional input without a default: absent, it has no array,
-/// and its offset and shape slots hold 0.
-fn absent_input(ir: &LossIr, tensor: &str) -> bool {
-    ir.inputs
+/// `value` for a slot of `tensor` of loss `loss`; 0 while `tensor` is an optional input
+/// without a default that the data leaves out (it has no array then).
+fn when_bound(ir: &LossIr, loss: usize, tensor: &str, value: Value) -> Value {
+    let may_be_absent = ir
+        .inputs
         .iter()
-        .any(|i| i.name == tensor && i.optional && i.default.is_none())
+        .any(|i| i.name == tensor && i.optional && i.default.is_none());
+    if !may_be_absent {
+        return value;
+    }
+    json!({
+        "if_positive": {"present": {"loss": loss, "inputs": [tensor]}},
+        "then": value,
+        "else": 0,
+    })
+}
+
+/// The summed domain sizes of `irs` (a backward kernel's losses: their gradients'
+/// elements), the first loss's at position 0.
+fn domain_elements(irs: &[&LossIr]) -> Value {
+    sum(irs
+        .iter()
+        .enumerate()
+        .map(|(j, ir)| extents(j, &ir.domain))
+        .collect())
 }
 
 /// The bytes of a buffer of `slice_size` f32s per workgroup (at least one f32).
@@ -438,11 +413,7 @@ pub fn forward_buffers(k: &Kernel) -> Value {
 /// (which it reads from the forward kernel's `lc_out`, bound as `lc_saved`, and its
 /// arena from the forward's).
 pub fn backward_buffers(k: &Kernel, irs: &[&LossIr]) -> Value {
-    let grads = sum(irs
-        .iter()
-        .enumerate()
-        .map(|(j, ir)| extents(j, &ir.domain))
-        .collect());
+    let grads = domain_elements(irs);
     json!([
         {"holds": "parameter block", "bindings": ["lc_meta"], "bytes": 16 * k.layout.vec4s(), "init": "parameter_block"},
         {"holds": "scratch", "bindings": ["lc_scratch"], "bytes": scratch_bytes(), "init": "zero"},

@@ -71,7 +71,7 @@ fn sites(k: &Kernel) -> Vec<Value> {
                 "tensor": s.tensor_name,
                 "axis": s.axis,
                 "subscripts": s.subscript,
-                "source": host::location(&s.at),
+                "source": s.at,
                 "text": s.to_string(),
             })
         })

@@ -79,7 +79,7 @@ fn gather_depth(idx: &[IndexExpr]) -> usize {
 mod tests {
     use super::*;
     use crate::diagnostics::Source;
-    use crate::ir::{IndexId, ParamId, Poly, Tensor};
+    use crate::ir::{IndexId, ParamId, Tensor};
 
     fn check(src: &str) -> String {
         let s = Source::new("d.loss", src);
@@ -108,13 +108,7 @@ mod tests {
         let e = |d: usize| {
             let mut e = IndexExpr::var(IndexId::new(0));
             for _ in 0..d {
-                e = IndexExpr {
-                    terms: vec![(
-                        Poly::constant(1),
-                        IndexTerm::Gather(Tensor::Param(ParamId::new(0)), vec![e]),
-                    )],
-                    offset: Default::default(),
-                };
+                e = IndexExpr::gather(Tensor::Param(ParamId::new(0)), vec![e]);
             }
             e
         };

@@ -296,10 +296,7 @@ impl Lowerer<'_> {
         if let Tensor::Input(i) = t {
             self.note_read(i, n.span);
         }
-        Ok(IndexExpr {
-            terms: vec![(Poly::constant(1), IndexTerm::Gather(t, idx))],
-            offset: Poly::default(),
-        })
+        Ok(IndexExpr::gather(t, idx))
     }
 
     /// Refuses a constant subscript outside a literal dimension (`x[5]` on `[3]`), or
